@@ -1,0 +1,22 @@
+# Finds every dependency the standard way; a missing one stops configure with one line naming
+# the Debian package that provides it (tools/install-deps.sh installs them all).
+macro(cltrain_require found pkg what)
+  if(NOT ${found})
+    message(FATAL_ERROR "cltrain: ${what} not found: install the Debian package '${pkg}' (or run tools/install-deps.sh)")
+  endif()
+endmacro()
+
+find_package(OpenCL QUIET)
+cltrain_require(OpenCL_FOUND "ocl-icd-opencl-dev opencl-headers" "OpenCL ICD loader and headers")
+find_package(CLBlast QUIET CONFIG)
+cltrain_require(CLBlast_FOUND libclblast-dev "CLBlast")
+find_package(MPI QUIET COMPONENTS C)
+cltrain_require(MPI_C_FOUND libopenmpi-dev "MPI (C bindings)")
+find_package(ZLIB QUIET)
+cltrain_require(ZLIB_FOUND zlib1g-dev "zlib")
+find_package(PkgConfig QUIET)
+cltrain_require(PKG_CONFIG_FOUND pkg-config "pkg-config")
+if(CLTRAIN_TESTS)
+  pkg_check_modules(CHECK QUIET IMPORTED_TARGET check)
+  cltrain_require(CHECK_FOUND check "Check (unit-test framework)")
+endif()

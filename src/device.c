@@ -1,0 +1,310 @@
+// device.c: platform/device enumeration, the --device spec, opening a context and queue.
+#include "cltrain/device.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cltrain/blas.h"
+#include "cltrain/program.h"
+
+// ---- enumeration ----------------------------------------------------------------------------
+
+static void info_str(cl_device_id d, cl_device_info what, char *buf, size_t size) {
+  buf[0] = 0;
+  if (clGetDeviceInfo(d, what, size, buf, NULL) != CL_SUCCESS) snprintf(buf, size, "?");
+  buf[size - 1] = 0;
+}
+
+static ct_status fill_info(ct_device_info *di) {
+  cl_device_id d = di->id;
+  char ext[8192];
+  info_str(d, CL_DEVICE_NAME, di->name, sizeof di->name);
+  info_str(d, CL_DEVICE_VENDOR, di->vendor, sizeof di->vendor);
+  info_str(d, CL_DEVICE_VERSION, di->version, sizeof di->version);
+  info_str(d, CL_DRIVER_VERSION, di->driver, sizeof di->driver);
+  info_str(d, CL_DEVICE_OPENCL_C_VERSION, di->c_version, sizeof di->c_version);
+  info_str(d, CL_DEVICE_EXTENSIONS, ext, sizeof ext);
+  CL_CHECK(clGetDeviceInfo(d, CL_DEVICE_TYPE, sizeof di->type, &di->type, NULL));
+  CL_CHECK(clGetDeviceInfo(d, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof di->compute_units,
+                           &di->compute_units, NULL));
+  CL_CHECK(clGetDeviceInfo(d, CL_DEVICE_MAX_CLOCK_FREQUENCY, sizeof di->clock_mhz,
+                           &di->clock_mhz, NULL));
+  CL_CHECK(clGetDeviceInfo(d, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof di->global_mem,
+                           &di->global_mem, NULL));
+  CL_CHECK(clGetDeviceInfo(d, CL_DEVICE_LOCAL_MEM_SIZE, sizeof di->local_mem, &di->local_mem,
+                           NULL));
+  CL_CHECK(clGetDeviceInfo(d, CL_DEVICE_MAX_MEM_ALLOC_SIZE, sizeof di->max_alloc,
+                           &di->max_alloc, NULL));
+  CL_CHECK(clGetDeviceInfo(d, CL_DEVICE_MAX_WORK_GROUP_SIZE, sizeof di->max_wg, &di->max_wg,
+                           NULL));
+  cl_device_fp_config fp = 0;
+  CL_CHECK(clGetDeviceInfo(d, CL_DEVICE_SINGLE_FP_CONFIG, sizeof fp, &fp, NULL));
+  di->correct_sqrt = (fp & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) != 0;
+  cl_bool unified = CL_FALSE;
+  CL_CHECK(clGetDeviceInfo(d, CL_DEVICE_HOST_UNIFIED_MEMORY, sizeof unified, &unified, NULL));
+  di->host_unified = unified == CL_TRUE;
+  di->fp16 = strstr(ext, "cl_khr_fp16") != NULL;
+  di->fp64 = strstr(ext, "cl_khr_fp64") != NULL;
+  di->simulator = strstr(di->platform_name, "Oclgrind") != NULL;
+  return CT_OK;
+}
+
+ct_status ct_device_list_init(ct_device_list *list) {
+  memset(list, 0, sizeof *list);
+  cl_uint np = 0;
+  cl_int err = clGetPlatformIDs(0, NULL, &np);
+  if (err == CL_PLATFORM_NOT_FOUND_KHR || (err == CL_SUCCESS && np == 0)) return CT_OK;
+  CL_CHECK(err);
+  cl_platform_id *plats = calloc(np, sizeof *plats);
+  list->platform_names = calloc(np, sizeof *list->platform_names);
+  if (!plats || !list->platform_names) {
+    free(plats);
+    return CT_FAIL(CT_ERR_NOMEM, "out of host memory listing %u platforms", np);
+  }
+  ct_status st = CT_OK;
+  CL_GOTO(clGetPlatformIDs(np, plats, NULL), st, done);
+  list->platform_count = (int)np;
+  for (cl_uint p = 0; p < np; p++) {
+    char pname[128] = "?", pvendor[128] = "?", pversion[128] = "?";
+    clGetPlatformInfo(plats[p], CL_PLATFORM_NAME, sizeof pname, pname, NULL);
+    clGetPlatformInfo(plats[p], CL_PLATFORM_VENDOR, sizeof pvendor, pvendor, NULL);
+    clGetPlatformInfo(plats[p], CL_PLATFORM_VERSION, sizeof pversion, pversion, NULL);
+    pname[127] = pvendor[127] = pversion[127] = 0;
+    memcpy(list->platform_names[p], pname, sizeof pname);
+    cl_uint nd = 0;
+    err = clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, 0, NULL, &nd);
+    if (err == CL_DEVICE_NOT_FOUND || nd == 0) continue;   // zero devices is an answer
+    CL_GOTO(err, st, done);
+    cl_device_id *ids = calloc(nd, sizeof *ids);
+    ct_device_info *grown = realloc(list->dev, (size_t)(list->count + (int)nd) * sizeof *grown);
+    if (!ids || !grown) {
+      free(ids);
+      if (grown) list->dev = grown;
+      st = CT_FAIL(CT_ERR_NOMEM, "out of host memory listing devices");
+      goto done;
+    }
+    list->dev = grown;
+    err = clGetDeviceIDs(plats[p], CL_DEVICE_TYPE_ALL, nd, ids, NULL);
+    if (err != CL_SUCCESS) {
+      free(ids);
+      CL_GOTO(err, st, done);
+    }
+    for (cl_uint i = 0; i < nd; i++) {
+      ct_device_info *di = &list->dev[list->count];
+      memset(di, 0, sizeof *di);
+      di->platform = (int)p;
+      di->index = (int)i;
+      di->platform_id = plats[p];
+      di->id = ids[i];
+      memcpy(di->platform_name, pname, sizeof pname);
+      memcpy(di->platform_vendor, pvendor, sizeof pvendor);
+      memcpy(di->platform_version, pversion, sizeof pversion);
+      st = fill_info(di);
+      if (st != CT_OK) {
+        free(ids);
+        goto done;
+      }
+      list->count++;
+    }
+    free(ids);
+  }
+done:
+  free(plats);
+  if (st != CT_OK) ct_device_list_free(list);
+  return st;
+}
+
+void ct_device_list_free(ct_device_list *list) {
+  free(list->dev);
+  free(list->platform_names);
+  memset(list, 0, sizeof *list);
+}
+
+const char *ct_device_type_name(cl_device_type t) {
+  if (t & CL_DEVICE_TYPE_GPU) return "GPU";
+  if (t & CL_DEVICE_TYPE_ACCELERATOR) return "accelerator";
+  if (t & CL_DEVICE_TYPE_CPU) return "CPU";
+  if (t & CL_DEVICE_TYPE_CUSTOM) return "custom";
+  return "unknown";
+}
+
+void ct_device_list_describe(const ct_device_list *list, char *buf, size_t size) {
+  if (size == 0) return;
+  buf[0] = 0;
+  if (list->count == 0) {
+    snprintf(buf, size, "no OpenCL devices");
+    return;
+  }
+  size_t off = 0;
+  for (int i = 0; i < list->count && off < size; i++) {
+    const ct_device_info *d = &list->dev[i];
+    int n = snprintf(buf + off, size - off, "%s%d:%d %s [%s]", i ? "; " : "", d->platform,
+                     d->index, d->name, d->platform_name);
+    if (n < 0) break;
+    off += (size_t)n;
+  }
+}
+
+// ---- the --device spec ----------------------------------------------------------------------
+
+static int ci_contains(const char *hay, const char *needle) {
+  size_t n = strlen(needle);
+  if (n == 0) return 0;
+  for (; *hay; hay++) {
+    size_t i = 0;
+    while (i < n && hay[i] && tolower((unsigned char)hay[i]) == tolower((unsigned char)needle[i]))
+      i++;
+    if (i == n) return 1;
+  }
+  return 0;
+}
+
+static int parse_uint(const char *s, const char *end, int *out) {
+  if (s == end) return 0;
+  long v = 0;
+  for (const char *p = s; p < end; p++) {
+    if (!isdigit((unsigned char)*p)) return 0;
+    v = v * 10 + (*p - '0');
+    if (v > 1000000) return 0;
+  }
+  *out = (int)v;
+  return 1;
+}
+
+ct_status ct_device_spec_for_rank(const char *spec, int rank, char *out, size_t size) {
+  if (!spec || !*spec) return CT_FAIL(CT_ERR_USAGE, "--device: empty spec (expected auto, gpu, cpu, P:D or a name)");
+  const char *fallback = NULL, *chosen = NULL;
+  size_t fallback_len = 0, chosen_len = 0;
+  const char *p = spec;
+  while (1) {
+    const char *end = strchr(p, ',');
+    if (!end) end = p + strlen(p);
+    if (end == p) return CT_FAIL(CT_ERR_USAGE, "--device '%s': empty entry in the list", spec);
+    const char *eq = memchr(p, '=', (size_t)(end - p));
+    if (eq) {
+      int r;
+      if (!parse_uint(p, eq, &r))
+        return CT_FAIL(CT_ERR_USAGE, "--device '%s': '%.*s' is not a rank number before '='",
+                       spec, (int)(eq - p), p);
+      if (eq + 1 == end)
+        return CT_FAIL(CT_ERR_USAGE, "--device '%s': no spec after '%.*s'", spec,
+                       (int)(eq + 1 - p), p);
+      if (r == rank && !chosen) { chosen = eq + 1; chosen_len = (size_t)(end - eq - 1); }
+    } else {
+      if (fallback)
+        return CT_FAIL(CT_ERR_USAGE, "--device '%s': more than one entry without 'RANK='", spec);
+      fallback = p;
+      fallback_len = (size_t)(end - p);
+    }
+    if (!*end) break;
+    p = end + 1;
+  }
+  if (!chosen) { chosen = fallback; chosen_len = fallback_len; }
+  if (!chosen) { chosen = "auto"; chosen_len = 4; }
+  if (chosen_len + 1 > size) return CT_FAIL(CT_ERR_USAGE, "--device '%s': spec too long", spec);
+  memcpy(out, chosen, chosen_len);
+  out[chosen_len] = 0;
+  return CT_OK;
+}
+
+// Rank of a device for `auto`: lower is better.
+static int auto_rank(const ct_device_info *d) {
+  if (d->simulator) return 3;
+  if (d->type & CL_DEVICE_TYPE_GPU) return 0;
+  if (d->type & CL_DEVICE_TYPE_ACCELERATOR) return 1;
+  return 2;
+}
+
+ct_status ct_device_select(const ct_device_list *list, const char *spec, int local_rank,
+                           int *index) {
+  if (!spec || !*spec) return CT_FAIL(CT_ERR_USAGE, "--device: empty spec (expected auto, gpu, cpu, P:D or a name)");
+  if (strchr(spec, ',') || strchr(spec, '='))
+    return CT_FAIL(CT_ERR_USAGE, "--device '%s': a per-rank list must be resolved first", spec);
+  if (local_rank < 0) local_rank = 0;
+  char avail[2048];
+  ct_device_list_describe(list, avail, sizeof avail);
+
+  const char *colon = strchr(spec, ':');
+  if (colon) {
+    int p, d;
+    if (!parse_uint(spec, colon, &p) || !parse_uint(colon + 1, colon + strlen(colon), &d))
+      return CT_FAIL(CT_ERR_USAGE, "--device '%s': expected P:D with two numbers", spec);
+    for (int i = 0; i < list->count; i++)
+      if (list->dev[i].platform == p && list->dev[i].index == d) { *index = i; return CT_OK; }
+    return CT_FAIL(CT_ERR_NOTFOUND, "--device '%s': no such device; devices: %s", spec, avail);
+  }
+
+  int best = 99, nmatch = 0;
+  int *match = list->count ? malloc((size_t)list->count * sizeof *match) : NULL;
+  if (list->count && !match) return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
+  int is_auto = strcmp(spec, "auto") == 0;
+  cl_device_type want = 0;
+  if (!strcmp(spec, "gpu")) want = CL_DEVICE_TYPE_GPU;
+  else if (!strcmp(spec, "cpu")) want = CL_DEVICE_TYPE_CPU;
+  else if (!strcmp(spec, "accelerator")) want = CL_DEVICE_TYPE_ACCELERATOR;
+  for (int i = 0; i < list->count; i++) {
+    const ct_device_info *d = &list->dev[i];
+    int ok;
+    if (is_auto) {
+      int r = auto_rank(d);
+      if (r < best) { best = r; nmatch = 0; }
+      ok = r == best;
+    } else if (want) {
+      ok = (d->type & want) && !d->simulator;
+    } else {
+      ok = ci_contains(d->platform_name, spec) || ci_contains(d->platform_vendor, spec) ||
+           ci_contains(d->name, spec) || ci_contains(d->vendor, spec);
+    }
+    if (ok) match[nmatch++] = i;
+  }
+  if (nmatch == 0) {
+    free(match);
+    return CT_FAIL(CT_ERR_NOTFOUND, "--device '%s' matches no device; devices: %s", spec, avail);
+  }
+  *index = match[local_rank % nmatch];
+  free(match);
+  return CT_OK;
+}
+
+// ---- an opened device -----------------------------------------------------------------------
+
+ct_status ct_device_open(const ct_device_info *info, ct_device *dev) {
+  memset(dev, 0, sizeof *dev);
+  dev->info = *info;
+  cl_int err;
+  cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)info->platform_id,
+                                   0};
+  ct_status st = CT_OK;
+  CL_GOTO((dev->ctx = clCreateContext(props, 1, &info->id, NULL, NULL, &err), err), st, fail);
+  CL_GOTO((dev->queue = clCreateCommandQueue(dev->ctx, info->id, CL_QUEUE_PROFILING_ENABLE, &err),
+           err), st, fail);
+  CT_GOTO(ct_program_cache_init(dev), st, fail);
+  CT_GOTO(ct_blas_init(dev), st, fail);
+  return CT_OK;
+fail:
+  ct_device_close(dev);
+  return st;
+}
+
+ct_status ct_device_open_spec(const char *spec, int rank, int local_rank, ct_device *dev) {
+  char mine[256];
+  CT_TRY(ct_device_spec_for_rank(spec, rank, mine, sizeof mine));
+  ct_device_list list;
+  CT_TRY(ct_device_list_init(&list));
+  int idx = -1;
+  ct_status st = ct_device_select(&list, mine, local_rank, &idx);
+  if (st == CT_OK) st = ct_device_open(&list.dev[idx], dev);
+  ct_device_list_free(&list);
+  return st;
+}
+
+void ct_device_close(ct_device *dev) {
+  if (dev->queue) clFinish(dev->queue);
+  ct_blas_free(dev);
+  ct_program_cache_free(dev);
+  if (dev->queue) clReleaseCommandQueue(dev->queue);
+  if (dev->ctx) clReleaseContext(dev->ctx);
+  memset(dev, 0, sizeof *dev);
+}

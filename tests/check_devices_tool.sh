@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# cltrain-devices as a user runs it: the tree, --json (parsed), --bench figures, a spec that
+# matches nothing, bad flags, and a node with no platform at all.
+#   check_devices_tool.sh path/to/cltrain-devices
+set -u
+tool=$1
+fail() { echo "FAIL: $*"; exit 1; }
+out=$("$tool") || fail "plain listing exited $?"
+echo "$out" | grep -q '^Platform 0: ' || fail "no 'Platform 0:' line"
+echo "$out" | grep -Eq '^ .-- [0-9]+:[0-9]+  ' || fail "no device line"
+have() { echo "$out" | grep -q "$1"; }
+if ! have "Portable Computing Language" || ! have "Oclgrind"; then
+  echo "SKIP: PoCL and Oclgrind are not both present"; exit 77
+fi
+"$tool" --json | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+names = [p["name"] for p in d["platforms"]]
+assert any("Portable" in n for n in names) and "Oclgrind" in names, names
+devs = [x for p in d["platforms"] for x in p["devices"]]
+assert d["device_count"] == len(devs) >= 2
+for x in devs:
+    assert x["compute_units"] > 0 and x["global_mem"] > 0 and x["max_alloc"] > 0, x
+' || fail "--json"
+# --bench: measured figures (positive numbers) for both platforms
+"$tool" --bench --json | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+for p in d["platforms"]:
+    for x in p["devices"]:
+        b = x["bench"]
+        assert b["ok"], (x["name"], b)
+        assert b["h2d_gbs"] > 0 and b["d2h_gbs"] > 0 and b["build_s"] > 0, b
+        assert len(b["sgemm"]) >= 2 and all(g["gflops"] > 0 for g in b["sgemm"]), b
+        print(x["name"], "h2d", b["h2d_gbs"], "d2h", b["d2h_gbs"], "sgemm", b["sgemm"])
+' || fail "--bench --json"
+# one device by spec, with the same indices
+"$tool" --device pocl | grep -q "Portable Computing Language" || fail "--device pocl"
+"$tool" --device pocl | grep -q "Oclgrind" && fail "--device pocl listed Oclgrind"
+# a spec that matches nothing: non-zero, one line that lists what exists
+err=$("$tool" --device nosuchthing 2>&1 >/dev/null); rc=$?
+[ $rc -ne 0 ] || fail "--device nosuchthing exited 0"
+[ "$(echo "$err" | wc -l)" -eq 1 ] || fail "--device nosuchthing printed more than one line: $err"
+echo "$err" | grep -q "Oclgrind" && echo "$err" | grep -q "Portable" || fail "error does not list devices: $err"
+"$tool" --bogus 2>/dev/null; [ $? -eq 2 ] || fail "--bogus did not exit 2"
+"$tool" --device 2>/dev/null; [ $? -eq 2 ] || fail "--device without a value did not exit 2"
+# no platform at all: says so with a hint, exits 0
+empty=$(mktemp -d)
+out=$(OCL_ICD_VENDORS=$empty OCL_ICD_FILENAMES= "$tool") || fail "no-platform run exited $?"
+rmdir "$empty"
+echo "$out" | grep -q "No OpenCL platforms found" || fail "no-platform message missing: $out"
+echo "$out" | grep -q "icd" || fail "no ICD hint"
+echo "PASS"

@@ -1,0 +1,170 @@
+// test_device.c: the --device spec (parsing, per-rank lists, selection) over a synthetic device
+// list, and selection/opening over the platforms actually present (PoCL and Oclgrind in CI).
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cltrain/device.h"
+#include "testutil.h"
+
+// Synthetic node: an NVIDIA GPU x2, an Intel CPU, Oclgrind (reports every type).
+static ct_device_list fake;
+static void fake_init(void) {
+  static ct_device_info d[5];
+  memset(d, 0, sizeof d);
+  const struct { int p, i; const char *pname, *name, *vendor; cl_device_type t; int sim; } s[] = {
+      {0, 0, "NVIDIA CUDA", "NVIDIA H100", "NVIDIA Corporation", CL_DEVICE_TYPE_GPU, 0},
+      {0, 1, "NVIDIA CUDA", "NVIDIA H100", "NVIDIA Corporation", CL_DEVICE_TYPE_GPU, 0},
+      {1, 0, "Intel(R) OpenCL", "Intel(R) Xeon(R)", "Intel(R) Corporation", CL_DEVICE_TYPE_CPU, 0},
+      {2, 0, "Oclgrind", "Oclgrind Simulator", "University of Bristol",
+       CL_DEVICE_TYPE_GPU | CL_DEVICE_TYPE_CPU | CL_DEVICE_TYPE_ACCELERATOR, 1},
+  };
+  for (int k = 0; k < 4; k++) {
+    d[k].platform = s[k].p;
+    d[k].index = s[k].i;
+    strcpy(d[k].platform_name, s[k].pname);
+    strcpy(d[k].platform_vendor, s[k].vendor);
+    strcpy(d[k].name, s[k].name);
+    strcpy(d[k].vendor, s[k].vendor);
+    d[k].type = s[k].t;
+    d[k].simulator = s[k].sim;
+  }
+  fake.dev = d;
+  fake.count = 4;
+  fake.platform_count = 3;
+}
+
+static int pick(const char *spec, int local_rank) {
+  int idx = -1;
+  ct_error_clear();
+  ct_status st = ct_device_select(&fake, spec, local_rank, &idx);
+  return st == CT_OK ? idx : -(int)st;
+}
+
+START_TEST(select_by_spec) {
+  fake_init();
+  ck_assert_int_eq(pick("auto", 0), 0);
+  ck_assert_int_eq(pick("auto", 1), 1);        // round-robin over the GPUs
+  ck_assert_int_eq(pick("auto", 2), 0);
+  ck_assert_int_eq(pick("gpu", 3), 1);
+  ck_assert_int_eq(pick("cpu", 0), 2);         // the simulator is not a "cpu"
+  ck_assert_int_eq(pick("1:0", 5), 2);         // P:D ignores the local rank
+  ck_assert_int_eq(pick("2:0", 0), 3);
+  ck_assert_int_eq(pick("NVIDIA", 1), 1);      // case-insensitive substring
+  ck_assert_int_eq(pick("intel", 0), 2);
+  ck_assert_int_eq(pick("oclgrind", 0), 3);
+  ck_assert_int_eq(pick("bristol", 0), 3);     // vendor
+  ck_assert_int_eq(pick("accelerator", 0), -CT_ERR_NOTFOUND);
+  ck_assert_int_eq(pick("nosuchthing", 0), -CT_ERR_NOTFOUND);
+  // the error lists what exists
+  ck_assert_ptr_nonnull(strstr(ct_error_text(), "0:1 NVIDIA H100 [NVIDIA CUDA]"));
+  ck_assert_ptr_nonnull(strstr(ct_error_text(), "2:0 Oclgrind Simulator"));
+  ck_assert_int_eq(pick("3:0", 0), -CT_ERR_NOTFOUND);
+  ck_assert_int_eq(pick("1:", 0), -CT_ERR_USAGE);
+  ck_assert_int_eq(pick(":1", 0), -CT_ERR_USAGE);
+  ck_assert_int_eq(pick("a:b", 0), -CT_ERR_USAGE);
+  ck_assert_int_eq(pick("", 0), -CT_ERR_USAGE);
+}
+END_TEST
+
+START_TEST(select_on_empty_node) {
+  ct_device_list none = {0};
+  int idx = -1;
+  ct_error_clear();
+  ck_assert_int_eq(ct_device_select(&none, "auto", 0, &idx), CT_ERR_NOTFOUND);
+  ck_assert_ptr_nonnull(strstr(ct_error_text(), "no OpenCL devices"));
+}
+END_TEST
+
+static const char *for_rank(const char *spec, int rank) {
+  static char out[64];
+  ct_error_clear();
+  ct_status st = ct_device_spec_for_rank(spec, rank, out, sizeof out);
+  return st == CT_OK ? out : st == CT_ERR_USAGE ? "<usage>" : "<other>";
+}
+
+START_TEST(per_rank_specs) {
+  ck_assert_str_eq(for_rank("gpu", 3), "gpu");
+  ck_assert_str_eq(for_rank("0=pocl,1=oclgrind", 0), "pocl");
+  ck_assert_str_eq(for_rank("0=pocl,1=oclgrind", 1), "oclgrind");
+  ck_assert_str_eq(for_rank("0=pocl,1=oclgrind", 2), "auto");   // not named: auto
+  ck_assert_str_eq(for_rank("1=0:0,cpu", 0), "cpu");            // a bare entry is the default
+  ck_assert_str_eq(for_rank("1=0:0,cpu", 1), "0:0");
+  ck_assert_str_eq(for_rank("", 0), "<usage>");
+  ck_assert_str_eq(for_rank("0=pocl,,1=x", 0), "<usage>");
+  ck_assert_str_eq(for_rank("x=pocl", 0), "<usage>");
+  ck_assert_str_eq(for_rank("0=", 0), "<usage>");
+  ck_assert_str_eq(for_rank("gpu,cpu", 0), "<usage>");
+}
+END_TEST
+
+// ---- the devices present ---------------------------------------------------------------------
+
+START_TEST(enumerate_and_open_every_device) {
+  ct_device_list list;
+  ct_test_devices(&list);
+  for (int i = 0; i < list.count; i++) {
+    const ct_device_info *d = &list.dev[i];
+    ck_assert_int_ge(d->platform, 0);
+    ck_assert_int_lt(d->platform, list.platform_count);
+    ck_assert_int_gt(d->compute_units, 0);
+    ck_assert_uint_gt(d->global_mem, 0);
+    ck_assert_uint_gt(d->max_alloc, 0);
+    char spec[32];
+    snprintf(spec, sizeof spec, "%d:%d", d->platform, d->index);
+    int idx = -1;
+    ck_assert_ct(ct_device_select(&list, spec, 0, &idx));
+    ck_assert_int_eq(idx, i);
+    ct_device dev;
+    ck_assert_ct(ct_device_open(d, &dev));
+    ck_assert_ptr_nonnull(dev.ctx);
+    ck_assert_ptr_nonnull(dev.queue);
+    ct_device_close(&dev);
+  }
+  ct_device_list_free(&list);
+}
+END_TEST
+
+// CI has PoCL and Oclgrind: both must be selectable by name, and auto must not pick the
+// simulator while a real device exists.
+START_TEST(pocl_and_oclgrind_selectable) {
+  ct_device_list list;
+  ct_test_devices(&list);
+  int pocl = -1, ocl = -1, any = -1;
+  if (ct_device_select(&list, "pocl", 0, &pocl) != CT_OK ||
+      ct_device_select(&list, "oclgrind", 0, &ocl) != CT_OK) {
+    ct_device_list_free(&list);
+    fprintf(stderr, "SKIP: PoCL or Oclgrind not present\n");
+    exit(CT_TEST_SKIP);
+  }
+  ck_assert_ptr_nonnull(strstr(list.dev[pocl].platform_name, "Portable"));
+  ck_assert_int_eq(list.dev[ocl].simulator, 1);
+  ck_assert_ct(ct_device_select(&list, "auto", 0, &any));
+  ck_assert_int_eq(list.dev[any].simulator, 0);
+  ct_device dev;
+  ck_assert_ct(ct_device_open_spec("0=oclgrind,pocl", 0, 0, &dev));
+  ck_assert_int_eq(dev.info.simulator, 1);
+  ct_device_close(&dev);
+  ck_assert_ct(ct_device_open_spec("0=oclgrind,pocl", 1, 0, &dev));
+  ck_assert_int_eq(dev.info.simulator, 0);
+  ct_device_close(&dev);
+  ct_error_clear();
+  ck_assert_int_eq(ct_device_open_spec("nosuchthing", 0, 0, &dev), CT_ERR_NOTFOUND);
+  ct_device_list_free(&list);
+}
+END_TEST
+
+int main(void) {
+  Suite *s = suite_create("device");
+  TCase *spec = tcase_create("spec");
+  tcase_add_test(spec, select_by_spec);
+  tcase_add_test(spec, select_on_empty_node);
+  tcase_add_test(spec, per_rank_specs);
+  suite_add_tcase(s, spec);
+  TCase *real = tcase_create("present");
+  tcase_set_timeout(real, 300);
+  tcase_add_test(real, enumerate_and_open_every_device);
+  tcase_add_test(real, pocl_and_oclgrind_selectable);
+  suite_add_tcase(s, real);
+  return ct_test_run(s, 1);
+}

@@ -1,0 +1,6 @@
+# The command-line tools, run as a user runs them (tests/check_*.sh, each skipped with 77 where
+# the device it needs is absent).
+add_test(NAME tool_devices
+         COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/check_devices_tool.sh $<TARGET_FILE:cltrain-devices>)
+set_tests_properties(tool_devices PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600
+                     ENVIRONMENT "${CLTRAIN_TEST_ENV}")
