@@ -1,0 +1,161 @@
+// optim.cl: optimizer updates (SGD with momentum / Nesterov / L2, AdamW), bit-reproducible
+// across devices. OpenCL C 1.2.
+//
+// Same inputs, same bits, on every vendor:
+//   - FP_CONTRACT OFF: a*b + c is a rounded product then a rounded sum, never an FMA;
+//   - no mad, fma or native_ functions;
+//   - + - * are correctly rounded by the OpenCL spec; / and sqrt are correctly rounded either by
+//     the device (the host builds with -cl-fp32-correctly-rounded-divide-sqrt where the device
+//     reports it) or, built with -DCT_SOFT_DIVSQRT, by the exact integer code below;
+//   - bias corrections and other pow/sqrt scalars come from the host as floats.
+// Formulas: see include/cltrain/optim.h.
+#pragma OPENCL FP_CONTRACT OFF
+
+#ifdef CT_SOFT_DIVSQRT
+// ---- correctly rounded division and square root from integer arithmetic ---------------------
+
+// |x| = m * 2^e with m in [2^23, 2^24), for finite nonzero x (subnormals normalised).
+static void ct_unpack(float x, uint *m, int *e) {
+  uint bits = as_uint(x) & 0x7fffffffu;
+  uint ex = bits >> 23, fr = bits & 0x7fffffu;
+  if (ex == 0) {
+    int s = (int)clz(fr) - 8;
+    *m = fr << s;
+    *e = -149 - s;
+  } else {
+    *m = fr | 0x800000u;
+    *e = (int)ex - 150;
+  }
+}
+
+// The float nearest (ties to even) to sig * 2^e, plus a little more when `sticky` is set, with
+// the sign bit `sign`. sig != 0 and sig < 2^62; when sticky is set sig must have at least 25
+// bits, so that the dropped bits include the rounding bit. Handles subnormal results and
+// overflow to infinity.
+static float ct_round_pack(uint sign, ulong sig, int e, int sticky) {
+  int b = 64 - (int)clz(sig);          // bit length of sig
+  int lead = e + b - 1;                // exponent of the leading bit
+  int shift = lead >= -126 ? b - 24 : -149 - e;   // bits to drop (< 0: exact left shift)
+  ulong kept;
+  if (shift <= 0) {
+    kept = sig << (-shift);
+  } else {
+    if (shift > b) return as_float(sign);          // below half the smallest subnormal
+    kept = sig >> shift;
+    ulong rest = sig & ((1ul << shift) - 1ul);
+    ulong mid = 1ul << (shift - 1);
+    if (rest > mid || (rest == mid && (sticky || (kept & 1ul)))) kept++;
+  }
+  uint bits;
+  if (lead >= -126) {
+    int biased = lead + 127;
+    if (biased >= 255) return as_float(sign | 0x7f800000u);
+    // kept is in [2^23, 2^24]; a carry out of the rounding bumps the exponent field.
+    bits = ((uint)biased << 23) + (uint)(kept - 0x800000ul);
+    if (bits > 0x7f800000u) bits = 0x7f800000u;
+  } else {
+    bits = (uint)kept;                 // subnormal, or the smallest normal after rounding up
+  }
+  return as_float(sign | bits);
+}
+
+static float ct_soft_sqrt(float x) {
+  uint bits = as_uint(x);
+  if ((bits & 0x7fffffffu) == 0) return x;               // +-0
+  if (bits > 0x7f800000u) return as_float(0x7fc00000u);  // NaN or negative
+  if (bits == 0x7f800000u) return x;                     // +inf
+  uint m;
+  int e;
+  ct_unpack(x, &m, &e);
+  if (e & 1) { m <<= 1; e -= 1; }                        // e even, m in [2^23, 2^25)
+  ulong n = (ulong)m << 26;                              // [2^49, 2^51)
+  ulong rem = n, root = 0, one = 1ul << 50;              // floor(sqrt(n)) digit by digit
+  while (one > rem) one >>= 2;
+  while (one) {
+    if (rem >= root + one) {
+      rem -= root + one;
+      root = (root >> 1) + one;
+    } else {
+      root >>= 1;
+    }
+    one >>= 2;
+  }
+  return ct_round_pack(0u, root, (e - 26) / 2, rem != 0);   // sqrt(n) * 2^((e-26)/2)
+}
+
+static float ct_soft_div(float a, float b) {
+  uint ab = as_uint(a), bb = as_uint(b);
+  uint sign = (ab ^ bb) & 0x80000000u;
+  uint aa = ab & 0x7fffffffu, ba = bb & 0x7fffffffu;
+  if (aa > 0x7f800000u || ba > 0x7f800000u) return as_float(0x7fc00000u);
+  if (aa == 0x7f800000u) return ba == 0x7f800000u ? as_float(0x7fc00000u) : as_float(sign | 0x7f800000u);
+  if (ba == 0x7f800000u) return as_float(sign);
+  if (ba == 0) return aa == 0 ? as_float(0x7fc00000u) : as_float(sign | 0x7f800000u);
+  if (aa == 0) return as_float(sign);
+  uint ma, mb;
+  int ea, eb;
+  ct_unpack(a, &ma, &ea);
+  ct_unpack(b, &mb, &eb);
+  ulong num = (ulong)ma << 26;                           // [2^49, 2^50)
+  ulong q = num / mb, r = num % mb;                      // q in (2^25, 2^27)
+  return ct_round_pack(sign, q, ea - eb - 26, r != 0);
+}
+
+#define CT_DIV(a, b) ct_soft_div((a), (b))
+#define CT_SQRT(x) ct_soft_sqrt(x)
+#else
+#define CT_DIV(a, b) ((a) / (b))
+#define CT_SQRT(x) sqrt(x)
+#endif
+
+// ---- updates --------------------------------------------------------------------------------
+
+// p (n), grad (n), v (n; momentum, untouched when mu == 0).
+__kernel void sgd_step(__global float *p, __global const float *grad, __global float *v,
+                       const uint n, const float lr, const float mu, const float wd,
+                       const int nesterov) {
+  uint i = get_global_id(0);
+  if (i < n) {
+    float w = p[i];
+    float g = grad[i];
+    if (wd != 0.0f) g = g + wd * w;
+    if (mu != 0.0f) {
+      float m = mu * v[i] + g;
+      v[i] = m;
+      g = nesterov ? g + mu * m : m;
+    }
+    p[i] = w - lr * g;
+  }
+}
+
+// p (n), grad (n), state (2n): m = state[0..n), v = state[n..2n).
+// lrwd = lr*wd, omb1 = 1-b1, omb2 = 1-b2, step = lr/(1-b1^t), c2 = sqrt(1-b2^t): host floats.
+__kernel void adamw_step(__global float *p, __global const float *grad, __global float *state,
+                         const uint n, const float lrwd, const float b1, const float omb1,
+                         const float b2, const float omb2, const float step, const float c2,
+                         const float eps) {
+  uint i = get_global_id(0);
+  if (i < n) {
+    size_t iv = (size_t)n + i;
+    float w = p[i];
+    float g = grad[i];
+    float m = b1 * state[i] + omb1 * g;
+    float v = b2 * state[iv] + omb2 * (g * g);
+    state[i] = m;
+    state[iv] = v;
+    w = w - lrwd * w;
+    float denom = CT_DIV(CT_SQRT(v), c2) + eps;
+    p[i] = w - step * CT_DIV(m, denom);
+  }
+}
+
+// For tests: q = a/b and s = sqrt(a), through the same CT_DIV / CT_SQRT the updates use.
+// a, b, q, s (n).
+__kernel void divsqrt_check(__global const float *a, __global const float *b, __global float *q,
+                            __global float *s, const uint n) {
+  uint i = get_global_id(0);
+  if (i < n) {
+    q[i] = CT_DIV(a[i], b[i]);
+    s[i] = CT_SQRT(a[i]);
+  }
+}

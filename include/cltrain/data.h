@@ -1,0 +1,86 @@
+// data.h: the data subsystem: IDX reader (raw or gzip through zlib) with validation, datasets,
+// the epoch order (sampler) and the shard strategies that split a global batch over ranks.
+//
+// Defines: ct_dataset (+ ct_dataset_load / _free / _limit / _gather), ct_idx_parse, ct_idx_read,
+// CT_IDX_MAX_BYTES, ct_epoch_order, ct_shard (+ ct_shard_parse, ct_shard_name), ct_shares_even,
+// ct_shard_take.
+//
+// IDX (the MNIST format): a big-endian header, magic 0x000008NN (unsigned bytes, NN dimensions)
+// then NN big-endian uint32 sizes, then the bytes row-major. Every problem with a file is one
+// line naming the file: CT_ERR_IO when it cannot be opened or read, CT_ERR_FORMAT when its
+// content is wrong (magic, dimensions, truncated, trailing bytes, bad gzip, counts that disagree,
+// labels out of range).
+//
+// The sampler decides the GLOBAL order independently of the number of ranks; ct_shard_take then
+// splits each global batch into the ranks' shares, so the math of a step is the same for any
+// world size and any shares.
+#ifndef CLTRAIN_DATA_H
+#define CLTRAIN_DATA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cltrain/status.h"
+
+// The largest IDX payload accepted (bytes of data after the header): 2^31.
+#define CT_IDX_MAX_BYTES ((uint64_t)1 << 31)
+
+typedef struct {
+  int count;                  // samples
+  int channels, rows, cols;   // 1, 28, 28 for Fashion-MNIST
+  int classes;                // labels are in [0, classes)
+  uint8_t *pixels;            // (count, rows, cols) row-major
+  uint8_t *labels;            // (count)
+} ct_dataset;
+
+// Parses an IDX file held in memory (already un-gzipped). want_dims: 3 for images (magic
+// 0x00000803), 1 for labels (0x00000801). name is the file name used in error messages. On
+// success dims[0..want_dims) hold the sizes (the rest are set to 1) and *data points INTO buf
+// (after the header). Allocates nothing (for fuzzing).
+ct_status ct_idx_parse(const uint8_t *buf, size_t size, const char *name, int want_dims,
+                       int dims[3], const uint8_t **data);
+// Reads an IDX file, gzip-compressed (detected by its magic bytes 1f 8b, decompressed through
+// zlib; concatenated members allowed) or raw. A name ending in ".gz" must hold gzip data.
+// *data is malloc'ed (dims[0]*dims[1]*dims[2] bytes).
+ct_status ct_idx_read(const char *path, int want_dims, int dims[3], uint8_t **data);
+// Loads <dir>/<split>-images-idx3-ubyte[.gz] and <dir>/<split>-labels-idx1-ubyte[.gz] (split
+// "train" or "t10k"; the raw name is preferred when both exist), checks that the counts agree
+// and every label < classes (1..256). On failure *ds is left zeroed.
+ct_status ct_dataset_load(const char *dir, const char *split, int classes, ct_dataset *ds);
+void ct_dataset_free(ct_dataset *ds);
+// Keeps the first `count` samples (for --limit); count <= 0 or >= ds->count changes nothing.
+void ct_dataset_limit(ct_dataset *ds, int count);
+// Gathers samples idx[0..n) into x (n, channels*rows*cols) floats = pixel/255, then
+// (x-mean)/std when std > 0 (float arithmetic, the same bits on every host), and y (n).
+void ct_dataset_gather(const ct_dataset *ds, const int *idx, int n, float mean, float std,
+                       float *x, int *y);
+
+// The epoch's global sample order (count): a seeded permutation of [0, count) (Fisher-Yates over
+// a splitmix64 stream seeded from (seed, epoch), unbiased bounded draws); identity when
+// shuffle = 0.
+void ct_epoch_order(int count, uint64_t seed, int epoch, int shuffle, int *order);
+
+typedef enum { CT_SHARD_SEQUENTIAL, CT_SHARD_RANDOM, CT_SHARD_STRATIFIED } ct_shard;
+// "sequential" | "random" | "stratified" (case-insensitive); CT_ERR_USAGE naming --shard.
+ct_status ct_shard_parse(const char *name, ct_shard *shard);
+const char *ct_shard_name(ct_shard shard);
+// Shares of a global batch of n samples over `world` ranks: n/world each, the first n%world
+// ranks one more.
+void ct_shares_even(int n, int world, int *shares);
+// Splits one GLOBAL batch batch[0..n) (sample indices) among ranks; shares[r] samples go to rank
+// r (sum = n). Writes this rank's sample indices to out and returns how many (= shares[rank]).
+// The union over ranks is exactly the batch (a partition), and every rank computes the same
+// split from the same arguments.
+//  sequential: rank r takes the contiguous slice after ranks 0..r-1.
+//  random: a seeded permutation (seed, step) of the batch positions, then contiguous slices.
+//  stratified: each rank's share keeps the class mix of the batch: rank r gets floor or ceil of
+//    shares[r]*count_c/n samples of each class c (a controlled rounding of the proportional
+//    table, found by augmenting paths, which always exists), dealt within a class in batch
+//    order to ranks 0, 1, ...; ds->labels must be < ds->classes (<= 256).
+// ds is only read for stratified (may be NULL otherwise). Returns -1 (and writes nothing) when
+// the arguments are inconsistent (rank outside [0, world), negative shares, shares not summing
+// to n) or host memory runs out.
+int ct_shard_take(ct_shard shard, const ct_dataset *ds, const int *batch, int n, uint64_t seed,
+                  long step, const int *shares, int world, int rank, int *out);
+
+#endif

@@ -1,0 +1,235 @@
+// optim.c: optimizers (SGD, AdamW) on the device, learning-rate schedules on the host.
+//
+// The kernels live in cl/optim.cl. Each ct_optim creates its own kernel object (arguments are
+// per kernel object, so two optimizers on one device never race on clSetKernelArg), from the
+// "optim" program built either plainly (the device rounds / and sqrt correctly) or with
+// -DCT_SOFT_DIVSQRT (exact integer division and sqrt in the kernel) when the device does not
+// report CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT. Host scalars are derived in double from IEEE + - * /
+// and sqrt only (powers by repeated squaring), so every host computes the same floats.
+#include "cltrain/optim.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cltrain/program.h"
+
+// ---- names ----------------------------------------------------------------------------------
+
+ct_status ct_optim_parse(const char *name, ct_optim_kind *kind) {
+  if (name && !strcasecmp(name, "sgd")) { *kind = CT_OPT_SGD; return CT_OK; }
+  if (name && !strcasecmp(name, "adamw")) { *kind = CT_OPT_ADAMW; return CT_OK; }
+  return CT_FAIL(CT_ERR_USAGE, "--optimizer: unknown optimizer '%s' (expected sgd or adamw)",
+                 name ? name : "");
+}
+
+ct_status ct_schedule_parse(const char *name, ct_sched_kind *kind) {
+  if (name && !strcasecmp(name, "constant")) { *kind = CT_SCHED_CONSTANT; return CT_OK; }
+  if (name && !strcasecmp(name, "step")) { *kind = CT_SCHED_STEP; return CT_OK; }
+  if (name && !strcasecmp(name, "cosine")) { *kind = CT_SCHED_COSINE; return CT_OK; }
+  return CT_FAIL(CT_ERR_USAGE,
+                 "--schedule: unknown schedule '%s' (expected constant, step or cosine)",
+                 name ? name : "");
+}
+
+void ct_optim_config_defaults(ct_optim_kind kind, ct_optim_config *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  cfg->kind = kind;
+  cfg->beta1 = 0.9f;
+  cfg->beta2 = 0.999f;
+  cfg->eps = 1e-8f;
+  if (kind == CT_OPT_ADAMW) {
+    cfg->lr = 1e-3f;
+    cfg->weight_decay = 0.01f;
+  } else {
+    cfg->lr = 0.05f;
+    cfg->momentum = 0.9f;
+  }
+}
+
+ct_status ct_optim_config_check(const ct_optim_config *c) {
+  if (c->kind != CT_OPT_SGD && c->kind != CT_OPT_ADAMW)
+    return CT_FAIL(CT_ERR_USAGE, "--optimizer: unknown optimizer kind %d", (int)c->kind);
+  if (!isfinite(c->lr) || c->lr < 0)
+    return CT_FAIL(CT_ERR_USAGE, "--lr: expected a finite number >= 0, got %g", (double)c->lr);
+  if (!isfinite(c->weight_decay) || c->weight_decay < 0)
+    return CT_FAIL(CT_ERR_USAGE, "--weight-decay: expected a finite number >= 0, got %g",
+                   (double)c->weight_decay);
+  if (c->kind == CT_OPT_SGD) {
+    if (!(c->momentum >= 0 && c->momentum < 1))
+      return CT_FAIL(CT_ERR_USAGE, "--momentum: expected a number in [0, 1), got %g",
+                     (double)c->momentum);
+    if (c->nesterov && c->momentum == 0)
+      return CT_FAIL(CT_ERR_USAGE, "--nesterov: needs --momentum > 0");
+  } else {
+    if (!(c->beta1 >= 0 && c->beta1 < 1))
+      return CT_FAIL(CT_ERR_USAGE, "--beta1: expected a number in [0, 1), got %g",
+                     (double)c->beta1);
+    if (!(c->beta2 >= 0 && c->beta2 < 1))
+      return CT_FAIL(CT_ERR_USAGE, "--beta2: expected a number in [0, 1), got %g",
+                     (double)c->beta2);
+    if (!(c->eps > 0) || !isfinite(c->eps))
+      return CT_FAIL(CT_ERR_USAGE, "--eps: expected a finite number > 0, got %g", (double)c->eps);
+  }
+  return CT_OK;
+}
+
+// ---- schedules ------------------------------------------------------------------------------
+
+// x^k for k >= 0 by repeated squaring: IEEE multiplications only, the same on every host.
+static double pow_int(double x, long k) {
+  double r = 1.0;
+  while (k > 0) {
+    if (k & 1) r *= x;
+    x *= x;
+    k >>= 1;
+  }
+  return r;
+}
+
+float ct_schedule_lr(const ct_schedule *s, float base_lr, long step) {
+  double lr = base_lr;
+  long warmup = s->warmup > 0 ? s->warmup : 0;
+  if (step < 0) step = 0;
+  if (step < warmup) return (float)(lr * (double)(step + 1) / (double)warmup);
+  long k = step - warmup;
+  switch (s->kind) {
+    case CT_SCHED_CONSTANT:
+      return base_lr;
+    case CT_SCHED_STEP:
+      if (s->step_size <= 0) return base_lr;
+      return (float)(lr * pow_int((double)s->gamma, k / s->step_size));
+    case CT_SCHED_COSINE: {
+      long span = s->total - warmup;
+      double q = span > 0 ? (k >= span ? 1.0 : (double)k / (double)span) : 1.0;
+      double lo = s->min_lr;
+      // cos from libm: correctly rounded in practice; the float rounding hides any last-bit
+      // difference between hosts except in ~2^-29 of the cases (the ranks' parameter checksum
+      // comparison would catch that).
+      return (float)(lo + (lr - lo) * 0.5 * (1.0 + cos(M_PI * q)));
+    }
+  }
+  return base_lr;
+}
+
+ct_status ct_schedule_check(const ct_schedule *s) {
+  if (s->kind != CT_SCHED_CONSTANT && s->kind != CT_SCHED_STEP && s->kind != CT_SCHED_COSINE)
+    return CT_FAIL(CT_ERR_USAGE, "--schedule: unknown schedule kind %d", (int)s->kind);
+  if (s->warmup < 0) return CT_FAIL(CT_ERR_USAGE, "--warmup: expected >= 0, got %ld", s->warmup);
+  if (s->kind == CT_SCHED_STEP && (!isfinite(s->gamma) || !(s->gamma > 0)))
+    return CT_FAIL(CT_ERR_USAGE, "--gamma: expected a finite number > 0, got %g",
+                   (double)s->gamma);
+  if (s->kind == CT_SCHED_COSINE && (!isfinite(s->min_lr) || s->min_lr < 0))
+    return CT_FAIL(CT_ERR_USAGE, "--min-lr: expected a finite number >= 0, got %g",
+                   (double)s->min_lr);
+  return CT_OK;
+}
+
+// ---- the optimizer --------------------------------------------------------------------------
+
+ct_status ct_optim_init(ct_device *dev, const ct_optim_config *cfg, size_t count, ct_optim *opt) {
+  memset(opt, 0, sizeof *opt);
+  CT_TRY(ct_optim_config_check(cfg));
+  if (count == 0) return CT_FAIL(CT_ERR_INTERNAL, "optimizer over 0 parameters");
+  if (count > (size_t)UINT32_MAX)
+    return CT_FAIL(CT_ERR_USAGE, "the model has %zu parameters; the optimizer kernels address at "
+                   "most %u", count, (unsigned)UINT32_MAX);
+  const char *env = getenv("CLTRAIN_SOFT_DIVSQRT");
+  int soft = !dev->info.correct_sqrt || (env && *env && strcmp(env, "0") != 0);
+  size_t state_count = cfg->kind == CT_OPT_ADAMW ? 2 * count : count;
+
+  cl_program prog;
+  CT_TRY(ct_program_build(dev, "optim", soft ? "-DCT_SOFT_DIVSQRT" : "", &prog));
+  const char *name = cfg->kind == CT_OPT_ADAMW ? "adamw_step" : "sgd_step";
+  cl_int err;
+  cl_kernel k = clCreateKernel(prog, name, &err);
+  if (err != CL_SUCCESS)
+    return CT_FAIL(CT_ERR_CL, "clCreateKernel(cl/optim.cl, \"%s\") failed: %s", name,
+                   ct_cl_errname(err));
+  cl_mem state = clCreateBuffer(dev->ctx, CL_MEM_READ_WRITE, state_count * sizeof(float), NULL,
+                                &err);
+  if (err != CL_SUCCESS) {
+    clReleaseKernel(k);
+    return CT_FAIL(err == CL_OUT_OF_HOST_MEMORY || err == CL_MEM_OBJECT_ALLOCATION_FAILURE ||
+                           err == CL_INVALID_BUFFER_SIZE
+                       ? CT_ERR_NOMEM
+                       : CT_ERR_CL,
+                   "clCreateBuffer(optimizer state, %zu floats) failed: %s", state_count,
+                   ct_cl_errname(err));
+  }
+  float zero = 0.0f;
+  err = clEnqueueFillBuffer(dev->queue, state, &zero, sizeof zero, 0, state_count * sizeof(float),
+                            0, NULL, NULL);
+  if (err == CL_SUCCESS) err = clFinish(dev->queue);
+  if (err != CL_SUCCESS) {
+    clReleaseMemObject(state);
+    clReleaseKernel(k);
+    return CT_FAIL(CT_ERR_CL, "zeroing the optimizer state failed: %s", ct_cl_errname(err));
+  }
+  opt->dev = dev;
+  opt->cfg = *cfg;
+  opt->count = count;
+  opt->state = state;
+  opt->state_count = state_count;
+  opt->t = 0;
+  opt->kernel = k;
+  opt->soft_divsqrt = soft;
+  return CT_OK;
+}
+
+void ct_optim_free(ct_optim *opt) {
+  if (opt->state) clReleaseMemObject(opt->state);
+  if (opt->kernel) clReleaseKernel(opt->kernel);
+  memset(opt, 0, sizeof *opt);
+}
+
+ct_status ct_optim_step(ct_optim *opt, cl_mem params, cl_mem grads, float lr) {
+  if (!opt->kernel) return CT_FAIL(CT_ERR_INTERNAL, "ct_optim_step on an uninitialised optimizer");
+  cl_kernel k = opt->kernel;
+  const ct_optim_config *c = &opt->cfg;
+  cl_uint n = (cl_uint)opt->count;
+  CL_CHECK(clSetKernelArg(k, 0, sizeof params, &params));
+  CL_CHECK(clSetKernelArg(k, 1, sizeof grads, &grads));
+  CL_CHECK(clSetKernelArg(k, 2, sizeof opt->state, &opt->state));
+  CL_CHECK(clSetKernelArg(k, 3, sizeof n, &n));
+  if (c->kind == CT_OPT_SGD) {
+    cl_int nesterov = c->nesterov ? 1 : 0;
+    CL_CHECK(clSetKernelArg(k, 4, sizeof lr, &lr));
+    CL_CHECK(clSetKernelArg(k, 5, sizeof c->momentum, &c->momentum));
+    CL_CHECK(clSetKernelArg(k, 6, sizeof c->weight_decay, &c->weight_decay));
+    CL_CHECK(clSetKernelArg(k, 7, sizeof nesterov, &nesterov));
+  } else {
+    long t = opt->t + 1;   // this update's index, from 1
+    double b1 = c->beta1, b2 = c->beta2;
+    float lrwd = (float)((double)lr * (double)c->weight_decay);
+    float omb1 = (float)(1.0 - b1), omb2 = (float)(1.0 - b2);
+    float step = (float)((double)lr / (1.0 - pow_int(b1, t)));
+    float c2 = (float)sqrt(1.0 - pow_int(b2, t));
+    CL_CHECK(clSetKernelArg(k, 4, sizeof lrwd, &lrwd));
+    CL_CHECK(clSetKernelArg(k, 5, sizeof c->beta1, &c->beta1));
+    CL_CHECK(clSetKernelArg(k, 6, sizeof omb1, &omb1));
+    CL_CHECK(clSetKernelArg(k, 7, sizeof c->beta2, &c->beta2));
+    CL_CHECK(clSetKernelArg(k, 8, sizeof omb2, &omb2));
+    CL_CHECK(clSetKernelArg(k, 9, sizeof step, &step));
+    CL_CHECK(clSetKernelArg(k, 10, sizeof c2, &c2));
+    CL_CHECK(clSetKernelArg(k, 11, sizeof c->eps, &c->eps));
+  }
+  size_t global = (opt->count + 63) / 64 * 64;
+  CL_CHECK(clEnqueueNDRangeKernel(opt->dev->queue, k, 1, NULL, &global, NULL, 0, NULL, NULL));
+  opt->t++;
+  return CT_OK;
+}
+
+ct_status ct_optim_read_state(ct_optim *opt, float *host) {
+  CL_CHECK(clEnqueueReadBuffer(opt->dev->queue, opt->state, CL_TRUE, 0,
+                               opt->state_count * sizeof(float), host, 0, NULL, NULL));
+  return CT_OK;
+}
+
+ct_status ct_optim_write_state(ct_optim *opt, const float *host) {
+  CL_CHECK(clEnqueueWriteBuffer(opt->dev->queue, opt->state, CL_TRUE, 0,
+                                opt->state_count * sizeof(float), host, 0, NULL, NULL));
+  return CT_OK;
+}
