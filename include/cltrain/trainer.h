@@ -1,0 +1,73 @@
+// trainer.h: the training loop (synchronous data parallelism), evaluation and metrics.
+//
+// Defines: ct_train_config (+ ct_train_config_defaults), ct_train_result, ct_train_run,
+// ct_params_checksum.
+//
+// One step, on every rank (see ../shared/DESIGN.md):
+//   global batch (same on all ranks) -> this rank's share (--shard) -> forward -> loss scaled by
+//   1/GLOBAL batch -> backward -> ring all-reduce (SUM) of the ONE gradient buffer -> non-finite
+//   check -> optimizer (same bytes on every rank).
+// The global batch order depends only on the seed and the epoch, never on the number of ranks,
+// so the math of a step is the same for any rank count and any shares.
+#ifndef CLTRAIN_TRAINER_H
+#define CLTRAIN_TRAINER_H
+
+#include <stdint.h>
+
+#include "cltrain/comm.h"
+#include "cltrain/data.h"
+#include "cltrain/optim.h"
+
+typedef enum { CT_DIVERGE_WARN, CT_DIVERGE_RESYNC, CT_DIVERGE_ABORT } ct_divergence;
+
+typedef struct {
+  const char *arch;          // "mlp", "cnn" or a token string (model.h)
+  const char *data_dir;      // MNIST-format folder
+  const char *device;        // device spec, per-rank lists allowed (device.h)
+  int epochs;
+  int batch;                 // GLOBAL batch: split over the ranks
+  int limit, test_limit;     // use only the first N training / test samples (0 = all)
+  float norm_mean, norm_std; // x = (pixel/255 - mean) / std when std > 0
+  int shuffle;               // seeded shuffle of the global order each epoch
+  ct_shard shard;            // how a global batch is split over the ranks
+  ct_optim_config optim;
+  ct_schedule sched;
+  uint64_t seed;             // initialisation, shuffle, dropout
+  long log_every;            // print a line every N steps (0 = never)
+  long max_steps;            // stop after N steps in all (0 = run all epochs)
+  const char *save_params;   // write the final parameters (raw float32) to this file
+  int quiet;                 // no per-step lines
+  // reliability (checkpoint.h)
+  const char *checkpoint;    // write checkpoints here (atomically)
+  long checkpoint_every;     // also every N steps (0 = only at the end of each epoch)
+  const char *resume;        // start from this checkpoint
+  int max_bad_steps;         // stop after K consecutive non-finite steps
+  long check_every;          // compare parameter checksums across ranks every N steps (0 = never)
+  ct_divergence on_divergence;
+  // fault injection for tests (CLTRAIN_INJECT_* environment variables; see tools/cltrain.c)
+  long inject_nan_step;      // poison this rank's gradients from this global step (-1 = never)
+  long inject_nan_count;     // ... for this many steps
+  int inject_nan_rank;
+  long inject_diverge_step;  // perturb one parameter of one rank at this step (-1 = never)
+  int inject_diverge_rank;
+  long inject_exit_step;     // _exit(3) this rank at this step (-1 = never)
+  int inject_exit_rank;
+} ct_train_config;
+
+typedef struct {
+  double test_acc;           // after the last epoch (or the last step)
+  double last_loss;          // global mean loss of the last logged interval
+  double train_s;            // wall time of the training steps (evaluation excluded)
+  double samples_per_s;      // global samples per second of training
+  long steps, bad_steps, divergences;
+  int epochs_done;
+  // this rank's time per phase, in seconds
+  double compute_s, copy_s, mpi_s, wait_s, eval_s;
+} ct_train_result;
+
+void ct_train_config_defaults(ct_train_config *cfg);
+ct_status ct_train_run(const ct_train_config *cfg, ct_comm *comm, ct_train_result *res);
+// FNV-1a over the bytes of n floats: replicas compare it across ranks.
+uint64_t ct_params_checksum(const float *params, size_t n);
+
+#endif

@@ -1,0 +1,243 @@
+#!/usr/bin/env bash
+# cltrain run as a user runs it, one case per ctest entry (tests/cli.cmake):
+#   check_cli.sh CASE path/to/cltrain
+# Environment: CLTRAIN_MPIEXEC (mpiexec with the flags root and 2 cores need), CLTRAIN_DATA.
+# Figures printed here (accuracy, samples/s) are for the log; only correctness decides.
+set -u
+case_=$1
+T=$2
+here=$(cd "$(dirname "$0")" && pwd)
+cmp_params="python3 $here/compare_params.py"
+MPI=${CLTRAIN_MPIEXEC:-mpiexec --allow-run-as-root --oversubscribe}
+DATA=${CLTRAIN_DATA:-/usr/share/datasets/fashion-mnist}
+work=$(mktemp -d /tmp/cltrain-test-XXXXXX)
+trap 'rm -rf "$work"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+need_data() { [ -e "$DATA/train-images-idx3-ubyte.gz" ] || [ -e "$DATA/train-images-idx3-ubyte" ] || { echo "SKIP: no data set in $DATA"; exit 77; }; }
+acc_of() { sed -n 's/^final: test accuracy \([0-9.]*\).*/\1/p' "$1"; }
+ge() { python3 -c "import sys; sys.exit(0 if float('$1') >= float('$2') else 1)"; }
+# a small model that has every layer kind but dropout, cheap on PoCL
+SMALL="conv3x3:8,relu,maxpool2,conv3x3:8/s2/p1,relu,flatten,dense:32,relu,dense:10"
+QUICK="--limit 1200 --test-limit 500 --batch 40 --log-every 0"
+need_data
+
+case "$case_" in
+# ---- issue 3: one device -------------------------------------------------------------------
+train_subset)   # the mlp preset, 6,000 images, one epoch: >= 75 % on the 10,000 test images
+  "$T" --model mlp --limit 6000 --epochs 1 --log-every 10 >"$work/out" 2>&1 || { cat "$work/out"; fail "exit $?"; }
+  cat "$work/out"
+  acc=$(acc_of "$work/out")
+  [ -n "$acc" ] || fail "no final accuracy line"
+  grep -q "samples/s" "$work/out" || fail "no samples/s figure"
+  ge "$acc" 0.75 || fail "test accuracy $acc < 0.75"
+  ;;
+help)
+  "$T" --help >"$work/h" || fail "--help exited $?"
+  for f in --model --epochs --batch --optimizer --lr --momentum --weight-decay --schedule --warmup \
+           --seed --device --data --shard --checkpoint --checkpoint-every --resume --max-bad-steps \
+           --check-every --on-divergence --log-every; do
+    grep -q -- "$f" "$work/h" || fail "--help does not list $f"
+  done
+  ;;
+# ---- issue 5: bad input ----------------------------------------------------------------------
+bad_input)
+  mkdir -p "$work/bad"
+  cp "$DATA"/*-ubyte* "$work/bad/"
+  python3 - "$work/bad" <<'PY'
+import gzip, os, sys
+d = sys.argv[1]
+p = [f for f in os.listdir(d) if f.startswith("train-labels")][0]
+raw = gzip.open(os.path.join(d, p)).read() if p.endswith(".gz") else open(os.path.join(d, p), "rb").read()
+raw = bytearray(raw); raw[8 + 5] = 12          # label 12 at index 5
+os.remove(os.path.join(d, p))
+open(os.path.join(d, "train-labels-idx1-ubyte"), "wb").write(raw)
+PY
+  mkdir -p "$work/trunc" && cp "$DATA"/*-ubyte* "$work/trunc/"
+  f=$(ls "$work/trunc"/t10k-images*); python3 -c "
+import gzip,sys; f=sys.argv[1]; r=gzip.open(f).read() if f.endswith('.gz') else open(f,'rb').read()
+open(f,'wb').write(gzip.compress(r[:len(r)//2]) if f.endswith('.gz') else r[:len(r)//2])" "$f"
+  L="--limit 200 --test-limit 100 --batch 10 --epochs 1 --log-every 0"
+  n=0
+  # expect EXIT_CODE REGEX -- ARGS...
+  expect() {
+    local code=$1 re=$2; shift 3
+    local err rc
+    err=$("$T" "$@" 2>&1 >/dev/null); rc=$?
+    n=$((n + 1))
+    printf '%-70s -> exit %d: %s\n' "$*" "$rc" "$err"
+    [ "$rc" -eq "$code" ] || fail "'$*': exit $rc, expected $code"
+    [ "$(printf '%s\n' "$err" | wc -l)" -eq 1 ] || fail "'$*': more than one line: $err"
+    printf '%s' "$err" | grep -Eq -- "$re" || fail "'$*': message does not match /$re/: $err"
+    printf '%s' "$err" | grep -q "Segmentation\|core dumped\|Abort" && fail "'$*': crashed"
+    return 0
+  }
+  expect 2 "unknown option '--bogus'"        -- --bogus
+  expect 2 "--epochs: needs a value"          -- --epochs
+  expect 2 "--epochs: expected an integer"    -- --epochs -3
+  expect 2 "--epochs: expected an integer"    -- --epochs 0
+  expect 2 "--epochs: expected an integer"    -- --epochs 99999999999999999999999
+  expect 2 "--batch: expected an integer"     -- --batch 12abc
+  expect 2 "--lr: expected a number"          -- --lr -0.1
+  expect 2 "--lr: expected a number"          -- --lr nan
+  expect 2 "--lr: expected a number"          -- --lr 1e999
+  expect 2 "--seed: expected"                 -- --seed -1
+  expect 2 "--optimizer"                      -- --optimizer adam
+  expect 2 "--schedule"                       -- --schedule linear
+  expect 2 "--shard"                          -- --shard blocks
+  expect 2 "--on-divergence"                  -- --on-divergence ignore
+  expect 2 "--normalize"                      -- --normalize 0.5
+  expect 2 "--normalize \(std\)"              -- --normalize 0.5,0
+  expect 2 "--checkpoint-every: needs --checkpoint" -- --checkpoint-every 5
+  expect 2 "--nesterov"                       -- --nesterov --optimizer adamw
+  expect 2 "unexpected argument 'extra'"      -- extra
+  expect 2 "conv3x:32"                        -- --model conv3x:32,relu,dense:10 $L
+  expect 2 "bogus"                            -- --model dense:64,bogus,dense:10 $L
+  expect 2 "maxpool"                          -- --model conv3x3:4,maxpool2,maxpool2,maxpool2,maxpool2,maxpool2,dense:10 $L
+  expect 2 "10"                               -- --model dense:64,relu,dense:7 $L
+  expect 2 "--batch: 500 is larger than the training set \(200"  -- $L --batch 500
+  expect 1 "--device 'nosuchthing'.*devices: "   -- --device nosuchthing $L
+  expect 1 "cannot open|no such|not found"       -- --data "$work/nowhere" $L
+  expect 1 "train-labels-idx1-ubyte.*label 12"   -- --data "$work/bad" $L
+  expect 1 "t10k-images"                         -- --data "$work/trunc" $L
+  expect 1 "--resume: cannot open"               -- --resume "$work/none.ckpt" $L
+  if "$T" --help >/dev/null && "${T%/*}/cltrain-devices" --device oclgrind >/dev/null 2>&1; then
+    # Oclgrind's device has 128 MiB: a 40-million-parameter model cannot fit
+    expect 1 "bytes|MiB|GiB"                     -- --device oclgrind --model dense:50000,relu,dense:10 $L
+  fi
+  echo "$n bad inputs, each one line with the expected exit code"
+  ;;
+# ---- issue 5: determinism, checkpoint and resume ------------------------------------------------
+determinism)
+  A="--model conv3x3:8,relu,maxpool2,dense:32,relu,dropout:0.25,dense:10 $QUICK --epochs 2 --seed 7"
+  "$T" $A --save-params "$work/a" >/dev/null || fail "run a"
+  "$T" $A --save-params "$work/b" >/dev/null || fail "run b"
+  $cmp_params "$work/a" "$work/b" --exact || fail "two runs differ"
+  "$T" $A --seed 8 --save-params "$work/c" >/dev/null || fail "run c"
+  cmp -s "$work/a" "$work/c" && fail "another seed gave the same parameters"
+  # stopped mid-epoch (last checkpoint at step 21 of 60) and resumed: bitwise the same
+  "$T" $A --checkpoint "$work/ck" --checkpoint-every 7 --max-steps 25 >/dev/null || fail "run to step 25"
+  "$T" $A --resume "$work/ck" --save-params "$work/d" >"$work/out" || fail "resume"
+  grep -q "resumed from .* at step 21" "$work/out" || { cat "$work/out"; fail "did not resume at step 21"; }
+  $cmp_params "$work/a" "$work/d" --exact || fail "resumed run differs"
+  # resumed from an end-of-epoch checkpoint, with AdamW
+  B="$A --optimizer adamw --schedule cosine --warmup 5"
+  "$T" $B --save-params "$work/e" >/dev/null || fail "adamw run"
+  "$T" $B --epochs 1 --checkpoint "$work/ck2" >/dev/null || fail "adamw epoch 1"
+  "$T" $B --resume "$work/ck2" --save-params "$work/f" >/dev/null || fail "adamw resume"
+  $cmp_params "$work/e" "$work/f" --exact || fail "adamw resumed run differs"
+  ;;
+checkpoint_damage)
+  A="--model $SMALL $QUICK --epochs 1"
+  "$T" $A --checkpoint "$work/ck" >/dev/null || fail "writing a checkpoint"
+  cp "$work/ck" "$work/orig"
+  sz=$(stat -c %s "$work/ck")
+  head -c $((sz / 2)) "$work/ck" >"$work/trunc.ckpt"
+  python3 -c "import sys; b=bytearray(open(sys.argv[1],'rb').read()); b[len(b)//2]^=0x40; open(sys.argv[2],'wb').write(b)" "$work/ck" "$work/flip.ckpt"
+  printf 'hello, not a checkpoint' >"$work/junk.ckpt"
+  check() {
+    local re=$1; shift
+    local err rc
+    err=$("$T" "$@" --checkpoint "$work/ck" 2>&1 >/dev/null); rc=$?
+    printf '%s -> exit %d: %s\n' "$*" "$rc" "$err"
+    [ "$rc" -eq 1 ] || fail "exit $rc"
+    [ "$(printf '%s\n' "$err" | wc -l)" -eq 1 ] || fail "more than one line: $err"
+    printf '%s' "$err" | grep -Eq -- "$re" || fail "message does not match /$re/: $err"
+    cmp -s "$work/ck" "$work/orig" || fail "the checkpoint was overwritten"
+  }
+  check "trunc.ckpt: truncated"                    $A --epochs 2 --resume "$work/trunc.ckpt"
+  check "flip.ckpt: CRC32 mismatch"                $A --epochs 2 --resume "$work/flip.ckpt"
+  check "junk.ckpt: not a cltrain checkpoint"      $A --epochs 2 --resume "$work/junk.ckpt"
+  check "architecture differs"                     --model mlp $QUICK --epochs 2 --resume "$work/orig"
+  check "optimizer differs: checkpoint sgd, this run adamw" $A --epochs 2 --optimizer adamw --resume "$work/orig"
+  check "seed differs"                             $A --epochs 2 --seed 5 --resume "$work/orig"
+  # the writer killed in the middle of a checkpoint: the previous one stays valid
+  CLTRAIN_INJECT_WRITE_KILL=1 "$T" $A --epochs 2 --resume "$work/orig" --checkpoint "$work/ck" >/dev/null 2>&1
+  rc=$?
+  [ "$rc" -eq 137 ] || fail "killed writer: exit $rc, expected 137 (SIGKILL)"
+  cmp -s "$work/ck" "$work/orig" || fail "a killed writer changed the checkpoint"
+  "$T" $A --epochs 2 --resume "$work/ck" >/dev/null || fail "the previous checkpoint does not load"
+  echo "checkpoint damage: all rejected in one line, nothing overwritten"
+  ;;
+nonfinite)
+  A="--model $SMALL $QUICK --epochs 1"
+  CLTRAIN_INJECT_NAN_STEP=4 "$T" $A --checkpoint "$work/ck" >"$work/out" 2>&1 || { cat "$work/out"; fail "one bad step stopped the run"; }
+  grep -q "step 4: non-finite" "$work/out" || fail "the bad step was not reported"
+  grep -q "(1 skipped)" "$work/out" || fail "the skipped step was not counted"
+  err=$(CLTRAIN_INJECT_NAN_STEP=3 CLTRAIN_INJECT_NAN_COUNT=100 "$T" $A --max-bad-steps 4 --checkpoint "$work/ck2" --checkpoint-every 1 2>&1 >/dev/null); rc=$?
+  echo "$err"
+  [ "$rc" -eq 1 ] || fail "exit $rc after 4 bad steps, expected 1"
+  echo "$err" | grep -q "4 consecutive steps with non-finite" || fail "message: $err"
+  # the checkpoint written before the bad steps holds finite values and loads
+  "$T" $A --epochs 2 --resume "$work/ck2" --max-steps 4 >/dev/null || fail "checkpoint after bad steps does not load"
+  ;;
+# ---- issue 4: data parallel under mpiexec --------------------------------------------------------
+mpi_equivalence)   # -np 3 with uneven shares == -np 1 with the same global batch
+  A="--model $SMALL --limit 3000 --test-limit 300 --batch 61 --max-steps 20 --log-every 0 --seed 3"
+  POCL_MAX_PTHREAD_COUNT=2 "$T" $A --save-params "$work/p1" >/dev/null || fail "np 1"
+  for shard in stratified random; do
+    POCL_MAX_PTHREAD_COUNT=1 $MPI -n 3 "$T" $A --shard $shard --check-every 5 --save-params "$work/p3" >"$work/out" 2>&1 || { cat "$work/out"; fail "np 3 ($shard)"; }
+    $cmp_params "$work/p3" "$work/p1" --rtol 1e-5 --atol 1e-7 || fail "np 3 ($shard) differs from np 1"
+  done
+  grep -q "divergences" "$work/out" && grep -q " 0 divergences" "$work/out" || fail "replicas were not identical"
+  ;;
+mpi_cross_platform)   # rank 0 on PoCL, rank 1 on Oclgrind: identical parameters on both
+  "${T%/*}/cltrain-devices" --device oclgrind >/dev/null 2>&1 || { echo "SKIP: no Oclgrind"; exit 77; }
+  "${T%/*}/cltrain-devices" --device pocl >/dev/null 2>&1 || { echo "SKIP: no PoCL"; exit 77; }
+  POCL_MAX_PTHREAD_COUNT=1 $MPI -n 2 "$T" --device 0=pocl,1=oclgrind --model dense:16,relu,dense:10 \
+    --limit 400 --test-limit 40 --batch 16 --max-steps 4 --log-every 1 --check-every 1 >"$work/out" 2>&1 \
+    || { cat "$work/out"; fail "exit $?"; }
+  cat "$work/out"
+  grep -q " 0 divergences" "$work/out" || fail "replicas differ"
+  ;;
+mpi_train)   # the trainer under mpiexec: shares, per-rank metrics, accuracy on a subset
+  POCL_MAX_PTHREAD_COUNT=1 $MPI -n 2 "$T" --model mlp --limit 6000 --epochs 1 --batch 128 --log-every 10 >"$work/out" 2>&1 || { cat "$work/out"; fail "exit $?"; }
+  cat "$work/out"
+  ge "$(acc_of "$work/out")" 0.75 || fail "accuracy below 0.75"
+  [ "$(grep -Ec '^ +[01] +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+%' "$work/out")" -eq 2 ] || fail "no per-rank metrics for both ranks"
+  ;;
+mpi_resume_world)   # written by 2 ranks, resumed by 1 (and by 3): same sample order, equal within fp32 rounding
+  A="--model $SMALL --limit 3000 --test-limit 300 --batch 60 --log-every 0 --seed 5"
+  POCL_MAX_PTHREAD_COUNT=2 "$T" $A --max-steps 20 --save-params "$work/ref" >/dev/null || fail "np 1 reference"
+  POCL_MAX_PTHREAD_COUNT=1 $MPI -n 2 "$T" $A --max-steps 10 --checkpoint "$work/ck" --checkpoint-every 10 >/dev/null 2>&1 || fail "np 2 to step 10"
+  POCL_MAX_PTHREAD_COUNT=2 "$T" $A --max-steps 20 --resume "$work/ck" --save-params "$work/r1" >"$work/out" || fail "np 1 resume"
+  grep -q "saved by 2 rank" "$work/out" || fail "resume did not say the writer's world size"
+  $cmp_params "$work/r1" "$work/ref" --rtol 1e-5 --atol 1e-7 || fail "np 2 -> np 1 differs"
+  POCL_MAX_PTHREAD_COUNT=1 $MPI -n 3 "$T" $A --max-steps 20 --resume "$work/ck" --save-params "$work/r3" >/dev/null 2>&1 || fail "np 3 resume"
+  $cmp_params "$work/r3" "$work/ref" --rtol 1e-5 --atol 1e-7 || fail "np 2 -> np 3 differs"
+  ;;
+mpi_kill)   # a rank killed with SIGKILL: the job ends within seconds, the last checkpoint is intact
+  A="--model $SMALL --limit 3000 --test-limit 300 --batch 40 --epochs 100 --log-every 1"
+  POCL_MAX_PTHREAD_COUNT=1 $MPI -n 2 "$T" $A --checkpoint "$work/ck" --checkpoint-every 3 >"$work/out" 2>&1 &
+  mpid=$!
+  for i in $(seq 1 600); do
+    [ -e "$work/ck" ] && grep -q "^step  *1[0-9] " "$work/out" && break
+    sleep 0.2
+  done
+  [ -e "$work/ck" ] || { kill -9 $mpid; cat "$work/out"; fail "no checkpoint written"; }
+  victim=$(pgrep -n -P $mpid)
+  [ -n "$victim" ] || fail "no rank process found under mpiexec"
+  t0=$(date +%s.%N)
+  kill -9 "$victim"
+  for i in $(seq 1 300); do kill -0 $mpid 2>/dev/null || break; sleep 0.1; done
+  if kill -0 $mpid 2>/dev/null; then kill -9 $mpid; fail "the job still runs 30 s after a rank was killed"; fi
+  wait $mpid; rc=$?
+  t1=$(date +%s.%N)
+  echo "job ended $(python3 -c "print(round($t1-$t0,2))") s after rank pid $victim was killed, exit $rc"
+  [ "$rc" -ne 0 ] || fail "mpiexec exited 0 after a rank was killed"
+  "$T" $A --resume "$work/ck" --max-steps 1 2>&1 | grep -q "resumed from" \
+    || fail "the last checkpoint does not load"
+  ;;
+mpi_divergence)   # replicas made to differ: abort / resync / warn
+  A="--model $SMALL --limit 1200 --test-limit 200 --batch 40 --max-steps 8 --log-every 0 --check-every 2"
+  err=$(CLTRAIN_INJECT_DIVERGE_STEP=3 POCL_MAX_PTHREAD_COUNT=1 $MPI -n 2 "$T" $A --on-divergence abort 2>&1 >/dev/null); rc=$?
+  [ "$rc" -ne 0 ] || fail "abort: exit 0"
+  echo "$err" | grep -q "replicas diverged at step 4" || fail "abort: $err"
+  CLTRAIN_INJECT_DIVERGE_STEP=3 POCL_MAX_PTHREAD_COUNT=1 $MPI -n 2 "$T" $A --on-divergence resync --save-params "$work/p" >"$work/out" 2>&1 || { cat "$work/out"; fail "resync: exit $?"; }
+  grep -q "resynchronised from rank 0 at step 4" "$work/out" || fail "resync did not happen"
+  grep -q " 1 divergences" "$work/out" || fail "resync: divergence not counted once"
+  CLTRAIN_INJECT_DIVERGE_STEP=3 POCL_MAX_PTHREAD_COUNT=1 $MPI -n 2 "$T" $A --on-divergence warn >"$work/out" 2>&1 || { cat "$work/out"; fail "warn: exit $?"; }
+  grep -q "replicas differ at step 4" "$work/out" || fail "warn: no warning"
+  ;;
+*) echo "unknown case $case_"; exit 2 ;;
+esac
+echo "PASS $case_"

@@ -1,0 +1,262 @@
+// cltrain: trains a model on one OpenCL device, or data-parallel across ranks under mpirun.
+//
+//   cltrain --model cnn --epochs 10                       one device (auto: GPU, else CPU)
+//   mpirun -np 4 cltrain --model cnn --batch 256          4 ranks, each on its own device
+//   mpirun -np 2 cltrain --device 0=pocl,1=oclgrind ...   one job across two OpenCL platforms
+//
+// Run `cltrain --help` for every flag and its default. Exit codes: 0 done, 1 run-time failure,
+// 2 bad command line.
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cltrain/args.h"
+#include "cltrain/trainer.h"
+
+enum {
+  O_MODEL = 256, O_EPOCHS, O_BATCH, O_OPTIM, O_LR, O_MOMENTUM, O_NESTEROV, O_WD, O_BETA1,
+  O_BETA2, O_EPS, O_SCHED, O_WARMUP, O_STEP_SIZE, O_GAMMA, O_MIN_LR, O_SEED, O_DEVICE, O_DATA,
+  O_LIMIT, O_TEST_LIMIT, O_NORMALIZE, O_SHARD, O_NO_SHUFFLE, O_LOG_EVERY, O_MAX_STEPS,
+  O_SAVE_PARAMS, O_QUIET, O_CHECKPOINT, O_CHECKPOINT_EVERY, O_RESUME, O_MAX_BAD, O_CHECK_EVERY,
+  O_ON_DIVERGENCE, O_HELP,
+};
+
+static const struct option options[] = {
+    {"model", required_argument, 0, O_MODEL},
+    {"arch", required_argument, 0, O_MODEL},
+    {"epochs", required_argument, 0, O_EPOCHS},
+    {"batch", required_argument, 0, O_BATCH},
+    {"optimizer", required_argument, 0, O_OPTIM},
+    {"lr", required_argument, 0, O_LR},
+    {"momentum", required_argument, 0, O_MOMENTUM},
+    {"nesterov", no_argument, 0, O_NESTEROV},
+    {"weight-decay", required_argument, 0, O_WD},
+    {"beta1", required_argument, 0, O_BETA1},
+    {"beta2", required_argument, 0, O_BETA2},
+    {"eps", required_argument, 0, O_EPS},
+    {"schedule", required_argument, 0, O_SCHED},
+    {"warmup", required_argument, 0, O_WARMUP},
+    {"step-size", required_argument, 0, O_STEP_SIZE},
+    {"gamma", required_argument, 0, O_GAMMA},
+    {"min-lr", required_argument, 0, O_MIN_LR},
+    {"seed", required_argument, 0, O_SEED},
+    {"device", required_argument, 0, O_DEVICE},
+    {"data", required_argument, 0, O_DATA},
+    {"limit", required_argument, 0, O_LIMIT},
+    {"test-limit", required_argument, 0, O_TEST_LIMIT},
+    {"normalize", required_argument, 0, O_NORMALIZE},
+    {"shard", required_argument, 0, O_SHARD},
+    {"no-shuffle", no_argument, 0, O_NO_SHUFFLE},
+    {"log-every", required_argument, 0, O_LOG_EVERY},
+    {"max-steps", required_argument, 0, O_MAX_STEPS},
+    {"save-params", required_argument, 0, O_SAVE_PARAMS},
+    {"quiet", no_argument, 0, O_QUIET},
+    {"checkpoint", required_argument, 0, O_CHECKPOINT},
+    {"checkpoint-every", required_argument, 0, O_CHECKPOINT_EVERY},
+    {"resume", required_argument, 0, O_RESUME},
+    {"max-bad-steps", required_argument, 0, O_MAX_BAD},
+    {"check-every", required_argument, 0, O_CHECK_EVERY},
+    {"on-divergence", required_argument, 0, O_ON_DIVERGENCE},
+    {"help", no_argument, 0, O_HELP},
+    {0, 0, 0, 0}};
+
+static void usage(FILE *f) {
+  fprintf(f,
+"usage: [mpirun -np N] cltrain [options]\n"
+"Trains a model on Fashion-MNIST (or any MNIST-format set), data-parallel across MPI ranks.\n"
+"\nmodel and data\n"
+"  --model, --arch SPEC     mlp | cnn | a layer list such as\n"
+"                           \"conv3x3:32,relu,maxpool2,flatten,dense:10\"; tokens: dense:N,\n"
+"                           convKxK:N[/sS][/pP], relu, maxpoolK, flatten, dropout:P   [mlp]\n"
+"  --data DIR               folder with {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]\n"
+"                           [$CLTRAIN_DATA or /usr/share/datasets/fashion-mnist]\n"
+"  --limit N                train on the first N samples only                  [all]\n"
+"  --test-limit N           evaluate on the first N test samples only          [all]\n"
+"  --normalize MEAN,STD     x = (pixel/255 - MEAN) / STD                      [off]\n"
+"\ntraining\n"
+"  --epochs N               epochs                                             [10]\n"
+"  --batch N                GLOBAL batch, split over the ranks                 [128]\n"
+"  --seed N                 initialisation, shuffle and dropout seed           [1]\n"
+"  --no-shuffle             keep the data set's order every epoch              [shuffle]\n"
+"  --max-steps N            stop after N steps in all (0: run all epochs)      [0]\n"
+"\noptimizer and schedule\n"
+"  --optimizer sgd|adamw    optimizer                                          [sgd]\n"
+"  --lr F                   base learning rate                      [sgd 0.05, adamw 0.001]\n"
+"  --momentum F             SGD momentum                                       [0.9]\n"
+"  --nesterov               SGD with Nesterov momentum                         [off]\n"
+"  --weight-decay F         SGD: L2; AdamW: decoupled weight decay    [sgd 0, adamw 0.01]\n"
+"  --beta1 F, --beta2 F     AdamW moments                                      [0.9, 0.999]\n"
+"  --eps F                  AdamW epsilon                                      [1e-8]\n"
+"  --schedule KIND          constant | step | cosine                           [constant]\n"
+"  --warmup N               linear warm-up steps                               [0]\n"
+"  --step-size N, --gamma F step schedule: lr *= gamma every N steps          [1000, 0.1]\n"
+"  --min-lr F               cosine schedule: final learning rate               [0]\n"
+"\nparallelism and devices\n"
+"  --device SPEC            auto | gpu | cpu | accelerator | P:D | name substring; per rank:\n"
+"                           \"0=pocl,1=oclgrind,gpu\" (see cltrain-devices)  [$CLTRAIN_DEVICE or auto]\n"
+"  --shard KIND             how a global batch is split over ranks:\n"
+"                           sequential | random | stratified                  [sequential]\n"
+"\nreliability\n"
+"  --checkpoint PATH        write a checkpoint at the end of every epoch (atomically)  [none]\n"
+"  --checkpoint-every N     ... and every N steps                              [0: epochs only]\n"
+"  --resume PATH            continue from a checkpoint (any rank count)        [none]\n"
+"  --max-bad-steps K        stop after K consecutive non-finite steps          [5]\n"
+"  --check-every N          compare parameter checksums across ranks every N steps [0: never]\n"
+"  --on-divergence WHAT     warn | resync | abort, when replicas differ        [abort]\n"
+"\noutput\n"
+"  --log-every N            a line every N steps (0: none)                     [100]\n"
+"  --save-params PATH       write the final parameters as raw float32          [none]\n"
+"  --quiet                  no per-step lines\n"
+"  -h, --help               this text\n"
+"\nexit codes: 0 done, 1 run-time failure, 2 bad command line\n");
+}
+
+static ct_status parse(int argc, char **argv, ct_train_config *c) {
+  const char *env;
+  if ((env = getenv("CLTRAIN_DEVICE")) && *env) c->device = env;
+  if ((env = getenv("CLTRAIN_DATA")) && *env) c->data_dir = env;
+  // the optimizer's defaults apply first; flags given explicitly override them
+  float lr = -1, wd = -1, momentum = -1, beta1 = -1, beta2 = -1, eps = -1;
+  int nesterov = 0;
+  long v;
+  opterr = 0;
+  optind = 1;
+  int ch;
+  while ((ch = getopt_long(argc, argv, ":h", options, NULL)) != -1) {
+    const char *flag = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
+    switch (ch) {
+      case O_MODEL: c->arch = optarg; break;
+      case O_EPOCHS: CT_TRY(ct_arg_long("--epochs", optarg, 1, 100000, &v)); c->epochs = (int)v; break;
+      case O_BATCH: CT_TRY(ct_arg_long("--batch", optarg, 1, 1 << 20, &v)); c->batch = (int)v; break;
+      case O_OPTIM: CT_TRY(ct_optim_parse(optarg, &c->optim.kind)); break;
+      case O_LR: CT_TRY(ct_arg_float("--lr", optarg, 0, 1, 10, 0, &lr)); break;
+      case O_MOMENTUM: CT_TRY(ct_arg_float("--momentum", optarg, 0, 0, 1, 1, &momentum)); break;
+      case O_NESTEROV: nesterov = 1; break;
+      case O_WD: CT_TRY(ct_arg_float("--weight-decay", optarg, 0, 0, 1, 0, &wd)); break;
+      case O_BETA1: CT_TRY(ct_arg_float("--beta1", optarg, 0, 0, 1, 1, &beta1)); break;
+      case O_BETA2: CT_TRY(ct_arg_float("--beta2", optarg, 0, 0, 1, 1, &beta2)); break;
+      case O_EPS: CT_TRY(ct_arg_float("--eps", optarg, 0, 1, 1, 0, &eps)); break;
+      case O_SCHED: CT_TRY(ct_schedule_parse(optarg, &c->sched.kind)); break;
+      case O_WARMUP: CT_TRY(ct_arg_long("--warmup", optarg, 0, 1L << 40, &c->sched.warmup)); break;
+      case O_STEP_SIZE: CT_TRY(ct_arg_long("--step-size", optarg, 1, 1L << 40, &c->sched.step_size)); break;
+      case O_GAMMA: CT_TRY(ct_arg_float("--gamma", optarg, 0, 1, 1, 0, &c->sched.gamma)); break;
+      case O_MIN_LR: CT_TRY(ct_arg_float("--min-lr", optarg, 0, 0, 10, 0, &c->sched.min_lr)); break;
+      case O_SEED: CT_TRY(ct_arg_u64("--seed", optarg, &c->seed)); break;
+      case O_DEVICE: c->device = optarg; break;
+      case O_DATA: c->data_dir = optarg; break;
+      case O_LIMIT: CT_TRY(ct_arg_long("--limit", optarg, 1, 1L << 31, &v)); c->limit = (int)v; break;
+      case O_TEST_LIMIT: CT_TRY(ct_arg_long("--test-limit", optarg, 1, 1L << 31, &v)); c->test_limit = (int)v; break;
+      case O_NORMALIZE: {
+        const char *comma = strchr(optarg, ',');
+        char mean[64];
+        if (!comma || (size_t)(comma - optarg) >= sizeof mean)
+          return CT_FAIL(CT_ERR_USAGE, "--normalize: expected MEAN,STD (e.g. 0.286,0.353), got '%s'", optarg);
+        memcpy(mean, optarg, (size_t)(comma - optarg));
+        mean[comma - optarg] = 0;
+        CT_TRY(ct_arg_float("--normalize (mean)", mean, -1e6, 0, 1e6, 0, &c->norm_mean));
+        CT_TRY(ct_arg_float("--normalize (std)", comma + 1, 0, 1, 1e6, 0, &c->norm_std));
+        break;
+      }
+      case O_SHARD: CT_TRY(ct_shard_parse(optarg, &c->shard)); break;
+      case O_NO_SHUFFLE: c->shuffle = 0; break;
+      case O_LOG_EVERY: CT_TRY(ct_arg_long("--log-every", optarg, 0, 1L << 40, &c->log_every)); break;
+      case O_MAX_STEPS: CT_TRY(ct_arg_long("--max-steps", optarg, 0, 1L << 40, &c->max_steps)); break;
+      case O_SAVE_PARAMS: c->save_params = optarg; break;
+      case O_QUIET: c->quiet = 1; break;
+      case O_CHECKPOINT: c->checkpoint = optarg; break;
+      case O_CHECKPOINT_EVERY: CT_TRY(ct_arg_long("--checkpoint-every", optarg, 0, 1L << 40, &c->checkpoint_every)); break;
+      case O_RESUME: c->resume = optarg; break;
+      case O_MAX_BAD: CT_TRY(ct_arg_long("--max-bad-steps", optarg, 1, 1000000, &v)); c->max_bad_steps = (int)v; break;
+      case O_CHECK_EVERY: CT_TRY(ct_arg_long("--check-every", optarg, 0, 1L << 40, &c->check_every)); break;
+      case O_ON_DIVERGENCE: {
+        static const char *const kinds[] = {"warn", "resync", "abort", NULL};
+        int k;
+        CT_TRY(ct_arg_choice("--on-divergence", optarg, kinds, &k));
+        c->on_divergence = (ct_divergence)k;
+        break;
+      }
+      case O_HELP:
+      case 'h': usage(stdout); exit(0);
+      case ':': return CT_FAIL(CT_ERR_USAGE, "%s: needs a value (see --help)", flag);
+      default:
+        return CT_FAIL(CT_ERR_USAGE, "unknown option '%s' (see --help)", flag);
+    }
+  }
+  if (optind < argc)
+    return CT_FAIL(CT_ERR_USAGE, "unexpected argument '%s' (see --help)", argv[optind]);
+  if (!*c->arch) return CT_FAIL(CT_ERR_USAGE, "--model: empty architecture");
+  if (!*c->data_dir) return CT_FAIL(CT_ERR_USAGE, "--data: empty folder name");
+  if (c->checkpoint && !*c->checkpoint) return CT_FAIL(CT_ERR_USAGE, "--checkpoint: empty path");
+  if (c->checkpoint_every > 0 && !c->checkpoint)
+    return CT_FAIL(CT_ERR_USAGE, "--checkpoint-every: needs --checkpoint PATH");
+  // optimizer: its defaults, then what was given
+  ct_optim_kind kind = c->optim.kind;
+  ct_optim_config_defaults(kind, &c->optim);
+  if (lr >= 0) c->optim.lr = lr;
+  if (wd >= 0) c->optim.weight_decay = wd;
+  if (momentum >= 0) c->optim.momentum = momentum;
+  if (beta1 >= 0) c->optim.beta1 = beta1;
+  if (beta2 >= 0) c->optim.beta2 = beta2;
+  if (eps >= 0) c->optim.eps = eps;
+  c->optim.nesterov = nesterov;
+  if (nesterov && (kind != CT_OPT_SGD || c->optim.momentum <= 0))
+    return CT_FAIL(CT_ERR_USAGE, "--nesterov: needs --optimizer sgd with --momentum > 0");
+  if (c->sched.kind == CT_SCHED_STEP && c->sched.step_size == 0) c->sched.step_size = 1000;
+  return CT_OK;
+}
+
+static long env_long(const char *name, long dflt) {
+  const char *v = getenv(name);
+  return v && *v ? strtol(v, NULL, 10) : dflt;
+}
+
+int main(int argc, char **argv) {
+  for (int i = 1; i < argc; i++)   // --help needs no MPI
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+      usage(stdout);
+      return 0;
+    }
+  ct_comm comm;
+  ct_status st = ct_comm_init(&argc, &argv, &comm);
+  if (st != CT_OK) {
+    fprintf(stderr, "cltrain: %s\n", ct_error_text());
+    return 1;
+  }
+  ct_train_config cfg;
+  ct_train_config_defaults(&cfg);
+  cfg.sched.total = 0;
+  st = parse(argc, argv, &cfg);
+  if (st != CT_OK) {
+    if (comm.rank == 0) fprintf(stderr, "cltrain: %s\n", ct_error_text());
+    ct_comm_free(&comm);
+    return ct_exit_code(st);
+  }
+  // fault injection, for the reliability tests only
+  cfg.inject_nan_step = env_long("CLTRAIN_INJECT_NAN_STEP", -1);
+  cfg.inject_nan_count = env_long("CLTRAIN_INJECT_NAN_COUNT", 1);
+  cfg.inject_nan_rank = (int)env_long("CLTRAIN_INJECT_NAN_RANK", 0);
+  cfg.inject_diverge_step = env_long("CLTRAIN_INJECT_DIVERGE_STEP", -1);
+  cfg.inject_diverge_rank = (int)env_long("CLTRAIN_INJECT_DIVERGE_RANK", 1);
+  cfg.inject_exit_step = env_long("CLTRAIN_INJECT_EXIT_STEP", -1);
+  cfg.inject_exit_rank = (int)env_long("CLTRAIN_INJECT_EXIT_RANK", 1);
+
+  ct_train_result res;
+  st = ct_train_run(&cfg, &comm, &res);
+  if (st != CT_OK) {
+    // a usage error found later (batch larger than the data, architecture vs data) is the same
+    // on every rank: say it once. Anything else may be one rank's alone: say which, and end the
+    // job so that no rank waits forever in a collective.
+    if (st == CT_ERR_USAGE) {
+      if (comm.rank == 0) fprintf(stderr, "cltrain: %s\n", ct_error_text());
+    } else if (comm.size > 1) {
+      fprintf(stderr, "cltrain: rank %d: %s\n", comm.rank, ct_error_text());
+      fflush(stderr);
+      ct_comm_abort(&comm, ct_exit_code(st));
+    } else {
+      fprintf(stderr, "cltrain: %s\n", ct_error_text());
+    }
+  }
+  ct_comm_free(&comm);
+  return ct_exit_code(st);
+}
