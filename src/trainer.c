@@ -259,6 +259,24 @@ static void teardown(run_state *s) {
   free(s->host_params);
 }
 
+// Rank 0 prints which device each rank trains on.
+static ct_status report_devices(run_state *s) {
+  enum { W = 320 };
+  char mine[W];
+  snprintf(mine, W, "%d:%d %s [%s]", s->dev.info.platform, s->dev.info.index, s->dev.info.name,
+           s->dev.info.platform_name);
+  char *all = R0 ? malloc((size_t)s->comm->size * W) : NULL;
+  if (R0 && !all) return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
+  int rc = MPI_Gather(mine, W, MPI_CHAR, all, W, MPI_CHAR, 0, s->comm->comm);
+  if (rc != MPI_SUCCESS) {
+    free(all);
+    return CT_FAIL(CT_ERR_MPI, "MPI_Gather of device names failed on rank %d", s->comm->rank);
+  }
+  for (int r = 0; R0 && r < s->comm->size; r++) say(s, "cltrain: rank %d on %s\n", r, all + (size_t)r * W);
+  free(all);
+  return CT_OK;
+}
+
 // ---- the loop ---------------------------------------------------------------------------------
 
 static ct_status train(run_state *s) {
@@ -288,8 +306,8 @@ static ct_status train(run_state *s) {
   say(s, "cltrain: model %s (%zu parameters), %d rank(s), global batch %d, %s, data %s (%d train, %d test)\n",
       s->arch.text, s->arch.param_count, world, cfg->batch,
       cfg->optim.kind == CT_OPT_SGD ? "sgd" : "adamw", cfg->data_dir, s->train.count, s->test.count);
-  say(s, "cltrain: rank 0 on %d:%d %s [%s], parameter checksum %016llx\n", s->dev.info.platform,
-      s->dev.info.index, s->dev.info.name, s->dev.info.platform_name, (unsigned long long)sum);
+  CT_TRY(report_devices(s));
+  say(s, "cltrain: parameter checksum %016llx on every rank\n", (unsigned long long)sum);
 
   long step = pos.step;
   int bad_run = 0;
@@ -313,6 +331,8 @@ static ct_status train(run_state *s) {
                             s->mine);
       if (m < 0) return CT_FAIL(CT_ERR_INTERNAL, "ct_shard_take failed at step %ld", step);
       ct_dataset_gather(&s->train, s->mine, m, cfg->norm_mean, cfg->norm_std, s->x, s->y);
+      s->model.sample_offset = 0;   // dropout masks follow the position in the global batch
+      for (int r = 0; r < rank; r++) s->model.sample_offset += s->shares[r];
       CT_TRY(ct_model_set_batch(&s->model, s->x, s->y, m));
       CT_TRY(ct_model_forward(&s->model, m, 1, cfg->seed * 0x9E3779B97F4A7C15ULL + (uint64_t)step));
       CT_TRY(ct_model_backward(&s->model, m, 1.0f / (float)n));

@@ -1,0 +1,75 @@
+// pool.cl: 2-D max pooling (window K, stride S, no padding; output OH = (H - K) / S + 1).
+// The forward pass records, per output, the position yy*W + xx of the maximum in its input
+// plane. The backward pass scatters from the outputs when windows do not overlap (S >= K: each
+// input pixel has at most one window; the host zeroes dx first unless the windows tile it
+// exactly), and gathers otherwise. No atomics either way.
+// 3-D ranges (x, y, plane) keep integer divisions out of the kernels.
+// OpenCL C 1.2. Every kernel guards its tail, so global sizes may be rounded up freely.
+
+// x (planes, H, W) -> y, idx (planes, OH, OW); planes = N*C. Range (OW, OH, planes).
+// Ties keep the first maximum in row-major order; NaN propagates.
+__kernel void maxpool_forward(__global const float *x, __global float *y, __global int *idx,
+                              const uint planes, const uint h, const uint w, const uint oh,
+                              const uint ow, const uint k, const uint stride) {
+  uint ox = get_global_id(0), oy = get_global_id(1), plane = get_global_id(2);
+  if (ox >= ow || oy >= oh || plane >= planes) return;
+  uint y0 = oy * stride, x0 = ox * stride;
+  __global const float *xp = x + (size_t)plane * h * w;
+  uint bi = y0 * w + x0;
+  float best = xp[bi];
+  for (uint ki = 0; ki < k; ki++)
+    for (uint kj = 0; kj < k; kj++) {
+      uint q = (y0 + ki) * w + x0 + kj;
+      float v = xp[q];
+      if (v > best || (isnan(v) && !isnan(best))) {
+        best = v;
+        bi = q;
+      }
+    }
+  size_t o = ((size_t)plane * oh + oy) * ow + ox;
+  y[o] = best;
+  idx[o] = (int)bi;
+}
+
+// Non-overlapping windows (stride >= k): each output writes its k*k inputs: dy where the
+// maximum was, 0 elsewhere. Range (OW, OH, planes).
+__kernel void maxpool_backward_scatter(__global const float *dy, __global const int *idx,
+                                       __global float *dx, const uint planes, const uint h,
+                                       const uint w, const uint oh, const uint ow,
+                                       const uint k, const uint stride) {
+  uint ox = get_global_id(0), oy = get_global_id(1), plane = get_global_id(2);
+  if (ox >= ow || oy >= oh || plane >= planes) return;
+  size_t o = ((size_t)plane * oh + oy) * ow + ox;
+  float g = dy[o];
+  int at = idx[o];
+  __global float *dp = dx + (size_t)plane * h * w;
+  uint y0 = oy * stride, x0 = ox * stride;
+  for (uint ki = 0; ki < k; ki++)
+    for (uint kj = 0; kj < k; kj++) {
+      uint q = (y0 + ki) * w + x0 + kj;
+      dp[q] = (int)q == at ? g : 0.0f;
+    }
+}
+
+// Any windows (overlapping too): each input pixel sums dy over the windows whose maximum it
+// was. Range (W, H, planes).
+__kernel void maxpool_backward_gather(__global const float *dy, __global const int *idx,
+                                      __global float *dx, const uint planes, const uint h,
+                                      const uint w, const uint oh, const uint ow,
+                                      const uint k, const uint stride) {
+  uint xx = get_global_id(0), yy = get_global_id(1), plane = get_global_id(2);
+  if (xx >= w || yy >= h || plane >= planes) return;
+  // outputs whose window covers (yy, xx): oy*stride <= yy <= oy*stride + k - 1
+  uint oy_lo = yy + 1 > k ? (yy + 1 - k + stride - 1) / stride : 0;
+  uint ox_lo = xx + 1 > k ? (xx + 1 - k + stride - 1) / stride : 0;
+  uint oy_hi = min(yy / stride, oh - 1), ox_hi = min(xx / stride, ow - 1);
+  size_t base = (size_t)plane * oh * ow;
+  int q = (int)(yy * w + xx);
+  float s = 0.0f;
+  for (uint oy = oy_lo; oy <= oy_hi; oy++)
+    for (uint ox = ox_lo; ox <= ox_hi; ox++) {
+      size_t o = base + oy * ow + ox;
+      if (idx[o] == q) s += dy[o];
+    }
+  dx[(size_t)plane * h * w + (uint)q] = s;
+}
