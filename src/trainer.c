@@ -70,6 +70,7 @@ typedef struct {
   int *y;                  // (max_share)
   float *losses;           // (max_share)
   float *host_params;      // (param_count)
+  ct_schedule sched;       // cfg->sched, with the cosine's length filled in
   ct_allreduce_stats ars;
   ct_train_result *res;
 } run_state;
@@ -285,6 +286,10 @@ static ct_status train(run_state *s) {
   ct_train_result *res = s->res;
   int world = comm->size, rank = comm->rank;
   long steps_per_epoch = (s->train.count + cfg->batch - 1) / cfg->batch;
+  s->sched = cfg->sched;
+  if (s->sched.total <= 0)   // the cosine runs over the whole run unless told otherwise
+    s->sched.total = cfg->max_steps > 0 ? cfg->max_steps : steps_per_epoch * cfg->epochs;
+  CT_TRY(ct_schedule_check(&s->sched));
 
   // identical parameters on every rank: seeded init (or a checkpoint), verified by checksum
   ct_checkpoint_pos pos = {0};
@@ -373,7 +378,7 @@ static ct_status train(run_state *s) {
                          bad_run, cfg->max_bad_steps, cfg->checkpoint ? cfg->checkpoint : "none");
       } else {
         bad_run = 0;
-        float lr = ct_schedule_lr(&cfg->sched, cfg->optim.lr, step);
+        float lr = ct_schedule_lr(&s->sched, cfg->optim.lr, step);
         CT_TRY(ct_optim_step(&s->opt, s->model.params, s->model.grads, lr));
         for (int i = 0; i < m; i++) loss_acc += s->losses[i];
         loss_n += m;
@@ -407,7 +412,7 @@ static ct_status train(run_state *s) {
         res->last_loss = v[1] > 0 ? v[0] / v[1] : NAN;
         if (!cfg->quiet)
           say(s, "step %6ld  epoch %3d  loss %.4f  lr %.5f  %.1f samples/s\n", step, epoch + 1,
-              res->last_loss, ct_schedule_lr(&cfg->sched, cfg->optim.lr, step - 1),
+              res->last_loss, ct_schedule_lr(&s->sched, cfg->optim.lr, step - 1),
               samples_log / (now - t_log));
         loss_acc = loss_n = samples_log = 0;
         t_log = now;

@@ -18,4 +18,17 @@ cmake --build build -j"$jobs"
 if [ "$what" = run ]; then
   exec build/cltrain-devices "$@"
 fi
-ctest --test-dir build --output-on-failure
+status=0
+ctest --test-dir build --output-on-failure || status=$?
+# The sanitizer build (clang): AddressSanitizer + UndefinedBehaviorSanitizer on everything, plus
+# the libFuzzer harnesses of tests/fuzz, each run for a bounded number of inputs (label fuzz).
+# Tests labelled slow (the end-to-end runs under mpiexec) run in build/ only.
+if [ "${CLTRAIN_FUZZ_DEPS:-1}" = 1 ]; then
+  CC=clang cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCLTRAIN_SANITIZE=ON \
+    -DCLTRAIN_FUZZ=ON >/dev/null
+  cmake --build build-asan -j"$jobs"
+  ctest --test-dir build-asan --output-on-failure -LE slow || status=$?
+else
+  echo "quickstart: CLTRAIN_FUZZ_DEPS=0: no clang, skipping the sanitizer build (build-asan/)"
+fi
+exit "$status"
