@@ -1,0 +1,65 @@
+// allreduce.h: the ring all-reduce (SUM of floats) over MPI, with device buffers staged through
+// host memory.
+//
+// Defines: ct_allreduce_stats, ct_allreduce (opaque) + ct_allreduce_init / _free,
+// ct_allreduce_device, ct_allreduce_host, ct_allreduce_pinned, ct_allreduce_ring_bytes.
+//
+// N ranks form a ring (rank r sends to r+1 and receives from r-1). The count is cut into N
+// segments; N-1 reduce-scatter steps leave rank r with the finished segment r+1, and N-1
+// all-gather steps pass the finished segments round. Each segment is cut into chunks that flow
+// through the ring independently, so that device->host copies, MPI transfers, host additions
+// and host->device copies of different chunks overlap. The order of the additions is fixed
+// (segment s is summed as ((x_s + x_s+1) + x_s+2) + ... over ranks), so results are the same
+// bits run after run and, because the all-gather copies finished segments, on every rank.
+// Every call is collective over comm: every rank calls it with the same count. A count that
+// differs is caught (CT_ERR_MISMATCH on every rank); any other failure on one rank (an MPI or
+// OpenCL error mid-ring) can leave the others waiting for it: callers ct_comm_abort then.
+#ifndef CLTRAIN_ALLREDUCE_H
+#define CLTRAIN_ALLREDUCE_H
+
+#include <stddef.h>
+
+#include "cltrain/comm.h"
+#include "cltrain/device.h"
+
+typedef struct {
+  double d2h_s, h2d_s;    // time in device<->host copies (host wall time waiting on them)
+  double mpi_s;           // time in MPI calls (including waiting for neighbours)
+  double reduce_s;        // host time adding received chunks
+  double total_s;         // wall time of the whole call
+  size_t bytes_sent;      // bytes this rank sent
+  long calls;
+} ct_allreduce_stats;     // accumulated over calls; the caller may zero it
+
+typedef struct ct_allreduce ct_allreduce;   // opaque: staging buffers, requests
+
+// Staging for up to max_count floats; chunk_bytes = pipeline chunk size (0 = default,
+// CT_ALLREDUCE_DEFAULT_CHUNK). Pinned staging (CL_MEM_ALLOC_HOST_PTR + clEnqueueMapBuffer)
+// where the device offers it, else malloc. Not collective (no MPI call). Staging copies run on
+// a command queue of its own on dev->ctx; comm and dev must outlive ar.
+#define CT_ALLREDUCE_DEFAULT_CHUNK ((size_t)512 << 10)
+ct_status ct_allreduce_init(ct_comm *comm, ct_device *dev, size_t max_count, size_t chunk_bytes,
+                            ct_allreduce **ar);
+void ct_allreduce_free(ct_allreduce *ar);
+// 1 when the staging buffer is pinned (mapped CL_MEM_ALLOC_HOST_PTR), 0 when malloc'ed or
+// when there is none (a ring of one rank stages nothing).
+int ct_allreduce_pinned(const ct_allreduce *ar);
+
+// In-place SUM over all ranks of count floats at offset (floats) of the device buffer buf.
+// Blocking: on return buf holds the sum on every rank, visible to commands enqueued on
+// dev->queue afterwards. Waits for the work already enqueued on dev->queue before reading.
+// Checks that all ranks pass the same count (CT_ERR_MISMATCH on every rank otherwise).
+// Any N >= 1 and any count (0, < N, not divisible by N); count <= max_count. stats may be NULL.
+ct_status ct_allreduce_device(ct_allreduce *ar, cl_mem buf, size_t offset, size_t count,
+                              ct_allreduce_stats *stats);
+
+// The same ring on a host array buf (count floats), no device: for the benchmark and tests.
+// chunk_bytes 0 = default. stats may be NULL.
+ct_status ct_allreduce_host(ct_comm *comm, float *buf, size_t count, size_t chunk_bytes,
+                            ct_allreduce_stats *stats);
+
+// Bytes rank `rank` of `size` sends in one all-reduce of count floats (2(N-1)/N of the buffer,
+// give or take the remainder): what stats->bytes_sent grows by per call.
+size_t ct_allreduce_ring_bytes(size_t count, int rank, int size);
+
+#endif

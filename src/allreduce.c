@@ -1,0 +1,561 @@
+// allreduce.c: the ring all-reduce (SUM of floats) over MPI, on host arrays and on device
+// buffers staged through (pinned where possible) host memory. See allreduce.h.
+//
+// The ring, N = 4, count cut into segments S0..S3 (the remainder spread over the first ones):
+//
+//        +--------+  S_r sent right   +--------+
+//        | rank 0 | ----------------> | rank 1 |        rank r sends to r+1 and
+//        +--------+                   +--------+        receives from r-1 (mod N)
+//             ^                            |
+//             |                            v
+//        +--------+                   +--------+
+//        | rank 3 | <---------------- | rank 2 |
+//        +--------+                   +--------+
+//
+//   step t (0 .. 2N-3):  send segment (r - t) mod N,  receive segment (r - t - 1) mod N
+//   t <  N-1  reduce-scatter: the received chunk is ADDED to ours (receive into a slot, add)
+//   t >= N-1  all-gather:     the received chunk is finished, receive it in place
+//   after step N-2 rank r holds the finished segment (r + 1) mod N.
+//
+//   rank:          0          1          2          3
+//   t=0 sends     S0         S1         S2         S3       (own data)
+//   t=1 sends     S3+S0      S0+S1      S1+S2      S2+S3    (what it received at t=0, + own)
+//   t=2 sends     S2+S3+S0   S3+S0+S1   ...                 (t=2: rank 0 finishes S1)
+//   t=3..5        the finished segments travel once more round the ring (copies)
+//
+// What a rank sends at step t+1 is what it received (and added to) at step t, so each segment
+// is cut into chunks that flow through the ring on their own: chunk c goes on to step t+1 as
+// soon as it arrived at step t, with no step-wide barrier. Messages carry the step as their tag;
+// within a step chunks go in order, so MPI's non-overtaking rule matches them. Segment s is
+// summed as ((x_s + x_s+1) + x_s+2) + ... over ranks (x_k = rank k's data): a fixed order, the
+// same bits on every run, and the same bits on every rank because the all-gather copies.
+//
+// Device buffers: the range is read into a host staging array chunk by chunk on a copy queue
+// of our own (non-blocking reads with one event each, waited for only when a chunk is needed),
+// the ring runs on the staging array, and every chunk is written back as soon as it is
+// finished (the last reduce-scatter step and each all-gather step), so D2H of chunk k+1, the
+// MPI exchange of chunk k and H2D of finished chunks overlap.
+//
+// Deadlock freedom: a rank blocks only on (a) the receive of the item it processes next,
+// whose send the left neighbour has posted or will post without blocking on us first, and
+// (b) before an all-gather receive into a region, on the send of that region N-1 steps earlier
+// (the right neighbour needs only earlier items to post its receive). All step-0 sends are
+// posted before any later step is processed.
+#include "cltrain/allreduce.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cltrain/timer.h"
+
+#define RING_SLOTS 4   // receive slots (chunks) of the reduce-scatter; also the posting window
+
+// ---- in-place addition (vectorized; the same bits as the scalar loop) ------------------------
+
+#if defined(__GNUC__)
+typedef float ct_v4f __attribute__((vector_size(16), aligned(4), may_alias));
+#endif
+
+static void add_f32(float *restrict dst, const float *restrict src, size_t n) {
+  size_t i = 0;
+#if defined(__GNUC__)
+  for (; i + 16 <= n; i += 16) {
+    ct_v4f *d = (ct_v4f *)(dst + i);
+    const ct_v4f *s = (const ct_v4f *)(src + i);
+    ct_v4f a0 = d[0] + s[0], a1 = d[1] + s[1], a2 = d[2] + s[2], a3 = d[3] + s[3];
+    d[0] = a0, d[1] = a1, d[2] = a2, d[3] = a3;
+  }
+#endif
+  for (; i < n; i++) dst[i] += src[i];
+}
+
+// ---- the ring -------------------------------------------------------------------------------
+
+typedef struct {
+  MPI_Comm comm;
+  int rank, size;
+  float *data;            // (count) the array reduced in place (user array or staging)
+  size_t count, chunk;    // chunk: floats per message
+  float *tmp;             // (RING_SLOTS, chunk) receive slots of the reduce-scatter
+  MPI_Request *rreq;      // (items) receive of item i
+  MPI_Request *sreq;      // (n0 + items) step-0 sends, then the send that follows item i
+  size_t *rstart;         // (2N - 1) first item of each step; rstart[2N-2] = items
+  // Device staging (queue NULL: a host array, no copies).
+  cl_command_queue queue;
+  cl_mem buf;             // the user's device buffer
+  size_t offset;          // floats
+  cl_event *d2h;          // (N, maxch) read of chunk c of segment s; NULL once waited for
+  size_t maxch;
+  int whole;              // the range fits in one chunk: one read (d2h[0]) and one write
+
+  ct_allreduce_stats st;  // this call's times
+} ring;
+
+static int mod(int a, int n) { return ((a % n) + n) % n; }
+static size_t seg_len(const ring *g, int s) {
+  return g->count / (size_t)g->size + ((size_t)s < g->count % (size_t)g->size);
+}
+static size_t seg_off(const ring *g, int s) {
+  size_t rem = g->count % (size_t)g->size;
+  return (size_t)s * (g->count / (size_t)g->size) + ((size_t)s < rem ? (size_t)s : rem);
+}
+static size_t seg_chunks(const ring *g, int s) { return (seg_len(g, s) + g->chunk - 1) / g->chunk; }
+static int recv_seg(const ring *g, int t) { return mod(g->rank - t - 1, g->size); }
+
+// Fills rstart; returns the number of receive items.
+static size_t ring_layout(ring *g) {
+  int steps = 2 * g->size - 2;
+  size_t n = 0;
+  for (int t = 0; t < steps; t++) {
+    g->rstart[t] = n;
+    n += seg_chunks(g, recv_seg(g, t));
+  }
+  g->rstart[steps] = n;
+  return n;
+}
+
+static ct_status wait_d2h(ring *g, int s, size_t c) {
+  if (!g->queue) return CT_OK;
+  cl_event *ev = &g->d2h[g->whole ? 0 : (size_t)s * g->maxch + c];
+  if (!*ev) return CT_OK;
+  double t0 = ct_now();
+  cl_int err = clWaitForEvents(1, ev);
+  g->st.d2h_s += ct_now() - t0;
+  clReleaseEvent(*ev);
+  *ev = NULL;
+  CL_CHECK(err);
+  return CT_OK;
+}
+
+static ct_status write_back(ring *g, const float *region, size_t len) {
+  if (!g->queue || g->whole || len == 0) return CT_OK;
+  size_t at = (size_t)(region - g->data);
+  double t0 = ct_now();
+  CL_CHECK(clEnqueueWriteBuffer(g->queue, g->buf, CL_FALSE, (g->offset + at) * sizeof(float),
+                                len * sizeof(float), region, 0, NULL, NULL));
+  CL_CHECK(clFlush(g->queue));
+  g->st.h2d_s += ct_now() - t0;
+  return CT_OK;
+}
+
+static ct_status isend(ring *g, const float *region, size_t len, int tag, MPI_Request *req) {
+  int right = mod(g->rank + 1, g->size);
+  double t0 = ct_now();
+  int err = MPI_Isend(region, (int)len, MPI_FLOAT, right, tag, g->comm, req);
+  g->st.mpi_s += ct_now() - t0;
+  if (err != MPI_SUCCESS) return ct_mpi_error(err, "MPI_Isend", __FILE__, __LINE__);
+  g->st.bytes_sent += len * sizeof(float);
+  return CT_OK;
+}
+
+static ct_status mpi_wait(ring *g, MPI_Request *req, const char *what) {
+  double t0 = ct_now();
+  int err = MPI_Wait(req, MPI_STATUS_IGNORE);
+  g->st.mpi_s += ct_now() - t0;
+  if (err != MPI_SUCCESS) return ct_mpi_error(err, what, __FILE__, __LINE__);
+  return CT_OK;
+}
+
+// Posts the step-0 sends (our own segment r) of chunks next0 .. upto-1.
+static ct_status post_sends0(ring *g, size_t *next0, size_t upto) {
+  int s = g->rank;
+  size_t off = seg_off(g, s), len = seg_len(g, s);
+  for (; *next0 < upto; (*next0)++) {
+    size_t c = *next0, lo = c * g->chunk, n = len - lo < g->chunk ? len - lo : g->chunk;
+    CT_TRY(wait_d2h(g, s, c));
+    CT_TRY(isend(g, g->data + off + lo, n, 0, &g->sreq[c]));
+  }
+  return CT_OK;
+}
+
+// Posts the receive of item p (step t, chunk c).
+static ct_status post_recv(ring *g, size_t p, int t) {
+  int s = recv_seg(g, t), left = mod(g->rank - 1, g->size);
+  size_t c = p - g->rstart[t], lo = c * g->chunk, len = seg_len(g, s) - lo;
+  if (len > g->chunk) len = g->chunk;
+  float *dst = t < g->size - 1 ? g->tmp + (p % RING_SLOTS) * g->chunk   // reduce-scatter: a slot
+                               : g->data + seg_off(g, s) + lo;            // all-gather: in place
+  double t0 = ct_now();
+  int err = MPI_Irecv(dst, (int)len, MPI_FLOAT, left, t, g->comm, &g->rreq[p]);
+  g->st.mpi_s += ct_now() - t0;
+  if (err != MPI_SUCCESS) return ct_mpi_error(err, "MPI_Irecv", __FILE__, __LINE__);
+  return CT_OK;
+}
+
+// Index in sreq of the send that last read the region an all-gather item (t >= N-1, chunk c)
+// receives into: the send of step t-N+1, chunk c.
+static size_t ag_dep(const ring *g, int t, size_t c, size_t n0) {
+  int td = t - g->size + 1;
+  return td == 0 ? c : n0 + g->rstart[td - 1] + c;
+}
+
+// Posts receives ahead of the item being processed (`done` items are finished), up to the
+// window; an all-gather receive waits (without blocking) until the send out of its region is
+// complete. Stops at the first that cannot be posted yet, so receives stay in order.
+static ct_status post_recvs(ring *g, size_t *p, int *pt, size_t done, size_t next0, size_t n0) {
+  const int steps = 2 * g->size - 2;
+  const size_t items = g->rstart[steps];
+  while (*p < items && *p < done + RING_SLOTS) {
+    while (*p >= g->rstart[*pt + 1]) (*pt)++;
+    int t = *pt;
+    if (t >= g->size - 1) {
+      int td = t - g->size + 1;
+      size_t c = *p - g->rstart[t];
+      int posted = td == 0 ? c < next0 : g->rstart[td - 1] + c < done;
+      if (!posted) break;
+      int flag = 0;
+      double t0 = ct_now();
+      int err = MPI_Test(&g->sreq[ag_dep(g, t, c, n0)], &flag, MPI_STATUS_IGNORE);
+      g->st.mpi_s += ct_now() - t0;
+      if (err != MPI_SUCCESS) return ct_mpi_error(err, "MPI_Test", __FILE__, __LINE__);
+      if (!flag) break;
+    }
+    CT_TRY(post_recv(g, *p, t));
+    (*p)++;
+  }
+  return CT_OK;
+}
+
+// Cancels and frees whatever is still in flight after a failure. The buffers the requests
+// point at are not freed by the callers on this path (an MPI error leaves the job broken).
+static void ring_abandon(ring *g, size_t nsend, size_t nrecv) {
+  for (size_t i = 0; i < nrecv; i++)
+    if (g->rreq[i] != MPI_REQUEST_NULL) {
+      MPI_Cancel(&g->rreq[i]);
+      MPI_Request_free(&g->rreq[i]);
+    }
+  for (size_t i = 0; i < nsend; i++)
+    if (g->sreq[i] != MPI_REQUEST_NULL) MPI_Request_free(&g->sreq[i]);
+}
+
+// Runs the 2N-2 steps on g->data. Needs N >= 2, count >= 1 and ring_layout done.
+static ct_status ring_run(ring *g) {
+  const int N = g->size, steps = 2 * N - 2;
+  const size_t items = g->rstart[steps], n0 = seg_chunks(g, g->rank);
+  for (size_t i = 0; i < items; i++) g->rreq[i] = MPI_REQUEST_NULL;
+  for (size_t i = 0; i < n0 + items; i++) g->sreq[i] = MPI_REQUEST_NULL;
+  size_t next0 = 0, p = 0, i = 0;   // step-0 sends posted, receives posted, items done
+  int pt = 0;
+  ct_status st = CT_OK;
+  // Receives first, so that the neighbour's first chunks find them posted.
+  CT_GOTO(post_recvs(g, &p, &pt, 0, next0, n0), st, fail);
+  CT_GOTO(post_sends0(g, &next0, n0 < RING_SLOTS ? n0 : RING_SLOTS), st, fail);
+  for (int t = 0; t < steps; t++) {
+    if (t >= 1) CT_GOTO(post_sends0(g, &next0, n0), st, fail);
+    int s = recv_seg(g, t);
+    size_t off = seg_off(g, s), len = seg_len(g, s), nc = g->rstart[t + 1] - g->rstart[t];
+    for (size_t c = 0; c < nc; c++, i++) {
+      size_t lo = c * g->chunk, n = len - lo < g->chunk ? len - lo : g->chunk;
+      float *region = g->data + off + lo;
+      if (p == i) {   // an all-gather receive that could not be posted ahead: post it now
+        CT_GOTO(mpi_wait(g, &g->sreq[ag_dep(g, t, c, n0)], "MPI_Wait(send)"), st, fail);
+        CT_GOTO(post_recv(g, p, t), st, fail);
+        p++;
+      }
+      if (t < N - 1) CT_GOTO(wait_d2h(g, s, c), st, fail);
+      CT_GOTO(mpi_wait(g, &g->rreq[i], "MPI_Wait(recv)"), st, fail);
+      if (t < N - 1) {
+        double t0 = ct_now();
+        add_f32(region, g->tmp + (i % RING_SLOTS) * g->chunk, n);
+        g->st.reduce_s += ct_now() - t0;
+      }
+      if (t >= N - 2) CT_GOTO(write_back(g, region, n), st, fail);   // finished
+      if (t + 1 < steps) CT_GOTO(isend(g, region, n, t + 1, &g->sreq[n0 + i]), st, fail);
+      if (t == 0) {
+        size_t want = c + 1 + RING_SLOTS;
+        CT_GOTO(post_sends0(g, &next0, want < n0 ? want : n0), st, fail);
+      }
+      CT_GOTO(post_recvs(g, &p, &pt, i + 1, next0, n0), st, fail);
+    }
+  }
+  CT_GOTO(post_sends0(g, &next0, n0), st, fail);
+  {
+    double t0 = ct_now();
+    int err = MPI_Waitall((int)(n0 + items), g->sreq, MPI_STATUSES_IGNORE);
+    g->st.mpi_s += ct_now() - t0;
+    if (err != MPI_SUCCESS) {
+      st = ct_mpi_error(err, "MPI_Waitall(sends)", __FILE__, __LINE__);
+      goto fail;
+    }
+  }
+  return CT_OK;
+fail:
+  ring_abandon(g, n0 + items, items);
+  return st;
+}
+
+size_t ct_allreduce_ring_bytes(size_t count, int rank, int size) {
+  if (size < 2) return 0;
+  ring g = {.rank = rank, .size = size, .count = count, .chunk = 1};
+  // Sends every segment twice except (r+1) in the reduce-scatter and (r+2) in the all-gather.
+  return (2 * count - seg_len(&g, mod(rank + 1, size)) - seg_len(&g, mod(rank + 2, size))) *
+         sizeof(float);
+}
+
+static size_t chunk_floats(size_t chunk_bytes) {
+  if (chunk_bytes == 0) chunk_bytes = CT_ALLREDUCE_DEFAULT_CHUNK;
+  size_t n = chunk_bytes / sizeof(float);
+  if (n > (size_t)1 << 28) n = (size_t)1 << 28;   // an int count per message
+  return n ? n : 1;
+}
+
+static void stats_add(ct_allreduce_stats *out, const ct_allreduce_stats *in, double t0) {
+  if (!out) return;
+  out->d2h_s += in->d2h_s;
+  out->h2d_s += in->h2d_s;
+  out->mpi_s += in->mpi_s;
+  out->reduce_s += in->reduce_s;
+  out->bytes_sent += in->bytes_sent;
+  out->total_s += ct_now() - t0;
+  out->calls++;
+}
+
+static ct_status check_tags(ct_comm *comm) {
+  void *attr = NULL;
+  int flag = 0;
+  MPI_CHECK(MPI_Comm_get_attr(comm->comm, MPI_TAG_UB, &attr, &flag));
+  if (flag && attr && *(int *)attr < 2 * comm->size - 3)
+    return CT_FAIL(CT_ERR_INTERNAL, "MPI_TAG_UB %d is too small for a ring of %d ranks",
+                   *(int *)attr, comm->size);
+  return CT_OK;
+}
+
+// ---- host arrays ----------------------------------------------------------------------------
+
+ct_status ct_allreduce_host(ct_comm *comm, float *buf, size_t count, size_t chunk_bytes,
+                            ct_allreduce_stats *stats) {
+  double t0 = ct_now();
+  ct_allreduce_stats local = {0};
+  CT_TRY(ct_comm_check_same_u64(comm, (uint64_t)count, "all-reduce count"));
+  if (comm->size < 2 || count == 0) {
+    stats_add(stats, &local, t0);
+    return CT_OK;
+  }
+  CT_TRY(check_tags(comm));
+  ring g = {.comm = comm->comm, .rank = comm->rank, .size = comm->size, .data = buf,
+            .count = count, .chunk = chunk_floats(chunk_bytes)};
+  size_t seg_max = seg_len(&g, 0);
+  if (g.chunk > seg_max) g.chunk = seg_max;
+  size_t steps = 2 * (size_t)comm->size - 2;
+  g.rstart = malloc((steps + 1) * sizeof *g.rstart);
+  if (!g.rstart) return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
+  size_t items = ring_layout(&g), n0 = seg_chunks(&g, g.rank);
+  g.rreq = malloc(items * sizeof *g.rreq);
+  g.sreq = malloc((n0 + items) * sizeof *g.sreq);
+  g.tmp = malloc(RING_SLOTS * g.chunk * sizeof *g.tmp);
+  ct_status st = CT_OK;
+  if (!g.rreq || !g.sreq || !g.tmp) {
+    st = CT_FAIL(CT_ERR_NOMEM, "out of host memory (ring of %zu floats)", count);
+  } else {
+    st = ring_run(&g);
+  }
+  if (st == CT_OK || st == CT_ERR_NOMEM) {   // after an MPI failure requests may still point here
+    free(g.tmp);
+    free(g.sreq);
+    free(g.rreq);
+  }
+  free(g.rstart);
+  if (st == CT_OK) stats_add(stats, &g.st, t0);
+  return st;
+}
+
+// ---- device buffers -------------------------------------------------------------------------
+
+struct ct_allreduce {
+  ct_comm *comm;
+  ct_device *dev;
+  cl_command_queue queue;   // in-order queue of our own for the staging copies
+  cl_mem pinned;            // CL_MEM_ALLOC_HOST_PTR buffer mapped as `staging` (NULL: malloc)
+  float *staging;           // (max_count) host image of the range being reduced
+  size_t max_count, chunk;  // chunk: floats per message (and per copy)
+  float *tmp;               // (RING_SLOTS, chunk)
+  MPI_Request *rreq, *sreq; // (items_max), (maxch + items_max)
+  size_t *rstart;           // (2N - 1)
+  cl_event *d2h;            // (N, maxch)
+  size_t maxch;             // chunks of the largest segment of max_count
+};
+
+int ct_allreduce_pinned(const ct_allreduce *ar) { return ar && ar->pinned != NULL; }
+
+ct_status ct_allreduce_init(ct_comm *comm, ct_device *dev, size_t max_count, size_t chunk_bytes,
+                            ct_allreduce **out) {
+  *out = NULL;
+  ct_allreduce *ar = calloc(1, sizeof *ar);
+  if (!ar) return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
+  ar->comm = comm;
+  ar->dev = dev;
+  ar->max_count = max_count;
+  ar->chunk = chunk_floats(chunk_bytes);
+  int N = comm->size;
+  ring g = {.size = N, .count = max_count, .chunk = ar->chunk};
+  size_t seg_max = seg_len(&g, 0);
+  if (ar->chunk > seg_max && seg_max > 0) ar->chunk = seg_max;
+  g.chunk = ar->chunk;
+  ar->maxch = seg_chunks(&g, 0);
+  if (ar->maxch == 0) ar->maxch = 1;
+  size_t steps = N > 1 ? 2 * (size_t)N - 2 : 1, items_max = steps * ar->maxch;
+  if (N < 2) {   // a ring of one: nothing to stage, the all-reduce is a no-op
+    *out = ar;
+    return CT_OK;
+  }
+  ct_status st = CT_OK;
+  cl_int err;
+  CL_GOTO((ar->queue = clCreateCommandQueue(dev->ctx, dev->info.id, 0, &err), err), st, fail);
+  // Pinned staging where the device offers it; plain host memory otherwise.
+  size_t bytes = (max_count ? max_count : 1) * sizeof(float);
+  if (bytes <= dev->info.max_alloc) {
+    ar->pinned = clCreateBuffer(dev->ctx, CL_MEM_READ_WRITE | CL_MEM_ALLOC_HOST_PTR, bytes, NULL,
+                                &err);
+    if (err != CL_SUCCESS) ar->pinned = NULL;
+    if (ar->pinned) {
+      ar->staging = clEnqueueMapBuffer(ar->queue, ar->pinned, CL_TRUE,
+                                       CL_MAP_READ | CL_MAP_WRITE, 0, bytes, 0, NULL, NULL, &err);
+      if (err != CL_SUCCESS || !ar->staging) {
+        ar->staging = NULL;
+        clReleaseMemObject(ar->pinned);
+        ar->pinned = NULL;
+      }
+    }
+  }
+  if (!ar->staging) {
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes) != 0) p = NULL;
+    ar->staging = p;
+  }
+  ar->tmp = malloc(RING_SLOTS * ar->chunk * sizeof *ar->tmp);
+  ar->rreq = malloc(items_max * sizeof *ar->rreq);
+  ar->sreq = malloc((ar->maxch + items_max) * sizeof *ar->sreq);
+  ar->rstart = malloc((steps + 1) * sizeof *ar->rstart);
+  ar->d2h = calloc((size_t)N * ar->maxch, sizeof *ar->d2h);
+  if (!ar->staging || !ar->tmp || !ar->rreq || !ar->sreq || !ar->rstart || !ar->d2h) {
+    st = CT_FAIL(CT_ERR_NOMEM, "out of host memory (all-reduce staging for %zu floats)",
+                 max_count);
+    goto fail;
+  }
+  *out = ar;
+  return CT_OK;
+fail:
+  ct_allreduce_free(ar);
+  return st;
+}
+
+void ct_allreduce_free(ct_allreduce *ar) {
+  if (!ar) return;
+  if (ar->queue) clFinish(ar->queue);
+  if (ar->d2h)
+    for (size_t i = 0; i < (size_t)ar->comm->size * ar->maxch; i++)
+      if (ar->d2h[i]) clReleaseEvent(ar->d2h[i]);
+  if (ar->pinned) {
+    if (ar->staging && ar->queue) {
+      cl_event ev = NULL;
+      if (clEnqueueUnmapMemObject(ar->queue, ar->pinned, ar->staging, 0, NULL, &ev) ==
+          CL_SUCCESS) {
+        clWaitForEvents(1, &ev);
+        clReleaseEvent(ev);
+      }
+    }
+    clReleaseMemObject(ar->pinned);
+  } else {
+    free(ar->staging);
+  }
+  if (ar->queue) clReleaseCommandQueue(ar->queue);
+  free(ar->tmp);
+  free(ar->rreq);
+  free(ar->sreq);
+  free(ar->rstart);
+  free(ar->d2h);
+  free(ar);
+}
+
+// Enqueues the reads of every chunk, in the order the ring needs them: step 0 needs our own
+// segment r (sent) and segment r-1 (added to) chunk by chunk, then segments r-2, r-3, ...
+static ct_status enqueue_read(ct_allreduce *ar, ring *g, int s, size_t c) {
+  size_t len = seg_len(g, s), lo = c * g->chunk;
+  if (lo >= len) return CT_OK;
+  size_t n = len - lo < g->chunk ? len - lo : g->chunk, at = seg_off(g, s) + lo;
+  CL_CHECK(clEnqueueReadBuffer(ar->queue, g->buf, CL_FALSE, (g->offset + at) * sizeof(float),
+                               n * sizeof(float), g->data + at, 0, NULL,
+                               &g->d2h[(size_t)s * g->maxch + c]));
+  return CT_OK;
+}
+
+static ct_status enqueue_reads(ct_allreduce *ar, ring *g) {
+  if (g->whole) {   // small: one command each way (the per-command latency dominates)
+    CL_CHECK(clEnqueueReadBuffer(ar->queue, g->buf, CL_FALSE, g->offset * sizeof(float),
+                                 g->count * sizeof(float), g->data, 0, NULL, &g->d2h[0]));
+    CL_CHECK(clFlush(ar->queue));
+    return CT_OK;
+  }
+  int N = g->size, r = g->rank, prev = mod(r - 1, N);
+  size_t n = seg_chunks(g, r) > seg_chunks(g, prev) ? seg_chunks(g, r) : seg_chunks(g, prev);
+  for (size_t c = 0; c < n; c++) {   // step 0: segments r and r-1, interleaved
+    CT_TRY(enqueue_read(ar, g, r, c));
+    CT_TRY(enqueue_read(ar, g, prev, c));
+  }
+  for (int j = 2; j < N; j++) {      // steps 1 .. N-2: segments r-2, r-3, ..., r+1
+    int s = mod(r - j, N);
+    for (size_t c = 0; c < seg_chunks(g, s); c++) CT_TRY(enqueue_read(ar, g, s, c));
+  }
+  CL_CHECK(clFlush(ar->queue));
+  return CT_OK;
+}
+
+ct_status ct_allreduce_device(ct_allreduce *ar, cl_mem buf, size_t offset, size_t count,
+                              ct_allreduce_stats *stats) {
+  double t0 = ct_now();
+  ct_comm *comm = ar->comm;
+  // Local argument errors still take part in the count check (with a count no rank can have),
+  // so the other ranks fail with CT_ERR_MISMATCH instead of waiting for us.
+  ct_status bad = CT_OK;
+  size_t mem_size = 0;
+  cl_int err = clGetMemObjectInfo(buf, CL_MEM_SIZE, sizeof mem_size, &mem_size, NULL);
+  if (err != CL_SUCCESS)
+    bad = CT_FAIL(CT_ERR_CL, "clGetMemObjectInfo(all-reduce buffer) failed: %s",
+                  ct_cl_errname(err));
+  else if (count > ar->max_count)
+    bad = CT_FAIL(CT_ERR_INTERNAL, "all-reduce of %zu floats exceeds the staging for %zu",
+                  count, ar->max_count);
+  else if ((offset + count) * sizeof(float) > mem_size)
+    bad = CT_FAIL(CT_ERR_INTERNAL,
+                  "all-reduce range [%zu, %zu) floats is outside the buffer of %zu bytes",
+                  offset, offset + count, mem_size);
+  ct_status st = ct_comm_check_same_u64(comm, bad ? UINT64_MAX : (uint64_t)count,
+                                        "all-reduce count (18446744073709551615: bad arguments)");
+  if (bad != CT_OK) return bad;
+  CT_TRY(st);
+  ct_allreduce_stats local = {0};
+  if (comm->size < 2 || count == 0) {
+    stats_add(stats, &local, t0);
+    return CT_OK;
+  }
+  CT_TRY(check_tags(comm));
+  ring g = {.comm = comm->comm, .rank = comm->rank, .size = comm->size, .data = ar->staging,
+            .count = count, .chunk = ar->chunk, .tmp = ar->tmp, .rreq = ar->rreq,
+            .sreq = ar->sreq, .rstart = ar->rstart, .queue = ar->queue, .buf = buf,
+            .offset = offset, .d2h = ar->d2h, .maxch = ar->maxch};
+  ring_layout(&g);
+  // The kernels that produced buf run on dev->queue: let them finish before we read.
+  CL_CHECK(clFinish(ar->dev->queue));
+  g.whole = count <= ar->chunk;
+  st = enqueue_reads(ar, &g);
+  if (st == CT_OK) st = ring_run(&g);
+  if (st == CT_OK && g.whole) {
+    g.whole = 0;
+    st = write_back(&g, g.data, count);
+  }
+  // Wait for the last writes (and, after a failure, for reads still landing in staging).
+  double tq = ct_now();
+  err = clFinish(ar->queue);
+  g.st.h2d_s += ct_now() - tq;
+  for (size_t i = 0; i < (size_t)g.size * g.maxch; i++)
+    if (g.d2h[i]) {
+      clReleaseEvent(g.d2h[i]);
+      g.d2h[i] = NULL;
+    }
+  if (st != CT_OK) return st;
+  if (err != CL_SUCCESS)
+    return CT_FAIL(CT_ERR_CL, "clFinish(all-reduce copy queue) failed: %s", ct_cl_errname(err));
+  stats_add(stats, &g.st, t0);
+  return CT_OK;
+}

@@ -1,0 +1,406 @@
+// test_mpi_allreduce.c: the MPI world (comm.h) and the ring all-reduce (allreduce.h), run under
+// mpiexec with 1 to 5 ranks (tests/mpi.cmake).
+//
+// Collectives are checked exactly (nccl-tests "verifiable"): inputs are small integers, so
+// every sum is exact in float and a result is either right or wrong; the wrong elements are
+// counted. Every rank runs the same tests in the same order (CK_NOFORK) and does all of a
+// test's MPI calls before the verdict, which all ranks agree on (agree()), so a failure on one
+// rank fails the test everywhere instead of leaving the others waiting. The exit code is 1 if
+// any rank failed, 77 (skipped) when no OpenCL device was found (after the host tests passed).
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cltrain/allreduce.h"
+#include "cltrain/comm.h"
+#include "testutil.h"
+
+static ct_comm g_comm;
+static ct_device g_dev;
+static int g_have_dev;
+static ct_allreduce *g_ar;          // staging for DEV_MAX floats
+#define DEV_MAX (((size_t)1 << 20) + 64)
+
+// ---- helpers ------------------------------------------------------------------------------
+
+// Rank r's input at element i: a small integer in [-15, 15] that varies with i and r.
+static float input(int rank, size_t i) {
+  uint64_t s = (uint64_t)i * 0x9e3779b97f4a7c15ULL + (uint64_t)rank * 0xbf58476d1ce4e5b9ULL;
+  s ^= s >> 29;
+  s *= 0x94d049bb133111ebULL;
+  s ^= s >> 32;
+  return (float)((int)(s % 31) - 15);
+}
+
+static float expected(int size, size_t i) {
+  float sum = 0;   // exact: at most 5 * 15 in magnitude
+  for (int r = 0; r < size; r++) sum += input(r, i);
+  return sum;
+}
+
+static void fill_input(float *x, size_t n) {
+  for (size_t i = 0; i < n; i++) x[i] = input(g_comm.rank, i);
+}
+
+static size_t count_wrong(const float *x, size_t n) {
+  size_t wrong = 0;
+  for (size_t i = 0; i < n; i++) wrong += x[i] != expected(g_comm.size, i);
+  return wrong;
+}
+
+static uint64_t fnv1a(const void *p, size_t bytes) {
+  const unsigned char *b = p;
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (size_t i = 0; i < bytes; i++) h = (h ^ b[i]) * 0x100000001b3ULL;
+  return h;
+}
+
+// All ranks learn whether every rank's `ok` holds; collective.
+static int agree(int ok) {
+  int bad = !ok;
+  if (ct_comm_allreduce_int_max(&g_comm, &bad, 1) != CT_OK) return 0;
+  return !bad;
+}
+
+// The counts every all-reduce test runs: empty, fewer than N, around N, odd, big.
+static size_t test_counts(size_t *c) {
+  size_t n = (size_t)g_comm.size, k = 0;
+  c[k++] = 0;
+  c[k++] = 1;
+  if (n > 1) c[k++] = n - 1;
+  c[k++] = n;
+  c[k++] = n + 1;
+  c[k++] = 7;
+  c[k++] = 1000;
+  c[k++] = 1000003;
+  c[k++] = (size_t)1 << 20;
+  return k;
+}
+
+// ---- comm.h -------------------------------------------------------------------------------
+
+START_TEST(comm_world_and_small_collectives) {
+  int n = g_comm.size, r = g_comm.rank, ok = 1;
+  ok &= r >= 0 && r < n && g_comm.local_rank >= 0 && g_comm.local_rank < g_comm.local_size &&
+        g_comm.local_size <= n;
+  double b[3] = {0, 0, 0};
+  if (r == n - 1) b[0] = 1.5, b[1] = -2, b[2] = 1e300;
+  ok &= ct_comm_bcast(&g_comm, b, sizeof b, n - 1) == CT_OK;
+  ok &= b[0] == 1.5 && b[1] == -2 && b[2] == 1e300;
+  double s[2] = {r + 1.0, 0.5};
+  ok &= ct_comm_allreduce_double_sum(&g_comm, s, 2) == CT_OK;
+  ok &= s[0] == n * (n + 1) / 2.0 && s[1] == 0.5 * n;
+  double m[2] = {(double)r, -(double)r};
+  ok &= ct_comm_allreduce_double_max(&g_comm, m, 2) == CT_OK;
+  ok &= m[0] == n - 1 && m[1] == 0;
+  int im[2] = {3 * r, -r};
+  ok &= ct_comm_allreduce_int_max(&g_comm, im, 2) == CT_OK;
+  ok &= im[0] == 3 * (n - 1) && im[1] == 0;
+  double mine[2] = {(double)r, 10.0 * r}, *all = malloc(2 * (size_t)n * sizeof *all);
+  ck_assert_ptr_nonnull(all);
+  ok &= ct_comm_gather_double(&g_comm, mine, 2, all) == CT_OK;
+  for (int k = 0; k < n; k++) ok &= all[2 * k] == k && all[2 * k + 1] == 10.0 * k;
+  free(all);
+  ok &= ct_comm_barrier(&g_comm) == CT_OK;
+  ck_assert_msg(agree(ok), "rank %d: small collectives gave wrong results", r);
+}
+END_TEST
+
+START_TEST(comm_check_same_detects_a_difference) {
+  int n = g_comm.size, r = g_comm.rank;
+  ct_status same = ct_comm_check_same_u64(&g_comm, 0x123456789abcdefULL, "seed");
+  int ok = same == CT_OK;
+  ct_status diff = CT_OK;
+  if (n > 1) {
+    ct_error_clear();
+    diff = ct_comm_check_same_u64(&g_comm, r == n - 1 ? 8 : 7, "layer count");
+    ok &= diff == CT_ERR_MISMATCH && strstr(ct_error_text(), "layer count") &&
+          strstr(ct_error_text(), "rank 0 has 7") && strstr(ct_error_text(), "has 8");
+    if (!ok) fprintf(stderr, "rank %d: %s\n", r, ct_error_message());
+    ct_error_clear();
+  }
+  ck_assert_msg(agree(ok), "rank %d: same -> %s, different -> %s", r, ct_strerror(same),
+                ct_strerror(diff));
+}
+END_TEST
+
+// ---- ring on host arrays ------------------------------------------------------------------
+
+START_TEST(host_ring_is_exact_for_every_count) {
+  size_t counts[16], nc = test_counts(counts);
+  int ok = 1;
+  for (size_t k = 0; k < nc; k++) {
+    size_t n = counts[k];
+    float *x = malloc((n ? n : 1) * sizeof *x);
+    ck_assert_ptr_nonnull(x);
+    fill_input(x, n);
+    ct_allreduce_stats stats = {0};
+    ct_status st = ct_allreduce_host(&g_comm, x, n, 0, &stats);
+    size_t wrong = st == CT_OK ? count_wrong(x, n) : n + 1;
+    // Same bits on every rank (collective whatever happened above).
+    ct_status bits = ct_comm_check_same_u64(&g_comm, fnv1a(x, n * sizeof *x), "result bits");
+    int good = st == CT_OK && wrong == 0 && bits == CT_OK && stats.calls == 1 &&
+               stats.bytes_sent == ct_allreduce_ring_bytes(n, g_comm.rank, g_comm.size);
+    if (!good)
+      fprintf(stderr, "rank %d count %zu: %s, %zu wrong, bits %s, sent %zu (want %zu): %s\n",
+              g_comm.rank, n, ct_strerror(st), wrong, ct_strerror(bits), stats.bytes_sent,
+              ct_allreduce_ring_bytes(n, g_comm.rank, g_comm.size), ct_error_message());
+    ct_error_clear();
+    ok &= good;
+    free(x);
+  }
+  ck_assert_msg(agree(ok), "host ring: wrong elements or differing bits (see stderr)");
+}
+END_TEST
+
+START_TEST(host_ring_bits_do_not_depend_on_chunking) {
+  // Tiny chunks (many messages per segment, uneven last chunks) give the same bits as the
+  // default, and a second run repeats them.
+  const size_t n = 10007;
+  const size_t chunks[] = {0, 4, 12, 64, 1000, 0};
+  float *x = malloc(n * sizeof *x);
+  ck_assert_ptr_nonnull(x);
+  uint64_t first = 0;
+  int ok = 1;
+  for (size_t k = 0; k < sizeof chunks / sizeof chunks[0]; k++) {
+    fill_input(x, n);
+    ct_status st = ct_allreduce_host(&g_comm, x, n, chunks[k], NULL);
+    size_t wrong = st == CT_OK ? count_wrong(x, n) : n;
+    uint64_t h = fnv1a(x, n * sizeof *x);
+    if (k == 0) first = h;
+    if (st != CT_OK || wrong || h != first) {
+      fprintf(stderr, "rank %d chunk %zu B: %s, %zu wrong, hash %s: %s\n", g_comm.rank,
+              chunks[k], ct_strerror(st), wrong, h == first ? "same" : "differs",
+              ct_error_message());
+      ok = 0;
+    }
+    ct_error_clear();
+  }
+  // A sum that is not exact (random floats): the fixed order still gives the same bits on
+  // every rank and on a second run.
+  uint64_t hs[2];
+  for (int rep = 0; rep < 2; rep++) {
+    ct_test_rand_fill(x, n, 1000 + (uint64_t)g_comm.rank, -1, 1);
+    ok &= ct_allreduce_host(&g_comm, x, n, rep ? 100 : 0, NULL) == CT_OK;
+    hs[rep] = fnv1a(x, n * sizeof *x);
+  }
+  ok &= hs[0] == hs[1];
+  ok &= ct_comm_check_same_u64(&g_comm, hs[0], "inexact result bits") == CT_OK;
+  ct_error_clear();
+  free(x);
+  ck_assert_msg(agree(ok), "host ring: chunk size or repetition changed the result");
+}
+END_TEST
+
+START_TEST(host_ring_rejects_mismatched_counts) {
+  float x[16];
+  fill_input(x, 16);
+  size_t n = g_comm.size > 1 && g_comm.rank == 0 ? 11 : 10;
+  ct_status st = ct_allreduce_host(&g_comm, x, n, 0, NULL);
+  int ok = g_comm.size > 1 ? st == CT_ERR_MISMATCH && strstr(ct_error_text(), "count")
+                           : st == CT_OK && count_wrong(x, n) == 0;
+  if (g_comm.size > 1)
+    for (size_t i = 0; i < 16; i++) ok &= x[i] == input(g_comm.rank, i);   // untouched
+  if (!ok) fprintf(stderr, "rank %d: %s: %s\n", g_comm.rank, ct_strerror(st), ct_error_message());
+  ct_error_clear();
+  ck_assert_msg(agree(ok), "mismatched counts must give CT_ERR_MISMATCH on every rank");
+}
+END_TEST
+
+// ---- ring on device buffers ---------------------------------------------------------------
+
+// Runs the device all-reduce on count floats at offset `off` of a buffer with `tail` more
+// floats after them; the floats outside the range hold sentinels that must survive.
+// slow_bytes > 0: a write of that many bytes is queued on dev->queue before the input.
+static int device_case(ct_allreduce *ar, size_t n, size_t off, size_t tail, size_t slow_bytes) {
+  size_t total = off + n + tail;
+  float *h = malloc((total + 1) * sizeof *h), *back = malloc((total + 1) * sizeof *back);
+  ck_assert(h && back);
+  for (size_t i = 0; i < off; i++) h[i] = 1000.0f + (float)i;
+  fill_input(h + off, n);
+  for (size_t i = 0; i < tail; i++) h[off + n + i] = -1000.0f - (float)i;
+  cl_int err;
+  cl_mem buf = clCreateBuffer(g_dev.ctx, CL_MEM_READ_WRITE, (total ? total : 1) * sizeof *h, NULL,
+                              &err);
+  ck_assert_int_eq(err, CL_SUCCESS);
+  // Non-blocking writes on the trainer's queue, optionally a slow one first: the all-reduce
+  // must wait for them before it reads.
+  cl_mem slow = NULL;
+  float *junk = NULL;
+  if (slow_bytes) {
+    junk = calloc(slow_bytes, 1);
+    ck_assert_ptr_nonnull(junk);
+    slow = clCreateBuffer(g_dev.ctx, CL_MEM_READ_WRITE, slow_bytes, NULL, &err);
+    ck_assert_int_eq(err, CL_SUCCESS);
+    ck_assert_int_eq(clEnqueueWriteBuffer(g_dev.queue, slow, CL_FALSE, 0, slow_bytes, junk, 0,
+                                          NULL, NULL), CL_SUCCESS);
+  }
+  if (total)
+    ck_assert_int_eq(clEnqueueWriteBuffer(g_dev.queue, buf, CL_FALSE, 0, total * sizeof *h, h, 0,
+                                          NULL, NULL), CL_SUCCESS);
+  ct_allreduce_stats stats = {0};
+  ct_status st = ct_allreduce_device(ar, buf, off, n, &stats);
+  if (total)
+    ck_assert_int_eq(clEnqueueReadBuffer(g_dev.queue, buf, CL_TRUE, 0, total * sizeof *h, back, 0,
+                                         NULL, NULL), CL_SUCCESS);
+  size_t wrong = st == CT_OK ? count_wrong(back + off, n) : n + 1, outside = 0;
+  for (size_t i = 0; i < off; i++) outside += back[i] != h[i];
+  for (size_t i = off + n; i < total; i++) outside += back[i] != h[i];
+  ct_status bits = ct_comm_check_same_u64(&g_comm, fnv1a(back + off, n * sizeof *back),
+                                          "device result bits");
+  int good = st == CT_OK && wrong == 0 && outside == 0 && bits == CT_OK && stats.calls == 1 &&
+             stats.bytes_sent == ct_allreduce_ring_bytes(n, g_comm.rank, g_comm.size);
+  if (!good)
+    fprintf(stderr, "rank %d device count %zu offset %zu: %s, %zu wrong, %zu outside changed, "
+            "bits %s: %s\n", g_comm.rank, n, off, ct_strerror(st), wrong, outside,
+            ct_strerror(bits), ct_error_message());
+  ct_error_clear();
+  clReleaseMemObject(buf);
+  if (slow) clReleaseMemObject(slow);
+  free(junk);
+  free(h);
+  free(back);
+  return good;
+}
+
+START_TEST(device_ring_is_exact_for_every_count) {
+  size_t counts[16], nc = test_counts(counts);
+  int ok = 1;
+  for (size_t k = 0; k < nc; k++) ok &= device_case(g_ar, counts[k], 0, 0, 0);
+  ck_assert_msg(agree(ok), "device ring: wrong elements or differing bits (see stderr)");
+}
+END_TEST
+
+START_TEST(device_ring_leaves_the_rest_of_the_buffer_alone) {
+  int ok = 1;
+  ok &= device_case(g_ar, 1000003, 5, 59, 0);
+  ok &= device_case(g_ar, (size_t)g_comm.size + 1, 17, 3, 0);
+  ok &= device_case(g_ar, 0, 8, 8, 0);
+  ck_assert_msg(agree(ok), "device ring with an offset: wrong or changed elements");
+}
+END_TEST
+
+START_TEST(device_ring_waits_for_the_trainers_queue) {
+  // The input is written behind a slow write on dev->queue without waiting: reading it
+  // before dev->queue is done would see stale data.
+  int ok = device_case(g_ar, 100003, 0, 0, (size_t)32 << 20);
+  ok &= device_case(g_ar, 77, 2, 2, (size_t)32 << 20);
+  ck_assert_msg(agree(ok), "device ring read the buffer before dev->queue finished");
+}
+END_TEST
+
+START_TEST(device_ring_with_small_chunks) {
+  ct_allreduce *ar = NULL;
+  ct_status st = ct_allreduce_init(&g_comm, &g_dev, 20000, 64, &ar);
+  int ok = st == CT_OK;
+  if (ok) {
+    ok &= device_case(ar, 10007, 3, 1, 0);
+    ok &= device_case(ar, 20000, 0, 0, 0);
+    ok &= device_case(ar, 5, 1, 0, 0);
+    ct_allreduce_free(ar);
+  } else {
+    fprintf(stderr, "rank %d: %s\n", g_comm.rank, ct_error_message());
+  }
+  ck_assert_msg(agree(ok), "device ring with 64-byte chunks failed");
+}
+END_TEST
+
+START_TEST(device_ring_rejects_mismatched_counts_and_bad_ranges) {
+  int n = g_comm.size, r = g_comm.rank, ok = 1;
+  float h[64];
+  fill_input(h, 64);
+  cl_int err;
+  cl_mem buf = clCreateBuffer(g_dev.ctx, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, sizeof h, h,
+                              &err);
+  ck_assert_int_eq(err, CL_SUCCESS);
+  // Different counts: CT_ERR_MISMATCH everywhere, buffer untouched.
+  ct_status st = ct_allreduce_device(g_ar, buf, 0, n > 1 && r == n - 1 ? 33 : 32, NULL);
+  ok &= n > 1 ? st == CT_ERR_MISMATCH : st == CT_OK;
+  if (!ok) fprintf(stderr, "rank %d counts: %s: %s\n", r, ct_strerror(st), ct_error_message());
+  ct_error_clear();
+  // A range past the end of the buffer on rank 0: its own error there, a mismatch elsewhere.
+  st = ct_allreduce_device(g_ar, buf, r == 0 ? 40 : 0, 32, NULL);
+  int ok2 = r == 0 ? st == CT_ERR_INTERNAL : st == CT_ERR_MISMATCH;
+  if (!ok2) fprintf(stderr, "rank %d range: %s: %s\n", r, ct_strerror(st), ct_error_message());
+  ok &= ok2;
+  ct_error_clear();
+  float back[64];
+  ck_assert_int_eq(clEnqueueReadBuffer(g_dev.queue, buf, CL_TRUE, 0, sizeof back, back, 0, NULL,
+                                       NULL), CL_SUCCESS);
+  if (n > 1) ok &= memcmp(back, h, sizeof h) == 0;
+  clReleaseMemObject(buf);
+  ck_assert_msg(agree(ok), "bad all-reduce arguments must fail on every rank, not hang");
+}
+END_TEST
+
+// ---- main ---------------------------------------------------------------------------------
+
+static void open_device(void) {
+  const char *spec = getenv("CLTRAIN_TEST_DEVICE");
+  if (!spec || !*spec) spec = "auto";
+  ct_status st = ct_device_open_spec(spec, g_comm.rank, g_comm.local_rank, &g_dev);
+  if (st != CT_OK && st != CT_ERR_NOTFOUND) {
+    fprintf(stderr, "rank %d: cannot open device '%s': %s\n", g_comm.rank, spec,
+            ct_error_message());
+    ct_comm_abort(&g_comm, 1);
+  }
+  if (st == CT_OK) {
+    st = ct_allreduce_init(&g_comm, &g_dev, DEV_MAX, 0, &g_ar);
+    if (st != CT_OK) {
+      fprintf(stderr, "rank %d: ct_allreduce_init: %s\n", g_comm.rank, ct_error_message());
+      ct_comm_abort(&g_comm, 1);
+    }
+  }
+  // Every rank runs the device tests, or none does.
+  int missing = st != CT_OK;
+  if (ct_comm_allreduce_int_max(&g_comm, &missing, 1) != CT_OK) ct_comm_abort(&g_comm, 1);
+  g_have_dev = !missing;
+  if (!g_have_dev) {
+    if (g_comm.rank == 0) fprintf(stderr, "SKIP device tests: no OpenCL device for '%s'\n", spec);
+    ct_allreduce_free(g_ar);
+    g_ar = NULL;
+    if (st == CT_OK) ct_device_close(&g_dev);
+    ct_error_clear();
+  }
+}
+
+int main(int argc, char **argv) {
+  if (ct_comm_init(&argc, &argv, &g_comm) != CT_OK) {
+    fprintf(stderr, "ct_comm_init: %s\n", ct_error_message());
+    return 1;
+  }
+  open_device();
+  Suite *s = suite_create("mpi_allreduce");
+  TCase *tc = tcase_create("comm");
+  tcase_add_test(tc, comm_world_and_small_collectives);
+  tcase_add_test(tc, comm_check_same_detects_a_difference);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("host");
+  tcase_add_test(tc, host_ring_is_exact_for_every_count);
+  tcase_add_test(tc, host_ring_bits_do_not_depend_on_chunking);
+  tcase_add_test(tc, host_ring_rejects_mismatched_counts);
+  suite_add_tcase(s, tc);
+  if (g_have_dev) {
+    tc = tcase_create("device");
+    tcase_add_test(tc, device_ring_is_exact_for_every_count);
+    tcase_add_test(tc, device_ring_leaves_the_rest_of_the_buffer_alone);
+    tcase_add_test(tc, device_ring_waits_for_the_trainers_queue);
+    tcase_add_test(tc, device_ring_with_small_chunks);
+    tcase_add_test(tc, device_ring_rejects_mismatched_counts_and_bad_ranges);
+    suite_add_tcase(s, tc);
+  }
+  SRunner *sr = srunner_create(s);
+  srunner_set_fork_status(sr, CK_NOFORK);
+  srunner_run_all(sr, g_comm.rank == 0 ? CK_NORMAL : CK_SILENT);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  // The job fails if any rank failed.
+  if (ct_comm_allreduce_int_max(&g_comm, &failed, 1) != CT_OK) failed = 1;
+  if (g_have_dev) {
+    ct_allreduce_free(g_ar);
+    ct_device_close(&g_dev);
+  }
+  ct_comm_free(&g_comm);
+  if (failed) return 1;
+  return g_have_dev ? 0 : CT_TEST_SKIP;
+}

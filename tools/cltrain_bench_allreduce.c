@@ -1,0 +1,401 @@
+// cltrain-bench-allreduce: measures the ring all-reduce against MPI_Allreduce, nccl-tests style.
+//
+//   mpiexec -n 2 cltrain-bench-allreduce [--min-bytes 4] [--max-bytes 256M] [--factor 2]
+//                                        [--iters 20] [--warmup 5] [--chunk 512K]
+//                                        [--device auto|SPEC|none] [--median]
+//
+// For each size it runs three paths on the same ranks: the ring on host arrays
+// (ct_allreduce_host), the ring on device buffers staged through host memory
+// (ct_allreduce_device, device picked by --device and the local rank) and MPI_Allreduce on host
+// arrays (the reference). Columns per path: time (us, the mean over --iters of the loop on
+// the slowest rank, as nccl-tests; --median: the median over iterations of the slowest rank's
+// time, which a machine shared with other jobs disturbs less),
+// algbw = bytes / time, busbw = algbw * 2(N-1)/N (what each link carries, comparable across N),
+// and #wrong: inputs are small integers (rank+1)*((i%7)+1), so every sum is exact and each
+// element is right or wrong; the wrong ones of all ranks are counted, on a separate run with
+// fresh inputs. Any wrong element makes the exit code 1. Only rank 0 prints.
+#include <getopt.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cltrain/allreduce.h"
+#include "cltrain/comm.h"
+#include "cltrain/device.h"
+#include "cltrain/timer.h"
+
+enum { PATH_HOST, PATH_DEVICE, PATH_MPI, NPATHS };
+static const char *path_names[NPATHS] = {"host ring", "device ring", "MPI_Allreduce"};
+
+typedef struct {
+  size_t min_bytes, max_bytes, chunk;
+  int factor, iters, warmup, median;
+  const char *device;
+} options;
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: mpiexec -n N cltrain-bench-allreduce [options]\n"
+          "Times the ring all-reduce on host arrays, on device buffers (staged through host\n"
+          "memory) and MPI_Allreduce, for sizes from --min-bytes to --max-bytes.\n"
+          "  --min-bytes B   smallest size (default 4; K, M, G suffixes = KiB, MiB, GiB)\n"
+          "  --max-bytes B   largest size (default 256M)\n"
+          "  --factor F      size step factor, >= 2 (default 2)\n"
+          "  --iters N       timed iterations per size (default 20)\n"
+          "  --warmup N      untimed iterations before them (default 5)\n"
+          "  --chunk B       ring pipeline chunk in bytes (default 512K)\n"
+          "  --median        report the median time per call instead of the mean (robust when\n"
+          "                  other jobs share the machine)\n"
+          "  --device SPEC   device of the device-ring path: auto (default; no device skips the\n"
+          "                  path), gpu, cpu, P:D, a name, a per-rank list (0=pocl,1=gpu), or\n"
+          "                  none to skip that path\n"
+          "  -h, --help      this text\n");
+}
+
+// "4", "64K", "256M", "1G" (binary multiples). 0 on a malformed value.
+static int parse_bytes(const char *s, size_t *out) {
+  char *end = NULL;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (end == s || s[0] == '-') return 0;
+  unsigned long long mul = 1;
+  if (*end == 'K' || *end == 'k') mul = 1ULL << 10, end++;
+  else if (*end == 'M' || *end == 'm') mul = 1ULL << 20, end++;
+  else if (*end == 'G' || *end == 'g') mul = 1ULL << 30, end++;
+  if (*end == 'i' && end[1] == 'B') end += 2;
+  else if (*end == 'B') end++;
+  if (*end) return 0;
+  *out = (size_t)(v * mul);
+  return 1;
+}
+
+static int parse_int(const char *s, int lo, int *out) {
+  char *end = NULL;
+  long v = strtol(s, &end, 10);
+  if (end == s || *end || v < lo || v > 1000000) return 0;
+  *out = (int)v;
+  return 1;
+}
+
+// CT_ERR_USAGE (message recorded) for a bad flag; *help = 1 for --help.
+static ct_status parse_args(int argc, char **argv, options *o, int *help) {
+  static const struct option longs[] = {
+      {"min-bytes", required_argument, 0, 'm'}, {"max-bytes", required_argument, 0, 'M'},
+      {"factor", required_argument, 0, 'f'},    {"iters", required_argument, 0, 'n'},
+      {"warmup", required_argument, 0, 'w'},    {"chunk", required_argument, 0, 'c'},
+      {"device", required_argument, 0, 'd'},    {"help", no_argument, 0, 'h'},
+      {"median", no_argument, 0, 'a'},
+      {0, 0, 0, 0}};
+  *o = (options){.min_bytes = 4, .max_bytes = (size_t)256 << 20, .chunk = 0, .factor = 2,
+                 .iters = 20, .warmup = 5, .device = "auto"};
+  *help = 0;
+  opterr = 0;
+  int c;
+  while ((c = getopt_long(argc, argv, ":h", longs, NULL)) != -1) {
+    switch (c) {
+      case 'm':
+        if (!parse_bytes(optarg, &o->min_bytes) || o->min_bytes < 4)
+          return CT_FAIL(CT_ERR_USAGE, "--min-bytes: expected a size of at least 4, got '%s'",
+                         optarg);
+        break;
+      case 'M':
+        if (!parse_bytes(optarg, &o->max_bytes) || o->max_bytes < 4 ||
+            o->max_bytes > (size_t)1 << 31)
+          return CT_FAIL(CT_ERR_USAGE, "--max-bytes: expected a size from 4 to 2G, got '%s'",
+                         optarg);
+        break;
+      case 'f':
+        if (!parse_int(optarg, 2, &o->factor))
+          return CT_FAIL(CT_ERR_USAGE, "--factor: expected an integer >= 2, got '%s'", optarg);
+        break;
+      case 'n':
+        if (!parse_int(optarg, 1, &o->iters))
+          return CT_FAIL(CT_ERR_USAGE, "--iters: expected an integer >= 1, got '%s'", optarg);
+        break;
+      case 'w':
+        if (!parse_int(optarg, 0, &o->warmup))
+          return CT_FAIL(CT_ERR_USAGE, "--warmup: expected an integer >= 0, got '%s'", optarg);
+        break;
+      case 'c':
+        if (!parse_bytes(optarg, &o->chunk) || o->chunk < 4)
+          return CT_FAIL(CT_ERR_USAGE, "--chunk: expected a size of at least 4 bytes, got '%s'",
+                         optarg);
+        break;
+      case 'd':
+        if (!*optarg) return CT_FAIL(CT_ERR_USAGE, "--device: expected a device spec or none");
+        o->device = optarg;
+        break;
+      case 'a':
+        o->median = 1;
+        break;
+      case 'h':
+        *help = 1;
+        return CT_OK;
+      case ':':
+        return CT_FAIL(CT_ERR_USAGE, "%s: expected a value", argv[optind - 1]);
+      default:
+        return CT_FAIL(CT_ERR_USAGE, "%s: unknown option (see --help)", argv[optind - 1]);
+    }
+  }
+  if (optind < argc) return CT_FAIL(CT_ERR_USAGE, "%s: unexpected argument", argv[optind]);
+  if (o->min_bytes > o->max_bytes)
+    return CT_FAIL(CT_ERR_USAGE, "--min-bytes %zu is larger than --max-bytes %zu", o->min_bytes,
+                   o->max_bytes);
+  return CT_OK;
+}
+
+// ---- one path at one size -----------------------------------------------------------------
+
+typedef struct {
+  ct_comm *comm;
+  float *host;                 // (max_count) host array of the host paths and for checking
+  ct_device dev;
+  int have_dev;
+  cl_mem dbuf;                 // (dev_max_count) device buffer of the device path
+  size_t dev_max_count;
+  ct_allreduce *ar;
+  size_t chunk;
+} bench;
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static ct_status run_once(bench *b, int path, size_t count) {
+  switch (path) {
+    case PATH_HOST: return ct_allreduce_host(b->comm, b->host, count, b->chunk, NULL);
+    case PATH_DEVICE: return ct_allreduce_device(b->ar, b->dbuf, 0, count, NULL);
+    default:
+      MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, b->host, (int)count, MPI_FLOAT, MPI_SUM,
+                              b->comm->comm));
+      return CT_OK;
+  }
+}
+
+// Fresh inputs, one all-reduce, count of wrong elements summed over ranks; then warmup and
+// timed iterations: *us = the slowest rank's mean time per call.
+static ct_status run_path(bench *b, int path, size_t count, const options *o, double *us,
+                          double *wrong) {
+  int n = b->comm->size, r = b->comm->rank;
+  for (size_t i = 0; i < count; i++) b->host[i] = (float)((r + 1) * (int)(i % 7 + 1));
+  if (path == PATH_DEVICE)
+    CL_CHECK(clEnqueueWriteBuffer(b->dev.queue, b->dbuf, CL_TRUE, 0, count * sizeof(float),
+                                  b->host, 0, NULL, NULL));
+  CT_TRY(run_once(b, path, count));
+  if (path == PATH_DEVICE)
+    CL_CHECK(clEnqueueReadBuffer(b->dev.queue, b->dbuf, CL_TRUE, 0, count * sizeof(float),
+                                 b->host, 0, NULL, NULL));
+  const float total = (float)(n * (n + 1) / 2);
+  double bad = 0;
+  for (size_t i = 0; i < count; i++) bad += b->host[i] != total * (float)(i % 7 + 1);
+  CT_TRY(ct_comm_allreduce_double_sum(b->comm, &bad, 1));
+  *wrong = bad;
+  for (int k = 0; k < o->warmup; k++) CT_TRY(run_once(b, path, count));
+  CT_TRY(ct_comm_barrier(b->comm));
+  double t0 = ct_now();
+  double *ts = malloc(((size_t)o->iters + 1) * sizeof *ts);   // per call, then the loop
+  if (!ts) return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
+  ct_status st = CT_OK;
+  for (int k = 0; k < o->iters && st == CT_OK; k++) {
+    double tk = ct_now();
+    st = run_once(b, path, count);
+    ts[k] = ct_now() - tk;
+  }
+  ts[o->iters] = ct_now() - t0;
+  if (st == CT_OK) st = ct_comm_allreduce_double_max(b->comm, ts, o->iters + 1);
+  if (st == CT_OK) {
+    if (o->median) {
+      qsort(ts, (size_t)o->iters, sizeof *ts, cmp_double);
+      *us = 1e6 * (o->iters % 2 ? ts[o->iters / 2]
+                                : 0.5 * (ts[o->iters / 2 - 1] + ts[o->iters / 2]));
+    } else {
+      *us = 1e6 * ts[o->iters] / o->iters;
+    }
+  }
+  free(ts);
+  return st;
+}
+
+// ---- main -----------------------------------------------------------------------------------
+
+static void fail(ct_comm *comm, ct_status st) {
+  fprintf(stderr, "cltrain-bench-allreduce: rank %d: %s\n", comm->rank, ct_error_message());
+  ct_comm_abort(comm, ct_exit_code(st));
+}
+
+// Every rank learns the largest of the ranks' exit codes (0: all fine); a rank that failed
+// prints its own error. Collective.
+static int agree_code(ct_comm *comm, ct_status st) {
+  int code = ct_exit_code(st);
+  if (code) fprintf(stderr, "cltrain-bench-allreduce: rank %d: %s\n", comm->rank,
+                    st == CT_ERR_USAGE ? ct_error_text() : ct_error_message());
+  if (ct_comm_allreduce_int_max(comm, &code, 1) != CT_OK) return 1;
+  return code;
+}
+
+// Opens the device of the device-ring path on every rank, or on none. Returns an exit code
+// (0: fine, also when the path is skipped), the same on every rank.
+static int open_device(bench *b, const options *o, size_t max_count) {
+  ct_comm *comm = b->comm;
+  int none = strcmp(o->device, "none") == 0;
+  ct_status st = CT_ERR_NOTFOUND;
+  char why[512] = "--device none";
+  if (!none) {
+    st = ct_device_open_spec(o->device, comm->rank, comm->local_rank, &b->dev);
+    if (st != CT_OK) snprintf(why, sizeof why, "%s", ct_error_text());
+    // No device for "auto" skips the path; a spec the user named must match.
+    if (st == CT_ERR_NOTFOUND && strcmp(o->device, "auto") != 0)
+      st = ct_error_replace(CT_ERR_USAGE, __FILE__, __LINE__, "%s", why);
+  }
+  int opened = st == CT_OK;
+  int code = agree_code(comm, st == CT_ERR_NOTFOUND ? CT_OK : st);
+  int missing = !opened;
+  if (!code && ct_comm_allreduce_int_max(comm, &missing, 1) != CT_OK) code = 1;
+  if (code || missing) {   // every rank runs the device path, or none does
+    if (opened) ct_device_close(&b->dev);
+    if (!code && comm->rank == 0)
+      printf("# device ring: skipped (%s)\n", opened ? "another rank found no device" : why);
+    ct_error_clear();
+    return code;
+  }
+  b->have_dev = 1;
+  // The largest buffer every rank's device can hold.
+  double lim = -(double)(b->dev.info.max_alloc / sizeof(float));
+  if (ct_comm_allreduce_double_max(comm, &lim, 1) != CT_OK) return agree_code(comm, CT_ERR_MPI);
+  b->dev_max_count = max_count < (size_t)-lim ? max_count : (size_t)-lim;
+  cl_int err;
+  b->dbuf = clCreateBuffer(b->dev.ctx, CL_MEM_READ_WRITE, b->dev_max_count * sizeof(float), NULL,
+                           &err);
+  if (err != CL_SUCCESS) {
+    b->dbuf = NULL;
+    st = CT_FAIL(CT_ERR_NOMEM, "device buffer of %zu bytes: %s", b->dev_max_count * sizeof(float),
+                 ct_cl_errname(err));
+  } else {
+    st = ct_allreduce_init(comm, &b->dev, b->dev_max_count, b->chunk, &b->ar);
+  }
+  if ((code = agree_code(comm, st)) != 0) return code;
+  if (comm->rank == 0)
+    printf("# device ring: rank 0 on %s [%s], %s staging, buffers up to %zu bytes\n",
+           b->dev.info.name, b->dev.info.platform_name,
+           comm->size < 2 ? "no" : ct_allreduce_pinned(b->ar) ? "pinned" : "malloc'ed",
+           b->dev_max_count * sizeof(float));
+  return 0;
+}
+
+static void print_bw(double bytes, double us, double factor) {
+  double algbw = bytes / (us * 1e-6) / 1e9;
+  printf(" %10.1f %7.3f %7.3f", us, algbw, algbw * factor);
+}
+
+int main(int argc, char **argv) {
+  ct_comm comm;
+  if (ct_comm_init(&argc, &argv, &comm) != CT_OK) {
+    fprintf(stderr, "cltrain-bench-allreduce: %s\n", ct_error_message());
+    return 1;
+  }
+  options o;
+  int help = 0;
+  ct_status st = parse_args(argc, argv, &o, &help);
+  if (st != CT_OK || help) {   // every rank parsed the same arguments
+    if (comm.rank == 0) {
+      if (help) usage(stdout);
+      else fprintf(stderr, "cltrain-bench-allreduce: %s\n", ct_error_text());
+    }
+    ct_comm_free(&comm);
+    return ct_exit_code(st);
+  }
+  int n = comm.size;
+  double bus_factor = n > 1 ? 2.0 * (n - 1) / n : 0.0;
+  size_t max_count = o.max_bytes / sizeof(float);
+  bench b = {.comm = &comm, .chunk = o.chunk ? o.chunk : CT_ALLREDUCE_DEFAULT_CHUNK};
+  b.host = malloc(max_count * sizeof(float));
+  if (!b.host) {
+    fprintf(stderr, "cltrain-bench-allreduce: rank %d: out of host memory (%zu bytes)\n",
+            comm.rank, o.max_bytes);
+    ct_comm_abort(&comm, 1);
+  }
+  if (comm.rank == 0)
+    printf("# cltrain-bench-allreduce: %d ranks (%d on this node), chunk %zu bytes, "
+           "iters %d, warmup %d, time = %s\n",
+           n, comm.local_size, b.chunk, o.iters, o.warmup,
+           o.median ? "median per call" : "mean per call");
+  int code = open_device(&b, &o, max_count);
+  if (code) {
+    if (b.ar) ct_allreduce_free(b.ar);
+    if (b.dbuf) clReleaseMemObject(b.dbuf);
+    if (b.have_dev) ct_device_close(&b.dev);
+    free(b.host);
+    ct_comm_free(&comm);
+    return code;
+  }
+  if (comm.rank == 0) {
+    printf("#%37s", "");
+    for (int p = 0; p < NPATHS; p++) printf("  %-34s", path_names[p]);
+    printf("\n# %10s %12s %6s", "size", "count", "type");
+    for (int p = 0; p < NPATHS; p++)
+      printf(" %10s %7s %7s %6s", "time(us)", "algbw", "busbw", "#wrong");
+    printf(" %9s\n", "ring/MPI");
+    printf("# %10s %12s %6s", "(B)", "(elements)", "");
+    for (int p = 0; p < NPATHS; p++) printf(" %10s %7s %7s %6s", "", "(GB/s)", "(GB/s)", "");
+    printf(" %9s\n", "busbw");
+  }
+  double sum_bus[NPATHS] = {0}, total_wrong = 0, ratio_min = 1e30, ratio_sum = 0;
+  int nsizes[NPATHS] = {0}, nratio = 0, dev_skipped = 0;
+  for (size_t bytes = o.min_bytes; bytes <= o.max_bytes;) {
+    size_t count = bytes / sizeof(float);
+    double us[NPATHS] = {0}, wrong[NPATHS] = {0};
+    int ran[NPATHS] = {1, b.have_dev && count <= b.dev_max_count, 1};
+    if (b.have_dev && !ran[PATH_DEVICE]) dev_skipped = 1;
+    for (int p = 0; p < NPATHS; p++)
+      if (ran[p] && (st = run_path(&b, p, count, &o, &us[p], &wrong[p])) != CT_OK) fail(&comm, st);
+    if (comm.rank == 0) {
+      printf("  %10zu %12zu %6s", count * sizeof(float), count, "float");
+      for (int p = 0; p < NPATHS; p++) {
+        if (!ran[p]) {
+          printf(" %10s %7s %7s %6s", "-", "-", "-", "-");
+          continue;
+        }
+        print_bw((double)(count * sizeof(float)), us[p], bus_factor);
+        printf(" %6.0f", wrong[p]);
+      }
+      double ratio = us[PATH_HOST] > 0 ? us[PATH_MPI] / us[PATH_HOST] : 0;
+      if (n > 1) printf(" %9.2f\n", ratio);
+      else printf(" %9s\n", "-");   // one rank: no bus, nothing to compare
+      fflush(stdout);
+      if (n > 1 && count * sizeof(float) >= (size_t)1 << 20) {
+        ratio_sum += ratio;
+        nratio++;
+        if (ratio < ratio_min) ratio_min = ratio;
+      }
+    }
+    for (int p = 0; p < NPATHS; p++)
+      if (ran[p]) {
+        sum_bus[p] += (double)(count * sizeof(float)) / (us[p] * 1e-6) / 1e9 * bus_factor;
+        nsizes[p]++;
+        total_wrong += wrong[p];
+      }
+    if (bytes > o.max_bytes / (size_t)o.factor) break;
+    bytes *= (size_t)o.factor;
+  }
+  if (comm.rank == 0) {
+    if (dev_skipped)
+      printf("# device ring: sizes above %zu bytes skipped (the device's largest buffer)\n",
+             b.dev_max_count * sizeof(float));
+    printf("# Out of bounds values : %.0f %s\n", total_wrong, total_wrong ? "FAILED" : "OK");
+    printf("# Avg bus bandwidth (GB/s):");
+    for (int p = 0; p < NPATHS; p++)
+      if (nsizes[p]) printf(" %s %.3f%s", path_names[p], sum_bus[p] / nsizes[p],
+                            p + 1 < NPATHS ? "," : "");
+    printf("\n");
+    if (nratio)
+      printf("# host ring / MPI_Allreduce busbw, sizes >= 1 MiB: mean %.2f, min %.2f "
+             "(%d sizes)\n", ratio_sum / nratio, ratio_min, nratio);
+  }
+  if (b.ar) ct_allreduce_free(b.ar);
+  if (b.dbuf) clReleaseMemObject(b.dbuf);
+  if (b.have_dev) ct_device_close(&b.dev);
+  free(b.host);
+  ct_comm_free(&comm);
+  return total_wrong > 0 ? 1 : 0;
+}
