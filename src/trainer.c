@@ -17,6 +17,7 @@
 
 #include "cltrain/allreduce.h"
 #include "cltrain/checkpoint.h"
+#include "cltrain/layers.h"
 #include "cltrain/model.h"
 #include "cltrain/program.h"
 #include "cltrain/timer.h"
@@ -343,15 +344,8 @@ static ct_status train(run_state *s) {
       CT_TRY(ct_model_backward(&s->model, m, 1.0f / (float)n));
       if (cfg->inject_nan_step >= 0 && step >= cfg->inject_nan_step &&
           step < cfg->inject_nan_step + cfg->inject_nan_count && rank == cfg->inject_nan_rank) {
-        cl_kernel k;   // poison this rank's gradients: the guard must catch it on every rank
-        CT_TRY(ct_kernel(&s->dev, "util", "fill_f32", &k));
-        cl_uint cnt = 1;
-        float nanv = NAN;
-        CL_CHECK(clSetKernelArg(k, 0, sizeof s->model.grads, &s->model.grads));
-        CL_CHECK(clSetKernelArg(k, 1, sizeof cnt, &cnt));
-        CL_CHECK(clSetKernelArg(k, 2, sizeof nanv, &nanv));
-        size_t g = 1;
-        CL_CHECK(clEnqueueNDRangeKernel(s->dev.queue, k, 1, NULL, &g, NULL, 0, NULL, NULL));
+        // poison this rank's gradients: the guard must catch it on every rank
+        CT_TRY(ct_fill(&s->dev, s->model.grads, 1, NAN));
       }
       if (m > 0) CT_TRY(ct_model_read_losses(&s->model, m, s->losses));   // also waits for compute
       else CL_CHECK(clFinish(s->dev.queue));
@@ -397,6 +391,7 @@ static ct_status train(run_state *s) {
         samples_warm += n;
       }
       samples_log += n;
+      res->local_samples += m;
       step++;
       res->steps++;
 
@@ -454,21 +449,31 @@ static ct_status train(run_state *s) {
   return CT_OK;
 }
 
+// Rank 0 prints each rank's time per phase (gathered) and the mean over ranks.
 static ct_status report(run_state *s) {
+  enum { K = 7 };
   ct_comm *comm = s->comm;
   ct_train_result *r = s->res;
-  double mine[6] = {r->compute_s, r->copy_s, r->mpi_s, r->wait_s, r->train_s, r->eval_s};
-  double *all = malloc((size_t)comm->size * 6 * sizeof *all);
+  double mine[K] = {r->compute_s, r->copy_s, r->mpi_s, r->wait_s, r->train_s, r->eval_s,
+                    r->local_samples};
+  double *all = malloc((size_t)comm->size * K * sizeof *all);
   if (!all) return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
-  ct_status st = comm->size > 1 ? ct_comm_gather_double(comm, mine, 6, all) : CT_OK;
+  ct_status st = comm->size > 1 ? ct_comm_gather_double(comm, mine, K, all) : CT_OK;
   if (comm->size == 1) memcpy(all, mine, sizeof mine);
   if (st == CT_OK && R0) {
+    double mean[K] = {0};
     printf("\nrank  compute_s   copies_s   mpi_s    wait_s   step_s   comm%%   samples/s\n");
-    for (int k = 0; k < comm->size; k++) {
-      double *v = all + 6 * k;
+    for (int k = 0; k <= comm->size; k++) {
+      double *v = k < comm->size ? all + K * k : mean;
+      if (k < comm->size)
+        for (int j = 0; j < K; j++) mean[j] += v[j] / comm->size;
+      char label[16];
+      if (k < comm->size) snprintf(label, sizeof label, "%d", k);
+      else snprintf(label, sizeof label, "mean");
       double comm_frac = v[4] > 0 ? 100.0 * (v[1] + v[2] + v[3]) / v[4] : 0;
-      printf("%4d  %9.3f  %9.3f  %7.3f  %7.3f  %7.3f  %5.1f%%  %9.1f\n", k, v[0], v[1], v[2],
-             v[3], v[4], comm_frac, r->samples_per_s);
+      double sps = v[4] > 0 ? v[6] / v[4] : 0;   // this rank's samples over its step time
+      printf("%4s  %9.3f  %9.3f  %7.3f  %7.3f  %7.3f  %5.1f%%  %9.1f\n", label, v[0], v[1],
+             v[2], v[3], v[4], comm_frac, sps);
     }
     printf("\nfinal: test accuracy %.4f, loss %.4f, %ld steps (%ld skipped), %ld divergences, "
            "%.1f s training, %.1f s evaluation, %.1f samples/s\n",

@@ -194,6 +194,7 @@ mpi_train)   # the trainer under mpiexec: shares, per-rank metrics, accuracy on 
   cat "$work/out"
   ge "$(acc_of "$work/out")" 0.75 || fail "accuracy below 0.75"
   [ "$(grep -Ec '^ +[01] +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+%' "$work/out")" -eq 2 ] || fail "no per-rank metrics for both ranks"
+  grep -Eq '^mean +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+%' "$work/out" || fail "no mean row"
   ;;
 mpi_resume_world)   # written by 2 ranks, resumed by 1 (and by 3): same sample order, equal within fp32 rounding
   A="--model $SMALL --limit 3000 --test-limit 300 --batch 60 --log-every 0 --seed 5"

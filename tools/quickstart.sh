@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's two commands. Each installs what is missing (tools/install-deps.sh), builds into
 # build/ (and, for `test`, the sanitizer build into build-asan/), then:
-#   tools/quickstart.sh run [cltrain flags]   runs the main job
+#   tools/quickstart.sh run [cltrain flags]   lists the devices, then trains (default: the cnn
+#                                             preset on Fashion-MNIST, README settings)
 #   tools/quickstart.sh test                  runs the whole test suite through ctest
 set -eu
 cd "$(dirname "$0")/.."
@@ -16,7 +17,12 @@ jobs=$(nproc 2>/dev/null || echo 2)
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$jobs"
 if [ "$what" = run ]; then
-  exec build/cltrain-devices "$@"
+  build/cltrain-devices
+  echo
+  # the main job: the cnn preset on Fashion-MNIST with the README's settings (or your flags)
+  [ $# -gt 0 ] || set -- --model cnn --epochs 10 --batch 128 --lr 0.05 --momentum 0.9 \
+    --weight-decay 5e-4 --schedule cosine --warmup 100
+  exec build/cltrain "$@"
 fi
 status=0
 ctest --test-dir build --output-on-failure || status=$?

@@ -63,6 +63,7 @@ typedef struct {
   int epochs_done;
   // this rank's time per phase, in seconds
   double compute_s, copy_s, mpi_s, wait_s, eval_s;
+  double local_samples;      // samples this rank trained on
 } ct_train_result;
 
 void ct_train_config_defaults(ct_train_config *cfg);
