@@ -112,7 +112,7 @@ static void encode_header(uint8_t *h, const char *arch, uint64_t pc, uint64_t sc
   put64(&p, (uint64_t)pos->step_in_epoch);
   put64(&p, seed);
   put32(&p, (uint32_t)pos->world);
-  put32(&p, 0);
+  put32(&p, (uint32_t)pos->batch);
 }
 
 static int all_finite(const float *x, size_t n) {
@@ -151,6 +151,7 @@ ct_status ct_checkpoint_parse(const uint8_t *buf, size_t size, const char *name,
   v->pos.step_in_epoch = (long)(int64_t)get64(&p);
   v->seed = get64(&p);
   v->pos.world = (int)get32(&p);
+  v->pos.batch = (int)get32(&p);
   if (v->optim_kind != CT_OPT_SGD && v->optim_kind != CT_OPT_ADAMW)
     return CT_FAIL(CT_ERR_FORMAT, "%s: unknown optimizer kind %d", name, v->optim_kind);
   if (v->param_count == 0 || v->param_count > (1ULL << 34) || v->state_count > (1ULL << 36))
@@ -172,7 +173,7 @@ ct_status ct_checkpoint_parse(const uint8_t *buf, size_t size, const char *name,
   if (crc != stored)
     return CT_FAIL(CT_ERR_FORMAT, "%s: CRC32 mismatch (stored %08x, computed %08x): the file is corrupted",
                    name, stored, crc);
-  if (v->pos.step < 0 || v->pos.epoch < 0 || v->pos.step_in_epoch < 0 || v->pos.world < 1 ||
+  if (v->pos.step < 0 || v->pos.epoch < 0 || v->pos.step_in_epoch < 0 || v->pos.world < 1 || v->pos.batch < 1 ||
       v->optim_t < 0)
     return CT_FAIL(CT_ERR_FORMAT, "%s: negative step, epoch or world size in the header", name);
   v->params = (const float *)(const void *)(buf + HEADER_BYTES);
@@ -215,7 +216,7 @@ ct_status ct_checkpoint_save(const char *path, ct_model *model, ct_optim *opt,
 
 ct_status ct_checkpoint_load(const char *path, const ct_arch *arch, ct_optim *opt,
                              float *host_params, ct_checkpoint_pos *pos, uint64_t seed,
-                             int shuffle) {
+                             int shuffle, int batch) {
   FILE *f = fopen(path, "rb");
   if (!f) return CT_FAIL(CT_ERR_IO, "--resume: cannot open %s: %s", path, strerror(errno));
   uint8_t *buf = NULL;
@@ -252,6 +253,10 @@ ct_status ct_checkpoint_load(const char *path, const ct_arch *arch, ct_optim *op
   } else if (v.seed != seed) {
     st = CT_FAIL(CT_ERR_MISMATCH, "%s: seed differs: checkpoint --seed %llu, this run %llu", path,
                  (unsigned long long)v.seed, (unsigned long long)seed);
+  } else if (batch > 0 && v.pos.batch != batch) {
+    st = CT_FAIL(CT_ERR_MISMATCH, "%s: global batch differs: checkpoint --batch %d, this run %d "
+                 "(the position in the epoch counts steps of the checkpoint's batch)", path,
+                 v.pos.batch, batch);
   } else if (v.shuffle != shuffle) {
     st = CT_FAIL(CT_ERR_MISMATCH, "%s: shuffling differs: checkpoint %s, this run %s", path,
                  v.shuffle ? "shuffled" : "--no-shuffle", shuffle ? "shuffled" : "--no-shuffle");

@@ -288,14 +288,14 @@ static ct_status train(run_state *s) {
   int world = comm->size, rank = comm->rank;
   long steps_per_epoch = (s->train.count + cfg->batch - 1) / cfg->batch;
   s->sched = cfg->sched;
-  if (s->sched.total <= 0)   // the cosine runs over the whole run unless told otherwise
-    s->sched.total = cfg->max_steps > 0 ? cfg->max_steps : steps_per_epoch * cfg->epochs;
+  if (s->sched.total <= 0)   // the cosine spans all epochs (--max-steps only stops early)
+    s->sched.total = steps_per_epoch * cfg->epochs;
   CT_TRY(ct_schedule_check(&s->sched));
 
   // identical parameters on every rank: seeded init (or a checkpoint), verified by checksum
   ct_checkpoint_pos pos = {0};
   if (cfg->resume) {
-    CT_TRY(ct_checkpoint_load(cfg->resume, &s->arch, &s->opt, s->host_params, &pos, cfg->seed, cfg->shuffle));
+    CT_TRY(ct_checkpoint_load(cfg->resume, &s->arch, &s->opt, s->host_params, &pos, cfg->seed, cfg->shuffle, cfg->batch));
     if (pos.step_in_epoch >= steps_per_epoch) {
       pos.epoch++;
       pos.step_in_epoch = 0;
@@ -413,7 +413,7 @@ static ct_status train(run_state *s) {
         t_log = now;
       }
       if (cfg->checkpoint && cfg->checkpoint_every > 0 && step % cfg->checkpoint_every == 0) {
-        ct_checkpoint_pos p = {step, epoch, si + 1, world};
+        ct_checkpoint_pos p = {step, epoch, si + 1, world, cfg->batch};
         CT_TRY(ct_checkpoint_save(cfg->checkpoint, &s->model, &s->opt, &p, cfg->seed, cfg->shuffle, comm, s->host_params));
       }
     }
@@ -424,7 +424,7 @@ static ct_status train(run_state *s) {
     res->epochs_done = epoch + 1;
     say(s, "epoch %3d  test accuracy %.4f  (%.1f s training so far)\n", epoch + 1, acc, t_train);
     if (cfg->checkpoint) {
-      ct_checkpoint_pos p = {step, epoch + 1, 0, world};
+      ct_checkpoint_pos p = {step, epoch + 1, 0, world, cfg->batch};
       CT_TRY(ct_checkpoint_save(cfg->checkpoint, &s->model, &s->opt, &p, cfg->seed, cfg->shuffle, comm, s->host_params));
     }
   }

@@ -122,7 +122,7 @@ determinism)
   # resumed from an end-of-epoch checkpoint, with AdamW
   B="$A --optimizer adamw --schedule cosine --warmup 5"
   "$T" $B --save-params "$work/e" >/dev/null || fail "adamw run"
-  "$T" $B --epochs 1 --checkpoint "$work/ck2" >/dev/null || fail "adamw epoch 1"
+  "$T" $B --max-steps 30 --checkpoint "$work/ck2" >/dev/null || fail "adamw epoch 1"
   "$T" $B --resume "$work/ck2" --save-params "$work/f" >/dev/null || fail "adamw resume"
   $cmp_params "$work/e" "$work/f" --exact || fail "adamw resumed run differs"
   ;;
@@ -150,6 +150,7 @@ checkpoint_damage)
   check "architecture differs"                     --model mlp $QUICK --epochs 2 --resume "$work/orig"
   check "optimizer differs: checkpoint sgd, this run adamw" $A --epochs 2 --optimizer adamw --resume "$work/orig"
   check "seed differs"                             $A --epochs 2 --seed 5 --resume "$work/orig"
+  check "global batch differs: checkpoint --batch 40, this run 20" $A --epochs 2 --batch 20 --resume "$work/orig"
   # the writer killed in the middle of a checkpoint: the previous one stays valid
   CLTRAIN_INJECT_WRITE_KILL=1 "$T" $A --epochs 2 --resume "$work/orig" --checkpoint "$work/ck" >/dev/null 2>&1
   rc=$?

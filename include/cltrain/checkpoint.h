@@ -34,6 +34,7 @@ typedef struct {
   int epoch;             // epoch to continue in (0-based)
   long step_in_epoch;    // steps of that epoch already done
   int world;             // ranks of the run that wrote it
+  int batch;             // global batch: the position in the epoch counts steps of it
 } ct_checkpoint_pos;
 
 typedef struct {
@@ -62,10 +63,10 @@ ct_status ct_checkpoint_save(const char *path, ct_model *model, ct_optim *opt,
                              const ct_checkpoint_pos *pos, uint64_t seed, int shuffle,
                              ct_comm *comm, float *host_scratch);
 // Reads `path`, checks it against this run (architecture, parameter count, optimizer, seed,
-// shuffle),
+// shuffle, global batch),
 // loads the optimizer state into opt and the parameters into host_params (param_count floats).
 ct_status ct_checkpoint_load(const char *path, const ct_arch *arch, ct_optim *opt,
                              float *host_params, ct_checkpoint_pos *pos, uint64_t seed,
-                             int shuffle);
+                             int shuffle, int batch);
 
 #endif

@@ -42,7 +42,8 @@ static void parse_one(const uint8_t *buf, size_t size) {
   CHECK(s0 == p0 + 4 * v.param_count && s0 + 4 * v.state_count + 4 == end);   // + CRC32
   for (uint64_t i = 0; i < v.param_count; i++) CHECK(isfinite(v.params[i]));
   for (uint64_t i = 0; i < v.state_count; i++) CHECK(isfinite(v.state[i]));
-  CHECK(v.pos.step >= 0 && v.pos.epoch >= 0 && v.pos.step_in_epoch >= 0 && v.pos.world >= 1);
+  CHECK(v.pos.step >= 0 && v.pos.epoch >= 0 && v.pos.step_in_epoch >= 0 && v.pos.world >= 1 &&
+        v.pos.batch >= 1);
   CHECK(v.optim_t >= 0);
 }
 

@@ -8,7 +8,7 @@ formats (no cltrain binary involved):
   checkpoint  include/cltrain/checkpoint.h, src/checkpoint.c: a 1120-byte little-endian header
               ("CLTRCKPT", version 1, header size, 1024-byte architecture text, parameter count,
               state count, optimizer kind, shuffle, optimizer steps, step, epoch, step in epoch,
-              seed, world size, zero padding), float32 parameters, float32 state, CRC32 (zlib)
+              seed, world size, global batch), float32 parameters, float32 state, CRC32 (zlib)
               of every byte before it.
   idx         include/cltrain/data.h: big-endian magic 0x000008NN, NN big-endian uint32 sizes,
               the bytes; raw and gzip (also two concatenated gzip members).
@@ -30,13 +30,13 @@ SGD, ADAMW = 0, 1
 
 
 def checkpoint(arch, params, state, kind, t=0, step=0, epoch=0, step_in_epoch=0, seed=1,
-               shuffle=1, world=1, version=1, header_bytes=HEADER_BYTES, crc=True):
+               shuffle=1, world=1, batch=128, version=1, header_bytes=HEADER_BYTES, crc=True):
     h = bytearray(HEADER_BYTES)
     struct.pack_into("<8sII", h, 0, b"CLTRCKPT", version, header_bytes)
     a = arch.encode()
     h[16:16 + len(a)] = a
     struct.pack_into("<QQIIqqqqQII", h, 16 + 1024, len(params), len(state), kind, shuffle, t,
-                     step, epoch, step_in_epoch, seed, world, 0)
+                     step, epoch, step_in_epoch, seed, world, batch)
     body = bytes(h) + struct.pack("<%df" % len(params), *params) + \
         struct.pack("<%df" % len(state), *state)
     c = zlib.crc32(body) & 0xffffffff
