@@ -323,6 +323,21 @@ static ct_status check_tags(ct_comm *comm) {
 
 // ---- host arrays ----------------------------------------------------------------------------
 
+// The receive slots of host rings, kept between calls: a fresh allocation of this size is
+// mapped anew by malloc each time, and its first touch costs a page fault per page in every
+// call. Grows only; one per thread.
+static _Thread_local float *scratch;
+static _Thread_local size_t scratch_n;
+static float *host_scratch(size_t n) {
+  if (n > scratch_n) {
+    float *p = realloc(scratch, n * sizeof *p);
+    if (!p) return NULL;
+    scratch = p;
+    scratch_n = n;
+  }
+  return scratch;
+}
+
 ct_status ct_allreduce_host(ct_comm *comm, float *buf, size_t count, size_t chunk_bytes,
                             ct_allreduce_stats *stats) {
   double t0 = ct_now();
@@ -343,7 +358,7 @@ ct_status ct_allreduce_host(ct_comm *comm, float *buf, size_t count, size_t chun
   size_t items = ring_layout(&g), n0 = seg_chunks(&g, g.rank);
   g.rreq = malloc(items * sizeof *g.rreq);
   g.sreq = malloc((n0 + items) * sizeof *g.sreq);
-  g.tmp = malloc(RING_SLOTS * g.chunk * sizeof *g.tmp);
+  g.tmp = host_scratch(RING_SLOTS * g.chunk);
   ct_status st = CT_OK;
   if (!g.rreq || !g.sreq || !g.tmp) {
     st = CT_FAIL(CT_ERR_NOMEM, "out of host memory (ring of %zu floats)", count);
@@ -351,7 +366,6 @@ ct_status ct_allreduce_host(ct_comm *comm, float *buf, size_t count, size_t chun
     st = ring_run(&g);
   }
   if (st == CT_OK || st == CT_ERR_NOMEM) {   // after an MPI failure requests may still point here
-    free(g.tmp);
     free(g.sreq);
     free(g.rreq);
   }
