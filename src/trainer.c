@@ -431,7 +431,7 @@ static ct_status train(run_state *s) {
   if (stop || res->epochs_done == 0) {
     CT_TRY(evaluate(s, &res->test_acc));
   }
-  if (loss_n > 0 || res->last_loss == 0) {
+  {   // the loss since the last log line; collective on every rank, whatever its own share
     double v[2] = {loss_acc, loss_n};
     if (world > 1) CT_TRY(ct_comm_allreduce_double_sum(comm, v, 2));
     if (v[1] > 0) res->last_loss = v[0] / v[1];

@@ -196,6 +196,11 @@ mpi_train)   # the trainer under mpiexec: shares, per-rank metrics, accuracy on 
   ge "$(acc_of "$work/out")" 0.75 || fail "accuracy below 0.75"
   [ "$(grep -Ec '^ +[01] +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+%' "$work/out")" -eq 2 ] || fail "no per-rank metrics for both ranks"
   grep -Eq '^mean +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+%' "$work/out" || fail "no mean row"
+  # the epoch's last batch holds 1 sample: ranks 1 and 2 get none after the last log line, and
+  # every collective must still be entered by all three (a hang here is a failure by timeout)
+  POCL_MAX_PTHREAD_COUNT=1 timeout 120 $MPI -n 3 "$T" --model dense:16,relu,dense:10 --limit 301 --batch 3 \
+    --epochs 1 --log-every 100 --test-limit 300 >"$work/out" 2>&1 || { cat "$work/out"; fail "empty shares: exit $?"; }
+  grep -q "^final: .* 101 steps" "$work/out" || fail "empty shares: not 101 steps"
   ;;
 mpi_resume_world)   # written by 2 ranks, resumed by 1 (and by 3): same sample order, equal within fp32 rounding
   A="--model $SMALL --limit 3000 --test-limit 300 --batch 60 --log-every 0 --seed 5"

@@ -225,7 +225,6 @@ int main(int argc, char **argv) {
   }
   ct_train_config cfg;
   ct_train_config_defaults(&cfg);
-  cfg.sched.total = 0;
   st = parse(argc, argv, &cfg);
   if (st != CT_OK) {
     if (comm.rank == 0) fprintf(stderr, "cltrain: %s\n", ct_error_text());
