@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cltrain/blas.h"
+#include "cltrain/prof.h"
 #include "cltrain/program.h"
 
 // ---- enumeration ----------------------------------------------------------------------------
@@ -302,6 +303,7 @@ ct_status ct_device_open_spec(const char *spec, int rank, int local_rank, ct_dev
 
 void ct_device_close(ct_device *dev) {
   if (dev->queue) clFinish(dev->queue);
+  ct_prof_free(dev);
   ct_blas_free(dev);
   ct_program_cache_free(dev);
   if (dev->queue) clReleaseCommandQueue(dev->queue);

@@ -38,7 +38,7 @@ static void check_device(ct_device *dev) {
         ck_assert_int_eq(err, CL_SUCCESS);
         cl_mem dc = clCreateBuffer(dev->ctx, CL_MEM_COPY_HOST_PTR, nc * 4, c, &err);
         ck_assert_int_eq(err, CL_SUCCESS);
-        ck_assert_ct(ct_gemm(dev, ta, tb, m, n, k, 0.5f, da, off, lda, db, off, ldb, 2.0f, dc, off, ldc));
+        ck_assert_ct(ct_gemm(dev, "test", ta, tb, m, n, k, 0.5f, da, off, lda, db, off, ldb, 2.0f, dc, off, ldc));
         ck_assert_int_eq(clEnqueueReadBuffer(dev->queue, dc, CL_TRUE, 0, nc * 4, c, 0, NULL, NULL), CL_SUCCESS);
         ck_assert_msg(ct_test_close(c, want, nc, 1e-4f, 1e-5f, "gemm"),
                       "gemm m=%zu n=%zu k=%zu ta=%d tb=%d on %s", m, n, k, ta, tb, dev->info.name);

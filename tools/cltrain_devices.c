@@ -94,12 +94,12 @@ static ct_status bench_gemm(ct_device *dev, bench_result *r) {
     CL_GOTO((b = clCreateBuffer(dev->ctx, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, bytes, h, &err), err), st, out);
     CL_GOTO((c = clCreateBuffer(dev->ctx, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, bytes, h, &err), err), st, out);
     // one untimed call builds CLBlast's kernels; then repeat until at least 0.3 s has passed
-    CT_GOTO(ct_gemm(dev, 0, 0, n, n, n, 1.0f, a, 0, n, b, 0, n, 0.0f, c, 0, n), st, out);
+    CT_GOTO(ct_gemm(dev, "bench", 0, 0, n, n, n, 1.0f, a, 0, n, b, 0, n, 0.0f, c, 0, n), st, out);
     CL_GOTO(clFinish(dev->queue), st, out);
     int reps = 0;
     double t0 = ct_now(), t;
     do {
-      CT_GOTO(ct_gemm(dev, 0, 0, n, n, n, 1.0f, a, 0, n, b, 0, n, 0.0f, c, 0, n), st, out);
+      CT_GOTO(ct_gemm(dev, "bench", 0, 0, n, n, n, 1.0f, a, 0, n, b, 0, n, 0.0f, c, 0, n), st, out);
       CL_GOTO(clFinish(dev->queue), st, out);
       reps++;
       t = ct_now() - t0;

@@ -1,11 +1,22 @@
-// blas.h: every matrix product of cltrain goes through here (CLBlast underneath).
+// blas.h: every matrix product of cltrain goes through ct_gemm, which runs it with CLBlast or
+// with cltrain's own kernel (cl/gemm.cl), whichever cltrain-tune measured faster on this device
+// at this shape (tune.h holds the cache that records the choice).
 //
-// Defines: ct_gemm, ct_blas_init / ct_blas_free.
+// Defines: ct_gemm_impl, ct_gemm_tile (+ ct_gemm_tile_options, ct_gemm_tile_check),
+// ct_gemm_plan, ct_gemm_call, struct ct_blas_state, ct_blas_init / _free, ct_blas_set_plans,
+// ct_blas_find_plan, ct_blas_record, ct_gemm, ct_gemm_clblast, ct_gemm_own,
+// ct_blas_apply_clblast, ct_clblast_version, ct_blas_cpu_xgemm, CT_CLBLAST_XGEMM_NAMES,
+// CT_CLBLAST_XGEMM_DIRECT_NAMES.
 //
 // Row-major throughout: C(m,n) = alpha * op(A)(m,k) * op(B)(k,n) + beta * C, where op(X) is X or
-// its transpose; offsets and leading dimensions are in floats. On devices that CLBlast's tuning
-// database does not know (CPUs through PoCL among them), ct_blas_init sets Xgemm parameters
-// that were measured to be several times faster than CLBlast's defaults there.
+// its transpose; offsets and leading dimensions are in floats.
+//
+// Which implementation runs a call: the plan of the same shape and transposes when the device's
+// plan table has one; otherwise the plan with the same transposes whose shape is nearest (each of
+// m, n, k within a factor of 4, by the sum of log ratios), so that the last, shorter batch of an
+// epoch or another rank's share uses what was tuned for the full one; otherwise CLBlast. Without
+// a plan table (no cache loaded) everything is CLBlast, with the Xgemm parameters below on CPUs
+// that CLBlast's database does not know.
 #ifndef CLTRAIN_BLAS_H
 #define CLTRAIN_BLAS_H
 
@@ -13,15 +24,88 @@
 
 #include "cltrain/device.h"
 
+typedef enum { CT_GEMM_CLBLAST, CT_GEMM_OWN } ct_gemm_impl;
+
+// The -D options of cl/gemm.cl: an MR x (NV*VW) register tile per work-item, LM work-items per
+// work-group, KB rows of op(B) per local-memory panel.
+typedef struct {
+  int mr, nv, vw, lm, kb;
+} ct_gemm_tile;
+
+typedef struct {
+  int ta, tb;            // transposes of A and B
+  size_t m, n, k;
+  ct_gemm_impl impl;
+  ct_gemm_tile tile;     // impl == CT_GEMM_OWN
+  double gflops;         // what cltrain-tune measured for this choice (0: unknown)
+  double gflops_default; // ... and for the defaults it replaced (0: unknown)
+} ct_gemm_plan;
+
+// A call seen while recording (ct_blas_record): what the model issues.
+typedef struct {
+  char role[48];         // "dense forward", "conv backward-weights", ...
+  int ta, tb;
+  size_t m, n, k;
+  long calls;
+} ct_gemm_call;
+
 struct ct_blas_state {
-  int overridden;  // Xgemm parameters were overridden for this device
+  int overridden;            // Xgemm parameters were overridden for this device
+  ct_gemm_plan *plans;       // per-shape choices (ct_blas_set_plans), may be NULL
+  int nplans;
+  double best_gflops;        // best SGEMM rate measured on this device (tuning cache), 0 = unknown
+  char source[512];          // where the choices come from: "defaults" or the cache's path
+  ct_gemm_call *record;      // recorded calls (ct_blas_record), NULL when not recording
+  int nrecord, caprecord, recording;
+  struct ct_gemm_kernel *kernels;   // built cl/gemm.cl kernels, one per option set
+  int nkernels, capkernels;
 };
 
 ct_status ct_blas_init(ct_device *dev);
 void ct_blas_free(ct_device *dev);
 
-ct_status ct_gemm(ct_device *dev, int trans_a, int trans_b, size_t m, size_t n, size_t k,
-                  float alpha, cl_mem a, size_t a_off, size_t lda, cl_mem b, size_t b_off,
-                  size_t ldb, float beta, cl_mem c, size_t c_off, size_t ldc);
+// Replaces the device's plan table by a copy of plans[0..n) (n = 0 clears it).
+ct_status ct_blas_set_plans(ct_device *dev, const ct_gemm_plan *plans, int n);
+// The plan ct_gemm would use for this shape, or NULL for CLBlast.
+const ct_gemm_plan *ct_blas_find_plan(const ct_device *dev, int ta, int tb, size_t m, size_t n,
+                                      size_t k);
+// on = 1: from now on every ct_gemm call is also recorded (deduplicated by role and shape);
+// on = 0: stops. The record stays in dev->blas->record until the next start.
+ct_status ct_blas_record(ct_device *dev, int on);
+
+// The product, by the implementation the plan table chooses. `role` names the call for
+// recording and profiling (a string that outlives the call, e.g. a literal).
+ct_status ct_gemm(ct_device *dev, const char *role, int trans_a, int trans_b, size_t m, size_t n,
+                  size_t k, float alpha, cl_mem a, size_t a_off, size_t lda, cl_mem b,
+                  size_t b_off, size_t ldb, float beta, cl_mem c, size_t c_off, size_t ldc);
+// The same product through one implementation, for the tuner and the tests.
+ct_status ct_gemm_clblast(ct_device *dev, int trans_a, int trans_b, size_t m, size_t n, size_t k,
+                          float alpha, cl_mem a, size_t a_off, size_t lda, cl_mem b,
+                          size_t b_off, size_t ldb, float beta, cl_mem c, size_t c_off,
+                          size_t ldc, cl_event *event);
+ct_status ct_gemm_own(ct_device *dev, const ct_gemm_tile *tile, int trans_a, int trans_b,
+                      size_t m, size_t n, size_t k, float alpha, cl_mem a, size_t a_off,
+                      size_t lda, cl_mem b, size_t b_off, size_t ldb, float beta, cl_mem c,
+                      size_t c_off, size_t ldc, cl_event *event);
+
+// cl/gemm.cl's build options for a tile and transposes ("-DMR=4 -DNV=3 ...").
+void ct_gemm_tile_options(const ct_gemm_tile *t, int ta, int tb, char *buf, size_t size);
+// CT_ERR_USAGE when the tile is not one cl/gemm.cl accepts on this device (VW in {4, 8, 16},
+// MR and NV >= 1, MR*NV <= 64, LM within the work-group limit, the panel within local memory).
+ct_status ct_gemm_tile_check(const ct_device *dev, const ct_gemm_tile *t);
+
+// CLBlast's tunable parameters of one kernel ("Xgemm", "XgemmDirect" or "GemmRoutine"):
+// CLBlastOverrideParameters for this device. n = 0 does nothing.
+ct_status ct_blas_apply_clblast(ct_device *dev, const char *kernel, const char *const *names,
+                                const size_t *values, int n);
+// CLBlast's version as found at run time ("1.5.3", from the loaded library's file name), or
+// "unknown".
+void ct_clblast_version(char *buf, size_t size);
+// The Xgemm parameters ct_blas_init sets on CPUs CLBlast has no tuning for (names below).
+extern const size_t ct_blas_cpu_xgemm[16];
+
+// The parameter names CLBlast 1.5 expects for each kernel, in its order.
+extern const char *const CT_CLBLAST_XGEMM_NAMES[16];
+extern const char *const CT_CLBLAST_XGEMM_DIRECT_NAMES[10];
 
 #endif

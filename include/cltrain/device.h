@@ -59,12 +59,14 @@ ct_status ct_device_select(const ct_device_list *list, const char *spec, int loc
                            int *index);
 
 struct ct_program_cache;
+struct ct_prof;
 typedef struct ct_device {
   ct_device_info info;
   cl_context ctx;
   cl_command_queue queue;           // in-order, profiling enabled
   struct ct_program_cache *programs; // built programs and kernels (program.h)
-  struct ct_blas_state *blas;        // CLBlast per-device state (blas.h)
+  struct ct_blas_state *blas;        // GEMM plans and kernels, CLBlast settings (blas.h)
+  struct ct_prof *prof;              // event profiling, NULL when off (prof.h)
 } ct_device;
 
 ct_status ct_device_open(const ct_device_info *info, ct_device *dev);

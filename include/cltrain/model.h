@@ -2,8 +2,9 @@
 // parameter and gradient buffers, and the forward / backward pass of a whole model.
 //
 // Defines: CT_MAX_LAYERS, ct_layer_kind, ct_layer, ct_arch (+ ct_arch_parse, ct_arch_describe),
-// ct_model (+ ct_model_init / _free / _device_bytes), ct_model_init_params,
-// ct_model_upload_params / _download_params, ct_model_set_batch, ct_model_forward,
+// ct_model (+ ct_model_init / _init_tail / _free / _device_bytes), ct_model_init_params,
+// ct_model_upload_params / _download_params, ct_model_set_batch / _set_batch_async,
+// ct_model_forward, ct_arch_flops,
 // ct_model_backward, ct_model_read_losses / _read_logits, ct_model_dropout_seed.
 //
 // Architecture strings: comma-separated tokens, applied to one sample of shape (C, H, W):
@@ -52,7 +53,7 @@ typedef struct {
   size_t b_off, b_count;    // bias
 } ct_layer;
 
-typedef struct {
+typedef struct ct_arch {
   char text[1024];          // canonical architecture string, e.g. "flatten,dense:512,relu,..."
   int in_c, in_h, in_w, classes;
   int n;
@@ -73,7 +74,8 @@ typedef struct ct_model {
   ct_arch arch;
   int max_batch;
   cl_mem params;   // (param_count) every layer's weights and bias, one buffer
-  cl_mem grads;    // (param_count) same layout as params
+  cl_mem grads;    // (param_count + grad_tail) same layout as params, then the tail
+  size_t grad_tail;
   cl_mem input;    // (max_batch, in_c*in_h*in_w) float
   cl_mem labels;   // (max_batch) int
   cl_mem losses;   // (max_batch) float, per-sample loss of the last backward
@@ -97,6 +99,10 @@ typedef struct ct_model {
 // Allocates every device buffer for batches up to max_batch. If the device cannot hold it, the
 // error says how many bytes were asked and how much the device has (CT_ERR_NOMEM).
 ct_status ct_model_init(ct_device *dev, const ct_arch *arch, int max_batch, ct_model *model);
+// The same with `grad_tail` extra floats after the gradients in the grads buffer (the trainer's
+// per-step status words, reduced together with the gradients); the model never touches them.
+ct_status ct_model_init_tail(ct_device *dev, const ct_arch *arch, int max_batch,
+                             size_t grad_tail, ct_model *model);
 void ct_model_free(ct_model *model);
 size_t ct_model_device_bytes(const ct_arch *arch, int max_batch);  // what init will allocate
 
@@ -107,6 +113,10 @@ ct_status ct_model_download_params(ct_model *model, float *params);       // blo
 
 // Writes x (batch, in_c*in_h*in_w) and y (batch) into input/labels (blocking).
 ct_status ct_model_set_batch(ct_model *model, const float *x, const int *y, int batch);
+// The same without blocking: x and y must stay unchanged until *done (the event of the last
+// write, or NULL for batch 0; release it) has completed.
+ct_status ct_model_set_batch_async(ct_model *model, const float *x, const int *y, int batch,
+                                   cl_event *done);
 // Forward pass on the current batch; train = 1 applies dropout with dropout_seed.
 ct_status ct_model_forward(ct_model *model, int batch, int train, uint64_t dropout_seed);
 // Softmax cross-entropy on the logits of the last forward and backward pass. losses[i] = the
@@ -116,6 +126,11 @@ ct_status ct_model_forward(ct_model *model, int batch, int train, uint64_t dropo
 ct_status ct_model_backward(ct_model *model, int batch, float loss_scale);
 ct_status ct_model_read_losses(ct_model *model, int batch, float *losses);   // blocking
 ct_status ct_model_read_logits(ct_model *model, int batch, float *logits);   // blocking
+
+// Floating-point operations of the model's matrix products per sample: forward, and a whole
+// training step (forward, and backward for weights and inputs; the first layer with parameters
+// needs no input gradient).
+void ct_arch_flops(const ct_arch *arch, double *forward, double *train);
 
 // The seed the dropout layer `layer` uses for dropout_seed (a splitmix64 mix of both), so that
 // two dropout layers never share a mask.
