@@ -68,21 +68,27 @@ __kernel void col2im(__global const float *dcol, __global float *dx, const uint 
   dx[(size_t)z * h * w + yy * w + xx] = s;
 }
 
-// y (N, OC, P) = t (OC, N*P) permuted, plus b[b_off + o]. Range (P, OC, N).
+// y (N, OC, P) = t (OC, N*P) permuted, plus b[b_off + o]; relu != 0: max(., 0) as well (a ReLU
+// that follows the convolution, fused). Range (P, OC, N).
 __kernel void conv_out_forward(__global const float *t, __global const float *b,
                                const uint b_off, __global float *y, const uint n_img,
-                               const uint oc, const uint npix) {
+                               const uint oc, const uint npix, const uint relu) {
   uint p = get_global_id(0), o = get_global_id(1), n = get_global_id(2);
   if (p >= npix || o >= oc || n >= n_img) return;
-  y[(size_t)(n * oc + o) * npix + p] = t[(size_t)o * n_img * npix + n * npix + p] + b[b_off + o];
+  float v = t[(size_t)o * n_img * npix + n * npix + p] + b[b_off + o];
+  y[(size_t)(n * oc + o) * npix + p] = relu ? fmax(v, 0.0f) : v;
 }
 
-// dy (N, OC, P) -> t (OC, N*P) and pt (N*P, OC). Range (P, OC, N).
+// dy (N, OC, P) -> t (OC, N*P) and pt (N*P, OC). mask != 0: the convolution's output went
+// through a ReLU whose output is y (N, OC, P): dy is taken as zero where y <= 0 (the ReLU's
+// backward pass, fused). Range (P, OC, N).
 __kernel void conv_dy_split(__global const float *dy, __global float *t, __global float *pt,
-                            const uint n_img, const uint oc, const uint npix) {
+                            const uint n_img, const uint oc, const uint npix,
+                            __global const float *y, const uint mask) {
   uint p = get_global_id(0), o = get_global_id(1), n = get_global_id(2);
   if (p >= npix || o >= oc || n >= n_img) return;
-  float g = dy[(size_t)(n * oc + o) * npix + p];
+  size_t at = (size_t)(n * oc + o) * npix + p;
+  float g = mask && !(y[at] > 0.0f) ? 0.0f : dy[at];
   t[(size_t)o * n_img * npix + n * npix + p] = g;
   pt[(size_t)(n * npix + p) * oc + o] = g;
 }

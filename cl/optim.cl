@@ -110,12 +110,23 @@ static float ct_soft_div(float a, float b) {
 
 // ---- updates --------------------------------------------------------------------------------
 
+// Both updates take a skip flag: when skip_at != CT_NO_SKIP and skip[skip_at] != 0 (a count of
+// non-finite gradients computed on the device) the kernel changes nothing, so the host need not
+// read the count before it enqueues the update.
+#define CT_NO_SKIP 0xffffffffu
+
+// Each work-item updates CT_PER_ITEM consecutive elements (range ceil(n / CT_PER_ITEM)): the
+// same scalar operations per element, in an inner loop a compiler can vectorize.
+#define CT_PER_ITEM 8
+
 // p (n), grad (n), v (n; momentum, untouched when mu == 0).
 __kernel void sgd_step(__global float *p, __global const float *grad, __global float *v,
                        const uint n, const float lr, const float mu, const float wd,
-                       const int nesterov) {
-  uint i = get_global_id(0);
-  if (i < n) {
+                       const int nesterov, __global const uint *skip, const uint skip_at) {
+  if (skip_at != CT_NO_SKIP && skip[skip_at] != 0u) return;
+  uint i0 = (uint)get_global_id(0) * CT_PER_ITEM;
+  uint end = min(i0 + CT_PER_ITEM, n);
+  for (uint i = i0; i < end; i++) {
     float w = p[i];
     float g = grad[i];
     if (wd != 0.0f) g = g + wd * w;
@@ -133,9 +144,11 @@ __kernel void sgd_step(__global float *p, __global const float *grad, __global f
 __kernel void adamw_step(__global float *p, __global const float *grad, __global float *state,
                          const uint n, const float lrwd, const float b1, const float omb1,
                          const float b2, const float omb2, const float step, const float c2,
-                         const float eps) {
-  uint i = get_global_id(0);
-  if (i < n) {
+                         const float eps, __global const uint *skip, const uint skip_at) {
+  if (skip_at != CT_NO_SKIP && skip[skip_at] != 0u) return;
+  uint i0 = (uint)get_global_id(0) * CT_PER_ITEM;
+  uint end = min(i0 + CT_PER_ITEM, n);
+  for (uint i = i0; i < end; i++) {
     size_t iv = (size_t)n + i;
     float w = p[i];
     float g = grad[i];

@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "cltrain/blas.h"
+#include "cltrain/prof.h"
 #include "cltrain/program.h"
 
 #define WG_1D 256   // work-group size of element-wise kernels (clamped to the device's maximum)
@@ -23,7 +24,8 @@ static size_t clamp_wg(const ct_device *dev, size_t want) {
 static ct_status enqueue(ct_device *dev, cl_kernel k, const char *name, size_t n, size_t wg) {
   size_t local = clamp_wg(dev, wg);
   size_t global = (n + local - 1) / local * local;
-  cl_int err = clEnqueueNDRangeKernel(dev->queue, k, 1, NULL, &global, &local, 0, NULL, NULL);
+  cl_int err = clEnqueueNDRangeKernel(dev->queue, k, 1, NULL, &global, &local, 0, NULL,
+                                      ct_prof_event(dev, name, 0, CT_PROF_KERNEL));
   if (err != CL_SUCCESS)
     return CT_FAIL(err == CL_OUT_OF_RESOURCES || err == CL_MEM_OBJECT_ALLOCATION_FAILURE ||
                            err == CL_OUT_OF_HOST_MEMORY
@@ -39,7 +41,8 @@ static ct_status enqueue(ct_device *dev, cl_kernel k, const char *name, size_t n
 static ct_status enqueue3(ct_device *dev, cl_kernel k, const char *name, size_t g0, size_t g1,
                           size_t g2) {
   size_t global[3] = {g0, g1, g2};
-  cl_int err = clEnqueueNDRangeKernel(dev->queue, k, 3, NULL, global, NULL, 0, NULL, NULL);
+  cl_int err = clEnqueueNDRangeKernel(dev->queue, k, 3, NULL, global, NULL, 0, NULL,
+                                      ct_prof_event(dev, name, 0, CT_PROF_KERNEL));
   if (err != CL_SUCCESS)
     return CT_FAIL(err == CL_OUT_OF_RESOURCES || err == CL_MEM_OBJECT_ALLOCATION_FAILURE ||
                            err == CL_OUT_OF_HOST_MEMORY
@@ -114,44 +117,57 @@ ct_status ct_fill(ct_device *dev, cl_mem x, size_t n, float value) {
 // ---- dense ----------------------------------------------------------------------------------
 
 ct_status ct_dense_forward(ct_device *dev, int batch, int in, int out, cl_mem x, cl_mem w,
-                           size_t w_off, cl_mem b, size_t b_off, cl_mem y) {
+                           size_t w_off, cl_mem b, size_t b_off, cl_mem y, int relu) {
   CT_TRY(check_positive("dense forward", batch, in, out));
   CT_TRY(fits_u32("dense forward", (size_t)batch, (size_t)(in > out ? in : out), 1));
   CT_TRY(fits_u32("dense forward", b_off + (size_t)out, 1, 1));
   // y (batch, out) = x (batch, in) * w^T, w (out, in)
-  CT_TRY(ct_gemm(dev, 0, 1, (size_t)batch, (size_t)out, (size_t)in, 1.0f, x, 0, (size_t)in, w,
-                 w_off, (size_t)in, 0.0f, y, 0, (size_t)out));
+  CT_TRY(ct_gemm(dev, "dense fwd", 0, 1, (size_t)batch, (size_t)out, (size_t)in, 1.0f, x, 0,
+                 (size_t)in, w, w_off, (size_t)in, 0.0f, y, 0, (size_t)out));
+  const char *name = relu ? "bias_relu_rows" : "bias_add_rows";
   cl_kernel k;
-  CT_TRY(ct_kernel(dev, "dense", "bias_add_rows", &k));
+  CT_TRY(ct_kernel(dev, "dense", name, &k));
   ARG_MEM(k, 0, y);
   ARG_MEM(k, 1, b);
   ARG_U(k, 2, b_off);
   ARG_U(k, 3, batch);
   ARG_U(k, 4, out);
-  return enqueue(dev, k, "bias_add_rows", (size_t)batch * out, WG_1D);
+  return enqueue3(dev, k, name, (size_t)out, (size_t)batch, 1);
 }
 
 ct_status ct_dense_backward(ct_device *dev, int batch, int in, int out, cl_mem x, cl_mem w,
                             size_t w_off, cl_mem dy, cl_mem dw, size_t dw_off, cl_mem db,
-                            size_t db_off, cl_mem dx) {
+                            size_t db_off, cl_mem dx, cl_mem relu_y) {
   CT_TRY(check_positive("dense backward", batch, in, out));
   CT_TRY(fits_u32("dense backward", (size_t)batch, (size_t)(in > out ? in : out), 1));
   CT_TRY(fits_u32("dense backward", db_off + (size_t)out, 1, 1));
-  // dw (out, in) = dy^T (out, batch) * x (batch, in)
-  CT_TRY(ct_gemm(dev, 1, 0, (size_t)out, (size_t)in, (size_t)batch, 1.0f, dy, 0, (size_t)out, x,
-                 0, (size_t)in, 0.0f, dw, dw_off, (size_t)in));
+  // db (out) = column sums of dy; with relu_y, dy is first masked in place (same pass)
   cl_kernel k;
-  CT_TRY(ct_kernel(dev, "dense", "bias_grad_cols", &k));
-  ARG_MEM(k, 0, dy);
-  ARG_U(k, 1, batch);
-  ARG_U(k, 2, out);
-  ARG_MEM(k, 3, db);
-  ARG_U(k, 4, db_off);
-  CT_TRY(enqueue(dev, k, "bias_grad_cols", (size_t)out, WG_FEW));
+  if (relu_y) {
+    CT_TRY(ct_kernel(dev, "dense", "relu_bias_grad_cols", &k));
+    ARG_MEM(k, 0, dy);
+    ARG_MEM(k, 1, relu_y);
+    ARG_U(k, 2, batch);
+    ARG_U(k, 3, out);
+    ARG_MEM(k, 4, db);
+    ARG_U(k, 5, db_off);
+    CT_TRY(enqueue(dev, k, "relu_bias_grad_cols", ((size_t)out + 7) / 8, WG_FEW));
+  } else {
+    CT_TRY(ct_kernel(dev, "dense", "bias_grad_cols", &k));
+    ARG_MEM(k, 0, dy);
+    ARG_U(k, 1, batch);
+    ARG_U(k, 2, out);
+    ARG_MEM(k, 3, db);
+    ARG_U(k, 4, db_off);
+    CT_TRY(enqueue(dev, k, "bias_grad_cols", ((size_t)out + 7) / 8, WG_FEW));
+  }
+  // dw (out, in) = dy^T (out, batch) * x (batch, in)
+  CT_TRY(ct_gemm(dev, "dense bwd-w", 1, 0, (size_t)out, (size_t)in, (size_t)batch, 1.0f, dy, 0,
+                 (size_t)out, x, 0, (size_t)in, 0.0f, dw, dw_off, (size_t)in));
   // dx (batch, in) = dy (batch, out) * w (out, in)
   if (dx)
-    CT_TRY(ct_gemm(dev, 0, 0, (size_t)batch, (size_t)in, (size_t)out, 1.0f, dy, 0, (size_t)out,
-                   w, w_off, (size_t)in, 0.0f, dx, 0, (size_t)in));
+    CT_TRY(ct_gemm(dev, "dense bwd-x", 0, 0, (size_t)batch, (size_t)in, (size_t)out, 1.0f, dy, 0,
+                   (size_t)out, w, w_off, (size_t)in, 0.0f, dx, 0, (size_t)in));
   return CT_OK;
 }
 
@@ -198,7 +214,7 @@ ct_conv_scratch_size ct_conv2d_scratch_floats(const ct_conv_geom *g) {
 
 ct_status ct_conv2d_forward(ct_device *dev, const ct_conv_geom *g, cl_mem x, cl_mem w,
                             size_t w_off, cl_mem b, size_t b_off, const ct_conv_scratch *s,
-                            cl_mem y) {
+                            cl_mem y, int relu) {
   CT_TRY(check_geom("conv2d forward", g));
   CT_TRY(fits_u32("conv2d forward", b_off + (size_t)g->oc, 1, 1));
   size_t npix = (size_t)g->oh * g->ow, ncol = (size_t)g->batch * npix;
@@ -211,7 +227,7 @@ ct_status ct_conv2d_forward(ct_device *dev, const ct_conv_geom *g, cl_mem x, cl_
   CT_TRY(set_geom_args(k, 2, g));
   CT_TRY(enqueue3(dev, k, "im2col", (size_t)g->ow, (size_t)g->oh, (size_t)g->batch * g->c));
   // t (OC, N*OH*OW) = w (OC, C*K*K) * col
-  CT_TRY(ct_gemm(dev, 0, 0, (size_t)g->oc, ncol, ckk, 1.0f, w, w_off, ckk, s->col, 0, ncol, 0.0f,
+  CT_TRY(ct_gemm(dev, "conv fwd", 0, 0, (size_t)g->oc, ncol, ckk, 1.0f, w, w_off, ckk, s->col, 0, ncol, 0.0f,
                  s->t, 0, ncol));
   // y (N, OC, OH, OW) = t permuted + b
   CT_TRY(ct_kernel(dev, "conv", "conv_out_forward", &k));
@@ -222,12 +238,13 @@ ct_status ct_conv2d_forward(ct_device *dev, const ct_conv_geom *g, cl_mem x, cl_
   ARG_U(k, 4, g->batch);
   ARG_U(k, 5, g->oc);
   ARG_U(k, 6, npix);
+  ARG_U(k, 7, relu ? 1 : 0);
   return enqueue3(dev, k, "conv_out_forward", npix, (size_t)g->oc, (size_t)g->batch);
 }
 
 ct_status ct_conv2d_backward(ct_device *dev, const ct_conv_geom *g, cl_mem x, cl_mem w,
                              size_t w_off, cl_mem dy, cl_mem dw, size_t dw_off, cl_mem db,
-                             size_t db_off, const ct_conv_scratch *s, cl_mem dx) {
+                             size_t db_off, const ct_conv_scratch *s, cl_mem dx, cl_mem relu_y) {
   CT_TRY(check_geom("conv2d backward", g));
   CT_TRY(fits_u32("conv2d backward", db_off + (size_t)g->oc, 1, 1));
   size_t npix = (size_t)g->oh * g->ow, ncol = (size_t)g->batch * npix;
@@ -244,6 +261,9 @@ ct_status ct_conv2d_backward(ct_device *dev, const ct_conv_geom *g, cl_mem x, cl
   ARG_U(k, 3, g->batch);
   ARG_U(k, 4, g->oc);
   ARG_U(k, 5, npix);
+  cl_mem mask = relu_y ? relu_y : dy;
+  ARG_MEM(k, 6, mask);
+  ARG_U(k, 7, relu_y ? 1 : 0);
   CT_TRY(enqueue3(dev, k, "conv_dy_split", npix, (size_t)g->oc, (size_t)g->batch));
   // db (OC) = row sums of t: one work-group per row
   CT_TRY(ct_kernel(dev, "conv", "bias_grad_rows", &k));
@@ -263,20 +283,21 @@ ct_status ct_conv2d_backward(ct_device *dev, const ct_conv_geom *g, cl_mem x, cl
   CT_TRY(enqueue3(dev, k, "im2col_t", (size_t)g->ow, (size_t)g->oh, (size_t)g->batch * g->c));
   // dw (OC, LD) = pt^T (OC, N*OH*OW) * colT; the first C*K*K columns are the gradient
   if (ld == ckk) {
-    CT_TRY(ct_gemm(dev, 1, 0, (size_t)g->oc, ckk, ncol, 1.0f, s->pt, 0, (size_t)g->oc, s->col, 0,
+    CT_TRY(ct_gemm(dev, "conv bwd-w", 1, 0, (size_t)g->oc, ckk, ncol, 1.0f, s->pt, 0, (size_t)g->oc, s->col, 0,
                    ld, 0.0f, dw, dw_off, ckk));
   } else {
-    CT_TRY(ct_gemm(dev, 1, 0, (size_t)g->oc, ld, ncol, 1.0f, s->pt, 0, (size_t)g->oc, s->col, 0,
+    CT_TRY(ct_gemm(dev, "conv bwd-w", 1, 0, (size_t)g->oc, ld, ncol, 1.0f, s->pt, 0, (size_t)g->oc, s->col, 0,
                    ld, 0.0f, s->wpad, 0, ld));
     size_t src[3] = {0, 0, 0}, dst[3] = {dw_off * sizeof(float), 0, 0};
     size_t region[3] = {ckk * sizeof(float), (size_t)g->oc, 1};
     CL_CHECK(clEnqueueCopyBufferRect(dev->queue, s->wpad, dw, src, dst, region,
                                      ld * sizeof(float), 0, ckk * sizeof(float), 0, 0, NULL,
-                                     NULL));
+                                     ct_prof_event(dev, "copy conv weight gradient", 0,
+                                                   CT_PROF_TRANSFER)));
   }
   if (!dx) return CT_OK;
   // dcol (C*K*K, N*OH*OW) = w^T * t, then gathered into dx
-  CT_TRY(ct_gemm(dev, 1, 0, ckk, ncol, (size_t)g->oc, 1.0f, w, w_off, ckk, s->t, 0, ncol, 0.0f,
+  CT_TRY(ct_gemm(dev, "conv bwd-x", 1, 0, ckk, ncol, (size_t)g->oc, 1.0f, w, w_off, ckk, s->t, 0, ncol, 0.0f,
                  s->col, 0, ncol));
   CT_TRY(ct_kernel(dev, "conv", "col2im", &k));
   ARG_MEM(k, 0, s->col);

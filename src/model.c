@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cltrain/layers.h"
+#include "cltrain/prof.h"
 
 // ---- architecture parsing -------------------------------------------------------------------
 
@@ -407,6 +408,24 @@ void ct_model_init_params(const ct_arch *arch, uint64_t seed, float *params) {
   }
 }
 
+void ct_arch_flops(const ct_arch *arch, double *forward, double *train) {
+  double fwd = 0, bwd = 0;
+  int first = 1;
+  for (int i = 0; i < arch->n; i++) {
+    const ct_layer *L = &arch->layers[i];
+    double f = 0;
+    if (L->kind == CT_LAYER_DENSE) f = 2.0 * L->in_c * (double)L->out_c;
+    else if (L->kind == CT_LAYER_CONV2D)
+      f = 2.0 * L->out_c * (double)L->out_h * L->out_w * L->in_c * L->k * L->k;
+    if (!f) continue;
+    fwd += f;
+    bwd += first ? f : 2 * f;   // weights; and inputs, except for the first layer
+    first = 0;
+  }
+  *forward = fwd;
+  *train = fwd + bwd;
+}
+
 uint64_t ct_model_dropout_seed(uint64_t dropout_seed, int layer) {
   uint64_t s = dropout_seed ^ (0xd1b54a32d192ed03ULL * (uint64_t)(layer + 1));
   return splitmix64(&s);
@@ -431,6 +450,14 @@ static ct_conv_geom geom(const ct_layer *L, int batch) {
 
 static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
 
+// Layer i is a ReLU right after a dense or conv layer: the two run as one (the bias pass applies
+// the ReLU, and the ReLU's output buffer is the layer's own), and in the backward pass the
+// ReLU's mask is applied inside the layer's first pass over its output gradient.
+static int fused_relu(const ct_arch *arch, int i) {
+  return i > 0 && arch->layers[i].kind == CT_LAYER_RELU &&
+         (arch->layers[i - 1].kind == CT_LAYER_DENSE || arch->layers[i - 1].kind == CT_LAYER_CONV2D);
+}
+
 static void plan_buffers(const ct_arch *arch, int max_batch, buffer_plan *p) {
   memset(p, 0, sizeof *p);
   size_t B = max_batch > 0 ? (size_t)max_batch : 0;
@@ -440,7 +467,7 @@ static void plan_buffers(const ct_arch *arch, int max_batch, buffer_plan *p) {
     const ct_layer *L = &arch->layers[i];
     if (L->w_count && p->first_param == arch->n) p->first_param = i;
     size_t out = B * (size_t)L->out_c * L->out_h * L->out_w;
-    p->act[i + 1] = L->kind == CT_LAYER_FLATTEN ? 0 : out;
+    p->act[i + 1] = L->kind == CT_LAYER_FLATTEN || fused_relu(arch, i) ? 0 : out;
     if (out > p->dact) p->dact = out;
     if (L->kind == CT_LAYER_CONV2D) {
       ct_conv_geom g = geom(L, max_batch > 0 ? max_batch : 0);
@@ -487,6 +514,11 @@ static ct_status alloc(ct_model *m, size_t bytes, const char *what, cl_mem *out)
 }
 
 ct_status ct_model_init(ct_device *dev, const ct_arch *arch, int max_batch, ct_model *m) {
+  return ct_model_init_tail(dev, arch, max_batch, 0, m);
+}
+
+ct_status ct_model_init_tail(ct_device *dev, const ct_arch *arch, int max_batch,
+                             size_t grad_tail, ct_model *m) {
   memset(m, 0, sizeof *m);
   if (max_batch < 1)
     return CT_FAIL(CT_ERR_USAGE, "batch size %d: expected at least 1", max_batch);
@@ -512,7 +544,8 @@ ct_status ct_model_init(ct_device *dev, const ct_arch *arch, int max_batch, ct_m
   size_t B = (size_t)max_batch;
   ct_status st;
   CT_GOTO(alloc(m, 4 * arch->param_count, "parameter", &m->params), st, fail);
-  CT_GOTO(alloc(m, 4 * arch->param_count, "gradient", &m->grads), st, fail);
+  CT_GOTO(alloc(m, 4 * (arch->param_count + grad_tail), "gradient", &m->grads), st, fail);
+  m->grad_tail = grad_tail;
   CT_GOTO(alloc(m, 4 * p.input, "input", &m->input), st, fail);
   CT_GOTO(alloc(m, sizeof(cl_int) * B, "label", &m->labels), st, fail);
   CT_GOTO(alloc(m, 4 * B, "loss", &m->losses), st, fail);
@@ -599,6 +632,27 @@ ct_status ct_model_set_batch(ct_model *m, const float *x, const int *y, int batc
   return CT_OK;
 }
 
+ct_status ct_model_set_batch_async(ct_model *m, const float *x, const int *y, int batch,
+                                   cl_event *done) {
+  *done = NULL;
+  CT_TRY(check_batch(m, batch, "ct_model_set_batch_async"));
+  if (!batch) return CT_OK;
+  ct_device *dev = m->dev;
+  CL_CHECK(clEnqueueWriteBuffer(dev->queue, m->input, CL_FALSE, 0,
+                                4 * (size_t)batch * sample_size(m), x, 0, NULL,
+                                ct_prof_event(dev, "write batch (inputs)", 0, CT_PROF_TRANSFER)));
+  CL_CHECK(clEnqueueWriteBuffer(dev->queue, m->labels, CL_FALSE, 0,
+                                sizeof(cl_int) * (size_t)batch, y, 0, NULL, done));
+  if (dev->prof) {   // the labels' write: profiled through a copy of its event
+    cl_event *ev = ct_prof_event(dev, "write batch (labels)", 0, CT_PROF_TRANSFER);
+    if (ev) {
+      CL_CHECK(clRetainEvent(*done));
+      *ev = *done;
+    }
+  }
+  return CT_OK;
+}
+
 ct_status ct_model_read_losses(ct_model *m, int batch, float *losses) {
   CT_TRY(check_batch(m, batch, "ct_model_read_losses"));
   if (!batch) return CT_OK;
@@ -644,17 +698,18 @@ ct_status ct_model_forward(ct_model *m, int batch, int train, uint64_t dropout_s
     switch (L->kind) {
       case CT_LAYER_DENSE:
         CT_TRY(ct_dense_forward(dev, batch, L->in_c, L->out_c, x, m->params, L->w_off, m->params,
-                                L->b_off, y));
+                                L->b_off, y, fused_relu(&m->arch, i + 1)));
         break;
       case CT_LAYER_CONV2D:
-        CT_TRY(ct_conv2d_forward(dev, &g, x, m->params, L->w_off, m->params, L->b_off, &cs, y));
+        CT_TRY(ct_conv2d_forward(dev, &g, x, m->params, L->w_off, m->params, L->b_off, &cs, y,
+                                 fused_relu(&m->arch, i + 1)));
         break;
       case CT_LAYER_MAXPOOL:
         CT_TRY(ct_maxpool_forward(dev, &g, x, y, m->idx[i]));
         break;
       case CT_LAYER_RELU:
-        CT_TRY(ct_relu_forward(dev, out_elems(L, batch), x, y));
-        break;
+        if (!fused_relu(&m->arch, i)) CT_TRY(ct_relu_forward(dev, out_elems(L, batch), x, y));
+        break;   // fused: done by the layer before, y aliases x
       case CT_LAYER_FLATTEN:
         break;   // y aliases x
       case CT_LAYER_DROPOUT:
@@ -683,20 +738,23 @@ ct_status ct_model_backward(ct_model *m, int batch, float loss_scale) {
     int need_dx = i > m->first_param;
     cl_mem dx = need_dx ? other : NULL;
     ct_conv_geom gm = geom(L, batch);
+    // the ReLU after this layer, fused: its output masks this layer's output gradient
+    cl_mem relu_y = i + 1 < m->arch.n && fused_relu(&m->arch, i + 1) ? m->act[i + 2] : NULL;
     switch (L->kind) {
       case CT_LAYER_DENSE:
         CT_TRY(ct_dense_backward(dev, batch, L->in_c, L->out_c, m->act[i], m->params, L->w_off, g,
-                                 m->grads, L->w_off, m->grads, L->b_off, dx));
+                                 m->grads, L->w_off, m->grads, L->b_off, dx, relu_y));
         break;
       case CT_LAYER_CONV2D:
         CT_TRY(ct_conv2d_backward(dev, &gm, m->act[i], m->params, L->w_off, g, m->grads,
-                                  L->w_off, m->grads, L->b_off, &cs, dx));
+                                  L->w_off, m->grads, L->b_off, &cs, dx, relu_y));
         break;
       case CT_LAYER_MAXPOOL:
         CT_TRY(ct_maxpool_backward(dev, &gm, g, m->idx[i], other));
         break;
       case CT_LAYER_RELU:
-        CT_TRY(ct_relu_backward(dev, out_elems(L, batch), m->act[i + 1], g, other));
+        if (fused_relu(&m->arch, i)) dx = NULL;   // the layer before applies the mask
+        else CT_TRY(ct_relu_backward(dev, out_elems(L, batch), m->act[i + 1], g, other));
         break;
       case CT_LAYER_FLATTEN:
         dx = NULL;   // the gradient passes through unchanged

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cltrain/prof.h"
 #include "cltrain/program.h"
 
 // ---- names ----------------------------------------------------------------------------------
@@ -185,7 +186,25 @@ void ct_optim_free(ct_optim *opt) {
   memset(opt, 0, sizeof *opt);
 }
 
+void ct_optim_count(ct_optim *opt) { opt->t++; }
+
+// The skip-flag arguments: a buffer (any valid one when there is no flag) and the index, or
+// 0xffffffff (CT_NO_SKIP in cl/optim.cl) for none.
+static cl_int set_skip(cl_kernel k, cl_uint first, cl_mem buf, cl_mem skip, size_t at) {
+  cl_uint idx = skip ? (cl_uint)at : 0xffffffffu;
+  cl_int err = clSetKernelArg(k, first, sizeof buf, &buf);
+  if (err == CL_SUCCESS) err = clSetKernelArg(k, first + 1, sizeof idx, &idx);
+  return err;
+}
+
 ct_status ct_optim_step(ct_optim *opt, cl_mem params, cl_mem grads, float lr) {
+  CT_TRY(ct_optim_step_unless(opt, params, grads, lr, NULL, 0));
+  opt->t++;
+  return CT_OK;
+}
+
+ct_status ct_optim_step_unless(ct_optim *opt, cl_mem params, cl_mem grads, float lr, cl_mem skip,
+                               size_t skip_at) {
   if (!opt->kernel) return CT_FAIL(CT_ERR_INTERNAL, "ct_optim_step on an uninitialised optimizer");
   cl_kernel k = opt->kernel;
   const ct_optim_config *c = &opt->cfg;
@@ -200,6 +219,7 @@ ct_status ct_optim_step(ct_optim *opt, cl_mem params, cl_mem grads, float lr) {
     CL_CHECK(clSetKernelArg(k, 5, sizeof c->momentum, &c->momentum));
     CL_CHECK(clSetKernelArg(k, 6, sizeof c->weight_decay, &c->weight_decay));
     CL_CHECK(clSetKernelArg(k, 7, sizeof nesterov, &nesterov));
+    CL_CHECK(set_skip(k, 8, skip ? skip : grads, skip, skip_at));
   } else {
     long t = opt->t + 1;   // this update's index, from 1
     double b1 = c->beta1, b2 = c->beta2;
@@ -215,10 +235,13 @@ ct_status ct_optim_step(ct_optim *opt, cl_mem params, cl_mem grads, float lr) {
     CL_CHECK(clSetKernelArg(k, 9, sizeof step, &step));
     CL_CHECK(clSetKernelArg(k, 10, sizeof c2, &c2));
     CL_CHECK(clSetKernelArg(k, 11, sizeof c->eps, &c->eps));
+    CL_CHECK(set_skip(k, 12, skip ? skip : grads, skip, skip_at));
   }
-  size_t global = (opt->count + 63) / 64 * 64;
-  CL_CHECK(clEnqueueNDRangeKernel(opt->dev->queue, k, 1, NULL, &global, NULL, 0, NULL, NULL));
-  opt->t++;
+  size_t items = (opt->count + 7) / 8;   // CT_PER_ITEM elements per work-item (cl/optim.cl)
+  size_t global = (items + 63) / 64 * 64;
+  const char *name = c->kind == CT_OPT_SGD ? "sgd_step" : "adamw_step";
+  CL_CHECK(clEnqueueNDRangeKernel(opt->dev->queue, k, 1, NULL, &global, NULL, 0, NULL,
+                                  ct_prof_event(opt->dev, name, 0, CT_PROF_KERNEL)));
   return CT_OK;
 }
 

@@ -3,12 +3,32 @@
 //   epoch e: order = permutation(seed, e) of the training set (the same on every rank)
 //   step s:  global batch = order[s*B .. s*B+B)        (the last one may be shorter)
 //            mine = ct_shard_take(global batch, shares) (this rank's share)
-//            forward(mine) -> backward(loss scale 1/|global batch|) -> grads
-//            [wait: barrier]  [ring all-reduce SUM of grads]  [non-finite check]
-//            optimizer(params, grads, lr(step))
+//
+// One step, as phases (../shared/DESIGN.md, "One step, as phases"):
+//
+//   prepare    the loader thread gathers step t+1's share into the other of two host slots
+//              while the device computes step t (double-buffered input)
+//   compute    upload (non-blocking), forward, backward (loss scale 1/|global batch|), and the
+//              status words: grads[P] = this rank's loss sum, counter zeroed
+//   reduce     (N > 1) wait for the gradients, write this rank's compute time into its status
+//              slot, ring all-reduce SUM of [gradients | status] as one range
+//   apply      count the non-finite values of [gradients | loss] into the counter; the optimizer
+//              kernel skips the update on the device when the counter is not zero; read the
+//              status words back without blocking
+//
+//   grads buffer:  [ P gradients | loss sum | compute ms of rank 0 .. N-1 | non-finite counter ]
+//                    \____________ reduced together (SUM) ______________/   not reduced
+//
+// The only blocking point of a one-rank step is waiting for the PREVIOUS step's status read,
+// just before this step's optimizer is enqueued (the host must know whether that step was
+// applied, for AdamW's step count); the device meanwhile computes this step. With N > 1 the
+// all-reduce blocks, as it must. After the all-reduce the status is the same on every rank:
+// the global loss sum (no separate loss reduction), every rank's compute time (waiting for the
+// slowest = max - own, with no barrier), and a non-finite verdict every rank reaches alike.
 #include "cltrain/trainer.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,11 +36,14 @@
 #include <unistd.h>
 
 #include "cltrain/allreduce.h"
+#include "cltrain/blas.h"
 #include "cltrain/checkpoint.h"
 #include "cltrain/layers.h"
 #include "cltrain/model.h"
+#include "cltrain/prof.h"
 #include "cltrain/program.h"
 #include "cltrain/timer.h"
+#include "cltrain/tune.h"
 
 void ct_train_config_defaults(ct_train_config *c) {
   memset(c, 0, sizeof *c);
@@ -51,7 +74,140 @@ uint64_t ct_params_checksum(const float *params, size_t n) {
   return h;
 }
 
+// ---- the loader thread ---------------------------------------------------------------------------
+
+typedef struct {
+  int epoch;
+  long si, step;           // step in the epoch, global step
+  int n, m, offset;        // global batch, this rank's share, its first position in the batch
+  int *mine;               // (max_share) sample indices
+  float *x;                // (max_share, in)
+  int *y;                  // (max_share)
+  cl_event written;        // the device's copy of x and y; the slot is reused once it completed
+  double prep_s;           // loader time spent on it
+} slot;
+
+typedef struct {
+  pthread_t thread;
+  int started;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  slot *job;               // the slot to fill, NULL when idle
+  int done, quit;
+  ct_status st;
+  char err[512];
+  // read-only inputs
+  const ct_dataset *train;
+  const ct_train_config *cfg;
+  int world, rank;
+  int *order, order_epoch; // the loader's own copy of the epoch order
+  int *shares;             // (world)
+} loader;
+
+static ct_status prepare(loader *L, slot *b) {
+  double t0 = ct_now();
+  if (b->written) {   // the device may still be reading this slot
+    CL_CHECK(clWaitForEvents(1, &b->written));
+    clReleaseEvent(b->written);
+    b->written = NULL;
+  }
+  const ct_train_config *cfg = L->cfg;
+  if (L->order_epoch != b->epoch) {
+    ct_epoch_order(L->train->count, cfg->seed, b->epoch, cfg->shuffle, L->order);
+    L->order_epoch = b->epoch;
+  }
+  long spe = (L->train->count + cfg->batch - 1) / cfg->batch;
+  const int *gb = L->order + b->si * cfg->batch;
+  b->n = (int)(b->si == spe - 1 ? L->train->count - b->si * cfg->batch : cfg->batch);
+  ct_shares_even(b->n, L->world, L->shares);
+  b->m = ct_shard_take(cfg->shard, L->train, gb, b->n, cfg->seed, b->step, L->shares, L->world,
+                       L->rank, b->mine);
+  if (b->m < 0) return CT_FAIL(CT_ERR_INTERNAL, "ct_shard_take failed at step %ld", b->step);
+  b->offset = 0;   // dropout masks follow the position in the global batch
+  for (int r = 0; r < L->rank; r++) b->offset += L->shares[r];
+  ct_dataset_gather(L->train, b->mine, b->m, cfg->norm_mean, cfg->norm_std, b->x, b->y);
+  b->prep_s = ct_now() - t0;
+  return CT_OK;
+}
+
+static void *loader_main(void *arg) {
+  loader *L = arg;
+  pthread_mutex_lock(&L->mu);
+  for (;;) {
+    while (!L->job && !L->quit) pthread_cond_wait(&L->cv, &L->mu);
+    if (L->quit) break;
+    slot *b = L->job;
+    pthread_mutex_unlock(&L->mu);
+    ct_status st = prepare(L, b);
+    pthread_mutex_lock(&L->mu);
+    if (st != CT_OK && L->st == CT_OK) {
+      L->st = st;
+      snprintf(L->err, sizeof L->err, "%s", ct_error_text());
+      ct_error_clear();
+    }
+    L->job = NULL;
+    L->done = 1;
+    pthread_cond_broadcast(&L->cv);
+  }
+  pthread_mutex_unlock(&L->mu);
+  return NULL;
+}
+
+static ct_status loader_start(loader *L) {
+  L->order_epoch = -1;
+  if (pthread_mutex_init(&L->mu, NULL) || pthread_cond_init(&L->cv, NULL))
+    return CT_FAIL(CT_ERR_INTERNAL, "pthread_mutex_init/pthread_cond_init failed");
+  if (pthread_create(&L->thread, NULL, loader_main, L))
+    return CT_FAIL(CT_ERR_INTERNAL, "cannot start the loader thread");
+  L->started = 1;
+  return CT_OK;
+}
+
+static void loader_stop(loader *L) {
+  if (!L->started) return;
+  pthread_mutex_lock(&L->mu);
+  while (L->job) pthread_cond_wait(&L->cv, &L->mu);   // never leave it inside a slot
+  L->quit = 1;
+  pthread_cond_broadcast(&L->cv);
+  pthread_mutex_unlock(&L->mu);
+  pthread_join(L->thread, NULL);
+  pthread_cond_destroy(&L->cv);
+  pthread_mutex_destroy(&L->mu);
+  L->started = 0;
+}
+
+static void loader_post(loader *L, slot *b, int epoch, long si, long step) {
+  pthread_mutex_lock(&L->mu);
+  b->epoch = epoch, b->si = si, b->step = step;
+  L->job = b;
+  L->done = 0;
+  pthread_cond_broadcast(&L->cv);
+  pthread_mutex_unlock(&L->mu);
+}
+
+// Waits for the posted job; *waited = host seconds spent waiting.
+static ct_status loader_wait(loader *L, double *waited) {
+  double t0 = ct_now();
+  pthread_mutex_lock(&L->mu);
+  while (L->job) pthread_cond_wait(&L->cv, &L->mu);
+  ct_status st = L->st;
+  char err[512];
+  snprintf(err, sizeof err, "%s", L->err);
+  pthread_mutex_unlock(&L->mu);
+  *waited = ct_now() - t0;
+  if (st != CT_OK) return CT_FAIL(st, "%s", err);
+  return CT_OK;
+}
+
 // ---- the state of one run -------------------------------------------------------------------
+
+typedef struct {
+  long step;               // global step
+  int n, m;                // global batch, this rank's share
+  float *host;             // (2 + world) status words read back: loss sum, compute ms, counter
+  cl_event ev;             // the read
+  int in_flight;
+} step_status;
 
 typedef struct {
   const ct_train_config *cfg;
@@ -62,22 +218,31 @@ typedef struct {
   ct_model model;
   ct_optim opt;
   ct_allreduce *ar;
-  cl_mem bad;              // (1) uint: non-finite counter
+  loader load;
+  slot slots[2];
+  step_status status[2];   // step t uses status[t & 1]
+  size_t P;                // parameters
+  size_t tail;             // status words after the gradients: 2 + world
   int max_share;           // largest share any rank gets: the model's max batch
-  int *order;              // (train.count) this epoch's global order
-  int *shares;             // (world) samples per rank in this step
-  int *mine;               // (max_share) this rank's sample indices
-  float *x;                // (max_share, in) host batch
-  int *y;                  // (max_share)
-  float *losses;           // (max_share)
+  int *eval_idx;           // (max_share) evaluation: sample indices
+  float *eval_x;           // (max_share, in)
+  int *eval_y;             // (max_share)
+  float *tail_host;        // (world) this rank's compute time in its slot, zeros elsewhere
   float *host_params;      // (param_count)
   ct_schedule sched;       // cfg->sched, with the cosine's length filled in
   ct_allreduce_stats ars;
   ct_train_result *res;
+  // accounting
+  int bad_run;
+  double loss_acc, loss_n;
+  int measuring;           // past the warm-up steps: throughput and profile count
+  double step_s;           // wall time of the measured steps
+  double wait_loader_s, prep_s, allreduce_s, barrier_s;
+  double samples_measured;
 } run_state;
 
 #define R0 (s->comm->rank == 0)
-#define CT_WARMUP_STEPS 5   // steps left out of the throughput figure
+#define CT_WARMUP_STEPS 5   // steps left out of the throughput figure (kernels build on first use)
 
 static void say(run_state *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void say(run_state *s, const char *fmt, ...) {
@@ -89,31 +254,13 @@ static void say(run_state *s, const char *fmt, ...) {
   fflush(stdout);
 }
 
-static ct_status enqueue_count_nonfinite(run_state *s, cl_mem x, size_t n) {
-  cl_kernel k;
-  CT_TRY(ct_kernel(&s->dev, "util", "count_nonfinite_f32", &k));
-  cl_uint nn = (cl_uint)n;
-  CL_CHECK(clSetKernelArg(k, 0, sizeof x, &x));
-  CL_CHECK(clSetKernelArg(k, 1, sizeof nn, &nn));
-  CL_CHECK(clSetKernelArg(k, 2, sizeof s->bad, &s->bad));
-  size_t global = 256 * 16;
-  CL_CHECK(clEnqueueNDRangeKernel(s->dev.queue, k, 1, NULL, &global, NULL, 0, NULL, NULL));
-  return CT_OK;
-}
+// Status words, in floats from the start of the grads buffer.
+#define AT_LOSS(s) ((s)->P)
+#define AT_TIMES(s) ((s)->P + 1)
+#define AT_COUNT(s) ((s)->P + (s)->tail - 1)
+#define REDUCED(s) ((s)->P + (s)->tail - 1)   // floats the all-reduce covers
 
-// Counts non-finite values in the local losses (batch) and the reduced gradients; the answer is
-// made the same on every rank (a one-int all-reduce) so every rank skips the same steps.
-static ct_status nonfinite_check(run_state *s, int batch, int *bad_any) {
-  cl_uint zero = 0, count = 0;
-  CL_CHECK(clEnqueueWriteBuffer(s->dev.queue, s->bad, CL_FALSE, 0, sizeof zero, &zero, 0, NULL, NULL));
-  if (batch > 0) CT_TRY(enqueue_count_nonfinite(s, s->model.losses, (size_t)batch));
-  CT_TRY(enqueue_count_nonfinite(s, s->model.grads, s->arch.param_count));
-  CL_CHECK(clEnqueueReadBuffer(s->dev.queue, s->bad, CL_TRUE, 0, sizeof count, &count, 0, NULL, NULL));
-  int flag = count > 0;
-  if (s->comm->size > 1) CT_TRY(ct_comm_allreduce_int_max(s->comm, &flag, 1));
-  *bad_any = flag;
-  return CT_OK;
-}
+// ---- evaluation, replicas, parameters ------------------------------------------------------
 
 // Evaluates the test set: rank r takes a contiguous slice, the correct counts are summed.
 static ct_status evaluate(run_state *s, double *acc) {
@@ -127,9 +274,10 @@ static ct_status evaluate(run_state *s, double *acc) {
   ct_status st = CT_OK;
   for (int b = lo; b < hi; b += s->max_share) {
     int m = hi - b < s->max_share ? hi - b : s->max_share;
-    for (int i = 0; i < m; i++) s->mine[i] = b + i;
-    ct_dataset_gather(&s->test, s->mine, m, s->cfg->norm_mean, s->cfg->norm_std, s->x, s->y);
-    CT_GOTO(ct_model_set_batch(&s->model, s->x, s->y, m), st, out);
+    for (int i = 0; i < m; i++) s->eval_idx[i] = b + i;
+    ct_dataset_gather(&s->test, s->eval_idx, m, s->cfg->norm_mean, s->cfg->norm_std, s->eval_x,
+                      s->eval_y);
+    CT_GOTO(ct_model_set_batch(&s->model, s->eval_x, s->eval_y, m), st, out);
     CT_GOTO(ct_model_forward(&s->model, m, 0, 0), st, out);
     CT_GOTO(ct_model_read_logits(&s->model, m, logits), st, out);
     for (int i = 0; i < m; i++) {
@@ -137,7 +285,7 @@ static ct_status evaluate(run_state *s, double *acc) {
       int best = 0;
       for (int c = 1; c < classes; c++)
         if (l[c] > l[best]) best = c;
-      correct += best == s->y[i];
+      correct += best == s->eval_y[i];
     }
   }
   double tot[2] = {correct, (double)(hi - lo)};
@@ -211,6 +359,55 @@ static ct_status save_params_file(run_state *s, const char *path) {
 
 // ---- setup ------------------------------------------------------------------------------------
 
+// This rank's GEMM choices: the device's tuning cache, or (--tune) a tuning run when there is
+// none. Ranks take turns, so that ranks sharing a machine do not disturb each other's
+// measurements and a second rank on the same kind of device finds the first one's cache.
+static ct_status gemm_setup(run_state *s) {
+  ct_comm *comm = s->comm;
+  ct_status st = CT_OK;
+  for (int r = 0; r < comm->size; r++) {
+    if (r == comm->rank) {
+      int status;
+      char warning[1024];
+      st = ct_tune_load(&s->dev, &status, warning, sizeof warning);
+      if (st == CT_OK && status < 0)
+        fprintf(stderr, "cltrain: rank %d: warning: %s\n", comm->rank, warning);
+      if (st == CT_OK && status <= 0 && s->cfg->tune) {
+        int batches[2] = {s->max_share, s->cfg->batch / comm->size};
+        ct_tune_shape *shapes = NULL;
+        int n = 0;
+        char path[1024];
+        ct_tune_options o;
+        ct_tune_options_defaults(&o);
+        o.log = NULL;
+        fprintf(stderr, "cltrain: rank %d: tuning the GEMMs of %s on %s (--tune; about %.0f s)\n",
+                comm->rank, s->arch.text, s->dev.info.name, o.budget_s);
+        st = ct_tune_cache_path(&s->dev.info, path, sizeof path);
+        if (st == CT_OK)
+          st = ct_tune_model_shapes(&s->dev, &s->arch, batches, batches[1] != batches[0] ? 2 : 1,
+                                    &shapes, &n);
+        if (st == CT_OK) {
+          ct_tune_cache c;
+          st = ct_tune_and_save(&s->dev, shapes, n, &o, path, &c);
+          if (st == CT_OK)
+            fprintf(stderr, "cltrain: rank %d: tuned %d GEMM shapes, wrote %s\n", comm->rank, n,
+                    path);
+          ct_tune_cache_free(&c);
+        }
+        free(shapes);
+      }
+    }
+    if (comm->size > 1) {   // a failed rank still takes part, then everyone fails together
+      int bad = st != CT_OK;
+      ct_status st2 = ct_comm_allreduce_int_max(comm, &bad, 1);
+      if (st == CT_OK && st2 != CT_OK) st = st2;
+      if (st == CT_OK && bad) return CT_FAIL(CT_ERR_INTERNAL, "GEMM setup failed on another rank");
+    }
+    if (st != CT_OK) return st;
+  }
+  return CT_OK;
+}
+
 static ct_status setup(run_state *s) {
   const ct_train_config *cfg = s->cfg;
   ct_comm *comm = s->comm;
@@ -229,44 +426,73 @@ static ct_status setup(run_state *s) {
   CT_TRY(ct_device_open_spec(cfg->device, comm->rank, comm->local_rank, &s->dev));
 
   s->max_share = (cfg->batch + comm->size - 1) / comm->size;
+  s->P = s->arch.param_count;
+  s->tail = 2 + (size_t)comm->size;
   size_t in = (size_t)s->train.channels * (size_t)s->train.rows * (size_t)s->train.cols;
-  s->order = malloc((size_t)s->train.count * sizeof *s->order);
-  s->shares = malloc((size_t)comm->size * sizeof *s->shares);
-  s->mine = malloc((size_t)s->max_share * sizeof *s->mine);
-  s->x = malloc((size_t)s->max_share * in * sizeof *s->x);
-  s->y = malloc((size_t)s->max_share * sizeof *s->y);
-  s->losses = malloc((size_t)s->max_share * sizeof *s->losses);
+  size_t ms = (size_t)s->max_share;
+  for (int k = 0; k < 2; k++) {
+    s->slots[k].mine = malloc(ms * sizeof(int));
+    s->slots[k].x = malloc(ms * in * sizeof(float));
+    s->slots[k].y = malloc(ms * sizeof(int));
+    s->status[k].host = malloc(s->tail * sizeof(float));
+    if (!s->slots[k].mine || !s->slots[k].x || !s->slots[k].y || !s->status[k].host)
+      return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
+  }
+  s->eval_idx = malloc(ms * sizeof *s->eval_idx);
+  s->eval_x = malloc(ms * in * sizeof *s->eval_x);
+  s->eval_y = malloc(ms * sizeof *s->eval_y);
+  s->tail_host = calloc((size_t)comm->size, sizeof *s->tail_host);
   s->host_params = malloc(s->arch.param_count * sizeof *s->host_params);
-  if (!s->order || !s->shares || !s->mine || !s->x || !s->y || !s->losses || !s->host_params)
+  s->load.order = malloc((size_t)s->train.count * sizeof *s->load.order);
+  s->load.shares = malloc((size_t)comm->size * sizeof *s->load.shares);
+  if (!s->eval_idx || !s->eval_x || !s->eval_y || !s->tail_host || !s->host_params ||
+      !s->load.order || !s->load.shares)
     return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
+  if (REDUCED(s) + 1 > 0xffffffffULL)
+    return CT_FAIL(CT_ERR_USAGE, "the model has %zu parameters; at most 2^32 - %zu are supported",
+                   s->P, s->tail + 1);
 
-  CT_TRY(ct_model_init(&s->dev, &s->arch, s->max_share, &s->model));
+  CT_TRY(gemm_setup(s));
+  if (cfg->profile) CT_TRY(ct_prof_init(&s->dev));
+  CT_TRY(ct_model_init_tail(&s->dev, &s->arch, s->max_share, s->tail, &s->model));
   CT_TRY(ct_optim_init(&s->dev, &cfg->optim, s->arch.param_count, &s->opt));
-  cl_int err;
-  CL_CHECK((s->bad = clCreateBuffer(s->dev.ctx, CL_MEM_READ_WRITE, sizeof(cl_uint), NULL, &err), err));
   if (comm->size > 1)
-    CT_TRY(ct_allreduce_init(comm, &s->dev, s->arch.param_count, 0, &s->ar));
+    CT_TRY(ct_allreduce_init(comm, &s->dev, REDUCED(s), 0, &s->ar));
+  s->load.train = &s->train;
+  s->load.cfg = cfg;
+  s->load.world = comm->size;
+  s->load.rank = comm->rank;
+  CT_TRY(loader_start(&s->load));
   return CT_OK;
 }
 
 static void teardown(run_state *s) {
+  loader_stop(&s->load);
+  if (s->dev.queue) clFinish(s->dev.queue);
+  for (int k = 0; k < 2; k++) {
+    if (s->slots[k].written) clReleaseEvent(s->slots[k].written);
+    if (s->status[k].ev) clReleaseEvent(s->status[k].ev);
+    free(s->slots[k].mine), free(s->slots[k].x), free(s->slots[k].y);
+    free(s->status[k].host);
+  }
   if (s->ar) ct_allreduce_free(s->ar);
-  if (s->bad) clReleaseMemObject(s->bad);
   if (s->opt.dev) ct_optim_free(&s->opt);
   if (s->model.dev) ct_model_free(&s->model);
   if (s->dev.ctx) ct_device_close(&s->dev);
   ct_dataset_free(&s->train);
   ct_dataset_free(&s->test);
-  free(s->order), free(s->shares), free(s->mine), free(s->x), free(s->y), free(s->losses);
-  free(s->host_params);
+  free(s->eval_idx), free(s->eval_x), free(s->eval_y), free(s->tail_host);
+  free(s->host_params), free(s->load.order), free(s->load.shares);
 }
 
-// Rank 0 prints which device each rank trains on.
+// Rank 0 prints which device each rank trains on, and where its GEMM choices come from.
 static ct_status report_devices(run_state *s) {
-  enum { W = 320 };
+  enum { W = 1024 };
   char mine[W];
-  snprintf(mine, W, "%d:%d %s [%s]", s->dev.info.platform, s->dev.info.index, s->dev.info.name,
-           s->dev.info.platform_name);
+  const struct ct_blas_state *b = s->dev.blas;
+  snprintf(mine, W, "%d:%d %s [%s], GEMMs: %s", s->dev.info.platform, s->dev.info.index,
+           s->dev.info.name, s->dev.info.platform_name,
+           b->nplans ? b->source : "defaults (no tuning cache: cltrain-tune, or --tune)");
   char *all = R0 ? malloc((size_t)s->comm->size * W) : NULL;
   if (R0 && !all) return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
   int rc = MPI_Gather(mine, W, MPI_CHAR, all, W, MPI_CHAR, 0, s->comm->comm);
@@ -278,6 +504,151 @@ static ct_status report_devices(run_state *s) {
   free(all);
   return CT_OK;
 }
+
+// ---- the phases of a step -----------------------------------------------------------------------
+
+static ct_status enqueue_1d(run_state *s, cl_kernel k, const char *name, size_t global,
+                            size_t local) {
+  CL_CHECK(clEnqueueNDRangeKernel(s->dev.queue, k, 1, NULL, &global, local ? &local : NULL, 0,
+                                  NULL, ct_prof_event(&s->dev, name, 0, CT_PROF_KERNEL)));
+  return CT_OK;
+}
+
+// compute: upload, forward, backward, this rank's loss sum into the status words.
+static ct_status phase_compute(run_state *s, slot *b) {
+  const ct_train_config *cfg = s->cfg;
+  ct_model *m = &s->model;
+  if (b->written) {   // not possible (the loader waited), but never leak an event
+    clReleaseEvent(b->written);
+    b->written = NULL;
+  }
+  CT_TRY(ct_model_set_batch_async(m, b->x, b->y, b->m, &b->written));
+  m->sample_offset = b->offset;
+  CT_TRY(ct_model_forward(m, b->m, 1, cfg->seed * 0x9E3779B97F4A7C15ULL + (uint64_t)b->step));
+  CT_TRY(ct_model_backward(m, b->m, 1.0f / (float)b->n));
+  cl_kernel k;
+  CT_TRY(ct_kernel(&s->dev, "util", "loss_sum_f32", &k));
+  size_t wg = 1;   // one work-group, a power of two up to 256
+  while (wg * 2 <= s->dev.info.max_wg && wg < 256) wg *= 2;
+  cl_uint n = (cl_uint)b->m, loss_at = (cl_uint)AT_LOSS(s), count_at = (cl_uint)AT_COUNT(s);
+  CL_CHECK(clSetKernelArg(k, 0, sizeof m->losses, &m->losses));
+  CL_CHECK(clSetKernelArg(k, 1, sizeof n, &n));
+  CL_CHECK(clSetKernelArg(k, 2, sizeof m->grads, &m->grads));
+  CL_CHECK(clSetKernelArg(k, 3, sizeof loss_at, &loss_at));
+  CL_CHECK(clSetKernelArg(k, 4, sizeof count_at, &count_at));
+  CT_TRY(enqueue_1d(s, k, "loss_sum_f32", wg, wg));
+  if (cfg->inject_nan_step >= 0 && b->step >= cfg->inject_nan_step &&
+      b->step < cfg->inject_nan_step + cfg->inject_nan_count && s->comm->rank == cfg->inject_nan_rank) {
+    // poison this rank's gradients: the guard must catch it on every rank
+    CT_TRY(ct_fill(&s->dev, m->grads, 1, NAN));
+  }
+  return CT_OK;
+}
+
+// reduce (N > 1): [gradients | loss | compute times] summed over the ranks.
+static ct_status phase_reduce(run_state *s, double t_start, double *compute_s) {
+  ct_comm *comm = s->comm;
+  CL_CHECK(clFinish(s->dev.queue));   // this rank's gradients are ready
+  double t1 = ct_now();
+  *compute_s = t1 - t_start;
+  memset(s->tail_host, 0, (size_t)comm->size * sizeof *s->tail_host);
+  s->tail_host[comm->rank] = (float)(*compute_s * 1e3);
+  CL_CHECK(clEnqueueWriteBuffer(s->dev.queue, s->model.grads, CL_TRUE, AT_TIMES(s) * sizeof(float),
+                                (size_t)comm->size * sizeof(float), s->tail_host, 0, NULL, NULL));
+  double t2 = ct_now();
+  if (s->cfg->timing) {   // exact waiting time, at the price of a barrier
+    CT_TRY(ct_comm_barrier(comm));
+    double t3 = ct_now();
+    s->res->wait_s += t3 - t2;
+    if (s->measuring) s->barrier_s += t3 - t2;
+    t2 = t3;
+  }
+  CT_TRY(ct_allreduce_device(s->ar, s->model.grads, 0, REDUCED(s), &s->ars));
+  if (s->measuring) s->allreduce_s += ct_now() - t2;
+  return CT_OK;
+}
+
+// apply: the non-finite count, the optimizer (skipped on the device when the count is not zero),
+// the status read (not waited for here).
+static ct_status phase_apply(run_state *s, long step, int n, int m) {
+  ct_model *mod = &s->model;
+  cl_kernel k;
+  CT_TRY(ct_kernel(&s->dev, "util", "count_nonfinite_f32", &k));
+  cl_uint cnt = (cl_uint)(AT_LOSS(s) + 1), at = (cl_uint)AT_COUNT(s);
+  CL_CHECK(clSetKernelArg(k, 0, sizeof mod->grads, &mod->grads));
+  CL_CHECK(clSetKernelArg(k, 1, sizeof cnt, &cnt));
+  CL_CHECK(clSetKernelArg(k, 2, sizeof mod->grads, &mod->grads));
+  CL_CHECK(clSetKernelArg(k, 3, sizeof at, &at));
+  CT_TRY(enqueue_1d(s, k, "count_nonfinite_f32", 256 * 16, 0));
+  float lr = ct_schedule_lr(&s->sched, s->cfg->optim.lr, step);
+  CT_TRY(ct_optim_step_unless(&s->opt, mod->params, mod->grads, lr, mod->grads, AT_COUNT(s)));
+  step_status *st = &s->status[step & 1];
+  st->step = step, st->n = n, st->m = m;
+  CL_CHECK(clEnqueueReadBuffer(s->dev.queue, mod->grads, CL_FALSE, AT_LOSS(s) * sizeof(float),
+                               s->tail * sizeof(float), st->host, 0, NULL, &st->ev));
+  st->in_flight = 1;
+  return CT_OK;
+}
+
+// Waits for a step's status and accounts for it: loss, waiting time, skipped steps.
+static ct_status finish(run_state *s, step_status *st) {
+  if (!st->in_flight) return CT_OK;
+  CL_CHECK(clWaitForEvents(1, &st->ev));
+  clReleaseEvent(st->ev);
+  st->ev = NULL;
+  st->in_flight = 0;
+  const ct_train_config *cfg = s->cfg;
+  int world = s->comm->size;
+  float loss = st->host[0];
+  cl_uint count;
+  memcpy(&count, &st->host[s->tail - 1], sizeof count);
+  if (world > 1 && !cfg->timing) {   // waiting for the slowest rank: max - own compute time
+    float most = 0, mine = st->host[1 + s->comm->rank];
+    for (int r = 0; r < world; r++)
+      if (st->host[1 + r] > most) most = st->host[1 + r];
+    double w = (double)(most - mine) * 1e-3;
+    s->res->wait_s += w;
+  }
+  if (count) {
+    s->res->bad_steps++;
+    s->bad_run++;
+    say(s, "cltrain: step %ld: non-finite loss or gradient, step skipped (%d in a row, limit %d)\n",
+        st->step, s->bad_run, cfg->max_bad_steps);
+    if (s->bad_run >= cfg->max_bad_steps)
+      return CT_FAIL(CT_ERR_NONFINITE,
+                     "stopping: %d consecutive steps with non-finite loss or gradients "
+                     "(--max-bad-steps %d); last good checkpoint: %s",
+                     s->bad_run, cfg->max_bad_steps, cfg->checkpoint ? cfg->checkpoint : "none");
+  } else {
+    s->bad_run = 0;
+    ct_optim_count(&s->opt);
+    s->loss_acc += loss;
+    s->loss_n += world > 1 ? st->n : st->m;   // N > 1: the loss word is the global sum
+  }
+  return CT_OK;
+}
+
+static ct_status drain(run_state *s) {
+  // the older one first
+  step_status *a = &s->status[0], *b = &s->status[1];
+  if (a->in_flight && b->in_flight && b->step < a->step) {
+    step_status *t = a;
+    a = b, b = t;
+  }
+  CT_TRY(finish(s, a));
+  CT_TRY(finish(s, b));
+  return ct_prof_collect(&s->dev, 1);
+}
+
+// Runs f with profiling paused (evaluation, checkpoints and checks are not part of a step).
+#define UNPROFILED(s, call)                         \
+  do {                                              \
+    struct ct_prof *ct_saved_ = (s)->dev.prof;      \
+    (s)->dev.prof = NULL;                           \
+    ct_status ct_st_ = (call);                      \
+    (s)->dev.prof = ct_saved_;                      \
+    if (ct_st_ != CT_OK) return ct_st_;             \
+  } while (0)
 
 // ---- the loop ---------------------------------------------------------------------------------
 
@@ -316,169 +687,263 @@ static ct_status train(run_state *s) {
   say(s, "cltrain: parameter checksum %016llx on every rank\n", (unsigned long long)sum);
 
   long step = pos.step;
-  int bad_run = 0;
-  double loss_acc = 0, loss_n = 0, t_log = ct_now(), samples_log = 0;
-  double t_train = 0, samples_total = 0, t_warm = 0, samples_warm = 0;
-  int stop = 0;
-  for (int epoch = pos.epoch; epoch < cfg->epochs && !stop; epoch++) {
-    ct_epoch_order(s->train.count, cfg->seed, epoch, cfg->shuffle, s->order);
-    long first = epoch == pos.epoch ? pos.step_in_epoch : 0;
-    for (long si = first; si < steps_per_epoch; si++) {
-      if (cfg->max_steps > 0 && step >= cfg->max_steps) { stop = 1; break; }
-      if (step == cfg->inject_exit_step && rank == cfg->inject_exit_rank) {
-        fprintf(stderr, "cltrain: rank %d exits at step %ld (CLTRAIN_INJECT_EXIT)\n", rank, step);
-        _exit(3);
-      }
-      double t0 = ct_now();
-      const int *gb = s->order + si * cfg->batch;
-      int n = (int)(si == steps_per_epoch - 1 ? s->train.count - si * cfg->batch : cfg->batch);
-      ct_shares_even(n, world, s->shares);
-      int m = ct_shard_take(cfg->shard, &s->train, gb, n, cfg->seed, step, s->shares, world, rank,
-                            s->mine);
-      if (m < 0) return CT_FAIL(CT_ERR_INTERNAL, "ct_shard_take failed at step %ld", step);
-      ct_dataset_gather(&s->train, s->mine, m, cfg->norm_mean, cfg->norm_std, s->x, s->y);
-      s->model.sample_offset = 0;   // dropout masks follow the position in the global batch
-      for (int r = 0; r < rank; r++) s->model.sample_offset += s->shares[r];
-      CT_TRY(ct_model_set_batch(&s->model, s->x, s->y, m));
-      CT_TRY(ct_model_forward(&s->model, m, 1, cfg->seed * 0x9E3779B97F4A7C15ULL + (uint64_t)step));
-      CT_TRY(ct_model_backward(&s->model, m, 1.0f / (float)n));
-      if (cfg->inject_nan_step >= 0 && step >= cfg->inject_nan_step &&
-          step < cfg->inject_nan_step + cfg->inject_nan_count && rank == cfg->inject_nan_rank) {
-        // poison this rank's gradients: the guard must catch it on every rank
-        CT_TRY(ct_fill(&s->dev, s->model.grads, 1, NAN));
-      }
-      if (m > 0) CT_TRY(ct_model_read_losses(&s->model, m, s->losses));   // also waits for compute
-      else CL_CHECK(clFinish(s->dev.queue));
-      double t1 = ct_now();
-      res->compute_s += t1 - t0;
-      if (world > 1) {
-        CT_TRY(ct_comm_barrier(comm));   // time here is waiting for slower ranks
-        double t2 = ct_now();
-        res->wait_s += t2 - t1;
-        CT_TRY(ct_allreduce_device(s->ar, s->model.grads, 0, s->arch.param_count, &s->ars));
-      }
-      double t3 = ct_now();
-      int bad = 0;
-      CT_TRY(nonfinite_check(s, m, &bad));
-      if (bad) {
-        res->bad_steps++;
-        bad_run++;
-        say(s, "cltrain: step %ld: non-finite loss or gradient, step skipped (%d in a row, limit %d)\n",
-            step, bad_run, cfg->max_bad_steps);
-        if (bad_run >= cfg->max_bad_steps)
-          return CT_FAIL(CT_ERR_NONFINITE,
-                         "stopping: %d consecutive steps with non-finite loss or gradients "
-                         "(--max-bad-steps %d); last good checkpoint: %s",
-                         bad_run, cfg->max_bad_steps, cfg->checkpoint ? cfg->checkpoint : "none");
-      } else {
-        bad_run = 0;
-        float lr = ct_schedule_lr(&s->sched, cfg->optim.lr, step);
-        CT_TRY(ct_optim_step(&s->opt, s->model.params, s->model.grads, lr));
-        for (int i = 0; i < m; i++) loss_acc += s->losses[i];
-        loss_n += m;
-      }
-      if (step == cfg->inject_diverge_step && rank == cfg->inject_diverge_rank) {
-        float v = 1.0f;   // perturb one parameter of this replica only
-        CL_CHECK(clEnqueueWriteBuffer(s->dev.queue, s->model.params, CL_TRUE, 0, sizeof v, &v, 0, NULL, NULL));
-      }
-      CL_CHECK(clFinish(s->dev.queue));
-      double t4 = ct_now();
-      res->compute_s += t4 - t3;
-      t_train += t4 - t0;
-      samples_total += n;
-      if (res->steps < CT_WARMUP_STEPS) {   // kernels are built on first use: not throughput
-        t_warm += t4 - t0;
-        samples_warm += n;
-      }
-      samples_log += n;
-      res->local_samples += m;
-      step++;
-      res->steps++;
+  int epoch = pos.epoch;
+  long si = pos.step_in_epoch;
+  double t_log = ct_now(), samples_log = 0, t_train = 0, samples_total = 0;
+  int stop = 0, k = 0;
+#define HAS_STEP(e, st) ((e) < cfg->epochs && (cfg->max_steps <= 0 || (st) < cfg->max_steps))
+  if (HAS_STEP(epoch, step)) loader_post(&s->load, &s->slots[0], epoch, si, step);
+  for (;;) {
+    if (!HAS_STEP(epoch, step)) {
+      stop = epoch < cfg->epochs;   // --max-steps ended it mid-run
+      break;
+    }
+    if (step == cfg->inject_exit_step && rank == cfg->inject_exit_rank) {
+      fprintf(stderr, "cltrain: rank %d exits at step %ld (CLTRAIN_INJECT_EXIT)\n", rank, step);
+      _exit(3);
+    }
+    double t0 = ct_now(), waited;
+    // prepare: this step's batch is ready (the loader filled it during the last step); start
+    // the next one's
+    slot *b = &s->slots[k];
+    CT_TRY(loader_wait(&s->load, &waited));
+    int next_epoch = epoch;
+    long next_si = si + 1, next_step = step + 1;
+    if (next_si == steps_per_epoch) next_epoch++, next_si = 0;
+    if (HAS_STEP(next_epoch, next_step))
+      loader_post(&s->load, &s->slots[k ^ 1], next_epoch, next_si, next_step);
+    // compute, reduce, then the previous step's status (the device is busy meanwhile), apply
+    CT_TRY(phase_compute(s, b));
+    double compute_s = 0;
+    if (world > 1) CT_TRY(phase_reduce(s, t0, &compute_s));
+    CT_TRY(finish(s, &s->status[(step + 1) & 1]));
+    CT_TRY(phase_apply(s, step, b->n, b->m));
+    if (step == cfg->inject_diverge_step && rank == cfg->inject_diverge_rank) {
+      float v = 1.0f;   // perturb one parameter of this replica only
+      CL_CHECK(clEnqueueWriteBuffer(s->dev.queue, s->model.params, CL_TRUE, 0, sizeof v, &v, 0, NULL, NULL));
+    }
+    CT_TRY(ct_prof_collect(&s->dev, 0));
+    double t1 = ct_now();
+    res->compute_s += world > 1 ? compute_s : t1 - t0;
+    t_train += t1 - t0;
+    samples_total += b->n;
+    samples_log += b->n;
+    res->local_samples += b->m;
+    if (s->measuring) {
+      s->step_s += t1 - t0;
+      s->samples_measured += b->n;
+      s->wait_loader_s += waited;
+      s->prep_s += b->prep_s;
+    }
+    step++;
+    res->steps++;
+    if (res->steps == CT_WARMUP_STEPS) {   // kernels are built on first use: not throughput
+      CT_TRY(drain(s));
+      CT_TRY(ct_prof_reset(&s->dev));
+      s->measuring = 1;
+    }
 
-      if (cfg->check_every > 0 && step % cfg->check_every == 0 && world > 1) {
-        char when[64];
-        snprintf(when, sizeof when, "at step %ld", step);
-        CT_TRY(replica_check(s, when));
-      }
-      if (cfg->log_every > 0 && step % cfg->log_every == 0) {
-        double v[2] = {loss_acc, loss_n};
-        if (world > 1) CT_TRY(ct_comm_allreduce_double_sum(comm, v, 2));
-        double now = ct_now();
-        res->last_loss = v[1] > 0 ? v[0] / v[1] : NAN;
-        if (!cfg->quiet)
-          say(s, "step %6ld  epoch %3d  loss %.4f  lr %.5f  %.1f samples/s\n", step, epoch + 1,
-              res->last_loss, ct_schedule_lr(&s->sched, cfg->optim.lr, step - 1),
-              samples_log / (now - t_log));
-        loss_acc = loss_n = samples_log = 0;
-        t_log = now;
-      }
-      if (cfg->checkpoint && cfg->checkpoint_every > 0 && step % cfg->checkpoint_every == 0) {
-        ct_checkpoint_pos p = {step, epoch, si + 1, world, cfg->batch};
-        CT_TRY(ct_checkpoint_save(cfg->checkpoint, &s->model, &s->opt, &p, cfg->seed, cfg->shuffle, comm, s->host_params));
-      }
+    int end_of_epoch = si + 1 == steps_per_epoch;
+    int check = cfg->check_every > 0 && step % cfg->check_every == 0 && world > 1;
+    int log = cfg->log_every > 0 && step % cfg->log_every == 0;
+    int ckpt = cfg->checkpoint && cfg->checkpoint_every > 0 && step % cfg->checkpoint_every == 0;
+    if (check || log || ckpt || end_of_epoch) CT_TRY(drain(s));
+    if (check) {
+      char when[64];
+      snprintf(when, sizeof when, "at step %ld", step);
+      UNPROFILED(s, replica_check(s, when));
     }
-    if (stop) break;
-    double acc;
-    CT_TRY(evaluate(s, &acc));
-    res->test_acc = acc;
-    res->epochs_done = epoch + 1;
-    say(s, "epoch %3d  test accuracy %.4f  (%.1f s training so far)\n", epoch + 1, acc, t_train);
-    if (cfg->checkpoint) {
-      ct_checkpoint_pos p = {step, epoch + 1, 0, world, cfg->batch};
-      CT_TRY(ct_checkpoint_save(cfg->checkpoint, &s->model, &s->opt, &p, cfg->seed, cfg->shuffle, comm, s->host_params));
+    if (log) {
+      double now = ct_now();
+      res->last_loss = s->loss_n > 0 ? s->loss_acc / s->loss_n : NAN;
+      if (!cfg->quiet)
+        say(s, "step %6ld  epoch %3d  loss %.4f  lr %.5f  %.1f samples/s\n", step, epoch + 1,
+            res->last_loss, ct_schedule_lr(&s->sched, cfg->optim.lr, step - 1),
+            samples_log / (now - t_log));
+      s->loss_acc = s->loss_n = samples_log = 0;
+      t_log = now;
     }
+    if (ckpt) {
+      ct_checkpoint_pos p = {step, epoch, si + 1, world, cfg->batch};
+      UNPROFILED(s, ct_checkpoint_save(cfg->checkpoint, &s->model, &s->opt, &p, cfg->seed,
+                                       cfg->shuffle, comm, s->host_params));
+    }
+    if (end_of_epoch) {
+      double acc;
+      UNPROFILED(s, evaluate(s, &acc));
+      res->test_acc = acc;
+      res->epochs_done = epoch + 1;
+      say(s, "epoch %3d  test accuracy %.4f  (%.1f s training so far)\n", epoch + 1, acc, t_train);
+      if (cfg->checkpoint) {
+        ct_checkpoint_pos p = {step, epoch + 1, 0, world, cfg->batch};
+        UNPROFILED(s, ct_checkpoint_save(cfg->checkpoint, &s->model, &s->opt, &p, cfg->seed,
+                                         cfg->shuffle, comm, s->host_params));
+      }
+      t_log = ct_now();   // the next log line's samples/s counts training only
+    }
+    epoch = next_epoch, si = next_si;
+    k ^= 1;
   }
-  if (stop || res->epochs_done == 0) {
-    CT_TRY(evaluate(s, &res->test_acc));
-  }
-  {   // the loss since the last log line; collective on every rank, whatever its own share
-    double v[2] = {loss_acc, loss_n};
-    if (world > 1) CT_TRY(ct_comm_allreduce_double_sum(comm, v, 2));
-    if (v[1] > 0) res->last_loss = v[0] / v[1];
-  }
+#undef HAS_STEP
+  CT_TRY(drain(s));
+  if (stop || res->epochs_done == 0) UNPROFILED(s, evaluate(s, &res->test_acc));
+  if (s->loss_n > 0) res->last_loss = s->loss_acc / s->loss_n;   // since the last log line
   res->train_s = t_train;
   // throughput after the warm-up steps, as the PyTorch peer measures it (when there are enough)
-  if (res->steps > 2 * CT_WARMUP_STEPS)
-    res->samples_per_s = (samples_total - samples_warm) / (t_train - t_warm);
+  if (res->steps > 2 * CT_WARMUP_STEPS && s->step_s > 0)
+    res->samples_per_s = s->samples_measured / s->step_s;
   else
     res->samples_per_s = t_train > 0 ? samples_total / t_train : 0;
   res->copy_s = s->ars.d2h_s + s->ars.h2d_s;
   res->mpi_s = s->ars.mpi_s;
-  if (cfg->check_every > 0 && world > 1) CT_TRY(replica_check(s, "at the end"));
+  if (world > 1 && !cfg->timing) {   // the ring's MPI time includes the wait: take it out
+    res->mpi_s -= res->wait_s;
+    if (res->mpi_s < 0) res->mpi_s = 0;
+  }
+  double fwd;
+  ct_arch_flops(&s->arch, &fwd, &res->flops_per_sample);
+  res->best_gflops = s->dev.blas->best_gflops;
+  res->gflops = t_train > 0 ? res->local_samples * res->flops_per_sample / t_train / 1e9 : 0;
+  if (cfg->check_every > 0 && world > 1) UNPROFILED(s, replica_check(s, "at the end"));
   if (cfg->save_params) CT_TRY(save_params_file(s, cfg->save_params));
   return CT_OK;
 }
 
+// ---- reports ----------------------------------------------------------------------------------
+
+static int by_seconds(const void *a, const void *b) {
+  double x = ((const ct_prof_row *)a)->seconds, y = ((const ct_prof_row *)b)->seconds;
+  return x < y ? 1 : x > y ? -1 : 0;
+}
+
+// This rank's --profile table as text (rank 0 prints every rank's).
+static void profile_text(run_state *s, char *buf, size_t size) {
+  int n;
+  const ct_prof_row *rows0 = ct_prof_rows(&s->dev, &n);
+  ct_prof_row *rows = malloc((size_t)(n + 4) * sizeof *rows);
+  size_t len = 0;
+#define OUT(...)                                                                    \
+  do {                                                                              \
+    int w_ = snprintf(buf + len, len < size ? size - len : 0, __VA_ARGS__);         \
+    if (w_ > 0) len += (size_t)w_;                                                  \
+  } while (0)
+  if (!rows) {
+    snprintf(buf, size, "rank %d: out of host memory for the profile\n", s->comm->rank);
+    return;
+  }
+  memcpy(rows, rows0, (size_t)n * sizeof *rows);
+  // host rows measured by the trainer, on the step's critical path
+  int nh = 0;
+  ct_prof_row host[3];
+  memset(host, 0, sizeof host);
+  snprintf(host[nh].name, sizeof host[nh].name, "host: waiting for the loader thread");
+  host[nh].kind = CT_PROF_HOST, host[nh].seconds = s->wait_loader_s, host[nh].calls = 0;
+  nh++;
+  if (s->comm->size > 1) {
+    snprintf(host[nh].name, sizeof host[nh].name, "host: all-reduce (staging copies + MPI)");
+    host[nh].kind = CT_PROF_HOST, host[nh].seconds = s->allreduce_s;
+    nh++;
+    if (s->cfg->timing) {
+      snprintf(host[nh].name, sizeof host[nh].name, "host: barrier before the all-reduce");
+      host[nh].kind = CT_PROF_HOST, host[nh].seconds = s->barrier_s;
+      nh++;
+    }
+  }
+  memcpy(rows + n, host, (size_t)nh * sizeof *host);
+  n += nh;
+  qsort(rows, (size_t)n, sizeof *rows, by_seconds);
+  double T = s->step_s, sum = 0, dev_s = 0;
+  long steps = s->res->steps - CT_WARMUP_STEPS;
+  OUT("\nprofile, rank %d on %s: %ld steps after %d warm-up, %.3f s of steps (%.2f ms per step)\n",
+      s->comm->rank, s->dev.info.name, steps, CT_WARMUP_STEPS, T, steps > 0 ? 1e3 * T / steps : 0);
+  OUT("%-52s %8s %10s %7s %9s\n", "kernel / phase", "calls", "total ms", "% step", "GFLOP/s");
+  for (int i = 0; i < n; i++) {
+    const ct_prof_row *r = &rows[i];
+    sum += r->seconds;
+    if (r->kind != CT_PROF_HOST) dev_s += r->seconds;
+    char gf[16] = "";
+    if (r->flops > 0 && r->seconds > 0) snprintf(gf, sizeof gf, "%.1f", r->flops / r->seconds / 1e9);
+    char calls[16] = "-";
+    if (r->kind != CT_PROF_HOST) snprintf(calls, sizeof calls, "%ld", r->calls);
+    OUT("%-52.52s %8s %10.2f %6.1f%% %9s\n", r->name, calls, 1e3 * r->seconds,
+        T > 0 ? 100.0 * r->seconds / T : 0.0, gf);
+  }
+  OUT("%-52s %8s %10.2f %6.1f%%\n", "sum of the rows", "", 1e3 * sum, T > 0 ? 100.0 * sum / T : 0.0);
+  OUT("%-52s %8s %10.2f %6.1f%%\n", "(device busy: kernels and transfers)", "", 1e3 * dev_s,
+      T > 0 ? 100.0 * dev_s / T : 0.0);
+  OUT("%-52s %8s %10.2f %6s  (overlapped, not in the sum)\n", "loader thread: batch preparation",
+      "", 1e3 * s->prep_s, "");
+  free(rows);
+#undef OUT
+}
+
+static ct_status report_profile(run_state *s) {
+  enum { W = 16384 };
+  char *mine = malloc(W);
+  char *all = R0 ? malloc((size_t)s->comm->size * W) : NULL;
+  ct_status st = CT_OK;
+  if (!mine || (R0 && !all)) {
+    st = CT_FAIL(CT_ERR_NOMEM, "out of host memory");
+    goto out;
+  }
+  profile_text(s, mine, W);
+  mine[W - 1] = 0;
+  if (s->comm->size > 1) {
+    int rc = MPI_Gather(mine, W, MPI_CHAR, all, W, MPI_CHAR, 0, s->comm->comm);
+    if (rc != MPI_SUCCESS) {
+      st = CT_FAIL(CT_ERR_MPI, "MPI_Gather of profiles failed on rank %d", s->comm->rank);
+      goto out;
+    }
+  } else {
+    memcpy(all, mine, W);
+  }
+  for (int r = 0; R0 && r < s->comm->size; r++) fputs(all + (size_t)r * W, stdout);
+  fflush(stdout);
+out:
+  free(mine), free(all);
+  return st;
+}
+
 // Rank 0 prints each rank's time per phase (gathered) and the mean over ranks.
 static ct_status report(run_state *s) {
-  enum { K = 7 };
+  enum { K = 9 };
   ct_comm *comm = s->comm;
   ct_train_result *r = s->res;
+  if (s->cfg->profile) CT_TRY(report_profile(s));
   double mine[K] = {r->compute_s, r->copy_s, r->mpi_s, r->wait_s, r->train_s, r->eval_s,
-                    r->local_samples};
+                    r->local_samples, r->gflops, r->best_gflops};
   double *all = malloc((size_t)comm->size * K * sizeof *all);
   if (!all) return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
   ct_status st = comm->size > 1 ? ct_comm_gather_double(comm, mine, K, all) : CT_OK;
   if (comm->size == 1) memcpy(all, mine, sizeof mine);
   if (st == CT_OK && R0) {
     double mean[K] = {0};
-    printf("\nrank  compute_s   copies_s   mpi_s    wait_s   step_s   comm%%   samples/s\n");
+    printf("\nrank  compute_s   copies_s   mpi_s    wait_s   step_s   comm%%   samples/s   GFLOP/s  util%%\n");
     for (int k = 0; k <= comm->size; k++) {
       double *v = k < comm->size ? all + K * k : mean;
       if (k < comm->size)
         for (int j = 0; j < K; j++) mean[j] += v[j] / comm->size;
-      char label[16];
+      char label[16], util[16] = "    -";
       if (k < comm->size) snprintf(label, sizeof label, "%d", k);
       else snprintf(label, sizeof label, "mean");
       double comm_frac = v[4] > 0 ? 100.0 * (v[1] + v[2] + v[3]) / v[4] : 0;
       double sps = v[4] > 0 ? v[6] / v[4] : 0;   // this rank's samples over its step time
-      printf("%4s  %9.3f  %9.3f  %7.3f  %7.3f  %7.3f  %5.1f%%  %9.1f\n", label, v[0], v[1],
-             v[2], v[3], v[4], comm_frac, sps);
+      if (k < comm->size && v[8] > 0) snprintf(util, sizeof util, "%5.1f", 100.0 * v[7] / v[8]);
+      printf("%4s  %9.3f  %9.3f  %7.3f  %7.3f  %7.3f  %5.1f%%  %9.1f  %8.1f  %s\n", label, v[0],
+             v[1], v[2], v[3], v[4], comm_frac, sps, v[7], util);
     }
     printf("\nfinal: test accuracy %.4f, loss %.4f, %ld steps (%ld skipped), %ld divergences, "
            "%.1f s training, %.1f s evaluation, %.1f samples/s\n",
            r->test_acc, r->last_loss, r->steps, r->bad_steps, r->divergences, r->train_s,
            r->eval_s, r->samples_per_s);
+    double g = r->samples_per_s * r->flops_per_sample / 1e9;
+    printf("flops: %.3f MFLOP per sample and step (matrix products), %.1f GFLOP/s achieved in all",
+           r->flops_per_sample / 1e6, g);
+    if (mean[8] > 0)
+      printf(", device utilisation %.1f%% of the best SGEMM rate measured (%.1f GFLOP/s per "
+             "device, tuning cache)\n", 100.0 * g / comm->size / mean[8], mean[8]);
+    else
+      printf(", device utilisation unknown (no tuning cache: cltrain-tune measures the best rate)\n");
     fflush(stdout);
   }
   free(all);

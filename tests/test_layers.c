@@ -99,9 +99,10 @@ static void expect_grad_slices(cl_mem m, size_t total, size_t w_off, const doubl
 
 // ---- dense -----------------------------------------------------------------------------------
 
-static void check_dense(int batch, int in, int out) {
+// relu = 1: the layer with a ReLU fused after it (forward: max(., 0); backward: dy masked).
+static void check_dense(int batch, int in, int out, int relu) {
   char what[96];
-  snprintf(what, sizeof what, "dense batch %d in %d out %d", batch, in, out);
+  snprintf(what, sizeof what, "dense%s batch %d in %d out %d", relu ? "+relu" : "", batch, in, out);
   size_t wn = (size_t)out * in, w_off = 3, b_off = w_off + wn + 5, total = b_off + out + 2;
   float *x = rand_array((size_t)batch * in, 11 + batch, -1, 1);
   float *w = rand_array(wn, 12 + in, -1, 1);
@@ -114,8 +115,8 @@ static void check_dense(int batch, int in, int out) {
     for (int o = 0; o < out; o++) {
       double s = b[o];
       for (int i = 0; i < in; i++) s += (double)x[n * in + i] * w[o * in + i];
-      y_ref[n * out + o] = s;
-      double g = dy[n * out + o];
+      y_ref[n * out + o] = relu ? fmax(s, 0.0) : s;
+      double g = relu && !(s > 0) ? 0.0 : dy[n * out + o];
       db_ref[o] += g;
       for (int i = 0; i < in; i++) {
         dw_ref[o * in + i] += g * x[n * in + i];
@@ -127,18 +128,18 @@ static void check_dense(int batch, int in, int out) {
   cl_mem dx_in = buf_new(x, (size_t)batch * in * 4), dy_in = buf_new(dy, (size_t)batch * out * 4);
   cl_mem dout = buf_fill((size_t)batch * out, -7.0f), ddx = buf_fill((size_t)batch * in, -7.0f);
   ck_assert_ct(ct_dense_forward(&g_dev, batch, in, out, dx_in, dparams, w_off, dparams, b_off,
-                                dout));
+                                dout, relu));
   float *y = buf_read(dout, (size_t)batch * out);
   expect_close(y, y_ref, (size_t)batch * out, what);
   ck_assert_ct(ct_dense_backward(&g_dev, batch, in, out, dx_in, dparams, w_off, dy_in, dgrads,
-                                 w_off, dgrads, b_off, ddx));
+                                 w_off, dgrads, b_off, ddx, relu ? dout : NULL));
   expect_grad_slices(dgrads, total, w_off, dw_ref, wn, b_off, db_ref, (size_t)out, what);
   float *dx = buf_read(ddx, (size_t)batch * in);
   expect_close(dx, dx_ref, (size_t)batch * in, what);
   // Without dx: the parameter gradients are the same, dx untouched.
   cl_mem dgrads2 = param_buffer(total, 0, NULL, 0, 0, NULL, 0);
   ck_assert_ct(ct_dense_backward(&g_dev, batch, in, out, dx_in, dparams, w_off, dy_in, dgrads2,
-                                 w_off, dgrads2, b_off, NULL));
+                                 w_off, dgrads2, b_off, NULL, relu ? dout : NULL));
   expect_grad_slices(dgrads2, total, w_off, dw_ref, wn, b_off, db_ref, (size_t)out, what);
   clReleaseMemObject(dgrads2);
   clReleaseMemObject(dparams), clReleaseMemObject(dgrads), clReleaseMemObject(dx_in);
@@ -149,21 +150,24 @@ static void check_dense(int batch, int in, int out) {
 
 START_TEST(dense_matches_reference) {
   if (g_small) {
-    check_dense(2, 5, 3);
+    check_dense(2, 5, 3, 0);
+    check_dense(2, 5, 3, 1);
     return;
   }
   const int shapes[][3] = {{1, 37, 19}, {7, 37, 19}, {7, 1, 1}, {3, 130, 65}, {1, 1, 10}};
-  for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
-    check_dense(shapes[s][0], shapes[s][1], shapes[s][2]);
+  for (int relu = 0; relu < 2; relu++)
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++)
+      check_dense(shapes[s][0], shapes[s][1], shapes[s][2], relu);
 }
 END_TEST
 
 // ---- conv2d ----------------------------------------------------------------------------------
 
-static void check_conv(int batch, int c, int h, int w, int oc, int k, int stride, int pad) {
+static void check_conv(int batch, int c, int h, int w, int oc, int k, int stride, int pad,
+                       int relu) {
   char what[128];
-  snprintf(what, sizeof what, "conv2d batch %d in %dx%dx%d oc %d k %d stride %d pad %d", batch, c,
-           h, w, oc, k, stride, pad);
+  snprintf(what, sizeof what, "conv2d%s batch %d in %dx%dx%d oc %d k %d stride %d pad %d",
+           relu ? "+relu" : "", batch, c, h, w, oc, k, stride, pad);
   ct_conv_geom g = {batch, c, h, w, oc, ct_conv_out_size(h, k, stride, pad),
                     ct_conv_out_size(w, k, stride, pad), k, stride, pad};
   ck_assert_msg(g.oh > 0 && g.ow > 0, "%s: empty output", what);
@@ -178,23 +182,27 @@ static void check_conv(int batch, int c, int h, int w, int oc, int k, int stride
   double *dw_ref = calloc(wn, sizeof *dw_ref), *db_ref = calloc((size_t)oc, sizeof *db_ref);
 #define X(n, ci, yy, xx) x[(((size_t)(n) * c + (ci)) * h + (yy)) * w + (xx)]
 #define WT(o, ci, ki, kj) (((size_t)(o) * c + (ci)) * k + (ki)) * k + (kj)
+  for (int pass = 0; pass < 2; pass++)   // the output first (the ReLU's mask needs it)
   for (int n = 0; n < batch; n++)
     for (int o = 0; o < oc; o++)
       for (int oy = 0; oy < oh; oy++)
         for (int ox = 0; ox < ow; ox++) {
           size_t yi = (((size_t)n * oc + o) * oh + oy) * ow + ox;
-          double s = b[o], g1 = dy[yi];
-          db_ref[o] += g1;
+          double s = b[o], g1 = relu && !(y_ref[yi] > 0) ? 0.0 : dy[yi];
+          if (pass) db_ref[o] += g1;
           for (int ci = 0; ci < c; ci++)
             for (int ki = 0; ki < k; ki++)
               for (int kj = 0; kj < k; kj++) {
                 int yy = oy * stride - pad + ki, xx = ox * stride - pad + kj;
                 if (yy < 0 || yy >= h || xx < 0 || xx >= w) continue;
-                s += (double)X(n, ci, yy, xx) * wt[WT(o, ci, ki, kj)];
+                if (!pass) {
+                  s += (double)X(n, ci, yy, xx) * wt[WT(o, ci, ki, kj)];
+                  continue;
+                }
                 dw_ref[WT(o, ci, ki, kj)] += g1 * X(n, ci, yy, xx);
                 dx_ref[(((size_t)n * c + ci) * h + yy) * w + xx] += g1 * wt[WT(o, ci, ki, kj)];
               }
-          y_ref[yi] = s;
+          if (!pass) y_ref[yi] = relu ? fmax(s, 0.0) : s;
         }
 #undef X
 #undef WT
@@ -205,17 +213,17 @@ static void check_conv(int batch, int c, int h, int w, int oc, int k, int stride
   ct_conv_scratch_size ss = ct_conv2d_scratch_floats(&g);
   ct_conv_scratch sc = {buf_fill(ss.col, -7.0f), buf_fill(ss.t, -7.0f), buf_fill(ss.pt, -7.0f),
                         ss.wpad ? buf_fill(ss.wpad, -7.0f) : NULL};
-  ck_assert_ct(ct_conv2d_forward(&g_dev, &g, dxin, dparams, w_off, dparams, b_off, &sc, dout));
+  ck_assert_ct(ct_conv2d_forward(&g_dev, &g, dxin, dparams, w_off, dparams, b_off, &sc, dout, relu));
   float *y = buf_read(dout, ny);
   expect_close(y, y_ref, ny, what);
   ck_assert_ct(ct_conv2d_backward(&g_dev, &g, dxin, dparams, w_off, ddy, dgrads, w_off, dgrads,
-                                  b_off, &sc, ddx));
+                                  b_off, &sc, ddx, relu ? dout : NULL));
   expect_grad_slices(dgrads, total, w_off, dw_ref, wn, b_off, db_ref, (size_t)oc, what);
   float *dx = buf_read(ddx, nx);
   expect_close(dx, dx_ref, nx, what);
   cl_mem dgrads2 = param_buffer(total, 0, NULL, 0, 0, NULL, 0);
   ck_assert_ct(ct_conv2d_backward(&g_dev, &g, dxin, dparams, w_off, ddy, dgrads2, w_off, dgrads2,
-                                  b_off, &sc, NULL));
+                                  b_off, &sc, NULL, relu ? dout : NULL));
   expect_grad_slices(dgrads2, total, w_off, dw_ref, wn, b_off, db_ref, (size_t)oc, what);
   clReleaseMemObject(dgrads2);
   clReleaseMemObject(dparams), clReleaseMemObject(dgrads), clReleaseMemObject(dxin);
@@ -228,8 +236,9 @@ static void check_conv(int batch, int c, int h, int w, int oc, int k, int stride
 
 START_TEST(conv2d_matches_reference) {
   if (g_small) {
-    check_conv(2, 2, 5, 4, 3, 3, 2, 1);
-    check_conv(2, 22, 3, 3, 2, 3, 1, 1);   // c*k*k = 198: the padded transposed im2col
+    check_conv(2, 2, 5, 4, 3, 3, 2, 1, 0);
+    check_conv(2, 22, 3, 3, 2, 3, 1, 1, 0);   // c*k*k = 198: the padded transposed im2col
+    check_conv(2, 2, 5, 4, 3, 3, 2, 1, 1);
     return;
   }
   // batch, c, h, w, oc, k, stride, pad
@@ -240,7 +249,8 @@ START_TEST(conv2d_matches_reference) {
       {3, 22, 6, 5, 3, 3, 1, 1} /* c*k*k 198: padded to 256 */, {2, 9, 5, 5, 4, 5, 2, 1}};
   for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
     const int *v = shapes[s];
-    check_conv(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]);
+    check_conv(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], 0);
+    if (s % 3 == 1) check_conv(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], 1);
   }
 }
 END_TEST
@@ -490,9 +500,9 @@ START_TEST(conv_out_size_and_bad_geometry) {
   ct_conv_geom g = {2, 1, 5, 5, 2, 4 /* wrong: 5 */, 5, 3, 1, 1};
   cl_mem m = buf_fill(1000, 0.0f);
   ct_conv_scratch sc = {m, m, m, m};
-  ck_assert_int_eq(ct_conv2d_forward(&g_dev, &g, m, m, 0, m, 0, &sc, m), CT_ERR_INTERNAL);
+  ck_assert_int_eq(ct_conv2d_forward(&g_dev, &g, m, m, 0, m, 0, &sc, m, 0), CT_ERR_INTERNAL);
   ct_error_clear();
-  ck_assert_int_eq(ct_dense_forward(&g_dev, 0, 3, 3, m, m, 0, m, 0, m), CT_ERR_INTERNAL);
+  ck_assert_int_eq(ct_dense_forward(&g_dev, 0, 3, 3, m, m, 0, m, 0, m, 0), CT_ERR_INTERNAL);
   ct_error_clear();
   ck_assert_int_eq(ct_dropout_forward(&g_dev, 10, 1.0f, 1, 0, m, m), CT_ERR_INTERNAL);
   ct_error_clear();

@@ -19,7 +19,7 @@ enum {
   O_BETA2, O_EPS, O_SCHED, O_WARMUP, O_STEP_SIZE, O_GAMMA, O_MIN_LR, O_SEED, O_DEVICE, O_DATA,
   O_LIMIT, O_TEST_LIMIT, O_NORMALIZE, O_SHARD, O_NO_SHUFFLE, O_LOG_EVERY, O_MAX_STEPS,
   O_SAVE_PARAMS, O_QUIET, O_CHECKPOINT, O_CHECKPOINT_EVERY, O_RESUME, O_MAX_BAD, O_CHECK_EVERY,
-  O_ON_DIVERGENCE, O_HELP,
+  O_ON_DIVERGENCE, O_PROFILE, O_TIMING, O_TUNE, O_HELP,
 };
 
 static const struct option options[] = {
@@ -58,6 +58,9 @@ static const struct option options[] = {
     {"max-bad-steps", required_argument, 0, O_MAX_BAD},
     {"check-every", required_argument, 0, O_CHECK_EVERY},
     {"on-divergence", required_argument, 0, O_ON_DIVERGENCE},
+    {"profile", no_argument, 0, O_PROFILE},
+    {"timing", no_argument, 0, O_TIMING},
+    {"tune", no_argument, 0, O_TUNE},
     {"help", no_argument, 0, O_HELP},
     {0, 0, 0, 0}};
 
@@ -97,6 +100,10 @@ static void usage(FILE *f) {
 "                           \"0=pocl,1=oclgrind,gpu\" (see cltrain-devices)  [$CLTRAIN_DEVICE or auto]\n"
 "  --shard KIND             how a global batch is split over ranks:\n"
 "                           sequential | random | stratified                  [sequential]\n"
+"  --tune                   no GEMM tuning cache for this device yet: tune the model's\n"
+"                           matrix products first (a few minutes; see cltrain-tune)  [off]\n"
+"  --timing                 a barrier before each all-reduce, to measure each rank's waiting\n"
+"                           exactly (without it: the slowest rank's compute time minus its own)\n"
 "\nreliability\n"
 "  --checkpoint PATH        write a checkpoint at the end of every epoch (atomically)  [none]\n"
 "  --checkpoint-every N     ... and every N steps                              [0: epochs only]\n"
@@ -108,6 +115,8 @@ static void usage(FILE *f) {
 "  --log-every N            a line every N steps (0: none)                     [100]\n"
 "  --save-params PATH       write the final parameters as raw float32          [none]\n"
 "  --quiet                  no per-step lines\n"
+"  --profile                at the end, a table per rank: time per kernel (OpenCL event\n"
+"                           profiling), GEMM GFLOP/s, and the host's waits\n"
 "  -h, --help               this text\n"
 "\nexit codes: 0 done, 1 run-time failure, 2 bad command line\n");
 }
@@ -176,6 +185,9 @@ static ct_status parse(int argc, char **argv, ct_train_config *c) {
         c->on_divergence = (ct_divergence)k;
         break;
       }
+      case O_PROFILE: c->profile = 1; break;
+      case O_TIMING: c->timing = 1; break;
+      case O_TUNE: c->tune = 1; break;
       case O_HELP:
       case 'h': usage(stdout); exit(0);
       case ':': return CT_FAIL(CT_ERR_USAGE, "%s: needs a value (see --help)", flag);

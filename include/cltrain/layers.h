@@ -34,13 +34,17 @@ typedef struct {
 int ct_conv_out_size(int in, int k, int stride, int pad);
 
 // ---- dense: y = x w^T + b ----------------------------------------------------------------
-// x (batch, in), w (out, in) at w_off, b (out) at b_off, y (batch, out).
+// x (batch, in), w (out, in) at w_off, b (out) at b_off, y (batch, out). relu = 1: y = max(., 0),
+// a following ReLU fused into the bias pass.
 ct_status ct_dense_forward(ct_device *dev, int batch, int in, int out, cl_mem x, cl_mem w,
-                           size_t w_off, cl_mem b, size_t b_off, cl_mem y);
+                           size_t w_off, cl_mem b, size_t b_off, cl_mem y, int relu);
 // dy (batch, out) -> dw (out, in) at dw_off, db (out) at db_off, dx (batch, in) or NULL.
+// relu_y (batch, out) or NULL: the layer's output went through a ReLU whose output is relu_y;
+// dy is then the gradient AFTER the ReLU and is overwritten (in place) by the gradient before it
+// (zero where relu_y <= 0): the ReLU's backward pass fused into the bias-gradient pass.
 ct_status ct_dense_backward(ct_device *dev, int batch, int in, int out, cl_mem x, cl_mem w,
                             size_t w_off, cl_mem dy, cl_mem dw, size_t dw_off, cl_mem db,
-                            size_t db_off, cl_mem dx);
+                            size_t db_off, cl_mem dx, cl_mem relu_y);
 
 // ---- conv2d: im2col over the whole batch, one GEMM per product, permutes + bias -------------
 // Scratch buffers of a convolution (contents need not survive between calls; sizes in floats
@@ -61,14 +65,15 @@ size_t ct_conv2d_ld(const ct_conv_geom *g);
 ct_conv_scratch_size ct_conv2d_scratch_floats(const ct_conv_geom *g);
 
 // x (batch, c, h, w), w (oc, c, k, k) at w_off, b (oc) at b_off -> y (batch, oc, oh, ow).
+// relu = 1: y = max(., 0) (a following ReLU, fused).
 ct_status ct_conv2d_forward(ct_device *dev, const ct_conv_geom *g, cl_mem x, cl_mem w,
                             size_t w_off, cl_mem b, size_t b_off, const ct_conv_scratch *s,
-                            cl_mem y);
+                            cl_mem y, int relu);
 // x: the forward input; dy (batch, oc, oh, ow) -> dw (oc, c, k, k) at dw_off, db (oc) at
-// db_off, dx (batch, c, h, w) or NULL.
+// db_off, dx (batch, c, h, w) or NULL. relu_y as in ct_dense_backward (dy is not modified here).
 ct_status ct_conv2d_backward(ct_device *dev, const ct_conv_geom *g, cl_mem x, cl_mem w,
                              size_t w_off, cl_mem dy, cl_mem dw, size_t dw_off, cl_mem db,
-                             size_t db_off, const ct_conv_scratch *s, cl_mem dx);
+                             size_t db_off, const ct_conv_scratch *s, cl_mem dx, cl_mem relu_y);
 
 // ---- max pooling (window k, stride, no padding; g->oc = g->c, g->pad = 0) ------------------
 // x (batch, c, h, w) -> y (batch, c, oh, ow), idx (batch, c, oh, ow) int: argmax yy*w + xx.

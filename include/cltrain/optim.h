@@ -3,7 +3,7 @@
 //
 // Defines: ct_optim_kind, ct_optim_config (+ ct_optim_config_defaults, ct_optim_parse),
 // ct_sched_kind, ct_schedule (+ ct_schedule_parse, ct_schedule_lr), ct_optim (+ ct_optim_init /
-// _free / _step / _read_state / _write_state).
+// _free / _step / _step_unless / _count / _read_state / _write_state).
 //
 // The update kernels (cl/optim.cl) give the SAME BITS on every device for the same inputs, so
 // replicas on different vendors stay identical: no contraction into FMA, no native_ or mad
@@ -94,6 +94,13 @@ void ct_optim_free(ct_optim *opt);
 // One update of params (count) from grads (count) at learning rate lr; enqueued on dev->queue,
 // no blocking. Increments t.
 ct_status ct_optim_step(ct_optim *opt, cl_mem params, cl_mem grads, float lr);
+// The same update, skipped on the device when the uint at index skip_at of buffer `skip` is not
+// zero (a count of non-finite gradients the device computed just before): the host need not
+// wait for it. Does NOT change t: the host calls ct_optim_count once it knows the update ran.
+// The update uses t + 1 as its index (AdamW's bias correction).
+ct_status ct_optim_step_unless(ct_optim *opt, cl_mem params, cl_mem grads, float lr, cl_mem skip,
+                               size_t skip_at);
+void ct_optim_count(ct_optim *opt);   // t++
 ct_status ct_optim_read_state(ct_optim *opt, float *host);        // state_count floats, blocking
 ct_status ct_optim_write_state(ct_optim *opt, const float *host); // blocking
 

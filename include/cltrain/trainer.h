@@ -44,6 +44,10 @@ typedef struct {
   int max_bad_steps;         // stop after K consecutive non-finite steps
   long check_every;          // compare parameter checksums across ranks every N steps (0 = never)
   ct_divergence on_divergence;
+  // speed and measurement
+  int profile;               // per-kernel table from OpenCL event profiling at the end
+  int timing;                // a barrier before each all-reduce: exact waiting time per rank
+  int tune;                  // no tuning cache for the device: tune its GEMMs first (tune.h)
   // fault injection for tests (CLTRAIN_INJECT_* environment variables; see tools/cltrain.c)
   long inject_nan_step;      // poison this rank's gradients from this global step (-1 = never)
   long inject_nan_count;     // ... for this many steps
@@ -64,6 +68,9 @@ typedef struct {
   // this rank's time per phase, in seconds
   double compute_s, copy_s, mpi_s, wait_s, eval_s;
   double local_samples;      // samples this rank trained on
+  double flops_per_sample;   // the model's matrix products per sample and training step
+  double gflops;             // achieved by this rank's device (its samples x flops / step time)
+  double best_gflops;        // best SGEMM rate measured on this rank's device (0: no cache)
 } ct_train_result;
 
 void ct_train_config_defaults(ct_train_config *cfg);
