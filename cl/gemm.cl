@@ -133,9 +133,9 @@ void gemm_tile(const uint M, const uint N, const uint K, const float alpha,
     barrier(CLK_LOCAL_MEM_FENCE);
     __local const float *bp = panel;
 #if TRANS_A
-    // A (K, M): the MR values of step k sit at ap[ia[r] - i0], ap moving down a row per k
-    __global const float *ap = A + (size_t)k0 * lda + i0;
-#define A_NEXT(r) ap[ia[r] - i0]
+    // A (K, M): the MR values of step k sit at ap[ia[r]], ap moving down a row per k
+    __global const float *ap = A + (size_t)k0 * lda;
+#define A_NEXT(r) ap[ia[r]]
 #define A_STEP() (ap += lda)
 #else
     // A (M, K): one pointer per row, moving right per k

@@ -3,51 +3,57 @@
 // plane. The backward pass scatters from the outputs when windows do not overlap (S >= K: each
 // input pixel has at most one window; the host zeroes dx first unless the windows tile it
 // exactly), and gathers otherwise. No atomics either way.
-// 3-D ranges (x, y, plane) keep integer divisions out of the kernels.
+// 2-D and 3-D ranges over (row, plane) keep integer divisions out of the kernels.
 // OpenCL C 1.2. Every kernel guards its tail, so global sizes may be rounded up freely.
 
-// x (planes, H, W) -> y, idx (planes, OH, OW); planes = N*C. Range (OW, OH, planes).
+// x (planes, H, W) -> y, idx (planes, OH, OW); planes = N*C. Range (OH, planes): a work-item
+// produces one output row (contiguous writes, reads along k input rows).
 // Ties keep the first maximum in row-major order; NaN propagates.
 __kernel void maxpool_forward(__global const float *x, __global float *y, __global int *idx,
                               const uint planes, const uint h, const uint w, const uint oh,
                               const uint ow, const uint k, const uint stride) {
-  uint ox = get_global_id(0), oy = get_global_id(1), plane = get_global_id(2);
-  if (ox >= ow || oy >= oh || plane >= planes) return;
-  uint y0 = oy * stride, x0 = ox * stride;
+  uint oy = get_global_id(0), plane = get_global_id(1);
+  if (oy >= oh || plane >= planes) return;
+  uint y0 = oy * stride;
   __global const float *xp = x + (size_t)plane * h * w;
-  uint bi = y0 * w + x0;
-  float best = xp[bi];
-  for (uint ki = 0; ki < k; ki++)
-    for (uint kj = 0; kj < k; kj++) {
-      uint q = (y0 + ki) * w + x0 + kj;
-      float v = xp[q];
-      if (v > best || (isnan(v) && !isnan(best))) {
-        best = v;
-        bi = q;
+  size_t o = ((size_t)plane * oh + oy) * ow;
+  for (uint ox = 0; ox < ow; ox++) {
+    uint x0 = ox * stride;
+    uint bi = y0 * w + x0;
+    float best = xp[bi];
+    for (uint ki = 0; ki < k; ki++)
+      for (uint kj = 0; kj < k; kj++) {
+        uint q = (y0 + ki) * w + x0 + kj;
+        float v = xp[q];
+        int better = v > best || (isnan(v) && !isnan(best));   // no branch: data decide it
+        best = better ? v : best;
+        bi = better ? q : bi;
       }
-    }
-  size_t o = ((size_t)plane * oh + oy) * ow + ox;
-  y[o] = best;
-  idx[o] = (int)bi;
+    y[o + ox] = best;
+    idx[o + ox] = (int)bi;
+  }
 }
 
 // Non-overlapping windows (stride >= k): each output writes its k*k inputs: dy where the
-// maximum was, 0 elsewhere. Range (OW, OH, planes).
+// maximum was, 0 elsewhere. Range (OH, planes): a work-item handles one output row.
 __kernel void maxpool_backward_scatter(__global const float *dy, __global const int *idx,
                                        __global float *dx, const uint planes, const uint h,
                                        const uint w, const uint oh, const uint ow,
                                        const uint k, const uint stride) {
-  uint ox = get_global_id(0), oy = get_global_id(1), plane = get_global_id(2);
-  if (ox >= ow || oy >= oh || plane >= planes) return;
-  size_t o = ((size_t)plane * oh + oy) * ow + ox;
-  float g = dy[o];
-  int at = idx[o];
+  uint oy = get_global_id(0), plane = get_global_id(1);
+  if (oy >= oh || plane >= planes) return;
+  size_t o = ((size_t)plane * oh + oy) * ow;
   __global float *dp = dx + (size_t)plane * h * w;
-  uint y0 = oy * stride, x0 = ox * stride;
-  for (uint ki = 0; ki < k; ki++)
-    for (uint kj = 0; kj < k; kj++) {
-      uint q = (y0 + ki) * w + x0 + kj;
-      dp[q] = (int)q == at ? g : 0.0f;
+  uint y0 = oy * stride;
+  for (uint ki = 0; ki < k; ki++)   // input row by input row: contiguous writes
+    for (uint ox = 0; ox < ow; ox++) {
+      float g = dy[o + ox];
+      int at = idx[o + ox];
+      uint x0 = ox * stride;
+      for (uint kj = 0; kj < k; kj++) {
+        uint q = (y0 + ki) * w + x0 + kj;
+        dp[q] = (int)q == at ? g : 0.0f;
+      }
     }
 }
 

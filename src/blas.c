@@ -319,8 +319,8 @@ ct_status ct_gemm(ct_device *dev, const char *role, int trans_a, int trans_b, si
   double flops = 2.0 * (double)m * (double)n * (double)k;
   cl_event *ev = NULL;
   if (dev->prof) {
-    snprintf(name, sizeof name, "gemm %c%c %zux%zux%zu %s", trans_a ? 'T' : 'N', trans_b ? 'T' : 'N',
-             m, n, k, own ? "(own)" : "(clblast)");
+    snprintf(name, sizeof name, "gemm %s %c%c %zux%zux%zu %s", role, trans_a ? 'T' : 'N',
+             trans_b ? 'T' : 'N', m, n, k, own ? "(own)" : "(clblast)");
     if (own) ev = ct_prof_event(dev, name, flops, CT_PROF_GEMM);
     else CT_TRY(ct_prof_span(dev, name, flops, CT_PROF_GEMM, &ev));
   }

@@ -179,10 +179,11 @@ ct_status ct_dense_backward(ct_device *dev, int batch, int in, int out, cl_mem x
 //   | (oy*S-P, ox*S-P)|                             |  x[n, c, oy*S-P+ki, ox*S-P+kj] or 0
 //   +-----------------+
 //   forward:  t (OC, N*OH*OW) = w (OC, C*K*K) * col;  y (N,OC,OH,OW) = t permuted + b
-//   backward: dw = (dy as (N*OH*OW, OC))^T * colT (N*OH*OW, LD)   [im2col transposed, padded]
-//             dcol = w^T * (dy as (OC, N*OH*OW));  dx = col2im(dcol)
-// Every GEMM takes its big operands as CLBlast wants them in row-major order (A transposed, B
-// not), so that CLBlast does not copy them first; see cl/conv.cl.
+//   backward: t = dy permuted (OC, N*OH*OW);  db = row sums of t
+//             dw (OC, C*K*K) = t * col^T                 (col: the forward's, or again)
+//             dcol (C*K*K, N*OH*OW) = w^T * t;  dx = col2im(dcol)
+// Every operand is read in the layout it is stored in (ct_gemm's transposes), so no transposed
+// copy of the big im2col matrix is ever made.
 
 static ct_status set_geom_args(cl_kernel k, cl_uint first, const ct_conv_geom *g) {
   ARG_U(k, first + 0, g->batch);
@@ -197,19 +198,21 @@ static ct_status set_geom_args(cl_kernel k, cl_uint first, const ct_conv_geom *g
   return CT_OK;
 }
 
-size_t ct_conv2d_ld(const ct_conv_geom *g) {
-  size_t ckk = (size_t)g->c * g->k * g->k;
-  if (ckk < 128) return ckk;
-  size_t padded = (ckk + 127) / 128 * 128;
-  return 3 * padded <= 4 * ckk ? padded : ckk;
-}
-
 ct_conv_scratch_size ct_conv2d_scratch_floats(const ct_conv_geom *g) {
   size_t ncol = (size_t)g->batch * g->oh * g->ow, ckk = (size_t)g->c * g->k * g->k;
-  size_t ld = ct_conv2d_ld(g);
-  ct_conv_scratch_size s = {ncol * (ld > ckk ? ld : ckk), (size_t)g->oc * ncol,
-                            (size_t)g->oc * ncol, ld > ckk ? (size_t)g->oc * ld : 0};
+  ct_conv_scratch_size s = {ncol * ckk, (size_t)g->oc * ncol};
   return s;
+}
+
+// col (C*K*K, N*OH*OW) = im2col(x). Range (OH, C*K*K*N): each work-item writes one output row of
+// one image for one (c, ki, kj): OW contiguous floats; a work-group's rows are contiguous too.
+static ct_status im2col(ct_device *dev, const ct_conv_geom *g, cl_mem x, cl_mem col) {
+  cl_kernel k;
+  CT_TRY(ct_kernel(dev, "conv", "im2col", &k));
+  ARG_MEM(k, 0, x);
+  ARG_MEM(k, 1, col);
+  CT_TRY(set_geom_args(k, 2, g));
+  return enqueue3(dev, k, "im2col", (size_t)g->oh, (size_t)g->c * g->k * g->k * g->batch, 1);
 }
 
 ct_status ct_conv2d_forward(ct_device *dev, const ct_conv_geom *g, cl_mem x, cl_mem w,
@@ -219,17 +222,12 @@ ct_status ct_conv2d_forward(ct_device *dev, const ct_conv_geom *g, cl_mem x, cl_
   CT_TRY(fits_u32("conv2d forward", b_off + (size_t)g->oc, 1, 1));
   size_t npix = (size_t)g->oh * g->ow, ncol = (size_t)g->batch * npix;
   size_t ckk = (size_t)g->c * g->k * g->k;
-  cl_kernel k;
-  // col (C*K*K, N*OH*OW)
-  CT_TRY(ct_kernel(dev, "conv", "im2col", &k));
-  ARG_MEM(k, 0, x);
-  ARG_MEM(k, 1, s->col);
-  CT_TRY(set_geom_args(k, 2, g));
-  CT_TRY(enqueue3(dev, k, "im2col", (size_t)g->ow, (size_t)g->oh, (size_t)g->batch * g->c));
+  CT_TRY(im2col(dev, g, x, s->col));
   // t (OC, N*OH*OW) = w (OC, C*K*K) * col
-  CT_TRY(ct_gemm(dev, "conv fwd", 0, 0, (size_t)g->oc, ncol, ckk, 1.0f, w, w_off, ckk, s->col, 0, ncol, 0.0f,
-                 s->t, 0, ncol));
+  CT_TRY(ct_gemm(dev, "conv fwd", 0, 0, (size_t)g->oc, ncol, ckk, 1.0f, w, w_off, ckk, s->col, 0,
+                 ncol, 0.0f, s->t, 0, ncol));
   // y (N, OC, OH, OW) = t permuted + b
+  cl_kernel k;
   CT_TRY(ct_kernel(dev, "conv", "conv_out_forward", &k));
   ARG_MEM(k, 0, s->t);
   ARG_MEM(k, 1, b);
@@ -239,32 +237,29 @@ ct_status ct_conv2d_forward(ct_device *dev, const ct_conv_geom *g, cl_mem x, cl_
   ARG_U(k, 5, g->oc);
   ARG_U(k, 6, npix);
   ARG_U(k, 7, relu ? 1 : 0);
-  return enqueue3(dev, k, "conv_out_forward", npix, (size_t)g->oc, (size_t)g->batch);
+  return enqueue3(dev, k, "conv_out_forward", (size_t)g->oc, (size_t)g->batch, 1);
 }
 
 ct_status ct_conv2d_backward(ct_device *dev, const ct_conv_geom *g, cl_mem x, cl_mem w,
                              size_t w_off, cl_mem dy, cl_mem dw, size_t dw_off, cl_mem db,
-                             size_t db_off, const ct_conv_scratch *s, cl_mem dx, cl_mem relu_y) {
+                             size_t db_off, const ct_conv_scratch *s, cl_mem dx, cl_mem relu_y,
+                             int col_valid) {
   CT_TRY(check_geom("conv2d backward", g));
   CT_TRY(fits_u32("conv2d backward", db_off + (size_t)g->oc, 1, 1));
   size_t npix = (size_t)g->oh * g->ow, ncol = (size_t)g->batch * npix;
-  size_t ckk = (size_t)g->c * g->k * g->k, ld = ct_conv2d_ld(g);
-  CT_TRY(fits_u32("conv2d backward", ncol, ld, 1));
-  if (ld > ckk && !s->wpad)
-    return CT_FAIL(CT_ERR_INTERNAL, "conv2d backward: no wpad scratch for ld %zu", ld);
+  size_t ckk = (size_t)g->c * g->k * g->k;
   cl_kernel k;
-  // t (OC, N*OH*OW) and pt (N*OH*OW, OC) = dy (N, OC, OH, OW) permuted
-  CT_TRY(ct_kernel(dev, "conv", "conv_dy_split", &k));
+  // t (OC, N*OH*OW) = dy (N, OC, OH, OW) permuted (masked by the fused ReLU's output)
+  CT_TRY(ct_kernel(dev, "conv", "conv_dy_permute", &k));
   ARG_MEM(k, 0, dy);
   ARG_MEM(k, 1, s->t);
-  ARG_MEM(k, 2, s->pt);
-  ARG_U(k, 3, g->batch);
-  ARG_U(k, 4, g->oc);
-  ARG_U(k, 5, npix);
+  ARG_U(k, 2, g->batch);
+  ARG_U(k, 3, g->oc);
+  ARG_U(k, 4, npix);
   cl_mem mask = relu_y ? relu_y : dy;
-  ARG_MEM(k, 6, mask);
-  ARG_U(k, 7, relu_y ? 1 : 0);
-  CT_TRY(enqueue3(dev, k, "conv_dy_split", npix, (size_t)g->oc, (size_t)g->batch));
+  ARG_MEM(k, 5, mask);
+  ARG_U(k, 6, relu_y ? 1 : 0);
+  CT_TRY(enqueue3(dev, k, "conv_dy_permute", (size_t)g->oc, (size_t)g->batch, 1));
   // db (OC) = row sums of t: one work-group per row
   CT_TRY(ct_kernel(dev, "conv", "bias_grad_rows", &k));
   ARG_MEM(k, 0, s->t);
@@ -274,36 +269,19 @@ ct_status ct_conv2d_backward(ct_device *dev, const ct_conv_geom *g, cl_mem x, cl
   ARG_U(k, 4, db_off);
   size_t wg = clamp_wg(dev, WG_RED);
   CT_TRY(enqueue(dev, k, "bias_grad_rows", (size_t)g->oc * wg, wg));
-  // colT (N*OH*OW, LD): im2col transposed
-  CT_TRY(ct_kernel(dev, "conv", "im2col_t", &k));
-  ARG_MEM(k, 0, x);
-  ARG_MEM(k, 1, s->col);
-  CT_TRY(set_geom_args(k, 2, g));
-  ARG_U(k, 11, ld);
-  CT_TRY(enqueue3(dev, k, "im2col_t", (size_t)g->ow, (size_t)g->oh, (size_t)g->batch * g->c));
-  // dw (OC, LD) = pt^T (OC, N*OH*OW) * colT; the first C*K*K columns are the gradient
-  if (ld == ckk) {
-    CT_TRY(ct_gemm(dev, "conv bwd-w", 1, 0, (size_t)g->oc, ckk, ncol, 1.0f, s->pt, 0, (size_t)g->oc, s->col, 0,
-                   ld, 0.0f, dw, dw_off, ckk));
-  } else {
-    CT_TRY(ct_gemm(dev, "conv bwd-w", 1, 0, (size_t)g->oc, ld, ncol, 1.0f, s->pt, 0, (size_t)g->oc, s->col, 0,
-                   ld, 0.0f, s->wpad, 0, ld));
-    size_t src[3] = {0, 0, 0}, dst[3] = {dw_off * sizeof(float), 0, 0};
-    size_t region[3] = {ckk * sizeof(float), (size_t)g->oc, 1};
-    CL_CHECK(clEnqueueCopyBufferRect(dev->queue, s->wpad, dw, src, dst, region,
-                                     ld * sizeof(float), 0, ckk * sizeof(float), 0, 0, NULL,
-                                     ct_prof_event(dev, "copy conv weight gradient", 0,
-                                                   CT_PROF_TRANSFER)));
-  }
+  // dw (OC, C*K*K) = t (OC, N*OH*OW) * col^T, col (C*K*K, N*OH*OW)
+  if (!col_valid) CT_TRY(im2col(dev, g, x, s->col));
+  CT_TRY(ct_gemm(dev, "conv bwd-w", 0, 1, (size_t)g->oc, ckk, ncol, 1.0f, s->t, 0, ncol, s->col,
+                 0, ncol, 0.0f, dw, dw_off, ckk));
   if (!dx) return CT_OK;
   // dcol (C*K*K, N*OH*OW) = w^T * t, then gathered into dx
-  CT_TRY(ct_gemm(dev, "conv bwd-x", 1, 0, ckk, ncol, (size_t)g->oc, 1.0f, w, w_off, ckk, s->t, 0, ncol, 0.0f,
-                 s->col, 0, ncol));
+  CT_TRY(ct_gemm(dev, "conv bwd-x", 1, 0, ckk, ncol, (size_t)g->oc, 1.0f, w, w_off, ckk, s->t, 0,
+                 ncol, 0.0f, s->col, 0, ncol));
   CT_TRY(ct_kernel(dev, "conv", "col2im", &k));
   ARG_MEM(k, 0, s->col);
   ARG_MEM(k, 1, dx);
   CT_TRY(set_geom_args(k, 2, g));
-  return enqueue3(dev, k, "col2im", (size_t)g->w, (size_t)g->h, (size_t)g->batch * g->c);
+  return enqueue3(dev, k, "col2im", (size_t)g->h, (size_t)g->batch * g->c, 1);
 }
 
 // ---- max pooling ----------------------------------------------------------------------------
@@ -335,8 +313,7 @@ ct_status ct_maxpool_forward(ct_device *dev, const ct_conv_geom *g, cl_mem x, cl
   ARG_MEM(k, 1, y);
   ARG_MEM(k, 2, idx);
   CT_TRY(set_pool_args(k, 3, g));
-  return enqueue3(dev, k, "maxpool_forward", (size_t)g->ow, (size_t)g->oh,
-                  (size_t)g->batch * g->c);
+  return enqueue3(dev, k, "maxpool_forward", (size_t)g->oh, (size_t)g->batch * g->c, 1);
 }
 
 ct_status ct_maxpool_backward(ct_device *dev, const ct_conv_geom *g, cl_mem dy, cl_mem idx,
@@ -354,8 +331,7 @@ ct_status ct_maxpool_backward(ct_device *dev, const ct_conv_geom *g, cl_mem dy, 
   ARG_MEM(k, 1, idx);
   ARG_MEM(k, 2, dx);
   CT_TRY(set_pool_args(k, 3, g));
-  if (scatter)
-    return enqueue3(dev, k, name, (size_t)g->ow, (size_t)g->oh, (size_t)g->batch * g->c);
+  if (scatter) return enqueue3(dev, k, name, (size_t)g->oh, (size_t)g->batch * g->c, 1);
   return enqueue3(dev, k, name, (size_t)g->w, (size_t)g->h, (size_t)g->batch * g->c);
 }
 

@@ -474,8 +474,7 @@ static void plan_buffers(const ct_arch *arch, int max_batch, buffer_plan *p) {
       ct_conv_scratch_size s = ct_conv2d_scratch_floats(&g);
       p->conv.col = max_size(p->conv.col, s.col);
       p->conv.t = max_size(p->conv.t, s.t);
-      p->conv.pt = max_size(p->conv.pt, s.pt);
-      p->conv.wpad = max_size(p->conv.wpad, s.wpad);
+
     }
     if (L->kind == CT_LAYER_MAXPOOL) p->idx[i] = out;
   }
@@ -486,7 +485,7 @@ size_t ct_model_device_bytes(const ct_arch *arch, int max_batch) {
   plan_buffers(arch, max_batch, &p);
   size_t B = max_batch > 0 ? (size_t)max_batch : 0;
   size_t floats = 2 * arch->param_count + p.input + B /* losses */ + p.conv.col + p.conv.t +
-                  p.conv.pt + p.conv.wpad + 2 * p.dact;
+                  2 * p.dact;
   size_t ints = B /* labels */;
   for (int i = 0; i < arch->n; i++) floats += p.act[i + 1], ints += p.idx[i];
   return 4 * floats + sizeof(cl_int) * ints;
@@ -541,6 +540,9 @@ ct_status ct_model_init_tail(ct_device *dev, const ct_arch *arch, int max_batch,
   m->arch = *arch;
   m->max_batch = max_batch;
   m->first_param = p.first_param;
+  m->last_conv = -1;
+  for (int i = 0; i < arch->n; i++)
+    if (arch->layers[i].kind == CT_LAYER_CONV2D) m->last_conv = i;
   size_t B = (size_t)max_batch;
   ct_status st;
   CT_GOTO(alloc(m, 4 * arch->param_count, "parameter", &m->params), st, fail);
@@ -562,8 +564,6 @@ ct_status ct_model_init_tail(ct_device *dev, const ct_arch *arch, int max_batch,
   m->logits = m->act[arch->n];
   CT_GOTO(alloc(m, 4 * p.conv.col, "im2col", &m->conv_col), st, fail);
   CT_GOTO(alloc(m, 4 * p.conv.t, "convolution output", &m->conv_t), st, fail);
-  CT_GOTO(alloc(m, 4 * p.conv.pt, "convolution gradient", &m->conv_pt), st, fail);
-  CT_GOTO(alloc(m, 4 * p.conv.wpad, "convolution weight gradient", &m->conv_wpad), st, fail);
   CT_GOTO(alloc(m, 4 * p.dact, "activation gradient", &m->dact[0]), st, fail);
   CT_GOTO(alloc(m, 4 * p.dact, "activation gradient", &m->dact[1]), st, fail);
   return CT_OK;
@@ -589,8 +589,6 @@ void ct_model_free(ct_model *m) {
   for (int i = 0; i < CT_MAX_LAYERS; i++) release(&m->idx[i]);
   release(&m->conv_col);
   release(&m->conv_t);
-  release(&m->conv_pt);
-  release(&m->conv_wpad);
   release(&m->dact[0]);
   release(&m->dact[1]);
   memset(m, 0, sizeof *m);
@@ -690,7 +688,7 @@ ct_status ct_model_forward(ct_model *m, int batch, int train, uint64_t dropout_s
   m->fwd_offset = m->sample_offset;
   if (!batch) return CT_OK;
   ct_device *dev = m->dev;
-  ct_conv_scratch cs = {m->conv_col, m->conv_t, m->conv_pt, m->conv_wpad};
+  ct_conv_scratch cs = {m->conv_col, m->conv_t};
   for (int i = 0; i < m->arch.n; i++) {
     const ct_layer *L = &m->arch.layers[i];
     cl_mem x = m->act[i], y = m->act[i + 1];
@@ -730,7 +728,7 @@ ct_status ct_model_backward(ct_model *m, int batch, float loss_scale) {
     return CT_FAIL(CT_ERR_INTERNAL, "ct_model_backward on a batch of %d after a forward of %d",
                    batch, m->fwd_batch);
   cl_mem g = m->dact[0], other = m->dact[1], tmp;
-  ct_conv_scratch cs = {m->conv_col, m->conv_t, m->conv_pt, m->conv_wpad};
+  ct_conv_scratch cs = {m->conv_col, m->conv_t};
   CT_TRY(ct_softmax_xent(dev, batch, m->arch.classes, m->logits, m->labels, loss_scale,
                          m->losses, g));
   for (int i = m->arch.n - 1; i >= m->first_param; i--) {
@@ -747,7 +745,8 @@ ct_status ct_model_backward(ct_model *m, int batch, float loss_scale) {
         break;
       case CT_LAYER_CONV2D:
         CT_TRY(ct_conv2d_backward(dev, &gm, m->act[i], m->params, L->w_off, g, m->grads,
-                                  L->w_off, m->grads, L->b_off, &cs, dx, relu_y));
+                                  L->w_off, m->grads, L->b_off, &cs, dx, relu_y,
+                                  i == m->last_conv));
         break;
       case CT_LAYER_MAXPOOL:
         CT_TRY(ct_maxpool_backward(dev, &gm, g, m->idx[i], other));

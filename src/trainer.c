@@ -379,6 +379,7 @@ static ct_status gemm_setup(run_state *s) {
         char path[1024];
         ct_tune_options o;
         ct_tune_options_defaults(&o);
+        if (s->cfg->tune_budget > 0) o.budget_s = s->cfg->tune_budget;
         o.log = NULL;
         fprintf(stderr, "cltrain: rank %d: tuning the GEMMs of %s on %s (--tune; about %.0f s)\n",
                 comm->rank, s->arch.text, s->dev.info.name, o.budget_s);

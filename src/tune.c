@@ -374,12 +374,15 @@ typedef struct {
 } tuner;
 
 typedef struct {
-  int own;
+  int own;               // 1: cltrain's kernel with `tile`; 0: CLBlast; -1: ct_gemm's own choice
   ct_gemm_tile tile;
 } candidate;
 
 static ct_status run_once(tuner *t, const candidate *cand, const ct_tune_shape *s) {
   size_t lda = s->ta ? s->m : s->k, ldb = s->tb ? s->k : s->n;
+  if (cand->own < 0)
+    return ct_gemm(t->dev, s->role, s->ta, s->tb, s->m, s->n, s->k, 1.0f, t->a, 0, lda, t->b, 0,
+                   ldb, 0.0f, t->c, 0, s->n);
   if (cand->own)
     return ct_gemm_own(t->dev, &cand->tile, s->ta, s->tb, s->m, s->n, s->k, 1.0f, t->a, 0, lda,
                        t->b, 0, ldb, 0.0f, t->c, 0, s->n, NULL);
@@ -923,4 +926,20 @@ ct_status ct_tune_and_save(ct_device *dev, ct_tune_shape *shapes, int n,
   }
   CT_TRY(ct_tune_cache_write(path, out));
   return ct_tune_cache_apply(dev, out, path);
+}
+
+ct_status ct_tune_bench(ct_device *dev, ct_tune_shape *shapes, int n, int rounds) {
+  ct_tune_options o;
+  ct_tune_options_defaults(&o);
+  tuner t = {dev, &o, NULL, NULL, NULL, ct_now(), 0};
+  CT_TRY(alloc_buffers(&t, shapes, n));
+  static const candidate chosen = {-1, {0, 0, 0, 0, 0}};
+  for (int i = 0; i < n; i++) shapes[i].gflops_after = 0;
+  for (int r = 0; r < rounds; r++)
+    for (int i = 0; i < n; i++) {
+      double g = gflops(&shapes[i], measure(&t, &chosen, &shapes[i], 2));
+      if (g > shapes[i].gflops_after) shapes[i].gflops_after = g;
+    }
+  clReleaseMemObject(t.a), clReleaseMemObject(t.b), clReleaseMemObject(t.c);
+  return CT_OK;
 }

@@ -35,7 +35,7 @@ help)
   "$T" --help >"$work/h" || fail "--help exited $?"
   for f in --model --epochs --batch --optimizer --lr --momentum --weight-decay --schedule --warmup \
            --seed --device --data --shard --checkpoint --checkpoint-every --resume --max-bad-steps \
-           --check-every --on-divergence --log-every; do
+           --check-every --on-divergence --log-every --profile --timing --tune --tune-budget; do
     grep -q -- "$f" "$work/h" || fail "--help does not list $f"
   done
   ;;
@@ -171,6 +171,88 @@ nonfinite)
   # the checkpoint written before the bad steps holds finite values and loads
   "$T" $A --epochs 2 --resume "$work/ck2" --max-steps 4 >/dev/null || fail "checkpoint after bad steps does not load"
   ;;
+# ---- issue 8: speed on one device ----------------------------------------------------------------
+profile)   # --profile: a table per rank whose rows account for the step time (within 10 %)
+  CLTRAIN_CACHE_DIR="$work/cache" POCL_MAX_PTHREAD_COUNT=1 "$T" --device pocl --model "$SMALL" --limit 2400 \
+    --test-limit 200 --batch 40 --epochs 1 --log-every 0 --profile >"$work/out" 2>&1 || { cat "$work/out"; fail "exit $?"; }
+  cat "$work/out"
+  grep -q "^profile, rank 0 on " "$work/out" || fail "no profile table"
+  for k in "gemm conv fwd" "gemm dense fwd" "conv_dy_permute" "im2col" "sgd_step" "softmax_xent" \
+           "count_nonfinite_f32" "write batch (inputs)" "host: waiting for the loader thread"; do
+    grep -q "^$k" "$work/out" || fail "no row for $k"
+  done
+  # GEMM rows carry GFLOP/s
+  grep -Eq '^gemm dense fwd .* [0-9]+\.[0-9]+%[ ]+[0-9]+\.[0-9]+$' "$work/out" || fail "no GFLOP/s on the GEMM rows"
+  pct=$(sed -n 's/^sum of the rows  *[0-9.]*  *\([0-9.]*\)%.*/\1/p' "$work/out")
+  [ -n "$pct" ] || fail "no sum row"
+  echo "the rows sum to $pct % of the measured step time"
+  ge "$pct" 90 && ge 110 "$pct" || fail "rows sum to $pct % of the step time, not within 10 %"
+  grep -q "^flops: .* MFLOP per sample" "$work/out" || fail "no flops line"
+  ;;
+tune_cache)   # cltrain-tune writes the device's cache; cltrain uses it; a bad cache is one warning
+  D="${T%/*}"
+  export CLTRAIN_CACHE_DIR="$work/cache"
+  M="--model dense:32,relu,dense:10"
+  POCL_MAX_PTHREAD_COUNT=1 "$D/cltrain-tune" --device pocl $M --batch 40 --list >"$work/list" || fail "--list"
+  cat "$work/list"
+  [ "$(grep -Ec '^dense (fwd|bwd-w|bwd-x) ' "$work/list")" -eq 5 ] || fail "--list: expected 5 GEMMs"
+  [ ! -e "$work/cache" ] || fail "--list wrote a cache"
+  POCL_MAX_PTHREAD_COUNT=1 "$D/cltrain-tune" --device pocl $M --batch 40 --budget 6 --no-clblast >"$work/tune" 2>"$work/tune.err" \
+    || { cat "$work/tune" "$work/tune.err"; fail "cltrain-tune exit $?"; }
+  cat "$work/tune"
+  cache=$(sed -n 's/^wrote //p' "$work/tune")
+  [ -f "$cache" ] || fail "no cache file written"
+  case "$cache" in "$work/cache/"*) ;; *) fail "cache not under CLTRAIN_CACHE_DIR: $cache" ;; esac
+  grep -q "^format 1" "$cache" && grep -q "^driver " "$cache" && grep -q "^gemm NT 40 32 784 own" "$cache" \
+    || { cat "$cache"; fail "cache content"; }
+  [ "$(grep -Ec '^dense .* [0-9.]+ +[0-9.]+ +[0-9.]+x ' "$work/tune")" -eq 5 ] || fail "no before/after per shape"
+  A="$M $QUICK --epochs 1 --device pocl"
+  POCL_MAX_PTHREAD_COUNT=1 "$T" $A --save-params "$work/p_tuned" >"$work/out" 2>"$work/err" || { cat "$work/out" "$work/err"; fail "tuned run"; }
+  grep -q "GEMMs: $cache" "$work/out" || { cat "$work/out"; fail "the cache was not used"; }
+  [ ! -s "$work/err" ] || { cat "$work/err"; fail "stderr on a good cache"; }
+  POCL_MAX_PTHREAD_COUNT=1 "$D/cltrain-tune" --device pocl $M --batch 40 --bench >"$work/bench" || fail "--bench"
+  grep -q "^GEMMs: $cache" "$work/bench" || fail "--bench did not load the cache"
+  # stale (another driver) and damaged: one warning line each, defaults, the run succeeds
+  cp "$cache" "$work/good"
+  sed -i 's/^driver .*/driver 0.0-elsewhere/' "$cache"
+  POCL_MAX_PTHREAD_COUNT=1 "$T" $A >"$work/out" 2>"$work/err" || { cat "$work/err"; fail "stale cache failed the run"; }
+  cat "$work/err"
+  [ "$(wc -l <"$work/err")" -eq 1 ] && grep -q "warning: GEMM tuning cache stale.*driver" "$work/err" || fail "stale: not one warning line"
+  grep -q "GEMMs: defaults" "$work/out" || fail "stale: defaults not used"
+  printf 'format 1\ngemm NT 1 2\n' >"$cache"
+  POCL_MAX_PTHREAD_COUNT=1 "$T" $A --save-params "$work/p_def" >"$work/out" 2>"$work/err" || { cat "$work/err"; fail "damaged cache failed the run"; }
+  cat "$work/err"
+  [ "$(wc -l <"$work/err")" -eq 1 ] && grep -q "warning: GEMM tuning cache damaged.*line 2" "$work/err" || fail "damaged: not one warning line"
+  $cmp_params "$work/p_tuned" "$work/p_def" --rtol 1e-4 --atol 1e-6 || fail "tuned and default GEMMs train differently"
+  # --tune with no cache: tunes first, then trains with it
+  rm -f "$cache"
+  POCL_MAX_PTHREAD_COUNT=1 "$T" $A --tune --tune-budget 4 >"$work/out" 2>"$work/err" || { cat "$work/out" "$work/err"; fail "--tune"; }
+  cat "$work/err"
+  [ -f "$cache" ] || fail "--tune wrote no cache"
+  grep -q "GEMMs: $cache" "$work/out" || fail "--tune: the new cache was not used"
+  unset CLTRAIN_CACHE_DIR
+  ;;
+tune_bad_input)   # cltrain-tune: one line, exit 2 for the command line, 1 at run time
+  D="${T%/*}"
+  tb() {
+    local code=$1 re=$2; shift 2
+    local err rc
+    err=$(CLTRAIN_CACHE_DIR="$work/c" "$D/cltrain-tune" "$@" 2>&1 >/dev/null); rc=$?
+    printf '%-50s -> exit %d: %s\n' "$*" "$rc" "$err"
+    [ "$rc" -eq "$code" ] || fail "'$*': exit $rc, expected $code"
+    [ "$(printf '%s\n' "$err" | wc -l)" -eq 1 ] || fail "'$*': more than one line"
+    printf '%s' "$err" | grep -Eq -- "$re" || fail "'$*': message does not match /$re/"
+  }
+  tb 2 "unknown option '--bogus'"   --bogus
+  tb 2 "--batch: expected an integer" --batch 0
+  tb 2 "--ranks: expected an integer" --ranks x
+  tb 2 "--batch: 2 is smaller than --ranks 3" --batch 2 --ranks 3
+  tb 2 "--budget: expected a number" --budget -1
+  tb 2 "--input: expected C,H,W"     --input 1,28
+  tb 2 "--arch: token 1 'bogus'"     --model bogus --list
+  tb 1 "--device 'nosuchthing' matches no device" --device nosuchthing --list
+  "$D/cltrain-tune" --help | grep -q -- "--budget" || fail "--help"
+  ;;
 # ---- issue 4: data parallel under mpiexec --------------------------------------------------------
 mpi_equivalence)   # -np 3 with uneven shares == -np 1 with the same global batch
   A="--model $SMALL --limit 3000 --test-limit 300 --batch 61 --max-steps 20 --log-every 0 --seed 3"
@@ -188,6 +270,17 @@ mpi_cross_platform)   # rank 0 on PoCL, rank 1 on Oclgrind: identical parameters
     --limit 400 --test-limit 40 --batch 16 --max-steps 4 --log-every 1 --check-every 1 >"$work/out" 2>&1 \
     || { cat "$work/out"; fail "exit $?"; }
   cat "$work/out"
+  grep -q " 0 divergences" "$work/out" || fail "replicas differ"
+  ;;
+mpi_three_platforms)   # PoCL, Intel's CPU runtime and Oclgrind in one job: identical replicas
+  for d in pocl intel oclgrind; do
+    "${T%/*}/cltrain-devices" --device $d >/dev/null 2>&1 || { echo "SKIP: no $d device"; exit 77; }
+  done
+  CL_CONFIG_CPU_TBB_NUM_WORKERS=1 POCL_MAX_PTHREAD_COUNT=1 $MPI -n 3 "$T" --device 0=pocl,1=intel,2=oclgrind \
+    --model dense:16,relu,dense:10 --limit 400 --test-limit 40 --batch 24 --max-steps 4 --log-every 1 \
+    --check-every 1 >"$work/out" 2>&1 || { cat "$work/out"; fail "exit $?"; }
+  cat "$work/out"
+  grep -q "rank 1 on .*Intel" "$work/out" || fail "rank 1 is not on Intel's runtime"
   grep -q " 0 divergences" "$work/out" || fail "replicas differ"
   ;;
 mpi_train)   # the trainer under mpiexec: shares, per-rank metrics, accuracy on a subset

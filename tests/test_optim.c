@@ -8,7 +8,9 @@
 //     rounded ones on random bit patterns (subnormals, infinities, NaN), and AdamW through
 //     either path giving the same bits;
 //   - state read/write round trip, and resuming from saved state equals an uninterrupted run;
-//   - cross-platform: the same 5 updates on PoCL and Oclgrind give bitwise-identical parameters.
+//   - cross-platform: the same 5 updates on PoCL, Oclgrind and Intel's CPU runtime (those
+//     present) give bitwise-identical parameters;
+//   - the device-side skip of ct_optim_step_unless.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -496,44 +498,97 @@ END_TEST
 
 // ---- across platforms -----------------------------------------------------------------------
 
-START_TEST(pocl_and_oclgrind_give_the_same_bits) {
-  ct_device pocl, grind;
-  ct_status st = ct_device_open_spec("pocl", 0, 0, &pocl);
-  if (st == CT_ERR_NOTFOUND) {
-    fprintf(stderr, "note: no PoCL device; cross-platform check skipped\n");
-    ct_error_clear();
-    return;
+START_TEST(every_platform_gives_the_same_bits) {
+  // PoCL, Oclgrind and Intel's CPU runtime, those that are here: each must give the first one's
+  // bits for the same 5 updates (the replicas of a mixed-vendor job stay identical).
+  static const char *const specs[] = {"pocl", "oclgrind", "intel"};
+  ct_device devs[3];
+  int have[3] = {0}, n_have = 0;
+  for (int d = 0; d < 3; d++) {
+    ct_status st = ct_device_open_spec(specs[d], 0, 0, &devs[d]);
+    if (st == CT_ERR_NOTFOUND) {
+      fprintf(stderr, "note: no %s device; not in the cross-platform check\n", specs[d]);
+      ct_error_clear();
+      continue;
+    }
+    ck_assert_ct(st);
+    have[d] = 1;
+    n_have++;
   }
-  ck_assert_ct(st);
-  st = ct_device_open_spec("oclgrind", 0, 0, &grind);
-  if (st == CT_ERR_NOTFOUND) {
-    fprintf(stderr, "note: no Oclgrind device; cross-platform check skipped\n");
-    ct_error_clear();
-    ct_device_close(&pocl);
-    return;
-  }
-  ck_assert_ct(st);
+  if (n_have < 2) fprintf(stderr, "note: fewer than two platforms; cross-platform check skipped\n");
   const size_t n = 1000;
   float *p0 = malloc(n * 4), *pa = malloc(n * 4), *pb = malloc(n * 4);
   float *sa = malloc(2 * n * 4), *sb = malloc(2 * n * 4);
   ct_test_rand_fill(p0, n, 17, -1, 1);
-  for (int v = 0; v < 3; v++) {
-    ct_optim_config c;
-    ct_optim_config_defaults(v == 2 ? CT_OPT_ADAMW : CT_OPT_SGD, &c);
-    if (v == 1) c.nesterov = 1, c.weight_decay = 5e-4f;
-    run_device(&pocl, &c, n, 5, p0, pa, sa);
-    run_device(&grind, &c, n, 5, p0, pb, sb);
-    const char *what = v == 0 ? "sgd momentum" : v == 1 ? "sgd nesterov + wd" : "adamw";
-    size_t sn = c.kind == CT_OPT_ADAMW ? 2 * n : n;
-    size_t bp = count_bit_diffs(pb, pa, n, what), bs = count_bit_diffs(sb, sa, sn, what);
-    ck_assert_msg(bp == 0 && bs == 0,
-                  "%s: %zu params and %zu state values differ between %s (%s) and %s (%s)", what,
-                  bp, bs, pocl.info.name, pocl.info.correct_sqrt ? "device div/sqrt" : "integer",
-                  grind.info.name, grind.info.correct_sqrt ? "device div/sqrt" : "integer");
+  int first = -1;
+  for (int d = 0; d < 3; d++)
+    if (have[d] && first < 0) first = d;
+  for (int d = first + 1; d < 3 && first >= 0; d++) {
+    if (!have[d]) continue;
+    for (int v = 0; v < 3; v++) {
+      ct_optim_config c;
+      ct_optim_config_defaults(v == 2 ? CT_OPT_ADAMW : CT_OPT_SGD, &c);
+      if (v == 1) c.nesterov = 1, c.weight_decay = 5e-4f;
+      run_device(&devs[first], &c, n, 5, p0, pa, sa);
+      run_device(&devs[d], &c, n, 5, p0, pb, sb);
+      const char *what = v == 0 ? "sgd momentum" : v == 1 ? "sgd nesterov + wd" : "adamw";
+      size_t sn = c.kind == CT_OPT_ADAMW ? 2 * n : n;
+      size_t bp = count_bit_diffs(pb, pa, n, what), bs = count_bit_diffs(sb, sa, sn, what);
+      ck_assert_msg(bp == 0 && bs == 0,
+                    "%s: %zu params and %zu state values differ between %s [%s] (%s) and %s [%s] (%s)",
+                    what, bp, bs, devs[first].info.name, devs[first].info.platform_name,
+                    devs[first].info.correct_sqrt ? "device div/sqrt" : "integer",
+                    devs[d].info.name, devs[d].info.platform_name,
+                    devs[d].info.correct_sqrt ? "device div/sqrt" : "integer");
+    }
+    fprintf(stderr, "note: %s and %s give the same bits\n", devs[first].info.platform_name,
+            devs[d].info.platform_name);
   }
   free(p0), free(pa), free(pb), free(sa), free(sb);
-  ct_device_close(&grind);
-  ct_device_close(&pocl);
+  for (int d = 0; d < 3; d++)
+    if (have[d]) ct_device_close(&devs[d]);
+}
+END_TEST
+
+// ct_optim_step_unless: a non-zero flag on the device leaves everything as it was; a zero flag
+// gives ct_optim_step's bits; t is the caller's to advance.
+START_TEST(step_unless_skips_on_the_device) {
+  ct_device dev;
+  ct_test_device("auto", &dev);
+  const size_t n = 777;
+  for (int kind = 0; kind < 2; kind++) {
+    ct_optim_config c;
+    ct_optim_config_defaults(kind ? CT_OPT_ADAMW : CT_OPT_SGD, &c);
+    float *p0 = malloc(n * 4), *g = malloc(n * 4), *pa = malloc(n * 4), *pb = malloc(n * 4);
+    ct_test_rand_fill(p0, n, 3, -1, 1);
+    ct_test_rand_fill(g, n, 4, -1, 1);
+    ct_optim a, b;
+    ck_assert_ct(ct_optim_init(&dev, &c, n, &a));
+    ck_assert_ct(ct_optim_init(&dev, &c, n, &b));
+    cl_mem da = upload(&dev, p0, n), db = upload(&dev, p0, n), dg = upload(&dev, g, n);
+    cl_uint flags[3] = {0, 5, 0};
+    cl_int err;
+    cl_mem df = clCreateBuffer(dev.ctx, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, sizeof flags,
+                               flags, &err);
+    ck_assert_int_eq(err, CL_SUCCESS);
+    ck_assert_ct(ct_optim_step_unless(&b, db, dg, 0.01f, df, 1));   // flag 5: skipped
+    ck_assert_int_eq((int)b.t, 0);
+    download(&dev, db, pb, n);
+    ck_assert_uint_eq(count_bit_diffs(pb, p0, n, "skipped step"), 0);
+    ck_assert_ct(ct_optim_step_unless(&b, db, dg, 0.01f, df, 2));   // flag 0: applied
+    ct_optim_count(&b);
+    ck_assert_ct(ct_optim_step(&a, da, dg, 0.01f));
+    ck_assert_int_eq((int)a.t, 1);
+    ck_assert_int_eq((int)b.t, 1);
+    download(&dev, da, pa, n);
+    download(&dev, db, pb, n);
+    ck_assert_uint_eq(count_bit_diffs(pb, pa, n, "applied step"), 0);
+    clReleaseMemObject(da), clReleaseMemObject(db), clReleaseMemObject(dg), clReleaseMemObject(df);
+    ct_optim_free(&a);
+    ct_optim_free(&b);
+    free(p0), free(g), free(pa), free(pb);
+  }
+  ct_device_close(&dev);
 }
 END_TEST
 
@@ -550,7 +605,8 @@ int main(void) {
   tcase_add_test(tc, soft_divsqrt_is_correctly_rounded);
   tcase_add_test(tc, adamw_same_bits_through_soft_divsqrt);
   tcase_add_test(tc, state_round_trip_and_resume);
-  tcase_add_test(tc, pocl_and_oclgrind_give_the_same_bits);
+  tcase_add_test(tc, step_unless_skips_on_the_device);
+  tcase_add_test(tc, every_platform_gives_the_same_bits);
   suite_add_tcase(s, tc);
   return ct_test_run(s, 1);
 }

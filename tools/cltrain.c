@@ -19,7 +19,7 @@ enum {
   O_BETA2, O_EPS, O_SCHED, O_WARMUP, O_STEP_SIZE, O_GAMMA, O_MIN_LR, O_SEED, O_DEVICE, O_DATA,
   O_LIMIT, O_TEST_LIMIT, O_NORMALIZE, O_SHARD, O_NO_SHUFFLE, O_LOG_EVERY, O_MAX_STEPS,
   O_SAVE_PARAMS, O_QUIET, O_CHECKPOINT, O_CHECKPOINT_EVERY, O_RESUME, O_MAX_BAD, O_CHECK_EVERY,
-  O_ON_DIVERGENCE, O_PROFILE, O_TIMING, O_TUNE, O_HELP,
+  O_ON_DIVERGENCE, O_PROFILE, O_TIMING, O_TUNE, O_TUNE_BUDGET, O_HELP,
 };
 
 static const struct option options[] = {
@@ -61,6 +61,7 @@ static const struct option options[] = {
     {"profile", no_argument, 0, O_PROFILE},
     {"timing", no_argument, 0, O_TIMING},
     {"tune", no_argument, 0, O_TUNE},
+    {"tune-budget", required_argument, 0, O_TUNE_BUDGET},
     {"help", no_argument, 0, O_HELP},
     {0, 0, 0, 0}};
 
@@ -102,6 +103,7 @@ static void usage(FILE *f) {
 "                           sequential | random | stratified                  [sequential]\n"
 "  --tune                   no GEMM tuning cache for this device yet: tune the model's\n"
 "                           matrix products first (a few minutes; see cltrain-tune)  [off]\n"
+"  --tune-budget S          --tune stops trying candidates after about S seconds   [240]\n"
 "  --timing                 a barrier before each all-reduce, to measure each rank's waiting\n"
 "                           exactly (without it: the slowest rank's compute time minus its own)\n"
 "\nreliability\n"
@@ -188,6 +190,7 @@ static ct_status parse(int argc, char **argv, ct_train_config *c) {
       case O_PROFILE: c->profile = 1; break;
       case O_TIMING: c->timing = 1; break;
       case O_TUNE: c->tune = 1; break;
+      case O_TUNE_BUDGET: CT_TRY(ct_arg_float("--tune-budget", optarg, 0, 1, 86400, 0, &c->tune_budget)); break;
       case O_HELP:
       case 'h': usage(stdout); exit(0);
       case ':': return CT_FAIL(CT_ERR_USAGE, "%s: needs a value (see --help)", flag);

@@ -4,6 +4,7 @@
 //   cltrain-tune --device pocl --model mlp                 tune, print GFLOP/s before and after
 //   cltrain-tune --device pocl --model cnn --ranks 2       at the per-rank batch of 2 ranks
 //   cltrain-tune --device intel --model mlp --list         only list the GEMMs the model issues
+//   cltrain-tune --device pocl --model mlp --bench         measure them as cltrain runs them now
 //
 // The cache lives in $XDG_CACHE_HOME/cltrain/ (default ~/.cache/cltrain/), one file per device;
 // tuning another model adds its shapes to the same file. See include/cltrain/tune.h.
@@ -16,13 +17,14 @@
 #include "cltrain/model.h"
 #include "cltrain/tune.h"
 
-enum { O_DEVICE = 256, O_MODEL, O_BATCH, O_RANKS, O_LIST, O_BUDGET, O_NO_CLBLAST, O_NO_OWN,
-       O_VERBOSE, O_INPUT, O_CLASSES, O_HELP };
+enum { O_DEVICE = 256, O_MODEL, O_BATCH, O_RANKS, O_LIST, O_BENCH, O_BUDGET, O_NO_CLBLAST,
+       O_NO_OWN, O_VERBOSE, O_INPUT, O_CLASSES, O_HELP };
 
 static const struct option options[] = {
     {"device", required_argument, 0, O_DEVICE},   {"model", required_argument, 0, O_MODEL},
     {"arch", required_argument, 0, O_MODEL},      {"batch", required_argument, 0, O_BATCH},
     {"ranks", required_argument, 0, O_RANKS},     {"list", no_argument, 0, O_LIST},
+    {"bench", no_argument, 0, O_BENCH},
     {"budget", required_argument, 0, O_BUDGET},   {"no-clblast", no_argument, 0, O_NO_CLBLAST},
     {"no-own", no_argument, 0, O_NO_OWN},         {"verbose", no_argument, 0, O_VERBOSE},
     {"input", required_argument, 0, O_INPUT},     {"classes", required_argument, 0, O_CLASSES},
@@ -41,6 +43,8 @@ static void usage(FILE *f) {
 "  --input C,H,W      shape of one sample                                        [1,28,28]\n"
 "  --classes N        classes                                                    [10]\n"
 "  --list             only list the GEMMs (role, transposes, M, N, K); tune nothing\n"
+"  --bench            only measure the GEMMs as cltrain runs them now (the device's cache,\n"
+"                     or the defaults); tune nothing\n"
 "  --budget S         stop trying new candidates after about S seconds           [240]\n"
 "  --no-clblast       do not search CLBlast's parameters (keep its defaults)\n"
 "  --no-own           do not try cltrain's own GEMM kernel\n"
@@ -51,7 +55,7 @@ static void usage(FILE *f) {
 
 typedef struct {
   const char *device, *arch;
-  int batch, ranks, list, c, h, w, classes;
+  int batch, ranks, list, bench, c, h, w, classes;
   ct_tune_options opt;
 } tune_args;
 
@@ -72,6 +76,7 @@ static ct_status parse(int argc, char **argv, tune_args *a) {
       case O_BATCH: CT_TRY(ct_arg_long("--batch", optarg, 1, 1 << 20, &v)); a->batch = (int)v; break;
       case O_RANKS: CT_TRY(ct_arg_long("--ranks", optarg, 1, 1 << 16, &v)); a->ranks = (int)v; break;
       case O_LIST: a->list = 1; break;
+      case O_BENCH: a->bench = 1; break;
       case O_BUDGET: {
         float b;
         CT_TRY(ct_arg_float("--budget", optarg, 0, 1, 86400, 0, &b));
@@ -126,6 +131,22 @@ static ct_status run(tune_args *a) {
       printf("%-14s %c%c %8zu %8zu %8zu %10.1f\n", shapes[i].role, shapes[i].ta ? 'T' : 'N',
              shapes[i].tb ? 'T' : 'N', shapes[i].m, shapes[i].n, shapes[i].k,
              2e-6 * (double)shapes[i].m * (double)shapes[i].n * (double)shapes[i].k);
+    goto out;
+  }
+  if (a->bench) {
+    int status;
+    char warning[1024];
+    CT_GOTO(ct_tune_load(&dev, &status, warning, sizeof warning), st, out);
+    if (status < 0) fprintf(stderr, "cltrain-tune: warning: %s\n", warning);
+    printf("GEMMs: %s\n", status > 0 ? path : "defaults (no tuning cache)");
+    CT_GOTO(ct_tune_bench(&dev, shapes, n, 3), st, out);
+    printf("%-14s %2s %8s %8s %8s %10s  %s\n", "role", "op", "M", "N", "K", "GFLOP/s", "implementation");
+    for (int i = 0; i < n; i++) {
+      const ct_tune_shape *s = &shapes[i];
+      const ct_gemm_plan *p = ct_blas_find_plan(&dev, s->ta, s->tb, s->m, s->n, s->k);
+      printf("%-14s %c%c %8zu %8zu %8zu %10.1f  %s\n", s->role, s->ta ? 'T' : 'N', s->tb ? 'T' : 'N',
+             s->m, s->n, s->k, s->gflops_after, p && p->impl == CT_GEMM_OWN ? "own" : "clblast");
+    }
     goto out;
   }
   CT_GOTO(ct_tune_add_bench_shapes(&shapes, &n), st, out);

@@ -3,19 +3,34 @@
 # package already present is not touched, and apt is not called at all when nothing is missing.
 #   tools/install-deps.sh            # as root (or through sudo)
 #   tools/install-deps.sh --bench    # also PyTorch and OpenBLAS, the peer of tools/bench-peer.sh
+#   tools/install-deps.sh --intel    # also Intel's CPU OpenCL runtime (a third OpenCL platform)
+# Options combine. --intel installs PyPI's intel-opencl-rt and intel-cmplr-lib-rt into a virtual
+# environment under /opt/intel-opencl (about 830 MB) and registers its libintelocl.so with the
+# ICD loader (/etc/OpenCL/vendors/intel-cpu.icd); `clinfo -l` then lists "Intel(R) OpenCL".
+# CL_CONFIG_CPU_TBB_NUM_WORKERS=N limits it to N worker threads.
 set -eu
+bench=0 intel=0
+for a in "$@"; do
+  case "$a" in
+    --bench) bench=1 ;;
+    --intel) intel=1 ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    *) echo "install-deps.sh: unknown option '$a' (expected --bench, --intel)" >&2; exit 2 ;;
+  esac
+done
 pkgs="cmake make gcc pkg-config ocl-icd-opencl-dev ocl-icd-libopencl1 opencl-headers clinfo
       pocl-opencl-icd oclgrind libclblast-dev libopenmpi-dev openmpi-bin check zlib1g-dev
       dataset-fashion-mnist python3"
 [ "${CLTRAIN_FUZZ_DEPS:-1}" = 1 ] && pkgs="$pkgs clang libclang-rt-14-dev"
-[ "${1:-}" = --bench ] && pkgs="$pkgs python3-torch libopenblas0-pthread"
+[ "$bench" = 1 ] && pkgs="$pkgs python3-torch libopenblas0-pthread"
+[ "$intel" = 1 ] && pkgs="$pkgs python3-venv"
+sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
 if [ -n "$missing" ]; then
   echo "install-deps: installing:$missing"
-  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
   export DEBIAN_FRONTEND=noninteractive
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
@@ -24,8 +39,25 @@ fi
 if [ ! -e /etc/OpenCL/vendors/oclgrind.icd ]; then
   lib=$(dpkg -L oclgrind 2>/dev/null | grep -m1 'liboclgrind-rt-icd\.so$' || true)
   if [ -n "$lib" ]; then
-    sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
     $sudo mkdir -p /etc/OpenCL/vendors
     echo "$lib" | $sudo tee /etc/OpenCL/vendors/oclgrind.icd >/dev/null
+  fi
+fi
+# Intel's CPU runtime from PyPI, pinned to the versions cltrain was tested with. Its
+# libintelocl.so finds the libraries beside it through its RUNPATH ($ORIGIN), so the ICD file
+# needs only the full path.
+if [ "$intel" = 1 ]; then
+  venv=${CLTRAIN_INTEL_OPENCL_DIR:-/opt/intel-opencl}
+  lib=$venv/lib/libintelocl.so
+  if [ ! -e "$lib" ]; then
+    echo "install-deps: installing Intel's CPU OpenCL runtime into $venv (PyPI, about 270 MB to download)"
+    $sudo /usr/bin/python3 -m venv "$venv"
+    $sudo "$venv/bin/pip" install -q --disable-pip-version-check \
+      intel-opencl-rt==2026.2.0 intel-cmplr-lib-rt==2026.2.0
+    [ -e "$lib" ] || { echo "install-deps: $lib missing after pip install" >&2; exit 1; }
+  fi
+  if [ "$(cat /etc/OpenCL/vendors/intel-cpu.icd 2>/dev/null)" != "$lib" ]; then
+    $sudo mkdir -p /etc/OpenCL/vendors
+    echo "$lib" | $sudo tee /etc/OpenCL/vendors/intel-cpu.icd >/dev/null
   fi
 fi

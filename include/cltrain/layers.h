@@ -2,7 +2,7 @@
 // (cl/dense.cl, conv.cl, pool.cl, activation.cl, loss.cl) and ct_gemm products on dev->queue.
 //
 // Defines: ct_conv_geom (+ ct_conv_out_size), ct_dense_forward/_backward, ct_conv_scratch
-// (+ ct_conv2d_ld, ct_conv2d_scratch_floats), ct_conv2d_forward/_backward,
+// (+ ct_conv2d_scratch_floats), ct_conv2d_forward/_backward,
 // ct_maxpool_forward/_backward, ct_relu_forward/_backward,
 // ct_dropout_forward/_backward (+ ct_dropout_hash, ct_dropout_threshold, ct_dropout_keeps),
 // ct_softmax_xent, ct_fill.
@@ -50,30 +50,28 @@ ct_status ct_dense_backward(ct_device *dev, int batch, int in, int out, cl_mem x
 // Scratch buffers of a convolution (contents need not survive between calls; sizes in floats
 // from ct_conv2d_scratch_floats). One set may serve every convolution of a model.
 typedef struct {
-  cl_mem col;    // im2col (c*k*k, batch*oh*ow), its transpose (batch*oh*ow, ld), dcol
+  cl_mem col;    // (c*k*k, batch*oh*ow): im2col of the input; in the backward pass then dcol
   cl_mem t;      // (oc, batch*oh*ow): GEMM output (forward), dy permuted (backward)
-  cl_mem pt;     // (batch*oh*ow, oc): dy permuted the other way (backward)
-  cl_mem wpad;   // (oc, ld): weight gradient before unpadding (backward, when ld > c*k*k)
 } ct_conv_scratch;
 typedef struct {
-  size_t col, t, pt, wpad;
+  size_t col, t;
 } ct_conv_scratch_size;
-// The row length of the transposed im2col: c*k*k, or rounded up to a multiple of 128 when that
-// costs at most a third more (then CLBlast multiplies it without a padding copy).
-size_t ct_conv2d_ld(const ct_conv_geom *g);
 // Floats each scratch buffer needs for g (a maximum over geometries serves them all).
 ct_conv_scratch_size ct_conv2d_scratch_floats(const ct_conv_geom *g);
 
 // x (batch, c, h, w), w (oc, c, k, k) at w_off, b (oc) at b_off -> y (batch, oc, oh, ow).
-// relu = 1: y = max(., 0) (a following ReLU, fused).
+// relu = 1: y = max(., 0) (a following ReLU, fused). Leaves s->col holding x's im2col.
 ct_status ct_conv2d_forward(ct_device *dev, const ct_conv_geom *g, cl_mem x, cl_mem w,
                             size_t w_off, cl_mem b, size_t b_off, const ct_conv_scratch *s,
                             cl_mem y, int relu);
 // x: the forward input; dy (batch, oc, oh, ow) -> dw (oc, c, k, k) at dw_off, db (oc) at
 // db_off, dx (batch, c, h, w) or NULL. relu_y as in ct_dense_backward (dy is not modified here).
+// col_valid = 1: s->col still holds x's im2col from the forward pass (nothing used the scratch
+// since), so it is not computed again.
 ct_status ct_conv2d_backward(ct_device *dev, const ct_conv_geom *g, cl_mem x, cl_mem w,
                              size_t w_off, cl_mem dy, cl_mem dw, size_t dw_off, cl_mem db,
-                             size_t db_off, const ct_conv_scratch *s, cl_mem dx, cl_mem relu_y);
+                             size_t db_off, const ct_conv_scratch *s, cl_mem dx, cl_mem relu_y,
+                             int col_valid);
 
 // ---- max pooling (window k, stride, no padding; g->oc = g->c, g->pad = 0) ------------------
 // x (batch, c, h, w) -> y (batch, c, oh, ow), idx (batch, c, oh, ow) int: argmax yy*w + xx.

@@ -88,8 +88,9 @@ typedef struct ct_model {
                                   // act[0] = input, act[n] = logits; flatten aliases its input
   int act_owned[CT_MAX_LAYERS + 1];
   cl_mem idx[CT_MAX_LAYERS];      // maxpool: (max_batch, c, oh, ow) int, argmax in the plane
-  cl_mem conv_col, conv_t, conv_pt, conv_wpad;  // scratch shared by every convolution: the
-                                  // ct_conv_scratch of layers.h, sized for the largest layer
+  cl_mem conv_col, conv_t;        // scratch shared by every convolution: the ct_conv_scratch
+                                  // of layers.h, sized for the largest layer
+  int last_conv;                  // the last convolution (its im2col survives until backward)
   cl_mem dact[2];                 // (max_batch * largest layer output): gradient ping-pong
   int first_param;                // first layer with parameters (backward stops there); n if none
   int fwd_batch, fwd_train, fwd_offset;   // what the last forward ran

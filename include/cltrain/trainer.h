@@ -48,6 +48,7 @@ typedef struct {
   int profile;               // per-kernel table from OpenCL event profiling at the end
   int timing;                // a barrier before each all-reduce: exact waiting time per rank
   int tune;                  // no tuning cache for the device: tune its GEMMs first (tune.h)
+  float tune_budget;         // seconds for that (0: the tuner's default)
   // fault injection for tests (CLTRAIN_INJECT_* environment variables; see tools/cltrain.c)
   long inject_nan_step;      // poison this rank's gradients from this global step (-1 = never)
   long inject_nan_count;     // ... for this many steps

@@ -84,6 +84,10 @@ typedef struct {
 ct_status ct_tune_run(ct_device *dev, ct_tune_shape *shapes, int n, const ct_tune_options *o,
                       ct_tune_cache *out);
 
+// Measures each shape as ct_gemm runs it now (the device's plans), `rounds` interleaved rounds,
+// the best of each: gflops_after.
+ct_status ct_tune_bench(ct_device *dev, ct_tune_shape *shapes, int n, int rounds);
+
 // The GEMMs a model issues in one training step (forward and backward) at each of the per-rank
 // batches batches[0..nb): a forward and backward pass with ct_blas_record on. *shapes is
 // malloc'ed (free it), roles filled in, deduplicated.
