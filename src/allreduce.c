@@ -388,9 +388,11 @@ struct ct_allreduce {
   size_t *rstart;           // (2N - 1)
   cl_event *d2h;            // (N, maxch)
   size_t maxch;             // chunks of the largest segment of max_count
+  int zero_copy;            // the device shares host memory: map the range, no staging copies
 };
 
 int ct_allreduce_pinned(const ct_allreduce *ar) { return ar && ar->pinned != NULL; }
+int ct_allreduce_zero_copy(const ct_allreduce *ar) { return ar && ar->zero_copy; }
 
 ct_status ct_allreduce_init(ct_comm *comm, ct_device *dev, size_t max_count, size_t chunk_bytes,
                             ct_allreduce **out) {
@@ -400,6 +402,8 @@ ct_status ct_allreduce_init(ct_comm *comm, ct_device *dev, size_t max_count, siz
   ar->comm = comm;
   ar->dev = dev;
   ar->max_count = max_count;
+  const char *staged = getenv("CLTRAIN_ALLREDUCE_STAGED");
+  ar->zero_copy = dev->info.host_unified && !(staged && *staged && strcmp(staged, "0"));
   ar->chunk = chunk_floats(chunk_bytes);
   int N = comm->size;
   ring g = {.size = N, .count = max_count, .chunk = ar->chunk};
@@ -549,6 +553,31 @@ ct_status ct_allreduce_device(ct_allreduce *ar, cl_mem buf, size_t offset, size_
             .sreq = ar->sreq, .rstart = ar->rstart, .queue = ar->queue, .buf = buf,
             .offset = offset, .d2h = ar->d2h, .maxch = ar->maxch};
   ring_layout(&g);
+  if (ar->zero_copy) {
+    // The device's memory is the host's: map the range on the device's own queue (the map
+    // waits for the kernels that produced it), run the ring on it in place, unmap. No copies.
+    double tm = ct_now();
+    cl_int merr;
+    float *p = clEnqueueMapBuffer(ar->dev->queue, buf, CL_TRUE, CL_MAP_READ | CL_MAP_WRITE,
+                                  offset * sizeof(float), count * sizeof(float), 0, NULL, NULL,
+                                  &merr);
+    g.st.d2h_s += ct_now() - tm;
+    if (merr != CL_SUCCESS)
+      return CT_FAIL(CT_ERR_CL, "clEnqueueMapBuffer(all-reduce range, %zu floats) failed: %s",
+                     count, ct_cl_errname(merr));
+    g.data = p;
+    g.queue = NULL;
+    st = ring_run(&g);
+    tm = ct_now();
+    merr = clEnqueueUnmapMemObject(ar->dev->queue, buf, p, 0, NULL, NULL);
+    if (merr == CL_SUCCESS) merr = clFlush(ar->dev->queue);
+    g.st.h2d_s += ct_now() - tm;
+    if (st != CT_OK) return st;
+    if (merr != CL_SUCCESS)
+      return CT_FAIL(CT_ERR_CL, "unmapping the all-reduce range failed: %s", ct_cl_errname(merr));
+    stats_add(stats, &g.st, t0);
+    return CT_OK;
+  }
   // The kernels that produced buf run on dev->queue: let them finish before we read.
   CL_CHECK(clFinish(ar->dev->queue));
   g.whole = count <= ar->chunk;

@@ -401,6 +401,33 @@ void ct_shares_even(int n, int world, int *shares) {
   for (int r = 0; r < world; r++) shares[r] = n / world + (r < n % world ? 1 : 0);
 }
 
+void ct_shares_weighted(int n, int world, const uint32_t *w, int *shares) {
+  uint64_t total = 0;
+  for (int r = 0; r < world; r++) total += w[r];
+  if (total == 0) {
+    ct_shares_even(n, world, shares);
+    return;
+  }
+  // floor(n * w / total) each (exact in 64 bits: n < 2^31, w < 2^32), then the rest one by one
+  // to the largest remainders, lower rank first on ties
+  int given = 0;
+  for (int r = 0; r < world; r++) {
+    shares[r] = (int)((uint64_t)n * w[r] / total);
+    given += shares[r];
+  }
+  while (given < n) {
+    int best = -1;
+    uint64_t best_rem = 0;
+    for (int r = 0; r < world; r++) {
+      if (!w[r]) continue;
+      uint64_t rem = (uint64_t)n * w[r] - (uint64_t)shares[r] * total;   // in [0, total) at first
+      if (best < 0 || rem > best_rem) best = r, best_rem = rem;
+    }
+    shares[best]++;
+    given++;
+  }
+}
+
 // Controlled rounding of P[r][c] = shares[r]*cnt[c]/n: x[r*C+c] in {floor, ceil} with row sums
 // shares[r] and column sums cnt[c]. Such a table always exists (the bounds floor/ceil hold the
 // fractional table P, so the transportation polytope has an integer vertex inside them); it is

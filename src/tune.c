@@ -61,7 +61,9 @@ ct_status ct_tune_cache_path(const ct_device_info *info, char *buf, size_t size)
   CT_TRY(cache_dir(dir, sizeof dir));
   sanitize(info->platform_name, plat, sizeof plat);
   sanitize(info->name, dev, sizeof dev);
-  snprintf(buf, size, "%s/%s--%s.txt", dir, plat, dev);
+  // the compute units too: a CPU runtime limited to fewer threads (POCL_MAX_PTHREAD_COUNT,
+  // CL_CONFIG_CPU_TBB_NUM_WORKERS) reports fewer, and wants other tiles
+  snprintf(buf, size, "%s/%s--%s--%ucu.txt", dir, plat, dev, info->compute_units);
   return CT_OK;
 }
 

@@ -32,6 +32,7 @@ for p in d["platforms"]:
         assert b["ok"], (x["name"], b)
         assert b["h2d_gbs"] > 0 and b["d2h_gbs"] > 0 and b["build_s"] > 0, b
         assert len(b["sgemm"]) >= 2 and all(g["gflops"] > 0 for g in b["sgemm"]), b
+        assert b["gemms"], b   # where the GEMM choices came from (tuning cache or defaults)
         print(x["name"], "h2d", b["h2d_gbs"], "d2h", b["d2h_gbs"], "sgemm", b["sgemm"])
 ' || fail "--bench --json"
 # one device by spec, with the same indices

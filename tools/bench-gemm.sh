@@ -35,7 +35,7 @@ import sys, time, torch
 torch.set_num_threads(int(sys.argv[2]))
 for line in open(sys.argv[1]):
     f = line.split()
-    if len(f) < 7 or f[-3] == "K" or not f[-2].replace(".", "").isdigit():
+    if len(f) < 7 or f[-6] not in ("NN", "NT", "TN", "TT") or not f[-2].replace(".", "").isdigit():
         continue
     op, m, n, k = f[-6], int(f[-5]), int(f[-4]), int(f[-3])
     a = torch.randn(k, m).t() if op[0] == "T" else torch.randn(m, k)
@@ -60,7 +60,7 @@ for r in range(1, rounds + 1):
     for line in open(f"{work}/cl.{r}"):
         f = line.split()
         if line.startswith("device:") and not head: head = line.strip()
-        if len(f) >= 7 and f[-2].replace(".", "").isdigit() and f[-3] != "K":
+        if len(f) >= 7 and f[-6] in ("NN", "NT", "TN", "TT") and f[-2].replace(".", "").isdigit():
             key = (f[-6], int(f[-5]), int(f[-4]), int(f[-3]))
             if key not in cl: rows.append((" ".join(f[:-6]), key, f[-1]))
             cl[key] = max(cl.get(key, 0), float(f[-2]))

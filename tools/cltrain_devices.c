@@ -3,7 +3,8 @@
 //
 //   cltrain-devices                 tree of platforms and devices
 //   cltrain-devices --json          the same as JSON
-//   cltrain-devices --bench         + host<->device bandwidth, CLBlast SGEMM GFLOP/s, kernel build time
+//   cltrain-devices --bench         + host<->device bandwidth, SGEMM GFLOP/s (as cltrain runs it:
+//                                   the device's GEMM tuning cache, or the defaults), kernel build time
 //   cltrain-devices --device SPEC   only the device SPEC selects (see include/cltrain/device.h)
 #include <getopt.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include "cltrain/device.h"
 #include "cltrain/program.h"
 #include "cltrain/timer.h"
+#include "cltrain/tune.h"
 
 typedef struct {
   int ok;
@@ -24,6 +26,7 @@ typedef struct {
   size_t gemm_n[4];
   double gemm_gflops[4];
   double build_s;
+  char gemms[640];        // where the GEMM choices came from: the tuning cache, or defaults
 } bench_result;
 
 static void usage(FILE *f) {
@@ -32,7 +35,8 @@ static void usage(FILE *f) {
           "Lists OpenCL platforms and devices with the indices --device takes.\n"
           "  --json          print JSON instead of a tree\n"
           "  --bench         measure host-to-device and device-to-host bandwidth (GB/s),\n"
-          "                  CLBlast SGEMM (GFLOP/s) and the build time of the embedded kernels\n"
+          "                  SGEMM (GFLOP/s, with the device's GEMM tuning cache if there is one)\n"
+          "                  and the build time of the embedded kernels\n"
           "  --device SPEC   only the device SPEC selects: auto, gpu, cpu, accelerator, P:D, or\n"
           "                  a platform/vendor/device name substring (default: all devices)\n"
           "  -h, --help      this text\n");
@@ -135,9 +139,18 @@ static void bench_device(const ct_device_info *info, bench_result *r) {
   ct_error_clear();
   ct_status st = ct_device_open(info, &dev);
   if (st == CT_OK) {
+    int status;
+    char warning[512];
+    st = ct_tune_load(&dev, &status, warning, sizeof warning);   // as cltrain would run
+    snprintf(r->gemms, sizeof r->gemms, "%s",
+             status > 0 ? dev.blas->source : status < 0 ? warning : "defaults (no tuning cache)");
+  }
+  if (st == CT_OK) {
     st = bench_build(&dev, r);
     if (st == CT_OK) st = bench_bandwidth(&dev, r);
     if (st == CT_OK) st = bench_gemm(&dev, r);
+  }
+  if (dev.ctx) {
     ct_device_close(&dev);
   }
   r->ok = st == CT_OK;
@@ -180,7 +193,8 @@ static void print_tree_device(const ct_device_info *d, const bench_result *r, in
   printf("%s     bench: SGEMM", b);
   for (int i = 0; i < r->ngemm; i++)
     printf("%s %zu^3 %.3g GFLOP/s", i ? "," : "", r->gemm_n[i], r->gemm_gflops[i]);
-  printf("\n%s     bench: kernel build %.3f s (%d families)\n", b, r->build_s, ct_cl_source_count);
+  printf(" (GEMMs: %s)\n", r->gemms);
+  printf("%s     bench: kernel build %.3f s (%d families)\n", b, r->build_s, ct_cl_source_count);
 }
 
 static void print_json_device(const ct_device_info *d, const bench_result *r) {
@@ -212,8 +226,10 @@ static void print_json_device(const ct_device_info *d, const bench_result *r) {
       json_str(r->error);
     } else {
       printf(", \"h2d_gbs\": %.3f, \"d2h_gbs\": %.3f, \"bytes\": %zu, \"build_s\": %.4f, "
-             "\"sgemm\": [",
+             "\"gemms\": ",
              r->h2d_gbs, r->d2h_gbs, r->bw_bytes, r->build_s);
+      json_str(r->gemms);
+      printf(", \"sgemm\": [");
       for (int i = 0; i < r->ngemm; i++)
         printf("%s{\"n\": %zu, \"gflops\": %.6g}", i ? ", " : "", r->gemm_n[i], r->gemm_gflops[i]);
       printf("]");

@@ -166,7 +166,9 @@ static ct_status run(tune_args *a) {
            s->gflops_before > 0 ? s->gflops_after / s->gflops_before : 0.0, chosen);
   }
   if (cache.has_routine)
-    printf("clblast: Xgemm and XgemmDirect tuned, direct kernel below %zu^3\n", cache.min_indirect);
+    printf("clblast: Xgemm %s, XgemmDirect %s, direct kernel below %zu^3 (m*n*k)\n",
+           cache.has_xgemm ? "tuned" : "defaults", cache.has_xgemm_direct ? "tuned" : "defaults",
+           cache.min_indirect);
   printf("best SGEMM rate: %.1f GFLOP/s\n", cache.best_gflops);
   printf("wrote %s\n", path);
 out:

@@ -2,7 +2,8 @@
 // host memory.
 //
 // Defines: ct_allreduce_stats, ct_allreduce (opaque) + ct_allreduce_init / _free,
-// ct_allreduce_device, ct_allreduce_host, ct_allreduce_pinned, ct_allreduce_ring_bytes.
+// ct_allreduce_device, ct_allreduce_host, ct_allreduce_pinned, ct_allreduce_zero_copy,
+// ct_allreduce_ring_bytes.
 //
 // N ranks form a ring (rank r sends to r+1 and receives from r-1). The count is cut into N
 // segments; N-1 reduce-scatter steps leave rank r with the finished segment r+1, and N-1
@@ -44,6 +45,10 @@ void ct_allreduce_free(ct_allreduce *ar);
 // 1 when the staging buffer is pinned (mapped CL_MEM_ALLOC_HOST_PTR), 0 when malloc'ed or
 // when there is none (a ring of one rank stages nothing).
 int ct_allreduce_pinned(const ct_allreduce *ar);
+// 1 when device ranges are reduced in place, mapped, without staging copies: devices that share
+// host memory (CL_DEVICE_HOST_UNIFIED_MEMORY: CPUs under PoCL or Intel's runtime), unless
+// CLTRAIN_ALLREDUCE_STAGED=1 asks for the staged path.
+int ct_allreduce_zero_copy(const ct_allreduce *ar);
 
 // In-place SUM over all ranks of count floats at offset (floats) of the device buffer buf.
 // Blocking: on return buf holds the sum on every rank, visible to commands enqueued on

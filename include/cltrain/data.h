@@ -3,6 +3,7 @@
 //
 // Defines: ct_dataset (+ ct_dataset_load / _free / _limit / _gather), ct_idx_parse, ct_idx_read,
 // CT_IDX_MAX_BYTES, ct_epoch_order, ct_shard (+ ct_shard_parse, ct_shard_name), ct_shares_even,
+// ct_shares_weighted,
 // ct_shard_take.
 //
 // IDX (the MNIST format): a big-endian header, magic 0x000008NN (unsigned bytes, NN dimensions)
@@ -67,6 +68,10 @@ const char *ct_shard_name(ct_shard shard);
 // Shares of a global batch of n samples over `world` ranks: n/world each, the first n%world
 // ranks one more.
 void ct_shares_even(int n, int world, int *shares);
+// Shares proportional to integer weights w[r] (all 0: even): floor(n*w[r]/sum), then the rest
+// one at a time to the largest remainders (lower rank first on ties). Integer arithmetic only,
+// so every rank computes the same shares from the same weights. A rank of weight 0 gets 0.
+void ct_shares_weighted(int n, int world, const uint32_t *w, int *shares);
 // Splits one GLOBAL batch batch[0..n) (sample indices) among ranks; shares[r] samples go to rank
 // r (sum = n). Writes this rank's sample indices to out and returns how many (= shares[rank]).
 // The union over ranks is exactly the batch (a partition), and every rank computes the same

@@ -6,7 +6,7 @@
 // (+ ct_tune_options_defaults), ct_tune_shape, ct_tune_run, ct_tune_bench_shapes.
 //
 // The cache is a text file, one per device, under $XDG_CACHE_HOME/cltrain/ (default
-// ~/.cache/cltrain/), named after the platform and the device. It says which platform, device,
+// ~/.cache/cltrain/), named after the platform, the device and its compute units. It says which platform, device,
 // driver and CLBlast version it was measured with; a file written for another driver or CLBlast
 // version is stale, and a file that does not parse is damaged: either way ct_tune_load gives one
 // warning line and the device keeps its defaults (never a failure). Example:
@@ -44,7 +44,8 @@ typedef struct {
 } ct_tune_cache;
 
 void ct_tune_cache_free(ct_tune_cache *c);
-// <folder>/<platform>--<device>.txt, names reduced to [A-Za-z0-9._-]; the folder is
+// <folder>/<platform>--<device>--<compute units>cu.txt, names reduced to [A-Za-z0-9._-] (a CPU
+// runtime limited to fewer threads reports fewer compute units: a cache of its own); the folder is
 // $CLTRAIN_CACHE_DIR if set, else $XDG_CACHE_HOME/cltrain, else ~/.cache/cltrain.
 // CT_ERR_NOTFOUND when none of the three can be formed.
 ct_status ct_tune_cache_path(const ct_device_info *info, char *buf, size_t size);
