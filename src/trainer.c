@@ -359,9 +359,25 @@ static ct_status save_params_file(run_state *s, const char *path) {
 
 // ---- setup ------------------------------------------------------------------------------------
 
-// This rank's GEMM choices: the device's tuning cache, or (--tune) a tuning run when there is
-// none. Ranks take turns, so that ranks sharing a machine do not disturb each other's
-// measurements and a second rank on the same kind of device finds the first one's cache.
+// Whether the device's plan table has a plan of exactly this shape for every GEMM in shapes.
+static int all_planned(const ct_device *dev, const ct_tune_shape *shapes, int n) {
+  const struct ct_blas_state *b = dev->blas;
+  for (int i = 0; i < n; i++) {
+    int found = 0;
+    for (int j = 0; j < b->nplans && !found; j++) {
+      const ct_gemm_plan *p = &b->plans[j];
+      found = p->ta == shapes[i].ta && p->tb == shapes[i].tb && p->m == shapes[i].m &&
+              p->n == shapes[i].n && p->k == shapes[i].k;
+    }
+    if (!found) return 0;
+  }
+  return 1;
+}
+
+// This rank's GEMM choices: the device's tuning cache, and with --tune a tuning run first when
+// the cache is missing or has no plan for some of this model's products (they are added to it).
+// Ranks take turns, so that ranks sharing a machine do not disturb each other's measurements
+// and a second rank on the same kind of device finds the first one's cache.
 static ct_status gemm_setup(run_state *s) {
   ct_comm *comm = s->comm;
   ct_status st = CT_OK;
@@ -372,28 +388,29 @@ static ct_status gemm_setup(run_state *s) {
       st = ct_tune_load(&s->dev, &status, warning, sizeof warning);
       if (st == CT_OK && status < 0)
         fprintf(stderr, "cltrain: rank %d: warning: %s\n", comm->rank, warning);
-      if (st == CT_OK && status <= 0 && s->cfg->tune) {
+      if (st == CT_OK && s->cfg->tune) {
         int batches[2] = {s->max_share, s->cfg->batch / comm->size};
         ct_tune_shape *shapes = NULL;
         int n = 0;
-        char path[1024];
-        ct_tune_options o;
-        ct_tune_options_defaults(&o);
-        if (s->cfg->tune_budget > 0) o.budget_s = s->cfg->tune_budget;
-        o.log = NULL;
-        fprintf(stderr, "cltrain: rank %d: tuning the GEMMs of %s on %s (--tune; about %.0f s)\n",
-                comm->rank, s->arch.text, s->dev.info.name, o.budget_s);
-        st = ct_tune_cache_path(&s->dev.info, path, sizeof path);
-        if (st == CT_OK)
-          st = ct_tune_model_shapes(&s->dev, &s->arch, batches, batches[1] != batches[0] ? 2 : 1,
-                                    &shapes, &n);
-        if (st == CT_OK) {
-          ct_tune_cache c;
-          st = ct_tune_and_save(&s->dev, shapes, n, &o, path, &c);
-          if (st == CT_OK)
-            fprintf(stderr, "cltrain: rank %d: tuned %d GEMM shapes, wrote %s\n", comm->rank, n,
-                    path);
-          ct_tune_cache_free(&c);
+        st = ct_tune_model_shapes(&s->dev, &s->arch, batches, batches[1] != batches[0] ? 2 : 1,
+                                  &shapes, &n);
+        if (st == CT_OK && !all_planned(&s->dev, shapes, n)) {
+          char path[1024];
+          ct_tune_options o;
+          ct_tune_options_defaults(&o);
+          if (s->cfg->tune_budget > 0) o.budget_s = s->cfg->tune_budget;
+          o.log = NULL;
+          fprintf(stderr, "cltrain: rank %d: tuning the GEMMs of %s on %s (--tune; about %.0f s)\n",
+                  comm->rank, s->arch.text, s->dev.info.name, o.budget_s);
+          st = ct_tune_cache_path(&s->dev.info, path, sizeof path);
+          if (st == CT_OK) {
+            ct_tune_cache c;
+            st = ct_tune_and_save(&s->dev, shapes, n, &o, path, &c);
+            if (st == CT_OK)
+              fprintf(stderr, "cltrain: rank %d: tuned %d GEMM shapes, wrote %s\n", comm->rank,
+                      n, path);
+            ct_tune_cache_free(&c);
+          }
         }
         free(shapes);
       }

@@ -15,6 +15,7 @@
 #include "cltrain/tune.h"
 
 #include <clblast_c.h>
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -303,6 +304,41 @@ ct_status ct_tune_cache_apply(ct_device *dev, const ct_tune_cache *c, const char
   return CT_OK;
 }
 
+// The cache of the same platform and device tuned at another number of compute units (the
+// nearest), when there is none for this one: its choices are still this device's.
+static int other_cu_path(const char *path, unsigned cu, char *out, size_t size) {
+  char dir[1024], prefix[512];
+  snprintf(dir, sizeof dir, "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (!slash) return 0;
+  *slash = 0;
+  snprintf(prefix, sizeof prefix, "%s", slash + 1);
+  char *cut = strrchr(prefix, '-');   // ".../<plat>--<dev>--<N>cu.txt": keep "<plat>--<dev>--"
+  if (!cut) return 0;
+  cut[1] = 0;
+  DIR *d = opendir(dir);
+  if (!d) return 0;
+  long best = -1;
+  unsigned best_cu = 0;
+  for (struct dirent *e; (e = readdir(d));) {
+    size_t pl = strlen(prefix);
+    unsigned n;
+    char tail[16];
+    if (strncmp(e->d_name, prefix, pl) || sscanf(e->d_name + pl, "%ucu%15s", &n, tail) != 2 ||
+        strcmp(tail, ".txt"))
+      continue;
+    long dist = labs((long)n - (long)cu);
+    if (best < 0 || dist < best || (dist == best && n > best_cu)) {
+      int w = snprintf(out, size, "%s/%s", dir, e->d_name);
+      if (w < 0 || (size_t)w >= size) continue;
+      best = dist;
+      best_cu = n;
+    }
+  }
+  closedir(d);
+  return best >= 0;
+}
+
 ct_status ct_tune_load(ct_device *dev, int *status, char *warning, size_t size) {
   *status = 0;
   if (size) warning[0] = 0;
@@ -312,7 +348,14 @@ ct_status ct_tune_load(ct_device *dev, int *status, char *warning, size_t size) 
   ct_status st = ct_tune_cache_read(path, &c);
   if (st == CT_ERR_NOTFOUND) {
     ct_error_clear();
-    return CT_OK;
+    char other[1024];
+    if (!other_cu_path(path, dev->info.compute_units, other, sizeof other)) return CT_OK;
+    snprintf(path, sizeof path, "%s", other);
+    st = ct_tune_cache_read(path, &c);
+    if (st == CT_ERR_NOTFOUND) {
+      ct_error_clear();
+      return CT_OK;
+    }
   }
   if (st != CT_OK) {
     snprintf(warning, size, "GEMM tuning cache damaged, using defaults: %s", ct_error_text());

@@ -230,6 +230,13 @@ tune_cache)   # cltrain-tune writes the device's cache; cltrain uses it; a bad c
   cat "$work/err"
   [ -f "$cache" ] || fail "--tune wrote no cache"
   grep -q "GEMMs: $cache" "$work/out" || fail "--tune: the new cache was not used"
+  POCL_MAX_PTHREAD_COUNT=1 "$T" $A --tune --tune-budget 4 >"$work/out" 2>"$work/err" || fail "--tune again"
+  grep -q "tuning the GEMMs" "$work/err" && fail "--tune tuned again although every product has a plan"
+  POCL_MAX_PTHREAD_COUNT=1 "$T" $QUICK --epochs 1 --device pocl --model dense:24,dense:10 --tune --tune-budget 4 \
+    >"$work/out" 2>"$work/err" || { cat "$work/err"; fail "--tune, another model"; }
+  grep -q "tuning the GEMMs" "$work/err" || fail "--tune did not tune the products the cache lacks"
+  grep -q "^gemm NT 40 32 784 own" "$cache" && grep -q "^gemm NT 40 24 784 " "$cache" \
+    || { cat "$cache"; fail "the cache did not keep both models' plans"; }
   unset CLTRAIN_CACHE_DIR
   ;;
 tune_bad_input)   # cltrain-tune: one line, exit 2 for the command line, 1 at run time

@@ -90,6 +90,19 @@ START_TEST(load_valid_stale_damaged_missing) {
 
   ct_tune_cache c;
   fill_cache(&dev, &c);
+  // only a cache tuned at other compute-unit counts: the nearest one is used
+  char other[1100], far[1100];
+  size_t cut = strlen(path) - strlen("cu.txt");
+  while (cut > 0 && path[cut - 1] != '-') cut--;
+  snprintf(other, sizeof other, "%.*s%ucu.txt", (int)cut, path, dev.info.compute_units + 1);
+  snprintf(far, sizeof far, "%.*s%ucu.txt", (int)cut, path, dev.info.compute_units + 50);
+  ck_assert_ct(ct_tune_cache_write(other, &c));
+  write_text(far, "damaged\n");
+  ck_assert_int_eq(load(&dev, warning, sizeof warning), 1);
+  ck_assert_str_eq(dev.blas->source, other);
+  unlink(other);
+  unlink(far);
+  ck_assert_ct(ct_blas_set_plans(&dev, NULL, 0));
   ck_assert_ct(ct_tune_cache_write(path, &c));
   ck_assert_int_eq(load(&dev, warning, sizeof warning), 1);   // valid: applied
   ck_assert_int_eq(dev.blas->nplans, 2);

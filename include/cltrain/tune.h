@@ -56,7 +56,9 @@ ct_status ct_tune_cache_read(const char *path, ct_tune_cache *c);
 ct_status ct_tune_cache_write(const char *path, const ct_tune_cache *c);
 // Applies a cache to an opened device: CLBlast parameters and the plan table.
 ct_status ct_tune_cache_apply(ct_device *dev, const ct_tune_cache *c, const char *path);
-// Finds, checks and applies this device's cache. *status: 1 applied, 0 no cache, -1 stale or
+// Finds, checks and applies this device's cache (ct_tune_cache_path; if there is none, the same
+// device's cache for the nearest other number of compute units). *status: 1 applied, 0 no cache,
+// -1 stale or
 // damaged (then `warning` holds one line saying which file and why, and the device keeps its
 // defaults). Fails only when the cache folder cannot be named.
 ct_status ct_tune_load(ct_device *dev, int *status, char *warning, size_t size);
