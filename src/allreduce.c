@@ -521,6 +521,12 @@ static ct_status enqueue_reads(ct_allreduce *ar, ring *g) {
 
 ct_status ct_allreduce_device(ct_allreduce *ar, cl_mem buf, size_t offset, size_t count,
                               ct_allreduce_stats *stats) {
+  return ct_allreduce_device_after(ar, buf, offset, count, NULL, NULL, 0, 0, stats);
+}
+
+ct_status ct_allreduce_device_after(ct_allreduce *ar, cl_mem buf, size_t offset, size_t count,
+                                    cl_event after, const float *patch, size_t patch_at,
+                                    size_t patch_n, ct_allreduce_stats *stats) {
   double t0 = ct_now();
   ct_comm *comm = ar->comm;
   // Local argument errors still take part in the count check (with a count no rank can have),
@@ -538,12 +544,26 @@ ct_status ct_allreduce_device(ct_allreduce *ar, cl_mem buf, size_t offset, size_
     bad = CT_FAIL(CT_ERR_INTERNAL,
                   "all-reduce range [%zu, %zu) floats is outside the buffer of %zu bytes",
                   offset, offset + count, mem_size);
+  else if (patch && patch_at + patch_n > count)
+    bad = CT_FAIL(CT_ERR_INTERNAL, "all-reduce patch [%zu, %zu) is outside the range of %zu",
+                  patch_at, patch_at + patch_n, count);
   ct_status st = ct_comm_check_same_u64(comm, bad ? UINT64_MAX : (uint64_t)count,
                                         "all-reduce count (18446744073709551615: bad arguments)");
   if (bad != CT_OK) return bad;
   CT_TRY(st);
   ct_allreduce_stats local = {0};
+  // Where the copies and maps go: the device's own queue, after everything on it; or, with an
+  // event to wait for, a queue of our own, so that the device may go on computing meanwhile.
+  cl_command_queue q = after ? ar->queue : ar->dev->queue;
+  if (after) {
+    double tw = ct_now();
+    CL_CHECK(clWaitForEvents(1, &after));
+    local.d2h_s += ct_now() - tw;
+  }
   if (comm->size < 2 || count == 0) {
+    if (patch && patch_n)
+      CL_CHECK(clEnqueueWriteBuffer(q, buf, CL_TRUE, (offset + patch_at) * sizeof(float),
+                                    patch_n * sizeof(float), patch, 0, NULL, NULL));
     stats_add(stats, &local, t0);
     return CT_OK;
   }
@@ -553,12 +573,13 @@ ct_status ct_allreduce_device(ct_allreduce *ar, cl_mem buf, size_t offset, size_
             .sreq = ar->sreq, .rstart = ar->rstart, .queue = ar->queue, .buf = buf,
             .offset = offset, .d2h = ar->d2h, .maxch = ar->maxch};
   ring_layout(&g);
+  g.st.d2h_s = local.d2h_s;
   if (ar->zero_copy) {
-    // The device's memory is the host's: map the range on the device's own queue (the map
-    // waits for the kernels that produced it), run the ring on it in place, unmap. No copies.
+    // The device's memory is the host's: map the range (on the device's queue the map waits for
+    // the kernels that produced it), run the ring on it in place, unmap. No copies.
     double tm = ct_now();
     cl_int merr;
-    float *p = clEnqueueMapBuffer(ar->dev->queue, buf, CL_TRUE, CL_MAP_READ | CL_MAP_WRITE,
+    float *p = clEnqueueMapBuffer(q, buf, CL_TRUE, CL_MAP_READ | CL_MAP_WRITE,
                                   offset * sizeof(float), count * sizeof(float), 0, NULL, NULL,
                                   &merr);
     g.st.d2h_s += ct_now() - tm;
@@ -567,10 +588,11 @@ ct_status ct_allreduce_device(ct_allreduce *ar, cl_mem buf, size_t offset, size_
                      count, ct_cl_errname(merr));
     g.data = p;
     g.queue = NULL;
+    if (patch && patch_n) memcpy(p + patch_at, patch, patch_n * sizeof(float));
     st = ring_run(&g);
     tm = ct_now();
-    merr = clEnqueueUnmapMemObject(ar->dev->queue, buf, p, 0, NULL, NULL);
-    if (merr == CL_SUCCESS) merr = clFlush(ar->dev->queue);
+    merr = clEnqueueUnmapMemObject(q, buf, p, 0, NULL, NULL);
+    if (merr == CL_SUCCESS) merr = after ? clFinish(q) : clFlush(q);
     g.st.h2d_s += ct_now() - tm;
     if (st != CT_OK) return st;
     if (merr != CL_SUCCESS)
@@ -578,8 +600,12 @@ ct_status ct_allreduce_device(ct_allreduce *ar, cl_mem buf, size_t offset, size_
     stats_add(stats, &g.st, t0);
     return CT_OK;
   }
-  // The kernels that produced buf run on dev->queue: let them finish before we read.
-  CL_CHECK(clFinish(ar->dev->queue));
+  // The kernels that produced buf run on dev->queue: let them finish before we read (with an
+  // event, it has completed already).
+  if (!after) CL_CHECK(clFinish(ar->dev->queue));
+  if (patch && patch_n)   // on our copy queue, before the reads that follow it
+    CL_CHECK(clEnqueueWriteBuffer(ar->queue, buf, CL_FALSE, (offset + patch_at) * sizeof(float),
+                                  patch_n * sizeof(float), patch, 0, NULL, NULL));
   g.whole = count <= ar->chunk;
   st = enqueue_reads(ar, &g);
   if (st == CT_OK) st = ring_run(&g);

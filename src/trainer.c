@@ -62,6 +62,9 @@ void ct_train_config_defaults(ct_train_config *c) {
   c->max_bad_steps = 5;
   c->on_divergence = CT_DIVERGE_ABORT;
   c->inject_nan_step = c->inject_diverge_step = c->inject_exit_step = -1;
+  c->inject_slow_rank = -1;
+  c->local_k = 1;
+  c->balance_every = 10;
 }
 
 uint64_t ct_params_checksum(const float *params, size_t n) {
@@ -85,6 +88,8 @@ typedef struct {
   int *y;                  // (max_share)
   cl_event written;        // the device's copy of x and y; the slot is reused once it completed
   double prep_s;           // loader time spent on it
+  uint32_t *weights;       // (world) the share weights in effect when it was posted
+  int *shares;             // (world) this step's shares (from the weights)
 } slot;
 
 typedef struct {
@@ -101,7 +106,6 @@ typedef struct {
   const ct_train_config *cfg;
   int world, rank;
   int *order, order_epoch; // the loader's own copy of the epoch order
-  int *shares;             // (world)
 } loader;
 
 static ct_status prepare(loader *L, slot *b) {
@@ -119,12 +123,12 @@ static ct_status prepare(loader *L, slot *b) {
   long spe = (L->train->count + cfg->batch - 1) / cfg->batch;
   const int *gb = L->order + b->si * cfg->batch;
   b->n = (int)(b->si == spe - 1 ? L->train->count - b->si * cfg->batch : cfg->batch);
-  ct_shares_even(b->n, L->world, L->shares);
-  b->m = ct_shard_take(cfg->shard, L->train, gb, b->n, cfg->seed, b->step, L->shares, L->world,
+  ct_shares_weighted(b->n, L->world, b->weights, b->shares);
+  b->m = ct_shard_take(cfg->shard, L->train, gb, b->n, cfg->seed, b->step, b->shares, L->world,
                        L->rank, b->mine);
   if (b->m < 0) return CT_FAIL(CT_ERR_INTERNAL, "ct_shard_take failed at step %ld", b->step);
   b->offset = 0;   // dropout masks follow the position in the global batch
-  for (int r = 0; r < L->rank; r++) b->offset += L->shares[r];
+  for (int r = 0; r < L->rank; r++) b->offset += b->shares[r];
   ct_dataset_gather(L->train, b->mine, b->m, cfg->norm_mean, cfg->norm_std, b->x, b->y);
   b->prep_s = ct_now() - t0;
   return CT_OK;
@@ -176,9 +180,11 @@ static void loader_stop(loader *L) {
   L->started = 0;
 }
 
-static void loader_post(loader *L, slot *b, int epoch, long si, long step) {
+static void loader_post(loader *L, slot *b, int epoch, long si, long step,
+                        const uint32_t *weights) {
   pthread_mutex_lock(&L->mu);
   b->epoch = epoch, b->si = si, b->step = step;
+  memcpy(b->weights, weights, (size_t)L->world * sizeof *weights);
   L->job = b;
   L->done = 0;
   pthread_cond_broadcast(&L->cv);
@@ -204,10 +210,21 @@ static ct_status loader_wait(loader *L, double *waited) {
 typedef struct {
   long step;               // global step
   int n, m;                // global batch, this rank's share
+  int *shares;             // (world) every rank's share of the step
   float *host;             // (2 + world) status words read back: loss sum, compute ms, counter
   cl_event ev;             // the read
   int in_flight;
 } step_status;
+
+// A step whose gradients are computed (or being computed), with what its reduce and apply need.
+typedef struct {
+  long step;
+  int n, m;
+  int *shares;             // (world)
+  cl_mem grads;            // its gradient buffer
+  cl_event begin, end;     // stale: markers around its compute on the device
+  int valid;
+} computed;
 
 typedef struct {
   const ct_train_config *cfg;
@@ -221,6 +238,26 @@ typedef struct {
   loader load;
   slot slots[2];
   step_status status[2];   // step t uses status[t & 1]
+  cl_mem gbuf[2];          // gradient buffers: [1] is a second one for --sync stale
+  computed cur, pend;      // this step; stale: the step computed but not yet reduced / applied
+  // balance (--balance): the weights the shares follow, the same on every rank
+  uint32_t *weights, *new_weights;   // (world)
+  double *est;             // (world) throughput: smoothed device ms per sample of each rank
+  long est_updates;
+  int balancing;           // throughput balance in effect
+  int *tmp_shares, *tmp_shares2;     // (world)
+  // local:K
+  long since_avg;          // steps since the last average
+  double samples_since, compute_since;   // this rank's, since the last average
+  double *avg_words;       // (4 + 2 world)
+  float *avg_ms;           // (world)
+  int *avg_shares;         // (world)
+  long avg_count_measured;
+  int stop_bad;            // this rank reached --max-bad-steps: stop at the next average
+  ct_balance balance_kind; // what --balance (auto) settled on
+  long checked_avg;        // local:K: the average the replicas were last compared after
+  cl_mem pred;             // stale, SGD: the parameters after the pending update (predicted)
+  cl_event pred_done;      // the prediction has read the pending gradients
   size_t P;                // parameters
   size_t tail;             // status words after the gradients: 2 + world
   int max_share;           // largest share any rank gets: the model's max batch
@@ -242,6 +279,7 @@ typedef struct {
 } run_state;
 
 #define R0 (s->comm->rank == 0)
+static void full_shares(run_state *s, const uint32_t *w, int *shares);
 #define CT_WARMUP_STEPS 5   // steps left out of the throughput figure (kernels build on first use)
 
 static void say(run_state *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -266,7 +304,11 @@ static void say(run_state *s, const char *fmt, ...) {
 static ct_status evaluate(run_state *s, double *acc) {
   double t0 = ct_now();
   int n = s->test.count, world = s->comm->size, r = s->comm->rank;
-  int lo = (int)((long)n * r / world), hi = (int)((long)n * (r + 1) / world);
+  // split in proportion to the share weights: the same cut on every rank
+  ct_shares_weighted(n, world, s->weights, s->tmp_shares);
+  int lo = 0;
+  for (int q = 0; q < r; q++) lo += s->tmp_shares[q];
+  int hi = lo + s->tmp_shares[r];
   int classes = s->arch.classes;
   float *logits = malloc((size_t)s->max_share * (size_t)classes * sizeof *logits);
   if (!logits) return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
@@ -426,6 +468,58 @@ static ct_status gemm_setup(run_state *s) {
   return CT_OK;
 }
 
+// The share weights, and the largest share a rank can get (the model's batch): even: equal
+// weights; static: the given ones; throughput: equal at first, then measured (any rank may get
+// up to the whole batch); auto: throughput when the ranks' devices differ, else even.
+static ct_status balance_setup(run_state *s) {
+  const ct_train_config *cfg = s->cfg;
+  int world = s->comm->size;
+  ct_balance kind = cfg->balance;
+  if (kind == CT_BALANCE_STATIC && cfg->n_static_weights != world)
+    return CT_FAIL(CT_ERR_USAGE, "--balance: static:W0,W1,... needs %d weights (one per rank), "
+                   "got %d", world, cfg->n_static_weights);
+  if (kind == CT_BALANCE_AUTO) {
+    kind = CT_BALANCE_EVEN;
+    if (world > 1) {   // the same model everywhere? platform and device names compared
+      char id[300];
+      snprintf(id, sizeof id, "%s|%s", s->dev.info.platform_name, s->dev.info.name);
+      uint64_t h = 0xcbf29ce484222325ULL;   // FNV-1a of the text
+      for (const char *p = id; *p; p++) h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
+      uint64_t *all = malloc((size_t)world * sizeof *all);
+      if (!all) return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
+      int rc = MPI_Allgather(&h, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T, s->comm->comm);
+      int differ = 0;
+      for (int r = 1; r < world; r++) differ |= all[r] != all[0];
+      free(all);
+      if (rc != MPI_SUCCESS)
+        return CT_FAIL(CT_ERR_MPI, "MPI_Allgather of device identities failed on rank %d",
+                       s->comm->rank);
+      if (differ) kind = CT_BALANCE_THROUGHPUT;
+    }
+  }
+  for (int r = 0; r < world; r++)
+    s->weights[r] = kind == CT_BALANCE_STATIC ? (uint32_t)cfg->static_weights[r] : 1u;
+  s->balancing = kind == CT_BALANCE_THROUGHPUT && world > 1;
+  s->balance_kind = kind;
+  if (s->balancing) {
+    s->max_share = cfg->batch;
+  } else {
+    full_shares(s, s->weights, s->tmp_shares);
+    s->max_share = 1;
+    for (int r = 0; r < world; r++)
+      if (s->tmp_shares[r] > s->max_share) s->max_share = s->tmp_shares[r];
+    // a shorter batch (the epoch's last) never gives a rank more: floor(n w / W) + 1 at most
+    for (int r = 0; r < world; r++) {
+      uint64_t tot = 0;
+      for (int q = 0; q < world; q++) tot += s->weights[q];
+      int bound = (int)((uint64_t)cfg->batch * s->weights[r] / tot) + 1;
+      if (bound > s->max_share) s->max_share = bound;
+    }
+    if (s->max_share > cfg->batch) s->max_share = cfg->batch;
+  }
+  return CT_OK;
+}
+
 static ct_status setup(run_state *s) {
   const ct_train_config *cfg = s->cfg;
   ct_comm *comm = s->comm;
@@ -443,28 +537,45 @@ static ct_status setup(run_state *s) {
                        s->train.classes, &s->arch));
   CT_TRY(ct_device_open_spec(cfg->device, comm->rank, comm->local_rank, &s->dev));
 
-  s->max_share = (cfg->batch + comm->size - 1) / comm->size;
   s->P = s->arch.param_count;
   s->tail = 2 + (size_t)comm->size;
+  int world = comm->size;
+  s->weights = calloc((size_t)world, sizeof *s->weights);
+  s->new_weights = calloc((size_t)world, sizeof *s->new_weights);
+  s->est = calloc((size_t)world, sizeof *s->est);
+  s->tmp_shares = calloc((size_t)world, sizeof *s->tmp_shares);
+  s->tmp_shares2 = calloc((size_t)world, sizeof *s->tmp_shares2);
+  s->avg_words = calloc(4 + 2 * (size_t)world, sizeof *s->avg_words);
+  s->avg_ms = calloc((size_t)world, sizeof *s->avg_ms);
+  s->avg_shares = calloc((size_t)world, sizeof *s->avg_shares);
+  s->cur.shares = calloc((size_t)world, sizeof(int));
+  s->pend.shares = calloc((size_t)world, sizeof(int));
+  if (!s->weights || !s->new_weights || !s->est || !s->tmp_shares || !s->tmp_shares2 ||
+      !s->avg_words || !s->avg_ms || !s->avg_shares || !s->cur.shares || !s->pend.shares)
+    return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
+  CT_TRY(balance_setup(s));
   size_t in = (size_t)s->train.channels * (size_t)s->train.rows * (size_t)s->train.cols;
   size_t ms = (size_t)s->max_share;
   for (int k = 0; k < 2; k++) {
     s->slots[k].mine = malloc(ms * sizeof(int));
     s->slots[k].x = malloc(ms * in * sizeof(float));
     s->slots[k].y = malloc(ms * sizeof(int));
+    s->slots[k].weights = calloc((size_t)world, sizeof(uint32_t));
+    s->slots[k].shares = calloc((size_t)world, sizeof(int));
     s->status[k].host = malloc(s->tail * sizeof(float));
-    if (!s->slots[k].mine || !s->slots[k].x || !s->slots[k].y || !s->status[k].host)
+    s->status[k].shares = calloc((size_t)world, sizeof(int));
+    if (!s->slots[k].mine || !s->slots[k].x || !s->slots[k].y || !s->status[k].host ||
+        !s->slots[k].weights || !s->slots[k].shares || !s->status[k].shares)
       return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
   }
   s->eval_idx = malloc(ms * sizeof *s->eval_idx);
   s->eval_x = malloc(ms * in * sizeof *s->eval_x);
   s->eval_y = malloc(ms * sizeof *s->eval_y);
-  s->tail_host = calloc((size_t)comm->size, sizeof *s->tail_host);
+  s->tail_host = calloc((size_t)world, sizeof *s->tail_host);
   s->host_params = malloc(s->arch.param_count * sizeof *s->host_params);
   s->load.order = malloc((size_t)s->train.count * sizeof *s->load.order);
-  s->load.shares = malloc((size_t)comm->size * sizeof *s->load.shares);
   if (!s->eval_idx || !s->eval_x || !s->eval_y || !s->tail_host || !s->host_params ||
-      !s->load.order || !s->load.shares)
+      !s->load.order)
     return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
   if (REDUCED(s) + 1 > 0xffffffffULL)
     return CT_FAIL(CT_ERR_USAGE, "the model has %zu parameters; at most 2^32 - %zu are supported",
@@ -473,7 +584,19 @@ static ct_status setup(run_state *s) {
   CT_TRY(gemm_setup(s));
   if (cfg->profile) CT_TRY(ct_prof_init(&s->dev));
   CT_TRY(ct_model_init_tail(&s->dev, &s->arch, s->max_share, s->tail, &s->model));
+  s->gbuf[0] = s->gbuf[1] = s->model.grads;
+  if (cfg->sync == CT_SYNC_STALE) {   // a second gradient buffer: one reduced while one computed
+    cl_int err;
+    CL_CHECK((s->gbuf[1] = clCreateBuffer(s->dev.ctx, CL_MEM_READ_WRITE,
+                                          (s->P + s->tail) * sizeof(float), NULL, &err), err));
+  }
   CT_TRY(ct_optim_init(&s->dev, &cfg->optim, s->arch.param_count, &s->opt));
+  if (cfg->sync == CT_SYNC_STALE && cfg->optim.kind == CT_OPT_SGD &&
+      !(getenv("CLTRAIN_STALE_NO_PREDICT") && *getenv("CLTRAIN_STALE_NO_PREDICT"))) {
+    cl_int err;
+    CL_CHECK((s->pred = clCreateBuffer(s->dev.ctx, CL_MEM_READ_WRITE, s->P * sizeof(float), NULL,
+                                       &err), err));
+  }
   if (comm->size > 1)
     CT_TRY(ct_allreduce_init(comm, &s->dev, REDUCED(s), 0, &s->ar));
   s->load.train = &s->train;
@@ -491,8 +614,21 @@ static void teardown(run_state *s) {
     if (s->slots[k].written) clReleaseEvent(s->slots[k].written);
     if (s->status[k].ev) clReleaseEvent(s->status[k].ev);
     free(s->slots[k].mine), free(s->slots[k].x), free(s->slots[k].y);
-    free(s->status[k].host);
+    free(s->slots[k].weights), free(s->slots[k].shares);
+    free(s->status[k].host), free(s->status[k].shares);
   }
+  computed *cs[2] = {&s->cur, &s->pend};
+  for (int k = 0; k < 2; k++) {
+    if (cs[k]->begin) clReleaseEvent(cs[k]->begin);
+    if (cs[k]->end) clReleaseEvent(cs[k]->end);
+    free(cs[k]->shares);
+  }
+  if (s->gbuf[1] && s->gbuf[1] != s->gbuf[0]) clReleaseMemObject(s->gbuf[1]);
+  if (s->pred) clReleaseMemObject(s->pred);
+  if (s->pred_done) clReleaseEvent(s->pred_done);
+  s->model.grads = s->gbuf[0] ? s->gbuf[0] : s->model.grads;   // the model frees its own
+  free(s->weights), free(s->new_weights), free(s->est), free(s->tmp_shares), free(s->tmp_shares2);
+  free(s->avg_words), free(s->avg_ms), free(s->avg_shares);
   if (s->ar) ct_allreduce_free(s->ar);
   if (s->opt.dev) ct_optim_free(&s->opt);
   if (s->model.dev) ct_model_free(&s->model);
@@ -500,7 +636,7 @@ static void teardown(run_state *s) {
   ct_dataset_free(&s->train);
   ct_dataset_free(&s->test);
   free(s->eval_idx), free(s->eval_x), free(s->eval_y), free(s->tail_host);
-  free(s->host_params), free(s->load.order), free(s->load.shares);
+  free(s->host_params), free(s->load.order);
 }
 
 // Rank 0 prints which device each rank trains on, and where its GEMM choices come from.
@@ -532,18 +668,31 @@ static ct_status enqueue_1d(run_state *s, cl_kernel k, const char *name, size_t 
   return CT_OK;
 }
 
-// compute: upload, forward, backward, this rank's loss sum into the status words.
-static ct_status phase_compute(run_state *s, slot *b) {
+static void release_event(cl_event *e) {
+  if (*e) clReleaseEvent(*e);
+  *e = NULL;
+}
+
+// compute: upload, forward, backward into `grads`, this rank's loss sum into its status words.
+// c records what apply and reduce need later (the slot is refilled by the loader meanwhile).
+static ct_status phase_compute(run_state *s, slot *b, cl_mem grads, computed *c) {
   const ct_train_config *cfg = s->cfg;
   ct_model *m = &s->model;
-  if (b->written) {   // not possible (the loader waited), but never leak an event
-    clReleaseEvent(b->written);
-    b->written = NULL;
-  }
+  release_event(&b->written);   // not possible (the loader waited), but never leak an event
+  c->step = b->step, c->n = b->n, c->m = b->m, c->grads = grads;
+  memcpy(c->shares, b->shares, (size_t)s->comm->size * sizeof *c->shares);
+  release_event(&c->begin);
+  release_event(&c->end);
+  if (cfg->sync == CT_SYNC_STALE)
+    CL_CHECK(clEnqueueMarkerWithWaitList(s->dev.queue, 0, NULL, &c->begin));
+  m->grads = grads;
   CT_TRY(ct_model_set_batch_async(m, b->x, b->y, b->m, &b->written));
   m->sample_offset = b->offset;
   CT_TRY(ct_model_forward(m, b->m, 1, cfg->seed * 0x9E3779B97F4A7C15ULL + (uint64_t)b->step));
-  CT_TRY(ct_model_backward(m, b->m, 1.0f / (float)b->n));
+  // the loss is scaled by the GLOBAL batch (local SGD: by this rank's own share)
+  float scale = cfg->sync == CT_SYNC_LOCAL ? (b->m > 0 ? 1.0f / (float)b->m : 1.0f)
+                                           : 1.0f / (float)b->n;
+  CT_TRY(ct_model_backward(m, b->m, scale));
   cl_kernel k;
   CT_TRY(ct_kernel(&s->dev, "util", "loss_sum_f32", &k));
   size_t wg = 1;   // one work-group, a power of two up to 256
@@ -551,28 +700,50 @@ static ct_status phase_compute(run_state *s, slot *b) {
   cl_uint n = (cl_uint)b->m, loss_at = (cl_uint)AT_LOSS(s), count_at = (cl_uint)AT_COUNT(s);
   CL_CHECK(clSetKernelArg(k, 0, sizeof m->losses, &m->losses));
   CL_CHECK(clSetKernelArg(k, 1, sizeof n, &n));
-  CL_CHECK(clSetKernelArg(k, 2, sizeof m->grads, &m->grads));
+  CL_CHECK(clSetKernelArg(k, 2, sizeof grads, &grads));
   CL_CHECK(clSetKernelArg(k, 3, sizeof loss_at, &loss_at));
   CL_CHECK(clSetKernelArg(k, 4, sizeof count_at, &count_at));
   CT_TRY(enqueue_1d(s, k, "loss_sum_f32", wg, wg));
   if (cfg->inject_nan_step >= 0 && b->step >= cfg->inject_nan_step &&
       b->step < cfg->inject_nan_step + cfg->inject_nan_count && s->comm->rank == cfg->inject_nan_rank) {
     // poison this rank's gradients: the guard must catch it on every rank
-    CT_TRY(ct_fill(&s->dev, m->grads, 1, NAN));
+    CT_TRY(ct_fill(&s->dev, grads, 1, NAN));
   }
+  if (cfg->sync == CT_SYNC_STALE)
+    CL_CHECK(clEnqueueMarkerWithWaitList(s->dev.queue, 0, NULL, &c->end));
+  else
+    CL_CHECK(clFlush(s->dev.queue));
+  if (s->comm->rank == cfg->inject_slow_rank && cfg->inject_slow_us > 0 && b->m > 0)
+    usleep((useconds_t)(cfg->inject_slow_us * b->m));   // a slower device, for the tests
   return CT_OK;
 }
 
-// reduce (N > 1): [gradients | loss | compute times] summed over the ranks.
-static ct_status phase_reduce(run_state *s, double t_start, double *compute_s) {
+// The device time of a computed step (stale: between its two markers), in seconds.
+static ct_status marker_seconds(computed *c, double *sec) {
+  cl_ulong t0 = 0, t1 = 0;
+  CL_CHECK(clWaitForEvents(1, &c->end));
+  CL_CHECK(clGetEventProfilingInfo(c->begin, CL_PROFILING_COMMAND_END, sizeof t0, &t0, NULL));
+  CL_CHECK(clGetEventProfilingInfo(c->end, CL_PROFILING_COMMAND_END, sizeof t1, &t1, NULL));
+  *sec = t1 > t0 ? (double)(t1 - t0) * 1e-9 : 0.0;
+  return CT_OK;
+}
+
+// reduce (N > 1): [gradients | loss | compute times] of step c summed over the ranks. sync: after
+// the device finished it (the step's host time is its compute time); stale: while the device
+// computes the next step (its own marker time is the compute time).
+static ct_status phase_reduce(run_state *s, computed *c, double t_start, double *compute_s) {
   ct_comm *comm = s->comm;
-  CL_CHECK(clFinish(s->dev.queue));   // this rank's gradients are ready
-  double t1 = ct_now();
-  *compute_s = t1 - t_start;
+  cl_event after = NULL;
+  if (s->cfg->sync == CT_SYNC_STALE) {
+    CT_TRY(marker_seconds(c, compute_s));
+    after = c->end;
+    if (s->pred_done && c == &s->pend) after = s->pred_done;   // after the prediction read it
+  } else {
+    CL_CHECK(clFinish(s->dev.queue));   // this rank's gradients are ready
+    *compute_s = ct_now() - t_start;
+  }
   memset(s->tail_host, 0, (size_t)comm->size * sizeof *s->tail_host);
   s->tail_host[comm->rank] = (float)(*compute_s * 1e3);
-  CL_CHECK(clEnqueueWriteBuffer(s->dev.queue, s->model.grads, CL_TRUE, AT_TIMES(s) * sizeof(float),
-                                (size_t)comm->size * sizeof(float), s->tail_host, 0, NULL, NULL));
   double t2 = ct_now();
   if (s->cfg->timing) {   // exact waiting time, at the price of a barrier
     CT_TRY(ct_comm_barrier(comm));
@@ -581,34 +752,90 @@ static ct_status phase_reduce(run_state *s, double t_start, double *compute_s) {
     if (s->measuring) s->barrier_s += t3 - t2;
     t2 = t3;
   }
-  CT_TRY(ct_allreduce_device(s->ar, s->model.grads, 0, REDUCED(s), &s->ars));
+  CT_TRY(ct_allreduce_device_after(s->ar, c->grads, 0, REDUCED(s), after, s->tail_host,
+                                   AT_TIMES(s), (size_t)comm->size, &s->ars));
   if (s->measuring) s->allreduce_s += ct_now() - t2;
   return CT_OK;
 }
 
 // apply: the non-finite count, the optimizer (skipped on the device when the count is not zero),
 // the status read (not waited for here).
-static ct_status phase_apply(run_state *s, long step, int n, int m) {
+static ct_status phase_apply(run_state *s, computed *c) {
   ct_model *mod = &s->model;
+  cl_mem g = c->grads;
   cl_kernel k;
   CT_TRY(ct_kernel(&s->dev, "util", "count_nonfinite_f32", &k));
   cl_uint cnt = (cl_uint)(AT_LOSS(s) + 1), at = (cl_uint)AT_COUNT(s);
-  CL_CHECK(clSetKernelArg(k, 0, sizeof mod->grads, &mod->grads));
+  CL_CHECK(clSetKernelArg(k, 0, sizeof g, &g));
   CL_CHECK(clSetKernelArg(k, 1, sizeof cnt, &cnt));
-  CL_CHECK(clSetKernelArg(k, 2, sizeof mod->grads, &mod->grads));
+  CL_CHECK(clSetKernelArg(k, 2, sizeof g, &g));
   CL_CHECK(clSetKernelArg(k, 3, sizeof at, &at));
   CT_TRY(enqueue_1d(s, k, "count_nonfinite_f32", 256 * 16, 0));
-  float lr = ct_schedule_lr(&s->sched, s->cfg->optim.lr, step);
-  CT_TRY(ct_optim_step_unless(&s->opt, mod->params, mod->grads, lr, mod->grads, AT_COUNT(s)));
-  step_status *st = &s->status[step & 1];
-  st->step = step, st->n = n, st->m = m;
-  CL_CHECK(clEnqueueReadBuffer(s->dev.queue, mod->grads, CL_FALSE, AT_LOSS(s) * sizeof(float),
+  float lr = ct_schedule_lr(&s->sched, s->cfg->optim.lr, c->step);
+  CT_TRY(ct_optim_step_unless(&s->opt, mod->params, g, lr, g, AT_COUNT(s)));
+  step_status *st = &s->status[c->step & 1];
+  st->step = c->step, st->n = c->n, st->m = c->m;
+  memcpy(st->shares, c->shares, (size_t)s->comm->size * sizeof *st->shares);
+  CL_CHECK(clEnqueueReadBuffer(s->dev.queue, g, CL_FALSE, AT_LOSS(s) * sizeof(float),
                                s->tail * sizeof(float), st->host, 0, NULL, &st->ev));
   st->in_flight = 1;
+  if (c->step == s->cfg->inject_diverge_step && s->comm->rank == s->cfg->inject_diverge_rank) {
+    float v = 1.0f;   // perturb one parameter of this replica only
+    CL_CHECK(clEnqueueWriteBuffer(s->dev.queue, mod->params, CL_TRUE, 0, sizeof v, &v, 0, NULL, NULL));
+  }
   return CT_OK;
 }
 
-// Waits for a step's status and accounts for it: loss, waiting time, skipped steps.
+// ---- throughput balance ---------------------------------------------------------------------------
+
+// The shares of a full global batch under weights w.
+static void full_shares(run_state *s, const uint32_t *w, int *shares) {
+  ct_shares_weighted(s->cfg->batch, s->comm->size, w, shares);
+}
+
+// Throughput balance: folds one step's per-rank compute times (ms, the same numbers on every
+// rank) into a moving average of milliseconds per sample, and every balance_every steps (and at
+// the first steps after the warm-up) moves the weights to samples per millisecond when that
+// changes some rank's share of a full batch by at least 2 % (hysteresis: shares do not flap).
+// Every rank computes the same from the same numbers.
+static void balance_update(run_state *s, const float *ms, const int *shares, long step,
+                           int force) {
+  int world = s->comm->size;
+  if (!s->balancing || step < CT_WARMUP_STEPS) return;
+  for (int r = 0; r < world; r++) {
+    if (shares[r] <= 0) continue;
+    double per = (double)ms[r] / (double)shares[r];
+    s->est[r] = s->est[r] > 0 ? 0.7 * s->est[r] + 0.3 * per : per;
+  }
+  s->est_updates++;
+  long u = s->est_updates;
+  int due = force || u == 2 || u == 4 || u == 8 || u % s->cfg->balance_every == 0;
+  if (!due) return;
+  uint32_t *w = s->new_weights;
+  for (int r = 0; r < world; r++) {
+    if (!(s->est[r] > 0)) return;   // a rank not measured yet
+    double v = 1024.0 / s->est[r];   // samples per ms, in 1/1024
+    w[r] = v > 4e9 ? 4000000000u : v < 1 ? 1u : (uint32_t)v;
+  }
+  full_shares(s, s->weights, s->tmp_shares);
+  full_shares(s, w, s->tmp_shares2);
+  int moved = 0, thresh = s->cfg->batch / 50 > 1 ? s->cfg->batch / 50 : 1;
+  for (int r = 0; r < world; r++)
+    if (abs(s->tmp_shares2[r] - s->tmp_shares[r]) >= thresh) moved = 1;
+  if (!moved) return;
+  memcpy(s->weights, w, (size_t)world * sizeof *w);
+  s->res->share_changes++;
+  if (s->comm->rank == 0) {
+    printf("cltrain: step %ld: shares of a batch of %d now", step + 1, s->cfg->batch);
+    for (int r = 0; r < world; r++) printf(" %d", s->tmp_shares2[r]);
+    printf(" (measured us per sample:");
+    for (int r = 0; r < world; r++) printf(" %.1f", s->est[r] * 1e3);
+    printf(")\n");
+    fflush(stdout);
+  }
+}
+
+// Waits for a step's status and accounts for it: loss, waiting time, skipped steps, balance.
 static ct_status finish(run_state *s, step_status *st) {
   if (!st->in_flight) return CT_OK;
   CL_CHECK(clWaitForEvents(1, &st->ev));
@@ -616,32 +843,40 @@ static ct_status finish(run_state *s, step_status *st) {
   st->ev = NULL;
   st->in_flight = 0;
   const ct_train_config *cfg = s->cfg;
-  int world = s->comm->size;
+  int world = s->comm->size, local = cfg->sync == CT_SYNC_LOCAL;
   float loss = st->host[0];
   cl_uint count;
   memcpy(&count, &st->host[s->tail - 1], sizeof count);
-  if (world > 1 && !cfg->timing) {   // waiting for the slowest rank: max - own compute time
-    float most = 0, mine = st->host[1 + s->comm->rank];
-    for (int r = 0; r < world; r++)
-      if (st->host[1 + r] > most) most = st->host[1 + r];
-    double w = (double)(most - mine) * 1e-3;
-    s->res->wait_s += w;
+  if (world > 1 && !local) {   // every rank's compute time of the step: the same numbers
+    if (!cfg->timing) {        // waiting for the slowest rank: max - own compute time
+      float most = 0, mine = st->host[1 + s->comm->rank];
+      for (int r = 0; r < world; r++)
+        if (st->host[1 + r] > most) most = st->host[1 + r];
+      s->res->wait_s += (double)(most - mine) * 1e-3;
+    }
+    balance_update(s, st->host + 1, st->shares, st->step, 0);
   }
   if (count) {
     s->res->bad_steps++;
     s->bad_run++;
-    say(s, "cltrain: step %ld: non-finite loss or gradient, step skipped (%d in a row, limit %d)\n",
-        st->step, s->bad_run, cfg->max_bad_steps);
-    if (s->bad_run >= cfg->max_bad_steps)
+    if (!local || s->comm->rank == 0)
+      say(s, "cltrain: step %ld: non-finite loss or gradient, step skipped (%d in a row, limit %d)\n",
+          st->step, s->bad_run, cfg->max_bad_steps);
+    if (s->bad_run >= cfg->max_bad_steps) {
+      if (local) {   // the ranks stop together, at the next average
+        s->stop_bad = 1;
+        return CT_OK;
+      }
       return CT_FAIL(CT_ERR_NONFINITE,
                      "stopping: %d consecutive steps with non-finite loss or gradients "
                      "(--max-bad-steps %d); last good checkpoint: %s",
                      s->bad_run, cfg->max_bad_steps, cfg->checkpoint ? cfg->checkpoint : "none");
+    }
   } else {
     s->bad_run = 0;
     ct_optim_count(&s->opt);
     s->loss_acc += loss;
-    s->loss_n += world > 1 ? st->n : st->m;   // N > 1: the loss word is the global sum
+    s->loss_n += world > 1 && !local ? st->n : st->m;   // reduced: the loss word is the global sum
   }
   return CT_OK;
 }
@@ -658,6 +893,78 @@ static ct_status drain(run_state *s) {
   return ct_prof_collect(&s->dev, 1);
 }
 
+// local:K: the parameters averaged over the ranks, weighted by the samples each processed since
+// the last average; a stop request (non-finite steps) travels along, and so do the ranks'
+// compute times for the throughput balance. Replicas are identical afterwards (the optimizer
+// state stays each rank's own). The loss printed in local:K is rank 0's, over its own share.
+static ct_status local_average(run_state *s) {
+  int world = s->comm->size;
+  CT_TRY(drain(s));
+  if (world == 1) {
+    s->since_avg = 0;
+    s->samples_since = 0;
+    if (s->stop_bad) goto stop;
+    return CT_OK;
+  }
+  double t0 = ct_now();
+  // [samples, (unused), (unused), stop, compute s of rank r (world), samples of rank r (world)]
+  double *v = s->avg_words;
+  size_t nv = 4 + 2 * (size_t)world;
+  memset(v, 0, nv * sizeof *v);
+  v[0] = s->samples_since;
+  v[3] = s->stop_bad;
+  v[4 + s->comm->rank] = s->compute_since;
+  v[4 + world + s->comm->rank] = s->samples_since;
+  CT_TRY(ct_comm_allreduce_double_sum(s->comm, v, (int)nv));
+  float mine = v[0] > 0 ? (float)(s->samples_since / v[0]) : (float)(1.0 / world);
+  cl_kernel k;
+  CT_TRY(ct_kernel(&s->dev, "util", "scale_f32", &k));
+  cl_uint np = (cl_uint)s->P;
+  CL_CHECK(clSetKernelArg(k, 0, sizeof s->model.params, &s->model.params));
+  CL_CHECK(clSetKernelArg(k, 1, sizeof np, &np));
+  CL_CHECK(clSetKernelArg(k, 2, sizeof mine, &mine));
+  size_t global = (s->P + 255) / 256 * 256;
+  CL_CHECK(clEnqueueNDRangeKernel(s->dev.queue, k, 1, NULL, &global, NULL, 0, NULL, NULL));
+  CT_TRY(ct_allreduce_device(s->ar, s->model.params, 0, s->P, &s->ars));
+  if (s->measuring) s->allreduce_s += ct_now() - t0;
+  s->res->averages++;
+  // throughput balance from the compute time per sample of each rank since the last average
+  if (s->balancing && s->avg_count_measured++ > 0) {
+    float *ms = s->avg_ms;
+    for (int r = 0; r < world; r++) {
+      ms[r] = (float)(v[4 + r] * 1e3);
+      s->avg_shares[r] = (int)v[4 + world + r];
+    }
+    balance_update(s, ms, s->avg_shares, CT_WARMUP_STEPS + s->avg_count_measured, 1);
+  }
+  s->since_avg = 0;
+  s->samples_since = 0;
+  s->compute_since = 0;
+  if (v[3] > 0) goto stop;
+  return CT_OK;
+stop:
+  return CT_FAIL(CT_ERR_NONFINITE,
+                 "stopping: %d or more consecutive steps with non-finite loss or gradients on a "
+                 "rank (--max-bad-steps %d); last good checkpoint: %s",
+                 s->cfg->max_bad_steps, s->cfg->max_bad_steps,
+                 s->cfg->checkpoint ? s->cfg->checkpoint : "none");
+}
+
+// Everything computed is applied and accounted for, and the replicas agree: stale applies its
+// pending step, local:K averages. Before evaluation, checkpoints, replica checks and the end.
+static ct_status flush(run_state *s) {
+  if (s->cfg->sync == CT_SYNC_STALE && s->pend.valid) {
+    double c;
+    if (s->comm->size > 1) CT_TRY(phase_reduce(s, &s->pend, 0, &c));
+    step_status *prev = &s->status[(s->pend.step + 1) & 1];
+    CT_TRY(finish(s, prev));
+    CT_TRY(phase_apply(s, &s->pend));
+    s->pend.valid = 0;
+  }
+  if (s->cfg->sync == CT_SYNC_LOCAL && s->since_avg > 0) CT_TRY(local_average(s));
+  return drain(s);
+}
+
 // Runs f with profiling paused (evaluation, checkpoints and checks are not part of a step).
 #define UNPROFILED(s, call)                         \
   do {                                              \
@@ -667,6 +974,86 @@ static ct_status drain(run_state *s) {
     (s)->dev.prof = ct_saved_;                      \
     if (ct_st_ != CT_OK) return ct_st_;             \
   } while (0)
+
+// One step, in the order the mode needs: sync reduces and applies it; stale reduces and applies
+// the previous one while this one computes; local applies it alone. Returns this step's
+// compute time for the phase table.
+static ct_status run_step(run_state *s, slot *b, double t0, double *compute_s) {
+  int world = s->comm->size;
+  *compute_s = 0;
+  switch (s->cfg->sync) {
+    case CT_SYNC_SYNC: {
+      computed *c = &s->cur;
+      CT_TRY(phase_compute(s, b, s->gbuf[0], c));
+      if (world > 1) CT_TRY(phase_reduce(s, c, t0, compute_s));
+      CT_TRY(finish(s, &s->status[(c->step + 1) & 1]));   // the previous step's status
+      CT_TRY(phase_apply(s, c));
+      break;
+    }
+    case CT_SYNC_STALE: {
+      // this step into the buffer the pending one does not use
+      computed *c = &s->cur;
+      cl_mem g = s->pend.valid && s->pend.grads == s->gbuf[0] ? s->gbuf[1] : s->gbuf[0];
+      cl_mem own = s->model.params;
+      if (s->pend.valid && s->pred) {   // its gradients where the pending update will take us
+        cl_kernel k;
+        CT_TRY(ct_kernel(&s->dev, "util", "sgd_predict", &k));
+        const ct_optim_config *o = &s->cfg->optim;
+        cl_uint np = (cl_uint)s->P;
+        cl_int nest = o->nesterov;
+        float gscale = (float)world, lr = ct_schedule_lr(&s->sched, o->lr, s->pend.step);
+        CL_CHECK(clSetKernelArg(k, 0, sizeof s->pred, &s->pred));
+        CL_CHECK(clSetKernelArg(k, 1, sizeof own, &own));
+        CL_CHECK(clSetKernelArg(k, 2, sizeof s->pend.grads, &s->pend.grads));
+        CL_CHECK(clSetKernelArg(k, 3, sizeof s->opt.state, &s->opt.state));
+        CL_CHECK(clSetKernelArg(k, 4, sizeof np, &np));
+        CL_CHECK(clSetKernelArg(k, 5, sizeof gscale, &gscale));
+        CL_CHECK(clSetKernelArg(k, 6, sizeof lr, &lr));
+        CL_CHECK(clSetKernelArg(k, 7, sizeof o->momentum, &o->momentum));
+        CL_CHECK(clSetKernelArg(k, 8, sizeof o->weight_decay, &o->weight_decay));
+        CL_CHECK(clSetKernelArg(k, 9, sizeof nest, &nest));
+        CT_TRY(enqueue_1d(s, k, "sgd_predict", (s->P + 255) / 256 * 256, 0));
+        // the ring must not change the pending gradients before the prediction has read them
+        release_event(&s->pred_done);
+        CL_CHECK(clEnqueueMarkerWithWaitList(s->dev.queue, 0, NULL, &s->pred_done));
+        s->model.params = s->pred;
+      }
+      ct_status cst = phase_compute(s, b, g, c);
+      s->model.params = own;
+      CT_TRY(cst);
+      if (s->pend.valid) {   // the previous step: reduced while this one computes, then applied
+        double c_prev = 0;
+        if (world > 1) CT_TRY(phase_reduce(s, &s->pend, 0, &c_prev));
+        else CT_TRY(marker_seconds(&s->pend, &c_prev));
+        *compute_s = c_prev;
+        CT_TRY(finish(s, &s->status[(s->pend.step + 1) & 1]));
+        CT_TRY(phase_apply(s, &s->pend));
+      }
+      computed t = s->pend;   // swap: this step becomes the pending one
+      s->pend = *c;
+      s->pend.valid = 1;
+      *c = t;
+      c->valid = 0;
+      break;
+    }
+    case CT_SYNC_LOCAL: {
+      computed *c = &s->cur;
+      CT_TRY(phase_compute(s, b, s->gbuf[0], c));
+      CT_TRY(finish(s, &s->status[(c->step + 1) & 1]));
+      CT_TRY(phase_apply(s, c));
+      s->since_avg++;
+      s->samples_since += c->m;
+      if (world > 1) {   // this rank's compute time, for the balance at the next average
+        CL_CHECK(clFinish(s->dev.queue));
+        *compute_s = ct_now() - t0;
+        s->compute_since += *compute_s;
+      }
+      if (s->since_avg >= s->cfg->local_k) CT_TRY(local_average(s));
+      break;
+    }
+  }
+  return CT_OK;
+}
 
 // ---- the loop ---------------------------------------------------------------------------------
 
@@ -710,7 +1097,7 @@ static ct_status train(run_state *s) {
   double t_log = ct_now(), samples_log = 0, t_train = 0, samples_total = 0;
   int stop = 0, k = 0;
 #define HAS_STEP(e, st) ((e) < cfg->epochs && (cfg->max_steps <= 0 || (st) < cfg->max_steps))
-  if (HAS_STEP(epoch, step)) loader_post(&s->load, &s->slots[0], epoch, si, step);
+  if (HAS_STEP(epoch, step)) loader_post(&s->load, &s->slots[0], epoch, si, step, s->weights);
   for (;;) {
     if (!HAS_STEP(epoch, step)) {
       stop = epoch < cfg->epochs;   // --max-steps ended it mid-run
@@ -729,17 +1116,10 @@ static ct_status train(run_state *s) {
     long next_si = si + 1, next_step = step + 1;
     if (next_si == steps_per_epoch) next_epoch++, next_si = 0;
     if (HAS_STEP(next_epoch, next_step))
-      loader_post(&s->load, &s->slots[k ^ 1], next_epoch, next_si, next_step);
-    // compute, reduce, then the previous step's status (the device is busy meanwhile), apply
-    CT_TRY(phase_compute(s, b));
+      loader_post(&s->load, &s->slots[k ^ 1], next_epoch, next_si, next_step, s->weights);
+    // compute, reduce, apply: in the order of the --sync mode
     double compute_s = 0;
-    if (world > 1) CT_TRY(phase_reduce(s, t0, &compute_s));
-    CT_TRY(finish(s, &s->status[(step + 1) & 1]));
-    CT_TRY(phase_apply(s, step, b->n, b->m));
-    if (step == cfg->inject_diverge_step && rank == cfg->inject_diverge_rank) {
-      float v = 1.0f;   // perturb one parameter of this replica only
-      CL_CHECK(clEnqueueWriteBuffer(s->dev.queue, s->model.params, CL_TRUE, 0, sizeof v, &v, 0, NULL, NULL));
-    }
+    CT_TRY(run_step(s, b, t0, &compute_s));
     CT_TRY(ct_prof_collect(&s->dev, 0));
     double t1 = ct_now();
     res->compute_s += world > 1 ? compute_s : t1 - t0;
@@ -757,15 +1137,21 @@ static ct_status train(run_state *s) {
     res->steps++;
     if (res->steps == CT_WARMUP_STEPS) {   // kernels are built on first use: not throughput
       CT_TRY(drain(s));
+      CT_TRY(ct_prof_collect(&s->dev, 1));
       CT_TRY(ct_prof_reset(&s->dev));
       s->measuring = 1;
     }
 
     int end_of_epoch = si + 1 == steps_per_epoch;
-    int check = cfg->check_every > 0 && step % cfg->check_every == 0 && world > 1;
+    // replicas are compared at every average in local:K (they differ in between, on purpose)
+    int check = world > 1 && cfg->check_every > 0 &&
+                (cfg->sync == CT_SYNC_LOCAL ? s->since_avg == 0 && s->res->averages > s->checked_avg
+                                            : step % cfg->check_every == 0);
     int log = cfg->log_every > 0 && step % cfg->log_every == 0;
     int ckpt = cfg->checkpoint && cfg->checkpoint_every > 0 && step % cfg->checkpoint_every == 0;
-    if (check || log || ckpt || end_of_epoch) CT_TRY(drain(s));
+    if (ckpt || end_of_epoch || (check && cfg->sync != CT_SYNC_LOCAL)) CT_TRY(flush(s));
+    else if (log || check) CT_TRY(drain(s));
+    if (check) s->checked_avg = s->res->averages;
     if (check) {
       char when[64];
       snprintf(when, sizeof when, "at step %ld", step);
@@ -803,7 +1189,7 @@ static ct_status train(run_state *s) {
     k ^= 1;
   }
 #undef HAS_STEP
-  CT_TRY(drain(s));
+  CT_TRY(flush(s));
   if (stop || res->epochs_done == 0) UNPROFILED(s, evaluate(s, &res->test_acc));
   if (s->loss_n > 0) res->last_loss = s->loss_acc / s->loss_n;   // since the last log line
   res->train_s = t_train;

@@ -19,7 +19,7 @@ enum {
   O_BETA2, O_EPS, O_SCHED, O_WARMUP, O_STEP_SIZE, O_GAMMA, O_MIN_LR, O_SEED, O_DEVICE, O_DATA,
   O_LIMIT, O_TEST_LIMIT, O_NORMALIZE, O_SHARD, O_NO_SHUFFLE, O_LOG_EVERY, O_MAX_STEPS,
   O_SAVE_PARAMS, O_QUIET, O_CHECKPOINT, O_CHECKPOINT_EVERY, O_RESUME, O_MAX_BAD, O_CHECK_EVERY,
-  O_ON_DIVERGENCE, O_PROFILE, O_TIMING, O_TUNE, O_TUNE_BUDGET, O_HELP,
+  O_ON_DIVERGENCE, O_PROFILE, O_TIMING, O_TUNE, O_TUNE_BUDGET, O_BALANCE, O_SYNC, O_HELP,
 };
 
 static const struct option options[] = {
@@ -62,6 +62,8 @@ static const struct option options[] = {
     {"timing", no_argument, 0, O_TIMING},
     {"tune", no_argument, 0, O_TUNE},
     {"tune-budget", required_argument, 0, O_TUNE_BUDGET},
+    {"balance", required_argument, 0, O_BALANCE},
+    {"sync", required_argument, 0, O_SYNC},
     {"help", no_argument, 0, O_HELP},
     {0, 0, 0, 0}};
 
@@ -101,6 +103,12 @@ static void usage(FILE *f) {
 "                           \"0=pocl,1=oclgrind,gpu\" (see cltrain-devices)  [$CLTRAIN_DEVICE or auto]\n"
 "  --shard KIND             how a global batch is split over ranks:\n"
 "                           sequential | random | stratified                  [sequential]\n"
+"  --balance KIND           how the global batch is shared out: even | throughput (in\n"
+"                           proportion to each rank's measured speed) | static:W0,W1,... |\n"
+"                           auto (throughput when the ranks' devices differ, else even) [auto]\n"
+"  --sync MODE              sync (reduce, then update) | stale (reduce step t while step\n"
+"                           t+1 computes; updates one step late) | local:K (local SGD:\n"
+"                           parameters averaged every K steps)                  [sync]\n"
 "  --tune                   when the device's GEMM tuning cache is missing or lacks this\n"
 "                           model's matrix products, tune them first (a few minutes; see\n"
 "                           cltrain-tune) and add them to the cache               [off]\n"
@@ -122,6 +130,61 @@ static void usage(FILE *f) {
 "                           profiling), GEMM GFLOP/s, and the host's waits\n"
 "  -h, --help               this text\n"
 "\nexit codes: 0 done, 1 run-time failure, 2 bad command line\n");
+}
+
+// --balance auto|even|throughput|static:W0,W1,...
+static ct_status parse_balance(const char *text, ct_train_config *c) {
+  if (!strcmp(text, "auto")) c->balance = CT_BALANCE_AUTO;
+  else if (!strcmp(text, "even")) c->balance = CT_BALANCE_EVEN;
+  else if (!strcmp(text, "throughput")) c->balance = CT_BALANCE_THROUGHPUT;
+  else if (!strncmp(text, "static:", 7)) {
+    c->balance = CT_BALANCE_STATIC;
+    c->n_static_weights = 0;
+    const char *p = text + 7;
+    long sum = 0;
+    for (;;) {
+      char num[32];
+      size_t len = strcspn(p, ",");
+      long v;
+      if (len == 0 || len >= sizeof num || c->n_static_weights >= CT_MAX_STATIC_WEIGHTS)
+        return CT_FAIL(CT_ERR_USAGE, "--balance: expected static:W0,W1,... with integer weights "
+                       ">= 0, one per rank, got '%s'", text);
+      memcpy(num, p, len);
+      num[len] = 0;
+      ct_status st = ct_arg_long("--balance (static weight)", num, 0, 1000000, &v);
+      if (st != CT_OK) return st;
+      c->static_weights[c->n_static_weights++] = (int)v;
+      sum += v;
+      p += len;
+      if (!*p) break;
+      p++;
+    }
+    if (sum == 0)
+      return CT_FAIL(CT_ERR_USAGE, "--balance: static weights '%s' are all 0", text + 7);
+  } else {
+    return CT_FAIL(CT_ERR_USAGE, "--balance: expected auto, even, throughput or static:W0,W1,..., "
+                   "got '%s'", text);
+  }
+  return CT_OK;
+}
+
+// --sync sync|stale|local:K
+static ct_status parse_sync(const char *text, ct_train_config *c) {
+  if (!strcmp(text, "sync")) c->sync = CT_SYNC_SYNC;
+  else if (!strcmp(text, "stale")) c->sync = CT_SYNC_STALE;
+  else if (!strncmp(text, "local:", 6)) {
+    long k;
+    if (ct_arg_long("--sync (local:K)", text + 6, 1, 1000000, &k) != CT_OK) {
+      ct_error_clear();
+      return CT_FAIL(CT_ERR_USAGE, "--sync: expected local:K with an integer K in 1..1000000, got "
+                     "'%s'", text);
+    }
+    c->sync = CT_SYNC_LOCAL;
+    c->local_k = (int)k;
+  } else {
+    return CT_FAIL(CT_ERR_USAGE, "--sync: expected sync, stale or local:K, got '%s'", text);
+  }
+  return CT_OK;
 }
 
 static ct_status parse(int argc, char **argv, ct_train_config *c) {
@@ -191,6 +254,8 @@ static ct_status parse(int argc, char **argv, ct_train_config *c) {
       case O_PROFILE: c->profile = 1; break;
       case O_TIMING: c->timing = 1; break;
       case O_TUNE: c->tune = 1; break;
+      case O_BALANCE: CT_TRY(parse_balance(optarg, c)); break;
+      case O_SYNC: CT_TRY(parse_sync(optarg, c)); break;
       case O_TUNE_BUDGET: CT_TRY(ct_arg_float("--tune-budget", optarg, 0, 1, 86400, 0, &c->tune_budget)); break;
       case O_HELP:
       case 'h': usage(stdout); exit(0);
@@ -255,6 +320,8 @@ int main(int argc, char **argv) {
   cfg.inject_diverge_rank = (int)env_long("CLTRAIN_INJECT_DIVERGE_RANK", 1);
   cfg.inject_exit_step = env_long("CLTRAIN_INJECT_EXIT_STEP", -1);
   cfg.inject_exit_rank = (int)env_long("CLTRAIN_INJECT_EXIT_RANK", 1);
+  cfg.inject_slow_rank = (int)env_long("CLTRAIN_INJECT_SLOW_RANK", -1);
+  cfg.inject_slow_us = env_long("CLTRAIN_INJECT_SLOW_US", 0);
 
   ct_train_result res;
   st = ct_train_run(&cfg, &comm, &res);

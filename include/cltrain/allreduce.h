@@ -2,7 +2,7 @@
 // host memory.
 //
 // Defines: ct_allreduce_stats, ct_allreduce (opaque) + ct_allreduce_init / _free,
-// ct_allreduce_device, ct_allreduce_host, ct_allreduce_pinned, ct_allreduce_zero_copy,
+// ct_allreduce_device (+ _after), ct_allreduce_host, ct_allreduce_pinned, ct_allreduce_zero_copy,
 // ct_allreduce_ring_bytes.
 //
 // N ranks form a ring (rank r sends to r+1 and receives from r-1). The count is cut into N
@@ -57,6 +57,15 @@ int ct_allreduce_zero_copy(const ct_allreduce *ar);
 // Any N >= 1 and any count (0, < N, not divisible by N); count <= max_count. stats may be NULL.
 ct_status ct_allreduce_device(ct_allreduce *ar, cl_mem buf, size_t offset, size_t count,
                               ct_allreduce_stats *stats);
+
+// The same, with the range's producers given by an event: it waits for `after` (instead of
+// everything on dev->queue) and uses only a queue of its own, so the device may compute other
+// work meanwhile (--sync stale). patch (patch_n floats, or NULL) is written into the range at
+// patch_at before the reduction (this rank's status words). On return the result is in buf.
+// after = NULL: exactly ct_allreduce_device (plus the patch).
+ct_status ct_allreduce_device_after(ct_allreduce *ar, cl_mem buf, size_t offset, size_t count,
+                                    cl_event after, const float *patch, size_t patch_at,
+                                    size_t patch_n, ct_allreduce_stats *stats);
 
 // The same ring on a host array buf (count floats), no device: for the benchmark and tests.
 // chunk_bytes 0 = default. stats may be NULL.

@@ -20,6 +20,19 @@
 
 typedef enum { CT_DIVERGE_WARN, CT_DIVERGE_RESYNC, CT_DIVERGE_ABORT } ct_divergence;
 
+// How the global batch is shared out (--balance). EVEN: as equal as integers allow. STATIC: in
+// proportion to given weights. THROUGHPUT: in proportion to each rank's measured samples per
+// second, re-measured while training. AUTO: THROUGHPUT when the ranks' devices differ, EVEN when
+// they are all the same model (so that a homogeneous job stays bitwise reproducible).
+typedef enum { CT_BALANCE_AUTO, CT_BALANCE_EVEN, CT_BALANCE_THROUGHPUT, CT_BALANCE_STATIC } ct_balance;
+#define CT_MAX_STATIC_WEIGHTS 1024
+
+// How the replicas are kept together (--sync). SYNC: every step's gradients are reduced before
+// that step's update. STALE: step t's reduction runs while step t+1 computes, and step t's
+// update is applied after it (one step late). LOCAL: each rank steps on its own share's gradients
+// and the parameters are averaged every K steps (local SGD).
+typedef enum { CT_SYNC_SYNC, CT_SYNC_STALE, CT_SYNC_LOCAL } ct_sync;
+
 typedef struct {
   const char *arch;          // "mlp", "cnn" or a token string (model.h)
   const char *data_dir;      // MNIST-format folder
@@ -44,6 +57,13 @@ typedef struct {
   int max_bad_steps;         // stop after K consecutive non-finite steps
   long check_every;          // compare parameter checksums across ranks every N steps (0 = never)
   ct_divergence on_divergence;
+  // parallelism
+  ct_balance balance;
+  int static_weights[CT_MAX_STATIC_WEIGHTS];   // STATIC: weight of rank r (>= 0, not all 0)
+  int n_static_weights;
+  ct_sync sync;
+  int local_k;               // LOCAL: optimizer steps between averages (>= 1)
+  long balance_every;        // THROUGHPUT: consider new shares every N steps (after warm-up)
   // speed and measurement
   int profile;               // per-kernel table from OpenCL event profiling at the end
   int timing;                // a barrier before each all-reduce: exact waiting time per rank
@@ -57,6 +77,8 @@ typedef struct {
   int inject_diverge_rank;
   long inject_exit_step;     // _exit(3) this rank at this step (-1 = never)
   int inject_exit_rank;
+  int inject_slow_rank;      // this rank sleeps inject_slow_us per sample of its share, each
+  long inject_slow_us;       // step, as if its device were slower (-1 = none)
 } ct_train_config;
 
 typedef struct {
@@ -72,6 +94,9 @@ typedef struct {
   double flops_per_sample;   // the model's matrix products per sample and training step
   double gflops;             // achieved by this rank's device (its samples x flops / step time)
   double best_gflops;        // best SGEMM rate measured on this rank's device (0: no cache)
+  long share_changes;        // times the shares changed (THROUGHPUT)
+  long averages;             // LOCAL: parameter averages done
+  int final_share;           // this rank's share of a full global batch at the end
 } ct_train_result;
 
 void ct_train_config_defaults(ct_train_config *cfg);
