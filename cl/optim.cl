@@ -116,15 +116,32 @@ static float ct_soft_div(float a, float b) {
 #define CT_NO_SKIP 0xffffffffu
 
 // Each work-item updates CT_PER_ITEM consecutive elements (range ceil(n / CT_PER_ITEM)): the
-// same scalar operations per element, in an inner loop a compiler can vectorize.
-#define CT_PER_ITEM 8
+// same scalar operations per element either way. 8 suits PoCL (its compiler vectorizes the inner
+// loop); 1 suits runtimes that vectorize across work-items (Intel's) and GPUs. The host sets it.
+#ifndef CT_PER_ITEM
+#define CT_PER_ITEM 1
+#endif
 
-// p (n), grad (n), v (n; momentum, untouched when mu == 0).
+// p (n), grad (n), v (n; momentum, untouched when mu == 0). With CT_PER_ITEM == 8 a work-item
+// takes 8 elements as one float8 (element-wise the same operations, so the same bits).
 __kernel void sgd_step(__global float *p, __global const float *grad, __global float *v,
                        const uint n, const float lr, const float mu, const float wd,
                        const int nesterov, __global const uint *skip, const uint skip_at) {
   if (skip_at != CT_NO_SKIP && skip[skip_at] != 0u) return;
   uint i0 = (uint)get_global_id(0) * CT_PER_ITEM;
+#if CT_PER_ITEM == 8
+  if (i0 + 8 <= n) {
+    float8 w = vload8(0, p + i0), g = vload8(0, grad + i0);
+    if (wd != 0.0f) g = g + wd * w;
+    if (mu != 0.0f) {
+      float8 m = mu * vload8(0, v + i0) + g;
+      vstore8(m, 0, v + i0);
+      g = nesterov ? g + mu * m : m;
+    }
+    vstore8(w - lr * g, 0, p + i0);
+    return;
+  }
+#endif
   uint end = min(i0 + CT_PER_ITEM, n);
   for (uint i = i0; i < end; i++) {
     float w = p[i];

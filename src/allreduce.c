@@ -46,6 +46,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cltrain/timer.h"
 
@@ -149,9 +150,18 @@ static ct_status isend(ring *g, const float *region, size_t len, int tag, MPI_Re
   return CT_OK;
 }
 
+// Waits for a request: polls for 200 us, then polls every 50 us with a sleep in between, so a
+// rank waiting long for a slower neighbour leaves the core to whatever shares it (its own device
+// threads on a CPU, or another rank) instead of spinning in MPI_Wait.
 static ct_status mpi_wait(ring *g, MPI_Request *req, const char *what) {
   double t0 = ct_now();
-  int err = MPI_Wait(req, MPI_STATUS_IGNORE);
+  int done = 0, err;
+  while ((err = MPI_Test(req, &done, MPI_STATUS_IGNORE)) == MPI_SUCCESS && !done) {
+    if (ct_now() - t0 > 200e-6) {
+      struct timespec ts = {0, 50000};
+      nanosleep(&ts, NULL);
+    }
+  }
   g->st.mpi_s += ct_now() - t0;
   if (err != MPI_SUCCESS) return ct_mpi_error(err, what, __FILE__, __LINE__);
   return CT_OK;

@@ -136,8 +136,10 @@ const ct_gemm_plan *ct_blas_find_plan(const ct_device *dev, int ta, int tb, size
     const ct_gemm_plan *p = &b->plans[i];
     if (p->ta != !!ta || p->tb != !!tb) continue;
     if (p->m == m && p->n == n && p->k == k) return p;
+    // M follows the batch share (it varies with the shares and the epoch's last batch): any M;
+    // N and K are the model's own sizes: within a factor of 4
     double dm = log_ratio(p->m, m), dn = log_ratio(p->n, n), dk = log_ratio(p->k, k);
-    if (dm > lim || dn > lim || dk > lim) continue;
+    if (dn > lim || dk > lim) continue;
     if (dm + dn + dk < best_d) best_d = dm + dn + dk, best = p;
   }
   return best;
@@ -324,9 +326,19 @@ ct_status ct_gemm(ct_device *dev, const char *role, int trans_a, int trans_b, si
     if (own) ev = ct_prof_event(dev, name, flops, CT_PROF_GEMM);
     else CT_TRY(ct_prof_span(dev, name, flops, CT_PROF_GEMM, &ev));
   }
-  if (own)
-    return ct_gemm_own(dev, &p->tile, trans_a, trans_b, m, n, k, alpha, a, a_off, lda, b, b_off,
-                       ldb, beta, c, c_off, ldc, ev);
+  if (own) {
+    // a plan tuned for more rows: shrink its work-group to the rows there are (a power of two),
+    // so that fewer work-items idle (a smaller share of the batch, the epoch's last batch)
+    ct_gemm_tile t = p->tile;
+    if (2 * m <= p->m) {   // (not for small differences: every new size is a new kernel build)
+      size_t tiles = (m + (size_t)t.mr - 1) / (size_t)t.mr;
+      int lm = 1;
+      while ((size_t)lm < tiles && lm < t.lm) lm *= 2;
+      if (lm >= 4 && lm < t.lm) t.lm = lm;
+    }
+    return ct_gemm_own(dev, &t, trans_a, trans_b, m, n, k, alpha, a, a_off, lda, b, b_off, ldb,
+                       beta, c, c_off, ldc, ev);
+  }
   return ct_gemm_clblast(dev, trans_a, trans_b, m, n, k, alpha, a, a_off, lda, b, b_off, ldb,
                          beta, c, c_off, ldc, ev);
 }

@@ -242,7 +242,8 @@ typedef struct {
   computed cur, pend;      // this step; stale: the step computed but not yet reduced / applied
   // balance (--balance): the weights the shares follow, the same on every rank
   uint32_t *weights, *new_weights;   // (world)
-  double *est;             // (world) throughput: smoothed device ms per sample of each rank
+  double *est;             // (2 world) throughput: measured ms per sample of each rank
+  double *fit;             // (2 world) throughput: seconds and samples per rank since a change
   long est_updates;
   int balancing;           // throughput balance in effect
   int *tmp_shares, *tmp_shares2;     // (world)
@@ -256,6 +257,9 @@ typedef struct {
   int stop_bad;            // this rank reached --max-bad-steps: stop at the next average
   ct_balance balance_kind; // what --balance (auto) settled on
   long checked_avg;        // local:K: the average the replicas were last compared after
+  double warm_compute, warm_wait, warm_train, warm_local;   // at the end of the warm-up
+  ct_allreduce_stats warm_ars;
+  long balance_quiet_until;   // throughput: steps before this are not measured
   cl_mem pred;             // stale, SGD: the parameters after the pending update (predicted)
   cl_event pred_done;      // the prediction has read the pending gradients
   size_t P;                // parameters
@@ -542,7 +546,8 @@ static ct_status setup(run_state *s) {
   int world = comm->size;
   s->weights = calloc((size_t)world, sizeof *s->weights);
   s->new_weights = calloc((size_t)world, sizeof *s->new_weights);
-  s->est = calloc((size_t)world, sizeof *s->est);
+  s->est = calloc(2 * (size_t)world, sizeof *s->est);
+  s->fit = calloc(5 * (size_t)world, sizeof *s->fit);
   s->tmp_shares = calloc((size_t)world, sizeof *s->tmp_shares);
   s->tmp_shares2 = calloc((size_t)world, sizeof *s->tmp_shares2);
   s->avg_words = calloc(4 + 2 * (size_t)world, sizeof *s->avg_words);
@@ -550,7 +555,7 @@ static ct_status setup(run_state *s) {
   s->avg_shares = calloc((size_t)world, sizeof *s->avg_shares);
   s->cur.shares = calloc((size_t)world, sizeof(int));
   s->pend.shares = calloc((size_t)world, sizeof(int));
-  if (!s->weights || !s->new_weights || !s->est || !s->tmp_shares || !s->tmp_shares2 ||
+  if (!s->weights || !s->new_weights || !s->est || !s->fit || !s->tmp_shares || !s->tmp_shares2 ||
       !s->avg_words || !s->avg_ms || !s->avg_shares || !s->cur.shares || !s->pend.shares)
     return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
   CT_TRY(balance_setup(s));
@@ -627,7 +632,7 @@ static void teardown(run_state *s) {
   if (s->pred) clReleaseMemObject(s->pred);
   if (s->pred_done) clReleaseEvent(s->pred_done);
   s->model.grads = s->gbuf[0] ? s->gbuf[0] : s->model.grads;   // the model frees its own
-  free(s->weights), free(s->new_weights), free(s->est), free(s->tmp_shares), free(s->tmp_shares2);
+  free(s->weights), free(s->new_weights), free(s->est), free(s->fit), free(s->tmp_shares), free(s->tmp_shares2);
   free(s->avg_words), free(s->avg_ms), free(s->avg_shares);
   if (s->ar) ct_allreduce_free(s->ar);
   if (s->opt.dev) ct_optim_free(&s->opt);
@@ -793,38 +798,59 @@ static void full_shares(run_state *s, const uint32_t *w, int *shares) {
   ct_shares_weighted(s->cfg->batch, s->comm->size, w, shares);
 }
 
-// Throughput balance: folds one step's per-rank compute times (ms, the same numbers on every
-// rank) into a moving average of milliseconds per sample, and every balance_every steps (and at
-// the first steps after the warm-up) moves the weights to samples per millisecond when that
-// changes some rank's share of a full batch by at least 2 % (hysteresis: shares do not flap).
-// Every rank computes the same from the same numbers.
+// Throughput balance. Every step's status words carry every rank's compute time (the same
+// numbers on every rank after the all-reduce). Each rank's time per sample over the steps since
+// the last change is checked every balance_every steps (and 3 and 6 steps after the warm-up or
+// a change), and the weights become samples per millisecond. Moving shares in
+// proportion to m / t converges to equal step times even when a step has a fixed part (a rank
+// with a fixed cost looks slower per sample than it is at the margin, so it moves too little,
+// never too much, and the next rounds finish the move). A change must cut the slowest rank's
+// predicted time by 15 % (hysteresis: shares do not flap on noise); the steps right after it are not
+// measured (a new shape may build a kernel the first time); no rank gets less than 1/(8 N) of
+// the batch, so a rank that has become slow is still measured. Every rank computes the same.
 static void balance_update(run_state *s, const float *ms, const int *shares, long step,
                            int force) {
   int world = s->comm->size;
-  if (!s->balancing || step < CT_WARMUP_STEPS) return;
+  if (!s->balancing || step < CT_WARMUP_STEPS || step < s->balance_quiet_until) return;
+  // sums over the steps measured since the last change: seconds and samples per rank
+  double *sum_t = s->fit, *sum_m = s->fit + world;
   for (int r = 0; r < world; r++) {
-    if (shares[r] <= 0) continue;
-    double per = (double)ms[r] / (double)shares[r];
-    s->est[r] = s->est[r] > 0 ? 0.7 * s->est[r] + 0.3 * per : per;
+    sum_t[r] += ms[r];
+    sum_m[r] += shares[r];
   }
   s->est_updates++;
   long u = s->est_updates;
-  int due = force || u == 2 || u == 4 || u == 8 || u % s->cfg->balance_every == 0;
+  int due = force || u == 3 || u == 6 || u % s->cfg->balance_every == 0;
   if (!due) return;
-  uint32_t *w = s->new_weights;
+  uint32_t *w = s->new_weights, most = 1;
   for (int r = 0; r < world; r++) {
-    if (!(s->est[r] > 0)) return;   // a rank not measured yet
-    double v = 1024.0 / s->est[r];   // samples per ms, in 1/1024
+    if (!(sum_m[r] > 0) || !(sum_t[r] > 0)) return;   // a rank not measured yet
+    s->est[r] = sum_t[r] / sum_m[r];                    // ms per sample
+    double v = 1024.0 / s->est[r];                      // samples per ms, in 1/1024
     w[r] = v > 4e9 ? 4000000000u : v < 1 ? 1u : (uint32_t)v;
+    if (w[r] > most) most = w[r];
   }
+  uint32_t floor_w = most / (8u * (uint32_t)world);
+  for (int r = 0; r < world; r++)
+    if (w[r] < floor_w) w[r] = floor_w;
   full_shares(s, s->weights, s->tmp_shares);
   full_shares(s, w, s->tmp_shares2);
-  int moved = 0, thresh = s->cfg->batch / 50 > 1 ? s->cfg->batch / 50 : 1;
-  for (int r = 0; r < world; r++)
-    if (abs(s->tmp_shares2[r] - s->tmp_shares[r]) >= thresh) moved = 1;
-  if (!moved) return;
+  // the slowest rank's predicted time now and with the new shares: change only for a gain of
+  // 15 % or more (measurements on a shared machine move by more than a few percent, and a new
+  // share size can cost a kernel build)
+  double now_t = 0, new_t = 0;
+  for (int r = 0; r < world; r++) {
+    if (s->est[r] * s->tmp_shares[r] > now_t) now_t = s->est[r] * s->tmp_shares[r];
+    if (s->est[r] * s->tmp_shares2[r] > new_t) new_t = s->est[r] * s->tmp_shares2[r];
+  }
+  if (!(new_t < 0.85 * now_t)) return;
   memcpy(s->weights, w, (size_t)world * sizeof *w);
   s->res->share_changes++;
+  // the new shares apply from the step the loader prepares next (two steps on); the sums start
+  // over after that
+  s->balance_quiet_until = step + 4;
+  s->est_updates = 0;
+  for (int r = 0; r < world; r++) sum_t[r] = sum_m[r] = 0;
   if (s->comm->rank == 0) {
     printf("cltrain: step %ld: shares of a batch of %d now", step + 1, s->cfg->batch);
     for (int r = 0; r < world; r++) printf(" %d", s->tmp_shares2[r]);
@@ -897,7 +923,9 @@ static ct_status drain(run_state *s) {
 // the last average; a stop request (non-finite steps) travels along, and so do the ranks'
 // compute times for the throughput balance. Replicas are identical afterwards (the optimizer
 // state stays each rank's own). The loss printed in local:K is rank 0's, over its own share.
-static ct_status local_average(run_state *s) {
+// with_state = 1 (checkpoints): the optimizer state is averaged the same way, so that the one
+// state a checkpoint holds is every rank's, and a resumed run continues exactly.
+static ct_status local_average(run_state *s, int with_state) {
   int world = s->comm->size;
   CT_TRY(drain(s));
   if (world == 1) {
@@ -926,6 +954,18 @@ static ct_status local_average(run_state *s) {
   size_t global = (s->P + 255) / 256 * 256;
   CL_CHECK(clEnqueueNDRangeKernel(s->dev.queue, k, 1, NULL, &global, NULL, 0, NULL, NULL));
   CT_TRY(ct_allreduce_device(s->ar, s->model.params, 0, s->P, &s->ars));
+  if (with_state) {   // in pieces the all-reduce's staging holds
+    cl_uint ns = (cl_uint)s->opt.state_count;
+    size_t gs = (s->opt.state_count + 255) / 256 * 256;
+    CL_CHECK(clSetKernelArg(k, 0, sizeof s->opt.state, &s->opt.state));
+    CL_CHECK(clSetKernelArg(k, 1, sizeof ns, &ns));
+    CL_CHECK(clSetKernelArg(k, 2, sizeof mine, &mine));
+    CL_CHECK(clEnqueueNDRangeKernel(s->dev.queue, k, 1, NULL, &gs, NULL, 0, NULL, NULL));
+    for (size_t off = 0; off < s->opt.state_count; off += s->P) {
+      size_t len = s->opt.state_count - off < s->P ? s->opt.state_count - off : s->P;
+      CT_TRY(ct_allreduce_device(s->ar, s->opt.state, off, len, &s->ars));
+    }
+  }
   if (s->measuring) s->allreduce_s += ct_now() - t0;
   s->res->averages++;
   // throughput balance from the compute time per sample of each rank since the last average
@@ -951,8 +991,9 @@ stop:
 }
 
 // Everything computed is applied and accounted for, and the replicas agree: stale applies its
-// pending step, local:K averages. Before evaluation, checkpoints, replica checks and the end.
-static ct_status flush(run_state *s) {
+// pending step, local:K averages (for a checkpoint, state = 1: the optimizer state too). Before
+// evaluation, checkpoints, replica checks and the end.
+static ct_status flush(run_state *s, int state) {
   if (s->cfg->sync == CT_SYNC_STALE && s->pend.valid) {
     double c;
     if (s->comm->size > 1) CT_TRY(phase_reduce(s, &s->pend, 0, &c));
@@ -961,7 +1002,8 @@ static ct_status flush(run_state *s) {
     CT_TRY(phase_apply(s, &s->pend));
     s->pend.valid = 0;
   }
-  if (s->cfg->sync == CT_SYNC_LOCAL && s->since_avg > 0) CT_TRY(local_average(s));
+  if (s->cfg->sync == CT_SYNC_LOCAL && (s->since_avg > 0 || state))
+    CT_TRY(local_average(s, state));
   return drain(s);
 }
 
@@ -1048,7 +1090,7 @@ static ct_status run_step(run_state *s, slot *b, double t0, double *compute_s) {
         *compute_s = ct_now() - t0;
         s->compute_since += *compute_s;
       }
-      if (s->since_avg >= s->cfg->local_k) CT_TRY(local_average(s));
+      if (s->since_avg >= s->cfg->local_k) CT_TRY(local_average(s, 0));
       break;
     }
   }
@@ -1090,6 +1132,20 @@ static ct_status train(run_state *s) {
       cfg->optim.kind == CT_OPT_SGD ? "sgd" : "adamw", cfg->data_dir, s->train.count, s->test.count);
   CT_TRY(report_devices(s));
   say(s, "cltrain: parameter checksum %016llx on every rank\n", (unsigned long long)sum);
+  if (world > 1) {
+    static const char *const bn[] = {"auto", "even", "throughput", "static"};
+    full_shares(s, s->weights, s->tmp_shares);
+    if (R0) {
+      printf("cltrain: --balance %s%s, --sync ", bn[s->balance_kind],
+             cfg->balance == CT_BALANCE_AUTO ? " (auto)" : "");
+      if (cfg->sync == CT_SYNC_LOCAL) printf("local:%d", cfg->local_k);
+      else printf("%s", cfg->sync == CT_SYNC_STALE ? "stale" : "sync");
+      printf("; shares of a batch of %d:", cfg->batch);
+      for (int r = 0; r < world; r++) printf(" %d", s->tmp_shares[r]);
+      printf("\n");
+      fflush(stdout);
+    }
+  }
 
   long step = pos.step;
   int epoch = pos.epoch;
@@ -1140,6 +1196,8 @@ static ct_status train(run_state *s) {
       CT_TRY(ct_prof_collect(&s->dev, 1));
       CT_TRY(ct_prof_reset(&s->dev));
       s->measuring = 1;
+      s->warm_compute = res->compute_s, s->warm_wait = res->wait_s, s->warm_ars = s->ars;
+      s->warm_train = t_train, s->warm_local = res->local_samples;
     }
 
     int end_of_epoch = si + 1 == steps_per_epoch;
@@ -1149,7 +1207,9 @@ static ct_status train(run_state *s) {
                                             : step % cfg->check_every == 0);
     int log = cfg->log_every > 0 && step % cfg->log_every == 0;
     int ckpt = cfg->checkpoint && cfg->checkpoint_every > 0 && step % cfg->checkpoint_every == 0;
-    if (ckpt || end_of_epoch || (check && cfg->sync != CT_SYNC_LOCAL)) CT_TRY(flush(s));
+    int saving = ckpt || (end_of_epoch && cfg->checkpoint);
+    // (stale: the replicas agree also with an update pending, so a check needs no flush)
+    if (ckpt || end_of_epoch) CT_TRY(flush(s, saving));
     else if (log || check) CT_TRY(drain(s));
     if (check) s->checked_avg = s->res->averages;
     if (check) {
@@ -1189,7 +1249,7 @@ static ct_status train(run_state *s) {
     k ^= 1;
   }
 #undef HAS_STEP
-  CT_TRY(flush(s));
+  CT_TRY(flush(s, 0));
   if (stop || res->epochs_done == 0) UNPROFILED(s, evaluate(s, &res->test_acc));
   if (s->loss_n > 0) res->last_loss = s->loss_acc / s->loss_n;   // since the last log line
   res->train_s = t_train;
@@ -1200,6 +1260,15 @@ static ct_status train(run_state *s) {
     res->samples_per_s = t_train > 0 ? samples_total / t_train : 0;
   res->copy_s = s->ars.d2h_s + s->ars.h2d_s;
   res->mpi_s = s->ars.mpi_s;
+  res->phase_s = t_train;
+  if (res->steps > 2 * CT_WARMUP_STEPS) {   // the phase table, like samples/s: after the warm-up
+    res->compute_s -= s->warm_compute;
+    res->wait_s -= s->warm_wait;
+    res->copy_s -= s->warm_ars.d2h_s + s->warm_ars.h2d_s;
+    res->mpi_s -= s->warm_ars.mpi_s;
+    res->local_samples -= s->warm_local;
+    res->phase_s = t_train - s->warm_train;
+  }
   if (world > 1 && !cfg->timing) {   // the ring's MPI time includes the wait: take it out
     res->mpi_s -= res->wait_s;
     if (res->mpi_s < 0) res->mpi_s = 0;
@@ -1207,7 +1276,7 @@ static ct_status train(run_state *s) {
   double fwd;
   ct_arch_flops(&s->arch, &fwd, &res->flops_per_sample);
   res->best_gflops = s->dev.blas->best_gflops;
-  res->gflops = t_train > 0 ? res->local_samples * res->flops_per_sample / t_train / 1e9 : 0;
+  res->gflops = res->phase_s > 0 ? res->local_samples * res->flops_per_sample / res->phase_s / 1e9 : 0;
   if (cfg->check_every > 0 && world > 1) UNPROFILED(s, replica_check(s, "at the end"));
   if (cfg->save_params) CT_TRY(save_params_file(s, cfg->save_params));
   return CT_OK;
@@ -1314,7 +1383,7 @@ static ct_status report(run_state *s) {
   ct_comm *comm = s->comm;
   ct_train_result *r = s->res;
   if (s->cfg->profile) CT_TRY(report_profile(s));
-  double mine[K] = {r->compute_s, r->copy_s, r->mpi_s, r->wait_s, r->train_s, r->eval_s,
+  double mine[K] = {r->compute_s, r->copy_s, r->mpi_s, r->wait_s, r->phase_s, r->eval_s,
                     r->local_samples, r->gflops, r->best_gflops};
   double *all = malloc((size_t)comm->size * K * sizeof *all);
   if (!all) return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
@@ -1322,6 +1391,8 @@ static ct_status report(run_state *s) {
   if (comm->size == 1) memcpy(all, mine, sizeof mine);
   if (st == CT_OK && R0) {
     double mean[K] = {0};
+    if (r->steps > 2 * CT_WARMUP_STEPS)
+      printf("\nper rank, after the %d warm-up steps (kernels build in them):", CT_WARMUP_STEPS);
     printf("\nrank  compute_s   copies_s   mpi_s    wait_s   step_s   comm%%   samples/s   GFLOP/s  util%%\n");
     for (int k = 0; k <= comm->size; k++) {
       double *v = k < comm->size ? all + K * k : mean;
@@ -1335,6 +1406,14 @@ static ct_status report(run_state *s) {
       if (k < comm->size && v[8] > 0) snprintf(util, sizeof util, "%5.1f", 100.0 * v[7] / v[8]);
       printf("%4s  %9.3f  %9.3f  %7.3f  %7.3f  %7.3f  %5.1f%%  %9.1f  %8.1f  %s\n", label, v[0],
              v[1], v[2], v[3], v[4], comm_frac, sps, v[7], util);
+    }
+    if (comm->size > 1) {
+      full_shares(s, s->weights, s->tmp_shares);
+      printf("\nshares of a batch of %d at the end:", s->cfg->batch);
+      for (int k = 0; k < comm->size; k++) printf(" %d", s->tmp_shares[k]);
+      printf(" (%ld changes", r->share_changes);
+      if (s->cfg->sync == CT_SYNC_LOCAL) printf(", %ld parameter averages", r->averages);
+      printf(")\n");
     }
     printf("\nfinal: test accuracy %.4f, loss %.4f, %ld steps (%ld skipped), %ld divergences, "
            "%.1f s training, %.1f s evaluation, %.1f samples/s\n",

@@ -269,6 +269,10 @@ mpi_equivalence)   # -np 3 with uneven shares == -np 1 with the same global batc
     $cmp_params "$work/p3" "$work/p1" --rtol 1e-5 --atol 1e-7 || fail "np 3 ($shard) differs from np 1"
   done
   grep -q "divergences" "$work/out" && grep -q " 0 divergences" "$work/out" || fail "replicas were not identical"
+  # throughput balance: shares that follow measured speed change the summation order only
+  POCL_MAX_PTHREAD_COUNT=1 $MPI -n 3 "$T" $A --balance throughput --check-every 5 --save-params "$work/p3" >"$work/out" 2>&1 || { cat "$work/out"; fail "np 3 (throughput)"; }
+  $cmp_params "$work/p3" "$work/p1" --rtol 1e-5 --atol 1e-7 || fail "np 3 (throughput) differs from np 1"
+  grep -q " 0 divergences" "$work/out" || fail "throughput: replicas were not identical"
   ;;
 mpi_cross_platform)   # rank 0 on PoCL, rank 1 on Oclgrind: identical parameters on both
   "${T%/*}/cltrain-devices" --device oclgrind >/dev/null 2>&1 || { echo "SKIP: no Oclgrind"; exit 77; }
@@ -289,6 +293,69 @@ mpi_three_platforms)   # PoCL, Intel's CPU runtime and Oclgrind in one job: iden
   cat "$work/out"
   grep -q "rank 1 on .*Intel" "$work/out" || fail "rank 1 is not on Intel's runtime"
   grep -q " 0 divergences" "$work/out" || fail "replicas differ"
+  for mode in stale local:2; do
+    CL_CONFIG_CPU_TBB_NUM_WORKERS=1 POCL_MAX_PTHREAD_COUNT=1 $MPI -n 3 "$T" --device 0=pocl,1=intel,2=oclgrind \
+      --model dense:16,relu,dense:10 --limit 400 --test-limit 40 --batch 24 --max-steps 6 --log-every 1 \
+      --check-every 1 --sync $mode --balance throughput >"$work/out" 2>&1 || { cat "$work/out"; fail "$mode: exit $?"; }
+    grep -q " 0 divergences" "$work/out" || { cat "$work/out"; fail "$mode: replicas differ"; }
+    echo "$mode: 0 divergences"
+  done
+  ;;
+mpi_balance)   # --balance: a rank slowed on purpose gets fewer samples; the math does not change
+  A="--model dense:32,relu,dense:10 --limit 3000 --test-limit 300 --batch 64 --max-steps 40 --log-every 0 --seed 3 --device pocl"
+  POCL_MAX_PTHREAD_COUNT=1 $MPI -n 2 "$T" $A --balance even --save-params "$work/even" >"$work/out" 2>&1 || { cat "$work/out"; fail "even"; }
+  grep -q "shares of a batch of 64: 32 32" "$work/out" || { cat "$work/out"; fail "even: not 32 32"; }
+  # rank 1 sleeps 300 us per sample of its share, each step: a device 10x slower
+  CLTRAIN_INJECT_SLOW_RANK=1 CLTRAIN_INJECT_SLOW_US=300 POCL_MAX_PTHREAD_COUNT=1 $MPI -n 2 "$T" $A --balance throughput \
+    --check-every 10 --save-params "$work/tp" >"$work/out" 2>&1 || { cat "$work/out"; fail "throughput"; }
+  cat "$work/out"
+  last=$(sed -n 's/^shares of a batch of 64 at the end: \([0-9]*\) \([0-9]*\) .*/\1 \2/p' "$work/out")
+  set -- $last
+  [ -n "$last" ] && [ "$2" -lt 16 ] && [ "$1" -gt 48 ] || fail "the slowed rank still has $2 of 64 samples (shares: $last)"
+  grep -q "shares of a batch of 64 now" "$work/out" || fail "no share change logged"
+  grep -q " 0 divergences" "$work/out" || fail "replicas differ"
+  $cmp_params "$work/tp" "$work/even" --rtol 1e-5 --atol 1e-7 || fail "throughput shares changed the result"
+  # static weights: 3 to 1
+  POCL_MAX_PTHREAD_COUNT=1 $MPI -n 2 "$T" $A --balance static:3,1 --save-params "$work/st" >"$work/out" 2>&1 || { cat "$work/out"; fail "static"; }
+  grep -q "shares of a batch of 64: 48 16" "$work/out" || { cat "$work/out"; fail "static: not 48 16"; }
+  $cmp_params "$work/st" "$work/even" --rtol 1e-5 --atol 1e-7 || fail "static shares changed the result"
+  # auto: the same device model on both ranks -> even (bitwise reproducible)
+  POCL_MAX_PTHREAD_COUNT=1 $MPI -n 2 "$T" $A --save-params "$work/auto" >"$work/out" 2>&1 || fail "auto"
+  grep -q -- "--balance even (auto)" "$work/out" || { cat "$work/out"; fail "auto did not pick even"; }
+  $cmp_params "$work/auto" "$work/even" --exact || fail "auto (even) is not bitwise the even run"
+  # bad values: one line, exit 2
+  for bad in "static:1" "static:0,0" "static:1,x" "fast"; do
+    err=$(POCL_MAX_PTHREAD_COUNT=1 $MPI -n 2 "$T" $A --balance "$bad" 2>&1 >/dev/null); rc=$?
+    echo "--balance $bad -> exit $rc: $(echo "$err" | grep -m1 balance)"
+    [ "$rc" -eq 2 ] || fail "--balance $bad: exit $rc"
+    echo "$err" | grep -q -- "--balance" || fail "--balance $bad: message $err"
+  done
+  ;;
+mpi_sync_modes)   # --sync stale and local:K: train like sync, identical replicas, exact resume
+  A="--model $SMALL --limit 1200 --test-limit 300 --batch 40 --log-every 0 --seed 7 --device pocl"
+  for mode in stale local:3; do
+    POCL_MAX_PTHREAD_COUNT=1 $MPI -n 2 "$T" $A --sync $mode --epochs 2 --check-every 4 \
+      --checkpoint "$work/ckf" --checkpoint-every 7 --save-params "$work/full" >"$work/out" 2>&1 || { cat "$work/out"; fail "$mode"; }
+    grep -q " 0 divergences" "$work/out" || { cat "$work/out"; fail "$mode: replicas differ"; }
+    acc=$(acc_of "$work/out"); echo "$mode: accuracy $acc"
+    ge "$acc" 0.55 || fail "$mode: accuracy $acc"
+    # stopped at step 25 (last checkpoint 21), resumed: the same bits as the run never stopped
+    POCL_MAX_PTHREAD_COUNT=1 $MPI -n 2 "$T" $A --sync $mode --epochs 2 --checkpoint "$work/ck" --checkpoint-every 7 \
+      --max-steps 25 >/dev/null 2>&1 || fail "$mode: to step 25"
+    POCL_MAX_PTHREAD_COUNT=1 $MPI -n 2 "$T" $A --sync $mode --epochs 2 --checkpoint "$work/ck" --checkpoint-every 7 \
+      --resume "$work/ck" --save-params "$work/resumed" >"$work/out" 2>&1 || { cat "$work/out"; fail "$mode: resume"; }
+    grep -q "resumed from .* at step 21" "$work/out" || { cat "$work/out"; fail "$mode: not resumed at 21"; }
+    $cmp_params "$work/full" "$work/resumed" --exact || fail "$mode: the resumed run differs"
+  done
+  # the non-finite guard in stale mode: the bad step is skipped on every rank
+  CLTRAIN_INJECT_NAN_STEP=4 POCL_MAX_PTHREAD_COUNT=1 $MPI -n 2 "$T" $A --sync stale --epochs 1 --check-every 5 >"$work/out" 2>&1 || { cat "$work/out"; fail "stale nan"; }
+  grep -q "step 4: non-finite" "$work/out" && grep -q "(1 skipped)" "$work/out" && grep -q " 0 divergences" "$work/out" \
+    || { cat "$work/out"; fail "stale: the bad step was not skipped alike"; }
+  for bad in "local:0" "local:x" "async"; do
+    err=$("$T" --sync "$bad" 2>&1 >/dev/null); rc=$?
+    echo "--sync $bad -> exit $rc: $err"
+    [ "$rc" -eq 2 ] && echo "$err" | grep -q -- "--sync" || fail "--sync $bad: exit $rc, $err"
+  done
   ;;
 mpi_train)   # the trainer under mpiexec: shares, per-rank metrics, accuracy on a subset
   POCL_MAX_PTHREAD_COUNT=1 $MPI -n 2 "$T" --model mlp --limit 6000 --epochs 1 --batch 128 --log-every 10 >"$work/out" 2>&1 || { cat "$work/out"; fail "exit $?"; }

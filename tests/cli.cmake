@@ -3,7 +3,8 @@ if(TARGET cltrain)
   string(REPLACE ";" " " _mpiexec "${CLTRAIN_MPIEXEC}")
   foreach(case train_subset help bad_input determinism checkpoint_damage nonfinite
                 profile tune_cache tune_bad_input
-                mpi_equivalence mpi_cross_platform mpi_three_platforms mpi_train mpi_resume_world
+                mpi_equivalence mpi_cross_platform mpi_three_platforms mpi_balance mpi_sync_modes
+                mpi_train mpi_resume_world
                 mpi_kill mpi_divergence)
     add_test(NAME cli_${case}
              COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/check_cli.sh ${case} $<TARGET_FILE:cltrain>)

@@ -131,7 +131,9 @@ START_TEST(dispatch_follows_the_plans) {
   p = ct_blas_find_plan(&dev, 0, 1, 96, 512, 784);   // the epoch's shorter last batch
   ck_assert_ptr_nonnull(p);
   ck_assert_int_eq((int)p->m, 128);
-  ck_assert_ptr_null(ct_blas_find_plan(&dev, 0, 1, 16, 512, 784));     // 8x fewer rows
+  ck_assert_ptr_nonnull(ct_blas_find_plan(&dev, 0, 1, 4, 512, 784));   // a small share: any M
+  ck_assert_ptr_null(ct_blas_find_plan(&dev, 0, 1, 128, 64, 784));     // 8x fewer columns
+  ck_assert_ptr_null(ct_blas_find_plan(&dev, 0, 1, 128, 512, 8000));   // 10x longer k
   ck_assert_ptr_null(ct_blas_find_plan(&dev, 0, 0, 128, 512, 784));    // other transposes
   ck_assert_int_eq(ct_blas_find_plan(&dev, 1, 0, 512, 784, 128)->impl, CT_GEMM_CLBLAST);
   // through ct_gemm: right results either way, and recorded

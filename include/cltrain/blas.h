@@ -12,9 +12,9 @@
 // its transpose; offsets and leading dimensions are in floats.
 //
 // Which implementation runs a call: the plan of the same shape and transposes when the device's
-// plan table has one; otherwise the plan with the same transposes whose shape is nearest (each of
-// m, n, k within a factor of 4, by the sum of log ratios), so that the last, shorter batch of an
-// epoch or another rank's share uses what was tuned for the full one; otherwise CLBlast. Without
+// plan table has one; otherwise the plan with the same transposes whose shape is nearest (by the
+// sum of log ratios; n and k within a factor of 4, m any: m follows the batch share, which
+// changes with the shares and in the epoch's last batch); otherwise CLBlast. Without
 // a plan table (no cache loaded) everything is CLBlast, with the Xgemm parameters below on CPUs
 // that CLBlast's database does not know.
 #ifndef CLTRAIN_BLAS_H

@@ -84,6 +84,7 @@ typedef struct ct_optim {
   // added
   cl_kernel kernel;          // this optimizer's own update kernel (its arguments are per object)
   int soft_divsqrt;          // division and sqrt done by the kernel's exact integer code
+  int per_item;              // elements per work-item of the update kernel (CT_PER_ITEM)
 } ct_optim;
 
 // Creates the state buffer (zeroed) and the update kernel; t = 0. On failure *opt is left zeroed

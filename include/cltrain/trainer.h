@@ -88,9 +88,10 @@ typedef struct {
   double samples_per_s;      // global samples per second of training
   long steps, bad_steps, divergences;
   int epochs_done;
-  // this rank's time per phase, in seconds
-  double compute_s, copy_s, mpi_s, wait_s, eval_s;
-  double local_samples;      // samples this rank trained on
+  // this rank's time per phase, in seconds, after the warm-up steps when there were enough
+  // (as samples_per_s), over phase_s seconds of steps
+  double compute_s, copy_s, mpi_s, wait_s, eval_s, phase_s;
+  double local_samples;      // samples this rank trained on (in those steps)
   double flops_per_sample;   // the model's matrix products per sample and training step
   double gflops;             // achieved by this rank's device (its samples x flops / step time)
   double best_gflops;        // best SGEMM rate measured on this rank's device (0: no cache)
