@@ -156,6 +156,40 @@ __kernel void sgd_step(__global float *p, __global const float *grad, __global f
   }
 }
 
+// --sync stale's prediction: out = the parameters after the SGD update that is still pending,
+// taken with grad * gscale as that update's gradient (sgd_step's formula; v is read, not
+// written). One rank: exactly the next parameters; several: this rank's share of the gradient,
+// scaled up, stands for the reduced one.
+__kernel void sgd_predict(__global float *out, __global const float *p,
+                          __global const float *grad, __global const float *v, const uint n,
+                          const float gscale, const float lr, const float mu, const float wd,
+                          const int nesterov) {
+  uint i0 = (uint)get_global_id(0) * CT_PER_ITEM;
+#if CT_PER_ITEM == 8
+  if (i0 + 8 <= n) {
+    float8 w = vload8(0, p + i0), g = vload8(0, grad + i0) * gscale;
+    if (wd != 0.0f) g = g + wd * w;
+    if (mu != 0.0f) {
+      float8 m = mu * vload8(0, v + i0) + g;
+      g = nesterov ? g + mu * m : m;
+    }
+    vstore8(w - lr * g, 0, out + i0);
+    return;
+  }
+#endif
+  uint end = min(i0 + CT_PER_ITEM, n);
+  for (uint i = i0; i < end; i++) {
+    float w = p[i];
+    float g = grad[i] * gscale;
+    if (wd != 0.0f) g = g + wd * w;
+    if (mu != 0.0f) {
+      float m = mu * v[i] + g;
+      g = nesterov ? g + mu * m : m;
+    }
+    out[i] = w - lr * g;
+  }
+}
+
 // p (n), grad (n), state (2n): m = state[0..n), v = state[n..2n).
 // lrwd = lr*wd, omb1 = 1-b1, omb2 = 1-b2, step = lr/(1-b1^t), c2 = sqrt(1-b2^t): host floats.
 __kernel void adamw_step(__global float *p, __global const float *grad, __global float *state,

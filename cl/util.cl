@@ -12,26 +12,6 @@ __kernel void scale_f32(__global float *x, const uint n, const float alpha) {
   if (i < n) x[i] *= alpha;
 }
 
-// --sync stale's prediction: out = the parameters after the SGD update that is still pending,
-// taken with grad * gscale as that update's gradient (the formula of sgd_step in optim.cl; v is
-// read, not written). One rank: exactly the next parameters; several: this rank's share of the
-// gradient, scaled up, stands for the reduced one.
-__kernel void sgd_predict(__global float *out, __global const float *p,
-                          __global const float *grad, __global const float *v, const uint n,
-                          const float gscale, const float lr, const float mu, const float wd,
-                          const int nesterov) {
-  uint i = get_global_id(0);
-  if (i >= n) return;
-  float w = p[i];
-  float g = grad[i] * gscale;
-  if (wd != 0.0f) g = g + wd * w;
-  if (mu != 0.0f) {
-    float m = mu * v[i] + g;
-    g = nesterov ? g + mu * m : m;
-  }
-  out[i] = w - lr * g;
-}
-
 // y[i] += alpha * x[i]
 __kernel void axpy_f32(__global float *y, __global const float *x, const uint n,
                        const float alpha) {

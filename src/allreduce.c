@@ -534,6 +534,40 @@ ct_status ct_allreduce_device(ct_allreduce *ar, cl_mem buf, size_t offset, size_
   return ct_allreduce_device_after(ar, buf, offset, count, NULL, NULL, 0, 0, stats);
 }
 
+ct_status ct_allreduce_mapped(ct_allreduce *ar, float *p, size_t count, const float *patch,
+                              size_t patch_at, size_t patch_n, ct_allreduce_stats *stats) {
+  double t0 = ct_now();
+  ct_comm *comm = ar->comm;
+  ct_status bad = CT_OK;
+  if (!ar->zero_copy)
+    bad = CT_FAIL(CT_ERR_INTERNAL, "ct_allreduce_mapped on a device without shared host memory");
+  else if (count > ar->max_count)
+    bad = CT_FAIL(CT_ERR_INTERNAL, "all-reduce of %zu floats exceeds the staging for %zu",
+                  count, ar->max_count);
+  else if (patch && patch_at + patch_n > count)
+    bad = CT_FAIL(CT_ERR_INTERNAL, "all-reduce patch [%zu, %zu) is outside the range of %zu",
+                  patch_at, patch_at + patch_n, count);
+  ct_status st = ct_comm_check_same_u64(comm, bad ? UINT64_MAX : (uint64_t)count,
+                                        "all-reduce count (18446744073709551615: bad arguments)");
+  if (bad != CT_OK) return bad;
+  CT_TRY(st);
+  if (patch && patch_n) memcpy(p + patch_at, patch, patch_n * sizeof(float));
+  if (comm->size < 2 || count == 0) {
+    ct_allreduce_stats none = {0};
+    stats_add(stats, &none, t0);
+    return CT_OK;
+  }
+  CT_TRY(check_tags(comm));
+  ring g = {.comm = comm->comm, .rank = comm->rank, .size = comm->size, .data = p,
+            .count = count, .chunk = ar->chunk, .tmp = ar->tmp, .rreq = ar->rreq,
+            .sreq = ar->sreq, .rstart = ar->rstart, .queue = NULL, .buf = NULL, .offset = 0,
+            .d2h = ar->d2h, .maxch = ar->maxch};
+  ring_layout(&g);
+  CT_TRY(ring_run(&g));
+  stats_add(stats, &g.st, t0);
+  return CT_OK;
+}
+
 ct_status ct_allreduce_device_after(ct_allreduce *ar, cl_mem buf, size_t offset, size_t count,
                                     cl_event after, const float *patch, size_t patch_at,
                                     size_t patch_n, ct_allreduce_stats *stats) {

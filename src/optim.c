@@ -154,9 +154,19 @@ ct_status ct_optim_init(ct_device *dev, const ct_optim_config *cfg, size_t count
   if (err != CL_SUCCESS)
     return CT_FAIL(CT_ERR_CL, "clCreateKernel(cl/optim.cl, \"%s\") failed: %s", name,
                    ct_cl_errname(err));
+  cl_kernel kp = NULL;
+  if (cfg->kind == CT_OPT_SGD) {
+    kp = clCreateKernel(prog, "sgd_predict", &err);
+    if (err != CL_SUCCESS) {
+      clReleaseKernel(k);
+      return CT_FAIL(CT_ERR_CL, "clCreateKernel(cl/optim.cl, \"sgd_predict\") failed: %s",
+                     ct_cl_errname(err));
+    }
+  }
   cl_mem state = clCreateBuffer(dev->ctx, CL_MEM_READ_WRITE, state_count * sizeof(float), NULL,
                                 &err);
   if (err != CL_SUCCESS) {
+    if (kp) clReleaseKernel(kp);
     clReleaseKernel(k);
     return CT_FAIL(err == CL_OUT_OF_HOST_MEMORY || err == CL_MEM_OBJECT_ALLOCATION_FAILURE ||
                            err == CL_INVALID_BUFFER_SIZE
@@ -171,6 +181,7 @@ ct_status ct_optim_init(ct_device *dev, const ct_optim_config *cfg, size_t count
   if (err == CL_SUCCESS) err = clFinish(dev->queue);
   if (err != CL_SUCCESS) {
     clReleaseMemObject(state);
+    if (kp) clReleaseKernel(kp);
     clReleaseKernel(k);
     return CT_FAIL(CT_ERR_CL, "zeroing the optimizer state failed: %s", ct_cl_errname(err));
   }
@@ -183,16 +194,42 @@ ct_status ct_optim_init(ct_device *dev, const ct_optim_config *cfg, size_t count
   opt->kernel = k;
   opt->soft_divsqrt = soft;
   opt->per_item = per_item;
+  opt->predict = kp;
   return CT_OK;
 }
 
 void ct_optim_free(ct_optim *opt) {
   if (opt->state) clReleaseMemObject(opt->state);
   if (opt->kernel) clReleaseKernel(opt->kernel);
+  if (opt->predict) clReleaseKernel(opt->predict);
   memset(opt, 0, sizeof *opt);
 }
 
 void ct_optim_count(ct_optim *opt) { opt->t++; }
+
+ct_status ct_optim_sgd_predict(ct_optim *opt, cl_mem out, cl_mem params, cl_mem grads,
+                               float gscale, float lr) {
+  if (!opt->predict) return CT_FAIL(CT_ERR_INTERNAL, "the prediction is for SGD only");
+  const ct_optim_config *c = &opt->cfg;
+  cl_kernel k = opt->predict;
+  cl_uint n = (cl_uint)opt->count;
+  cl_int nest = c->nesterov;
+  CL_CHECK(clSetKernelArg(k, 0, sizeof out, &out));
+  CL_CHECK(clSetKernelArg(k, 1, sizeof params, &params));
+  CL_CHECK(clSetKernelArg(k, 2, sizeof grads, &grads));
+  CL_CHECK(clSetKernelArg(k, 3, sizeof opt->state, &opt->state));
+  CL_CHECK(clSetKernelArg(k, 4, sizeof n, &n));
+  CL_CHECK(clSetKernelArg(k, 5, sizeof gscale, &gscale));
+  CL_CHECK(clSetKernelArg(k, 6, sizeof lr, &lr));
+  CL_CHECK(clSetKernelArg(k, 7, sizeof c->momentum, &c->momentum));
+  CL_CHECK(clSetKernelArg(k, 8, sizeof c->weight_decay, &c->weight_decay));
+  CL_CHECK(clSetKernelArg(k, 9, sizeof nest, &nest));
+  size_t items = (opt->count + (size_t)opt->per_item - 1) / (size_t)opt->per_item;
+  size_t global = (items + 63) / 64 * 64;
+  CL_CHECK(clEnqueueNDRangeKernel(opt->dev->queue, k, 1, NULL, &global, NULL, 0, NULL,
+                                  ct_prof_event(opt->dev, "sgd_predict", 0, CT_PROF_KERNEL)));
+  return CT_OK;
+}
 
 // The skip-flag arguments: a buffer (any valid one when there is no flag) and the index, or
 // 0xffffffff (CT_NO_SKIP in cl/optim.cl) for none.

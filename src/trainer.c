@@ -262,6 +262,8 @@ typedef struct {
   long balance_quiet_until;   // throughput: steps before this are not measured
   cl_mem pred;             // stale, SGD: the parameters after the pending update (predicted)
   cl_event pred_done;      // the prediction has read the pending gradients
+  float *pend_map;         // stale, zero-copy: the pending gradients, mapped before the step
+  cl_event pend_map_ev;    //   and the map's event
   size_t P;                // parameters
   size_t tail;             // status words after the gradients: 2 + world
   int max_share;           // largest share any rank gets: the model's max batch
@@ -631,6 +633,7 @@ static void teardown(run_state *s) {
   if (s->gbuf[1] && s->gbuf[1] != s->gbuf[0]) clReleaseMemObject(s->gbuf[1]);
   if (s->pred) clReleaseMemObject(s->pred);
   if (s->pred_done) clReleaseEvent(s->pred_done);
+  if (s->pend_map_ev) clReleaseEvent(s->pend_map_ev);
   s->model.grads = s->gbuf[0] ? s->gbuf[0] : s->model.grads;   // the model frees its own
   free(s->weights), free(s->new_weights), free(s->est), free(s->fit), free(s->tmp_shares), free(s->tmp_shares2);
   free(s->avg_words), free(s->avg_ms), free(s->avg_shares);
@@ -757,8 +760,26 @@ static ct_status phase_reduce(run_state *s, computed *c, double t_start, double 
     if (s->measuring) s->barrier_s += t3 - t2;
     t2 = t3;
   }
-  CT_TRY(ct_allreduce_device_after(s->ar, c->grads, 0, REDUCED(s), after, s->tail_host,
-                                   AT_TIMES(s), (size_t)comm->size, &s->ars));
+  if (s->pend_map && c == &s->pend) {   // stale, zero-copy: mapped before this step's kernels
+    float *p = s->pend_map;
+    s->pend_map = NULL;
+    // (the map waits for the update of the step before and for the prediction: device work,
+    // not communication, so it is not counted as copies)
+    cl_int err = clWaitForEvents(1, &s->pend_map_ev);
+    ct_status st = err == CL_SUCCESS ? CT_OK
+                                     : CT_FAIL(CT_ERR_CL, "mapping the pending gradients failed: %s",
+                                               ct_cl_errname(err));
+    if (st == CT_OK)
+      st = ct_allreduce_mapped(s->ar, p, REDUCED(s), s->tail_host, AT_TIMES(s),
+                               (size_t)comm->size, &s->ars);
+    err = clEnqueueUnmapMemObject(s->dev.queue, c->grads, p, 0, NULL, NULL);
+    CT_TRY(st);
+    if (err != CL_SUCCESS)
+      return CT_FAIL(CT_ERR_CL, "unmapping the pending gradients failed: %s", ct_cl_errname(err));
+  } else {
+    CT_TRY(ct_allreduce_device_after(s->ar, c->grads, 0, REDUCED(s), after, s->tail_host,
+                                     AT_TIMES(s), (size_t)comm->size, &s->ars));
+  }
   if (s->measuring) s->allreduce_s += ct_now() - t2;
   return CT_OK;
 }
@@ -1038,27 +1059,30 @@ static ct_status run_step(run_state *s, slot *b, double t0, double *compute_s) {
       cl_mem g = s->pend.valid && s->pend.grads == s->gbuf[0] ? s->gbuf[1] : s->gbuf[0];
       cl_mem own = s->model.params;
       if (s->pend.valid && s->pred) {   // its gradients where the pending update will take us
-        cl_kernel k;
-        CT_TRY(ct_kernel(&s->dev, "util", "sgd_predict", &k));
-        const ct_optim_config *o = &s->cfg->optim;
-        cl_uint np = (cl_uint)s->P;
-        cl_int nest = o->nesterov;
-        float gscale = (float)world, lr = ct_schedule_lr(&s->sched, o->lr, s->pend.step);
-        CL_CHECK(clSetKernelArg(k, 0, sizeof s->pred, &s->pred));
-        CL_CHECK(clSetKernelArg(k, 1, sizeof own, &own));
-        CL_CHECK(clSetKernelArg(k, 2, sizeof s->pend.grads, &s->pend.grads));
-        CL_CHECK(clSetKernelArg(k, 3, sizeof s->opt.state, &s->opt.state));
-        CL_CHECK(clSetKernelArg(k, 4, sizeof np, &np));
-        CL_CHECK(clSetKernelArg(k, 5, sizeof gscale, &gscale));
-        CL_CHECK(clSetKernelArg(k, 6, sizeof lr, &lr));
-        CL_CHECK(clSetKernelArg(k, 7, sizeof o->momentum, &o->momentum));
-        CL_CHECK(clSetKernelArg(k, 8, sizeof o->weight_decay, &o->weight_decay));
-        CL_CHECK(clSetKernelArg(k, 9, sizeof nest, &nest));
-        CT_TRY(enqueue_1d(s, k, "sgd_predict", (s->P + 255) / 256 * 256, 0));
+        float lr = ct_schedule_lr(&s->sched, s->cfg->optim.lr, s->pend.step);
+        CT_TRY(ct_optim_sgd_predict(&s->opt, s->pred, own, s->pend.grads, (float)world, lr));
         // the ring must not change the pending gradients before the prediction has read them
         release_event(&s->pred_done);
         CL_CHECK(clEnqueueMarkerWithWaitList(s->dev.queue, 0, NULL, &s->pred_done));
         s->model.params = s->pred;
+      }
+      if (s->pend.valid && world > 1 && ct_allreduce_zero_copy(s->ar)) {
+        // Map the pending gradients now, ahead of this step's kernels: on a device whose worker
+        // threads serve every queue (PoCL, Intel's CPU runtime), a map enqueued later would
+        // wait for them, and the reduction would not overlap this step's compute at all. The
+        // ring runs on the mapped range while the device computes; the unmap follows this
+        // step's kernels, before the update that reads the result.
+        cl_int merr;
+        release_event(&s->pend_map_ev);
+        s->pend_map = clEnqueueMapBuffer(s->dev.queue, s->pend.grads, CL_FALSE,
+                                         CL_MAP_READ | CL_MAP_WRITE, 0,
+                                         REDUCED(s) * sizeof(float), 0, NULL, &s->pend_map_ev,
+                                         &merr);
+        if (merr != CL_SUCCESS) {
+          s->pend_map = NULL;
+          return CT_FAIL(CT_ERR_CL, "clEnqueueMapBuffer(pending gradients) failed: %s",
+                         ct_cl_errname(merr));
+        }
       }
       ct_status cst = phase_compute(s, b, g, c);
       s->model.params = own;

@@ -5,14 +5,14 @@
 # share of its step, exposed communication (copies + MPI beyond waiting) share of the step, test
 # accuracy after the epochs, and the training time until the test accuracy first reached the
 # target. A benchmark: it prints what it measured, it never passes or fails on it.
-#   tools/bench-scaling.sh [--model mlp] [--limit 12800] [--epochs 3] [--batch 128] [--target 0.80]
-#                          [--devices "pocl intel"] [--cnn-epochs 0]
+#   tools/bench-scaling.sh [--model mlp] [--limit 60000] [--epochs 2] [--batch 128] [--target 0.80]
+#                          [--devices "pocl intel"]
 # Needs build/cltrain, Open MPI, PoCL and Intel's CPU runtime (tools/install-deps.sh --intel).
 # One thread per device: POCL_MAX_PTHREAD_COUNT=1, CL_CONFIG_CPU_TBB_NUM_WORKERS=1. Every job
 # gets the same global batch, seed and data; run it on an otherwise quiet machine.
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
-model=mlp limit=12800 epochs=3 batch=128 target=0.80 devs="pocl intel"
+model=mlp limit=60000 epochs=2 batch=128 target=0.80 devs="pocl intel"
 while [ $# -gt 0 ]; do
   case "$1" in
     --model) model=$2; shift 2 ;;

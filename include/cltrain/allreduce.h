@@ -2,7 +2,7 @@
 // host memory.
 //
 // Defines: ct_allreduce_stats, ct_allreduce (opaque) + ct_allreduce_init / _free,
-// ct_allreduce_device (+ _after), ct_allreduce_host, ct_allreduce_pinned, ct_allreduce_zero_copy,
+// ct_allreduce_device (+ _after), ct_allreduce_mapped, ct_allreduce_host, ct_allreduce_pinned, ct_allreduce_zero_copy,
 // ct_allreduce_ring_bytes.
 //
 // N ranks form a ring (rank r sends to r+1 and receives from r-1). The count is cut into N
@@ -66,6 +66,14 @@ ct_status ct_allreduce_device(ct_allreduce *ar, cl_mem buf, size_t offset, size_
 ct_status ct_allreduce_device_after(ct_allreduce *ar, cl_mem buf, size_t offset, size_t count,
                                     cl_event after, const float *patch, size_t patch_at,
                                     size_t patch_n, ct_allreduce_stats *stats);
+
+// The ring in place on count floats the caller has mapped from a device buffer (zero-copy
+// devices only: ct_allreduce_zero_copy), with the same patch as above. The caller maps before
+// and unmaps after, on whichever queue orders them right (--sync stale maps the pending
+// gradients on dev->queue before the next step's kernels, so the map is not queued behind
+// them on a device whose one worker thread runs every queue). Collective, count checked.
+ct_status ct_allreduce_mapped(ct_allreduce *ar, float *p, size_t count, const float *patch,
+                              size_t patch_at, size_t patch_n, ct_allreduce_stats *stats);
 
 // The same ring on a host array buf (count floats), no device: for the benchmark and tests.
 // chunk_bytes 0 = default. stats may be NULL.

@@ -85,6 +85,7 @@ typedef struct ct_optim {
   cl_kernel kernel;          // this optimizer's own update kernel (its arguments are per object)
   int soft_divsqrt;          // division and sqrt done by the kernel's exact integer code
   int per_item;              // elements per work-item of the update kernel (CT_PER_ITEM)
+  cl_kernel predict;         // SGD: sgd_predict (ct_optim_sgd_predict)
 } ct_optim;
 
 // Creates the state buffer (zeroed) and the update kernel; t = 0. On failure *opt is left zeroed
@@ -102,6 +103,11 @@ ct_status ct_optim_step(ct_optim *opt, cl_mem params, cl_mem grads, float lr);
 ct_status ct_optim_step_unless(ct_optim *opt, cl_mem params, cl_mem grads, float lr, cl_mem skip,
                                size_t skip_at);
 void ct_optim_count(ct_optim *opt);   // t++
+// SGD only (CT_ERR_INTERNAL otherwise): out = the parameters after an update of params with
+// gradient grads * gscale at learning rate lr, with the momentum as it is now (read, not
+// changed). Enqueued on dev->queue, no blocking. --sync stale computes the next step there.
+ct_status ct_optim_sgd_predict(ct_optim *opt, cl_mem out, cl_mem params, cl_mem grads,
+                               float gscale, float lr);
 ct_status ct_optim_read_state(ct_optim *opt, float *host);        // state_count floats, blocking
 ct_status ct_optim_write_state(ct_optim *opt, const float *host); // blocking
 
