@@ -330,7 +330,16 @@ ct_status ct_gemm(ct_device *dev, const char *role, int trans_a, int trans_b, si
     // a plan tuned for more rows: shrink its work-group to the rows there are (a power of two),
     // so that fewer work-items idle (a smaller share of the batch, the epoch's last batch)
     ct_gemm_tile t = p->tile;
-    if (2 * m <= p->m) {   // (not for small differences: every new size is a new kernel build)
+    if (m != p->m && (dev->info.type & CL_DEVICE_TYPE_CPU)) {
+      // CPUs (a work-group is a loop on one thread, any size works): as many work-groups as
+      // the plan would take for m rows, each just big enough. A plan for 64 rows (LM*MR = 64)
+      // would otherwise run 69 rows as two full groups, at half its rate: the shares that
+      // --balance throughput hands out are seldom the tuned sizes.
+      size_t tiles = (m + (size_t)t.mr - 1) / (size_t)t.mr;
+      size_t groups = (tiles + (size_t)t.lm - 1) / (size_t)t.lm;
+      size_t lm = (tiles + groups - 1) / groups;
+      if (lm >= 1 && lm < (size_t)t.lm) t.lm = (int)lm;
+    } else if (2 * m <= p->m) {   // (not for small differences: every new size is a new kernel build)
       size_t tiles = (m + (size_t)t.mr - 1) / (size_t)t.mr;
       int lm = 1;
       while ((size_t)lm < tiles && lm < t.lm) lm *= 2;

@@ -250,6 +250,7 @@ typedef struct {
   // local:K
   long since_avg;          // steps since the last average
   double samples_since, compute_since;   // this rank's, since the last average
+  int partial_since;       // local:K: a short batch (an epoch's last) since the last average
   double *avg_words;       // (4 + 2 world)
   float *avg_ms;           // (world)
   int *avg_shares;         // (world)
@@ -260,6 +261,13 @@ typedef struct {
   double warm_compute, warm_wait, warm_train, warm_local;   // at the end of the warm-up
   ct_allreduce_stats warm_ars;
   long balance_quiet_until;   // throughput: steps before this are not measured
+  uint32_t *prev_weights;  // (world) throughput: the weights before the change on trial
+  int bal_trial;           // a change is on trial: kept only if the measured step gets faster
+  double crit_sum;         // sum over the window of the slowest rank's compute time (ms)
+  long crit_n;             //   and its count
+  double prev_crit;        // the window's mean before the change on trial
+  long bal_hold;           // steps to hold still after a change that did not pay (doubles)
+  int *proposal;           // (world) the shares the last check proposed (0: none)
   cl_mem pred;             // stale, SGD: the parameters after the pending update (predicted)
   cl_event pred_done;      // the prediction has read the pending gradients
   float *pend_map;         // stale, zero-copy: the pending gradients, mapped before the step
@@ -526,6 +534,8 @@ static ct_status balance_setup(run_state *s) {
   return CT_OK;
 }
 
+static ct_status prebuild_short_batch(run_state *s);
+
 static ct_status setup(run_state *s) {
   const ct_train_config *cfg = s->cfg;
   ct_comm *comm = s->comm;
@@ -548,6 +558,9 @@ static ct_status setup(run_state *s) {
   int world = comm->size;
   s->weights = calloc((size_t)world, sizeof *s->weights);
   s->new_weights = calloc((size_t)world, sizeof *s->new_weights);
+  s->prev_weights = calloc((size_t)world, sizeof *s->prev_weights);
+  s->proposal = calloc((size_t)world, sizeof *s->proposal);
+  s->bal_hold = 100;
   s->est = calloc(2 * (size_t)world, sizeof *s->est);
   s->fit = calloc(5 * (size_t)world, sizeof *s->fit);
   s->tmp_shares = calloc((size_t)world, sizeof *s->tmp_shares);
@@ -557,7 +570,7 @@ static ct_status setup(run_state *s) {
   s->avg_shares = calloc((size_t)world, sizeof *s->avg_shares);
   s->cur.shares = calloc((size_t)world, sizeof(int));
   s->pend.shares = calloc((size_t)world, sizeof(int));
-  if (!s->weights || !s->new_weights || !s->est || !s->fit || !s->tmp_shares || !s->tmp_shares2 ||
+  if (!s->weights || !s->new_weights || !s->prev_weights || !s->proposal || !s->est || !s->fit || !s->tmp_shares || !s->tmp_shares2 ||
       !s->avg_words || !s->avg_ms || !s->avg_shares || !s->cur.shares || !s->pend.shares)
     return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
   CT_TRY(balance_setup(s));
@@ -604,6 +617,7 @@ static ct_status setup(run_state *s) {
     CL_CHECK((s->pred = clCreateBuffer(s->dev.ctx, CL_MEM_READ_WRITE, s->P * sizeof(float), NULL,
                                        &err), err));
   }
+  CT_TRY(prebuild_short_batch(s));
   if (comm->size > 1)
     CT_TRY(ct_allreduce_init(comm, &s->dev, REDUCED(s), 0, &s->ar));
   s->load.train = &s->train;
@@ -611,6 +625,41 @@ static ct_status setup(run_state *s) {
   s->load.world = comm->size;
   s->load.rank = comm->rank;
   CT_TRY(loader_start(&s->load));
+  return CT_OK;
+}
+
+// Kernels build on first use. An epoch's short last batch brings share sizes no other step has,
+// and Intel's CPU runtime took about 2 s to build its GEMM kernels, in the middle of the
+// measured steps while the other ranks waited (a 40 % "wait" in a 2-epoch run). Build them
+// now: one forward and backward pass at that share on zeros, before training. Parameters and
+// optimizer state are not touched; the gradients it leaves are overwritten by the first step.
+static ct_status prebuild_short_batch(run_state *s) {
+  int n_last = (int)(s->train.count % (size_t)s->cfg->batch);
+  if (n_last == 0) return CT_OK;
+  ct_shares_weighted(n_last, s->comm->size, s->weights, s->tmp_shares);
+  int m = s->tmp_shares[s->comm->rank];
+  if (m <= 0) return CT_OK;
+  size_t in = (size_t)s->train.channels * (size_t)s->train.rows * (size_t)s->train.cols;
+  float *x = calloc((size_t)m * in, sizeof *x);
+  int *y = calloc((size_t)m, sizeof *y);
+  if (!x || !y) {
+    free(x), free(y);
+    return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
+  }
+  struct ct_prof *saved = s->dev.prof;   // not part of any profile
+  s->dev.prof = NULL;
+  s->model.grads = s->gbuf[0];
+  s->model.sample_offset = 0;
+  ct_status st = ct_model_set_batch(&s->model, x, y, m);
+  if (st == CT_OK) st = ct_model_forward(&s->model, m, 1, 0);
+  if (st == CT_OK) st = ct_model_backward(&s->model, m, 1.0f / (float)n_last);
+  cl_int err = clFinish(s->dev.queue);
+  s->dev.prof = saved;
+  free(x), free(y);
+  CT_TRY(st);
+  if (err != CL_SUCCESS)
+    return CT_FAIL(CT_ERR_CL, "clFinish(building the short batch's kernels) failed: %s",
+                   ct_cl_errname(err));
   return CT_OK;
 }
 
@@ -635,7 +684,7 @@ static void teardown(run_state *s) {
   if (s->pred_done) clReleaseEvent(s->pred_done);
   if (s->pend_map_ev) clReleaseEvent(s->pend_map_ev);
   s->model.grads = s->gbuf[0] ? s->gbuf[0] : s->model.grads;   // the model frees its own
-  free(s->weights), free(s->new_weights), free(s->est), free(s->fit), free(s->tmp_shares), free(s->tmp_shares2);
+  free(s->weights), free(s->new_weights), free(s->prev_weights), free(s->proposal), free(s->est), free(s->fit), free(s->tmp_shares), free(s->tmp_shares2);
   free(s->avg_words), free(s->avg_ms), free(s->avg_shares);
   if (s->ar) ct_allreduce_free(s->ar);
   if (s->opt.dev) ct_optim_free(&s->opt);
@@ -822,25 +871,60 @@ static void full_shares(run_state *s, const uint32_t *w, int *shares) {
 // Throughput balance. Every step's status words carry every rank's compute time (the same
 // numbers on every rank after the all-reduce). Each rank's time per sample over the steps since
 // the last change is checked every balance_every steps (and 3 and 6 steps after the warm-up or
-// a change), and the weights become samples per millisecond. Moving shares in
-// proportion to m / t converges to equal step times even when a step has a fixed part (a rank
-// with a fixed cost looks slower per sample than it is at the margin, so it moves too little,
-// never too much, and the next rounds finish the move). A change must cut the slowest rank's
-// predicted time by 15 % (hysteresis: shares do not flap on noise); the steps right after it are not
-// measured (a new shape may build a kernel the first time); no rank gets less than 1/(8 N) of
-// the batch, so a rank that has become slow is still measured. Every rank computes the same.
+// a change), and the weights become samples per millisecond. A change is proposed when the
+// slowest rank's predicted time (time per sample x share) drops by 15 % or more (hysteresis:
+// shares do not flap on noise). It is then on trial: the step's critical time (the slowest
+// rank's compute time, mean over 6 measured steps) with the new shares must beat the one
+// before by 5 %, or the old weights come back and balancing holds still for 100 steps (200,
+// 400, ... after each change that did not pay). A proposal goes on trial only when two checks
+// in a row make it, and shares are multiples of 8 samples (fewer sizes to build kernels for). Why: a device's time is not proportional to its
+// share (a share size its GEMM tuning does not cover can run at half the rate; a fixed cost
+// per step counts for more on a small share), and on a shared machine the per-sample times
+// move from window to window; the trial measures what the prediction can only guess. The steps
+// right after a change are not measured (a new shape may build a kernel the first time); no
+// rank gets less than 1/(8 N) of the batch, so a rank that has become slow is still measured.
+// Every rank computes the same.
 static void balance_update(run_state *s, const float *ms, const int *shares, long step,
                            int force) {
   int world = s->comm->size;
   if (!s->balancing || step < CT_WARMUP_STEPS || step < s->balance_quiet_until) return;
   // sums over the steps measured since the last change: seconds and samples per rank
   double *sum_t = s->fit, *sum_m = s->fit + world;
+  double crit = 0;
   for (int r = 0; r < world; r++) {
     sum_t[r] += ms[r];
     sum_m[r] += shares[r];
+    if (ms[r] > crit) crit = ms[r];
   }
+  s->crit_sum += crit;
+  s->crit_n++;
   s->est_updates++;
   long u = s->est_updates;
+  if (s->bal_trial) {   // a change on trial: judge it on its own window
+    if (u < 6 && !(force && u >= 3)) return;
+    double now_crit = s->crit_sum / (double)s->crit_n;
+    int keep = now_crit < 0.95 * s->prev_crit;
+    s->bal_trial = 0;
+    s->est_updates = 0;
+    if (!keep) {
+      memcpy(s->weights, s->prev_weights, (size_t)world * sizeof *s->weights);
+      s->res->share_changes++;
+      s->balance_quiet_until = step + 2 + s->bal_hold;   // from the step the loader posts next
+      if (s->bal_hold < 100000) s->bal_hold *= 2;
+      for (int r = 0; r < world; r++) sum_t[r] = sum_m[r] = 0;
+      s->crit_sum = 0, s->crit_n = 0;
+    }
+    if (s->comm->rank == 0) {
+      full_shares(s, s->weights, s->tmp_shares);
+      printf("cltrain: step %ld: shares %s (slowest rank %.2f ms per step, %.2f before)",
+             step + 1, keep ? "kept" : "put back to", now_crit, s->prev_crit);
+      if (!keep)
+        for (int r = 0; r < world; r++) printf(" %d", s->tmp_shares[r]);
+      printf("\n");
+      fflush(stdout);
+    }
+    return;
+  }
   int due = force || u == 3 || u == 6 || u % s->cfg->balance_every == 0;
   if (!due) return;
   uint32_t *w = s->new_weights, most = 1;
@@ -855,29 +939,61 @@ static void balance_update(run_state *s, const float *ms, const int *shares, lon
   for (int r = 0; r < world; r++)
     if (w[r] < floor_w) w[r] = floor_w;
   full_shares(s, s->weights, s->tmp_shares);
-  full_shares(s, w, s->tmp_shares2);
+  // Shares in multiples of 8 samples where every rank still gets one: fewer distinct share
+  // sizes, so fewer kernel builds, and row counts the GEMM tiles cover well. The weights become
+  // the shares themselves (a batch of that size splits exactly so; a short one in proportion).
+  int g = 8, units = s->cfg->batch / g;
+  ct_shares_weighted(units, world, w, s->tmp_shares2);
+  int snapped = 1, given = 0, big = 0;
+  for (int r = 0; r < world; r++) {
+    if (s->tmp_shares2[r] == 0) snapped = 0;
+    given += s->tmp_shares2[r] * g;
+    if (w[r] > w[big]) big = r;
+  }
+  if (snapped) {
+    for (int r = 0; r < world; r++) s->tmp_shares2[r] *= g;
+    s->tmp_shares2[big] += s->cfg->batch - given;
+    for (int r = 0; r < world; r++) w[r] = (uint32_t)s->tmp_shares2[r];
+  } else {
+    full_shares(s, w, s->tmp_shares2);
+  }
   // the slowest rank's predicted time now and with the new shares: change only for a gain of
-  // 15 % or more (measurements on a shared machine move by more than a few percent, and a new
-  // share size can cost a kernel build)
+  // 15 % or more
   double now_t = 0, new_t = 0;
   for (int r = 0; r < world; r++) {
     if (s->est[r] * s->tmp_shares[r] > now_t) now_t = s->est[r] * s->tmp_shares[r];
     if (s->est[r] * s->tmp_shares2[r] > new_t) new_t = s->est[r] * s->tmp_shares2[r];
   }
-  if (!(new_t < 0.85 * now_t)) return;
+  if (!(new_t < 0.85 * now_t)) {
+    s->proposal[0] = 0;
+    return;
+  }
+  // only a proposal two checks in a row make (the same shares) goes on trial: a trial costs
+  // steps at worse shares when it fails, and kernel builds for new sizes
+  int same = 1;
+  for (int r = 0; r < world; r++) same &= s->proposal[r] == s->tmp_shares2[r];
+  if (!same) {
+    memcpy(s->proposal, s->tmp_shares2, (size_t)world * sizeof *s->proposal);
+    return;
+  }
+  s->proposal[0] = 0;
+  s->prev_crit = s->crit_sum / (double)s->crit_n;
+  memcpy(s->prev_weights, s->weights, (size_t)world * sizeof *w);
   memcpy(s->weights, w, (size_t)world * sizeof *w);
+  s->bal_trial = 1;
   s->res->share_changes++;
   // the new shares apply from the step the loader prepares next (two steps on); the sums start
   // over after that
   s->balance_quiet_until = step + 4;
   s->est_updates = 0;
   for (int r = 0; r < world; r++) sum_t[r] = sum_m[r] = 0;
+  s->crit_sum = 0, s->crit_n = 0;
   if (s->comm->rank == 0) {
     printf("cltrain: step %ld: shares of a batch of %d now", step + 1, s->cfg->batch);
     for (int r = 0; r < world; r++) printf(" %d", s->tmp_shares2[r]);
     printf(" (measured us per sample:");
     for (int r = 0; r < world; r++) printf(" %.1f", s->est[r] * 1e3);
-    printf(")\n");
+    printf("; on trial)\n");
     fflush(stdout);
   }
 }
@@ -901,7 +1017,8 @@ static ct_status finish(run_state *s, step_status *st) {
         if (st->host[1 + r] > most) most = st->host[1 + r];
       s->res->wait_s += (double)(most - mine) * 1e-3;
     }
-    balance_update(s, st->host + 1, st->shares, st->step, 0);
+    // an epoch's short last batch is not measured: its share sizes build kernels the first time
+    if (st->n == cfg->batch) balance_update(s, st->host + 1, st->shares, st->step, 0);
   }
   if (count) {
     s->res->bad_steps++;
@@ -990,7 +1107,8 @@ static ct_status local_average(run_state *s, int with_state) {
   if (s->measuring) s->allreduce_s += ct_now() - t0;
   s->res->averages++;
   // throughput balance from the compute time per sample of each rank since the last average
-  if (s->balancing && s->avg_count_measured++ > 0) {
+  // (not across an epoch's short last batch: new share sizes build kernels the first time)
+  if (s->balancing && s->avg_count_measured++ > 0 && !s->partial_since) {
     float *ms = s->avg_ms;
     for (int r = 0; r < world; r++) {
       ms[r] = (float)(v[4 + r] * 1e3);
@@ -1001,6 +1119,7 @@ static ct_status local_average(run_state *s, int with_state) {
   s->since_avg = 0;
   s->samples_since = 0;
   s->compute_since = 0;
+  s->partial_since = 0;
   if (v[3] > 0) goto stop;
   return CT_OK;
 stop:
@@ -1109,6 +1228,7 @@ static ct_status run_step(run_state *s, slot *b, double t0, double *compute_s) {
       CT_TRY(phase_apply(s, c));
       s->since_avg++;
       s->samples_since += c->m;
+      if (c->n != s->cfg->batch) s->partial_since = 1;   // not measured for the balance
       if (world > 1) {   // this rank's compute time, for the balance at the next average
         CL_CHECK(clFinish(s->dev.queue));
         *compute_s = ct_now() - t0;

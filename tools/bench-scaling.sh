@@ -6,13 +6,15 @@
 # accuracy after the epochs, and the training time until the test accuracy first reached the
 # target. A benchmark: it prints what it measured, it never passes or fails on it.
 #   tools/bench-scaling.sh [--model mlp] [--limit 60000] [--epochs 2] [--batch 128] [--target 0.80]
-#                          [--devices "pocl intel"]
+#                          [--devices "pocl intel"] [--repeat 2]
+# Every configuration runs --repeat times, in rounds (each round runs them all, so that a slow
+# spell of a shared machine hits all of them alike); the table shows each one's fastest run.
 # Needs build/cltrain, Open MPI, PoCL and Intel's CPU runtime (tools/install-deps.sh --intel).
 # One thread per device: POCL_MAX_PTHREAD_COUNT=1, CL_CONFIG_CPU_TBB_NUM_WORKERS=1. Every job
 # gets the same global batch, seed and data; run it on an otherwise quiet machine.
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
-model=mlp limit=60000 epochs=2 batch=128 target=0.80 devs="pocl intel"
+model=mlp limit=60000 epochs=2 batch=128 target=0.80 devs="pocl intel" repeat=2
 while [ $# -gt 0 ]; do
   case "$1" in
     --model) model=$2; shift 2 ;;
@@ -21,12 +23,14 @@ while [ $# -gt 0 ]; do
     --batch) batch=$2; shift 2 ;;
     --target) target=$2; shift 2 ;;
     --devices) devs=$2; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    --repeat) repeat=$2; shift 2 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "bench-scaling.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
 T=$root/build/cltrain
 [ -x "$T" ] || { echo "bench-scaling.sh: build/cltrain not found: build first" >&2; exit 1; }
+case "$repeat" in ''|*[!0-9]*|0) echo "bench-scaling.sh: --repeat takes a positive integer, got '$repeat'" >&2; exit 2 ;; esac
 set -- $devs
 [ $# -eq 2 ] || { echo "bench-scaling.sh: --devices takes two device specs" >&2; exit 2; }
 d0=$1 d1=$2
@@ -41,18 +45,23 @@ run() {   # name, then the command
   echo "running $name: $*" >&2
   "$@" $A >"$work/$name.out" 2>&1 || { cat "$work/$name.out" >&2; echo "bench-scaling.sh: $name failed" >&2; exit 1; }
 }
-run solo_$d0 "$T" --device "$d0"
-run solo_$d1 "$T" --device "$d1"
-run x2_$d0 $MPI -np 2 "$T" --device "$d0" --balance even
-run mix_even $MPI -np 2 "$T" --device "0=$d0,1=$d1" --balance even
-run mix_tp $MPI -np 2 "$T" --device "0=$d0,1=$d1" --balance throughput
-run mix_tp_stale $MPI -np 2 "$T" --device "0=$d0,1=$d1" --balance throughput --sync stale
-run mix_tp_local4 $MPI -np 2 "$T" --device "0=$d0,1=$d1" --balance throughput --sync local:4
-/usr/bin/python3 - "$work" "$d0" "$d1" "$target" "$model" "$limit" "$epochs" "$batch" <<'PY'
+for round in $(seq 1 "$repeat"); do
+  run solo_$d0.$round "$T" --device "$d0"
+  run solo_$d1.$round "$T" --device "$d1"
+  run x2_$d0.$round $MPI -np 2 "$T" --device "$d0" --balance even
+  run mix_even.$round $MPI -np 2 "$T" --device "0=$d0,1=$d1" --balance even
+  run mix_tp.$round $MPI -np 2 "$T" --device "0=$d0,1=$d1" --balance throughput
+  run mix_tp_stale.$round $MPI -np 2 "$T" --device "0=$d0,1=$d1" --balance throughput --sync stale
+  run mix_tp_local4.$round $MPI -np 2 "$T" --device "0=$d0,1=$d1" --balance throughput --sync local:4
+done
+/usr/bin/python3 - "$work" "$d0" "$d1" "$target" "$model" "$limit" "$epochs" "$batch" "$repeat" <<'PY'
 import re, sys
 work, d0, d1, target = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
-model, limit, epochs, batch = sys.argv[5:9]
-def parse(name):
+model, limit, epochs, batch, repeat = sys.argv[5:10]
+def parse(name):   # the fastest of the rounds
+    runs = [parse1(f"{name}.{k}") for k in range(1, int(repeat) + 1)]
+    return max(runs, key=lambda r: r["sps"])
+def parse1(name):
     t = open(f"{work}/{name}.out").read()
     sps = float(re.search(r"^final: .* ([0-9.]+) samples/s$", t, re.M).group(1))
     acc = float(re.search(r"^final: test accuracy ([0-9.]+)", t, re.M).group(1))
@@ -74,7 +83,7 @@ rows = [("solo_" + d0, d0, "-", "-", [d0]), ("solo_" + d1, d1, "-", "-", [d1]),
 res = {r[0]: parse(r[0]) for r in rows}
 solo = {d0: res["solo_" + d0]["sps"], d1: res["solo_" + d1]["sps"]}
 print(f"scaling: --model {model} --limit {limit} --epochs {epochs} --batch {batch}, one thread per device; "
-      f"target accuracy {target}")
+      f"target accuracy {target}; fastest of {repeat} runs each")
 print("%-14s %-8s %-10s %10s %10s %6s %8s %-13s %7s %-9s %6s %9s" % (
     "devices", "sync", "balance", "samples/s", "sum solo", "eff.", "speed-up", "wait % r0/r1",
     "comm %", "shares", "acc", "to target"))
