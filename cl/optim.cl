@@ -122,55 +122,21 @@ static float ct_soft_div(float a, float b) {
 #define CT_PER_ITEM 1
 #endif
 
-// p (n), grad (n), v (n; momentum, untouched when mu == 0). With CT_PER_ITEM == 8 a work-item
-// takes 8 elements as one float8 (element-wise the same operations, so the same bits).
-__kernel void sgd_step(__global float *p, __global const float *grad, __global float *v,
-                       const uint n, const float lr, const float mu, const float wd,
-                       const int nesterov, __global const uint *skip, const uint skip_at) {
-  if (skip_at != CT_NO_SKIP && skip[skip_at] != 0u) return;
-  uint i0 = (uint)get_global_id(0) * CT_PER_ITEM;
-#if CT_PER_ITEM == 8
-  if (i0 + 8 <= n) {
-    float8 w = vload8(0, p + i0), g = vload8(0, grad + i0);
-    if (wd != 0.0f) g = g + wd * w;
-    if (mu != 0.0f) {
-      float8 m = mu * vload8(0, v + i0) + g;
-      vstore8(m, 0, v + i0);
-      g = nesterov ? g + mu * m : m;
-    }
-    vstore8(w - lr * g, 0, p + i0);
-    return;
-  }
-#endif
-  uint end = min(i0 + CT_PER_ITEM, n);
-  for (uint i = i0; i < end; i++) {
-    float w = p[i];
-    float g = grad[i];
-    if (wd != 0.0f) g = g + wd * w;
-    if (mu != 0.0f) {
-      float m = mu * v[i] + g;
-      v[i] = m;
-      g = nesterov ? g + mu * m : m;
-    }
-    p[i] = w - lr * g;
-  }
-}
-
-// --sync stale's prediction: out = the parameters after the SGD update that is still pending,
-// taken with grad * gscale as that update's gradient (sgd_step's formula; v is read, not
-// written). One rank: exactly the next parameters; several: this rank's share of the gradient,
-// scaled up, stands for the reduced one.
-__kernel void sgd_predict(__global float *out, __global const float *p,
-                          __global const float *grad, __global const float *v, const uint n,
-                          const float gscale, const float lr, const float mu, const float wd,
-                          const int nesterov) {
-  uint i0 = (uint)get_global_id(0) * CT_PER_ITEM;
+// SGD over the elements [i0, i0 + CT_PER_ITEM) of n: out = p - lr * d, d from grad * gscale
+// (wd: + wd * p; mu: m = mu * v + g, d = nesterov ? g + mu * m : m), m written back to v when
+// write_v. With CT_PER_ITEM == 8 a whole group is one float8 (element-wise the same
+// operations, so the same bits). out may be p.
+static void sgd_items(__global float *out, __global const float *p, __global const float *grad,
+                      __global float *v, const uint n, const uint i0, const float gscale,
+                      const float lr, const float mu, const float wd, const int nesterov,
+                      const int write_v) {
 #if CT_PER_ITEM == 8
   if (i0 + 8 <= n) {
     float8 w = vload8(0, p + i0), g = vload8(0, grad + i0) * gscale;
     if (wd != 0.0f) g = g + wd * w;
     if (mu != 0.0f) {
       float8 m = mu * vload8(0, v + i0) + g;
+      if (write_v) vstore8(m, 0, v + i0);
       g = nesterov ? g + mu * m : m;
     }
     vstore8(w - lr * g, 0, out + i0);
@@ -184,10 +150,31 @@ __kernel void sgd_predict(__global float *out, __global const float *p,
     if (wd != 0.0f) g = g + wd * w;
     if (mu != 0.0f) {
       float m = mu * v[i] + g;
+      if (write_v) v[i] = m;
       g = nesterov ? g + mu * m : m;
     }
     out[i] = w - lr * g;
   }
+}
+
+// p (n), grad (n), v (n; momentum, untouched when mu == 0).
+__kernel void sgd_step(__global float *p, __global const float *grad, __global float *v,
+                       const uint n, const float lr, const float mu, const float wd,
+                       const int nesterov, __global const uint *skip, const uint skip_at) {
+  if (skip_at != CT_NO_SKIP && skip[skip_at] != 0u) return;
+  sgd_items(p, p, grad, v, n, (uint)get_global_id(0) * CT_PER_ITEM, 1.0f, lr, mu, wd, nesterov, 1);
+}
+
+// --sync stale's prediction: out = the parameters after the SGD update that is still pending,
+// taken with grad * gscale as that update's gradient (v is read, not written). One rank:
+// exactly the next parameters; several: this rank's share of the gradient, scaled up, stands
+// for the reduced one.
+__kernel void sgd_predict(__global float *out, __global const float *p,
+                          __global const float *grad, __global float *v, const uint n,
+                          const float gscale, const float lr, const float mu, const float wd,
+                          const int nesterov) {
+  sgd_items(out, p, grad, v, n, (uint)get_global_id(0) * CT_PER_ITEM, gscale, lr, mu, wd,
+            nesterov, 0);
 }
 
 // p (n), grad (n), state (2n): m = state[0..n), v = state[n..2n).

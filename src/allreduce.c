@@ -534,23 +534,43 @@ ct_status ct_allreduce_device(ct_allreduce *ar, cl_mem buf, size_t offset, size_
   return ct_allreduce_device_after(ar, buf, offset, count, NULL, NULL, 0, 0, stats);
 }
 
+// The ring of one call on ar's staging and requests: data, and (staged) the device range.
+static ring ar_ring(ct_allreduce *ar, float *data, size_t count, cl_command_queue queue,
+                    cl_mem buf, size_t offset) {
+  ct_comm *comm = ar->comm;
+  ring g = {.comm = comm->comm, .rank = comm->rank, .size = comm->size, .data = data,
+            .count = count, .chunk = ar->chunk, .tmp = ar->tmp, .rreq = ar->rreq,
+            .sreq = ar->sreq, .rstart = ar->rstart, .queue = queue, .buf = buf,
+            .offset = offset, .d2h = ar->d2h, .maxch = ar->maxch};
+  ring_layout(&g);
+  return g;
+}
+
+// The checks every call makes: a local argument error (bad) still takes part in the count
+// check, with a count no rank can have, so that the other ranks fail with CT_ERR_MISMATCH
+// instead of waiting for us; then bad, or the agreement.
+static ct_status agree_on_count(ct_allreduce *ar, ct_status bad, size_t count,
+                                const float *patch, size_t patch_at, size_t patch_n) {
+  if (bad == CT_OK && count > ar->max_count)
+    bad = CT_FAIL(CT_ERR_INTERNAL, "all-reduce of %zu floats exceeds the staging for %zu",
+                  count, ar->max_count);
+  if (bad == CT_OK && patch && patch_at + patch_n > count)
+    bad = CT_FAIL(CT_ERR_INTERNAL, "all-reduce patch [%zu, %zu) is outside the range of %zu",
+                  patch_at, patch_at + patch_n, count);
+  ct_status st = ct_comm_check_same_u64(ar->comm, bad ? UINT64_MAX : (uint64_t)count,
+                                        "all-reduce count (18446744073709551615: bad arguments)");
+  return bad != CT_OK ? bad : st;
+}
+
 ct_status ct_allreduce_mapped(ct_allreduce *ar, float *p, size_t count, const float *patch,
                               size_t patch_at, size_t patch_n, ct_allreduce_stats *stats) {
   double t0 = ct_now();
   ct_comm *comm = ar->comm;
-  ct_status bad = CT_OK;
-  if (!ar->zero_copy)
-    bad = CT_FAIL(CT_ERR_INTERNAL, "ct_allreduce_mapped on a device without shared host memory");
-  else if (count > ar->max_count)
-    bad = CT_FAIL(CT_ERR_INTERNAL, "all-reduce of %zu floats exceeds the staging for %zu",
-                  count, ar->max_count);
-  else if (patch && patch_at + patch_n > count)
-    bad = CT_FAIL(CT_ERR_INTERNAL, "all-reduce patch [%zu, %zu) is outside the range of %zu",
-                  patch_at, patch_at + patch_n, count);
-  ct_status st = ct_comm_check_same_u64(comm, bad ? UINT64_MAX : (uint64_t)count,
-                                        "all-reduce count (18446744073709551615: bad arguments)");
-  if (bad != CT_OK) return bad;
-  CT_TRY(st);
+  CT_TRY(agree_on_count(ar,
+                        ar->zero_copy ? CT_OK
+                                      : CT_FAIL(CT_ERR_INTERNAL, "ct_allreduce_mapped on a "
+                                                "device without shared host memory"),
+                        count, patch, patch_at, patch_n));
   if (patch && patch_n) memcpy(p + patch_at, patch, patch_n * sizeof(float));
   if (comm->size < 2 || count == 0) {
     ct_allreduce_stats none = {0};
@@ -558,11 +578,7 @@ ct_status ct_allreduce_mapped(ct_allreduce *ar, float *p, size_t count, const fl
     return CT_OK;
   }
   CT_TRY(check_tags(comm));
-  ring g = {.comm = comm->comm, .rank = comm->rank, .size = comm->size, .data = p,
-            .count = count, .chunk = ar->chunk, .tmp = ar->tmp, .rreq = ar->rreq,
-            .sreq = ar->sreq, .rstart = ar->rstart, .queue = NULL, .buf = NULL, .offset = 0,
-            .d2h = ar->d2h, .maxch = ar->maxch};
-  ring_layout(&g);
+  ring g = ar_ring(ar, p, count, NULL, NULL, 0);
   CT_TRY(ring_run(&g));
   stats_add(stats, &g.st, t0);
   return CT_OK;
@@ -573,28 +589,18 @@ ct_status ct_allreduce_device_after(ct_allreduce *ar, cl_mem buf, size_t offset,
                                     size_t patch_n, ct_allreduce_stats *stats) {
   double t0 = ct_now();
   ct_comm *comm = ar->comm;
-  // Local argument errors still take part in the count check (with a count no rank can have),
-  // so the other ranks fail with CT_ERR_MISMATCH instead of waiting for us.
   ct_status bad = CT_OK;
   size_t mem_size = 0;
   cl_int err = clGetMemObjectInfo(buf, CL_MEM_SIZE, sizeof mem_size, &mem_size, NULL);
   if (err != CL_SUCCESS)
     bad = CT_FAIL(CT_ERR_CL, "clGetMemObjectInfo(all-reduce buffer) failed: %s",
                   ct_cl_errname(err));
-  else if (count > ar->max_count)
-    bad = CT_FAIL(CT_ERR_INTERNAL, "all-reduce of %zu floats exceeds the staging for %zu",
-                  count, ar->max_count);
   else if ((offset + count) * sizeof(float) > mem_size)
     bad = CT_FAIL(CT_ERR_INTERNAL,
                   "all-reduce range [%zu, %zu) floats is outside the buffer of %zu bytes",
                   offset, offset + count, mem_size);
-  else if (patch && patch_at + patch_n > count)
-    bad = CT_FAIL(CT_ERR_INTERNAL, "all-reduce patch [%zu, %zu) is outside the range of %zu",
-                  patch_at, patch_at + patch_n, count);
-  ct_status st = ct_comm_check_same_u64(comm, bad ? UINT64_MAX : (uint64_t)count,
-                                        "all-reduce count (18446744073709551615: bad arguments)");
-  if (bad != CT_OK) return bad;
-  CT_TRY(st);
+  CT_TRY(agree_on_count(ar, bad, count, patch, patch_at, patch_n));
+  ct_status st;
   ct_allreduce_stats local = {0};
   // Where the copies and maps go: the device's own queue, after everything on it; or, with an
   // event to wait for, a queue of our own, so that the device may go on computing meanwhile.
@@ -612,11 +618,7 @@ ct_status ct_allreduce_device_after(ct_allreduce *ar, cl_mem buf, size_t offset,
     return CT_OK;
   }
   CT_TRY(check_tags(comm));
-  ring g = {.comm = comm->comm, .rank = comm->rank, .size = comm->size, .data = ar->staging,
-            .count = count, .chunk = ar->chunk, .tmp = ar->tmp, .rreq = ar->rreq,
-            .sreq = ar->sreq, .rstart = ar->rstart, .queue = ar->queue, .buf = buf,
-            .offset = offset, .d2h = ar->d2h, .maxch = ar->maxch};
-  ring_layout(&g);
+  ring g = ar_ring(ar, ar->staging, count, ar->queue, buf, offset);
   g.st.d2h_s = local.d2h_s;
   if (ar->zero_copy) {
     // The device's memory is the host's: map the range (on the device's queue the map waits for

@@ -207,28 +207,38 @@ void ct_optim_free(ct_optim *opt) {
 
 void ct_optim_count(ct_optim *opt) { opt->t++; }
 
+// One launch of an update kernel over the parameters: per_item elements per work-item.
+static ct_status launch(ct_optim *opt, cl_kernel k, const char *name) {
+  size_t items = (opt->count + (size_t)opt->per_item - 1) / (size_t)opt->per_item;
+  size_t global = (items + 63) / 64 * 64;
+  CL_CHECK(clEnqueueNDRangeKernel(opt->dev->queue, k, 1, NULL, &global, NULL, 0, NULL,
+                                  ct_prof_event(opt->dev, name, 0, CT_PROF_KERNEL)));
+  return CT_OK;
+}
+
+// SGD's four scalars (lr, momentum, weight decay, nesterov) from argument `first` on.
+static ct_status set_sgd_args(cl_kernel k, cl_uint first, float lr, const ct_optim_config *c) {
+  cl_int nesterov = c->nesterov ? 1 : 0;
+  CL_CHECK(clSetKernelArg(k, first, sizeof lr, &lr));
+  CL_CHECK(clSetKernelArg(k, first + 1, sizeof c->momentum, &c->momentum));
+  CL_CHECK(clSetKernelArg(k, first + 2, sizeof c->weight_decay, &c->weight_decay));
+  CL_CHECK(clSetKernelArg(k, first + 3, sizeof nesterov, &nesterov));
+  return CT_OK;
+}
+
 ct_status ct_optim_sgd_predict(ct_optim *opt, cl_mem out, cl_mem params, cl_mem grads,
                                float gscale, float lr) {
   if (!opt->predict) return CT_FAIL(CT_ERR_INTERNAL, "the prediction is for SGD only");
-  const ct_optim_config *c = &opt->cfg;
   cl_kernel k = opt->predict;
   cl_uint n = (cl_uint)opt->count;
-  cl_int nest = c->nesterov;
   CL_CHECK(clSetKernelArg(k, 0, sizeof out, &out));
   CL_CHECK(clSetKernelArg(k, 1, sizeof params, &params));
   CL_CHECK(clSetKernelArg(k, 2, sizeof grads, &grads));
   CL_CHECK(clSetKernelArg(k, 3, sizeof opt->state, &opt->state));
   CL_CHECK(clSetKernelArg(k, 4, sizeof n, &n));
   CL_CHECK(clSetKernelArg(k, 5, sizeof gscale, &gscale));
-  CL_CHECK(clSetKernelArg(k, 6, sizeof lr, &lr));
-  CL_CHECK(clSetKernelArg(k, 7, sizeof c->momentum, &c->momentum));
-  CL_CHECK(clSetKernelArg(k, 8, sizeof c->weight_decay, &c->weight_decay));
-  CL_CHECK(clSetKernelArg(k, 9, sizeof nest, &nest));
-  size_t items = (opt->count + (size_t)opt->per_item - 1) / (size_t)opt->per_item;
-  size_t global = (items + 63) / 64 * 64;
-  CL_CHECK(clEnqueueNDRangeKernel(opt->dev->queue, k, 1, NULL, &global, NULL, 0, NULL,
-                                  ct_prof_event(opt->dev, "sgd_predict", 0, CT_PROF_KERNEL)));
-  return CT_OK;
+  CT_TRY(set_sgd_args(k, 6, lr, &opt->cfg));
+  return launch(opt, k, "sgd_predict");
 }
 
 // The skip-flag arguments: a buffer (any valid one when there is no flag) and the index, or
@@ -257,11 +267,7 @@ ct_status ct_optim_step_unless(ct_optim *opt, cl_mem params, cl_mem grads, float
   CL_CHECK(clSetKernelArg(k, 2, sizeof opt->state, &opt->state));
   CL_CHECK(clSetKernelArg(k, 3, sizeof n, &n));
   if (c->kind == CT_OPT_SGD) {
-    cl_int nesterov = c->nesterov ? 1 : 0;
-    CL_CHECK(clSetKernelArg(k, 4, sizeof lr, &lr));
-    CL_CHECK(clSetKernelArg(k, 5, sizeof c->momentum, &c->momentum));
-    CL_CHECK(clSetKernelArg(k, 6, sizeof c->weight_decay, &c->weight_decay));
-    CL_CHECK(clSetKernelArg(k, 7, sizeof nesterov, &nesterov));
+    CT_TRY(set_sgd_args(k, 4, lr, c));
     CL_CHECK(set_skip(k, 8, skip ? skip : grads, skip, skip_at));
   } else {
     long t = opt->t + 1;   // this update's index, from 1
@@ -280,12 +286,7 @@ ct_status ct_optim_step_unless(ct_optim *opt, cl_mem params, cl_mem grads, float
     CL_CHECK(clSetKernelArg(k, 11, sizeof c->eps, &c->eps));
     CL_CHECK(set_skip(k, 12, skip ? skip : grads, skip, skip_at));
   }
-  size_t items = (opt->count + (size_t)opt->per_item - 1) / (size_t)opt->per_item;
-  size_t global = (items + 63) / 64 * 64;
-  const char *name = c->kind == CT_OPT_SGD ? "sgd_step" : "adamw_step";
-  CL_CHECK(clEnqueueNDRangeKernel(opt->dev->queue, k, 1, NULL, &global, NULL, 0, NULL,
-                                  ct_prof_event(opt->dev, name, 0, CT_PROF_KERNEL)));
-  return CT_OK;
+  return launch(opt, k, c->kind == CT_OPT_SGD ? "sgd_step" : "adamw_step");
 }
 
 ct_status ct_optim_read_state(ct_optim *opt, float *host) {

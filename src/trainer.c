@@ -242,8 +242,8 @@ typedef struct {
   computed cur, pend;      // this step; stale: the step computed but not yet reduced / applied
   // balance (--balance): the weights the shares follow, the same on every rank
   uint32_t *weights, *new_weights;   // (world)
-  double *est;             // (2 world) throughput: measured ms per sample of each rank
-  double *fit;             // (2 world) throughput: seconds and samples per rank since a change
+  double *est;             // (world) throughput: measured ms per sample of each rank
+  double *fit;             // (2 world) throughput: ms and samples per rank since a change
   long est_updates;
   int balancing;           // throughput balance in effect
   int *tmp_shares, *tmp_shares2;     // (world)
@@ -561,8 +561,8 @@ static ct_status setup(run_state *s) {
   s->prev_weights = calloc((size_t)world, sizeof *s->prev_weights);
   s->proposal = calloc((size_t)world, sizeof *s->proposal);
   s->bal_hold = 100;
-  s->est = calloc(2 * (size_t)world, sizeof *s->est);
-  s->fit = calloc(5 * (size_t)world, sizeof *s->fit);
+  s->est = calloc((size_t)world, sizeof *s->est);
+  s->fit = calloc(2 * (size_t)world, sizeof *s->fit);
   s->tmp_shares = calloc((size_t)world, sizeof *s->tmp_shares);
   s->tmp_shares2 = calloc((size_t)world, sizeof *s->tmp_shares2);
   s->avg_words = calloc(4 + 2 * (size_t)world, sizeof *s->avg_words);

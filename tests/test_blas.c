@@ -162,43 +162,7 @@ END_TEST
 
 // The own kernel under Oclgrind in a child: any invalid access or race it reports fails.
 START_TEST(oclgrind_finds_no_invalid_access) {
-  char log[] = "/tmp/cltrain_test_blas_oclgrind_XXXXXX";
-  int fd = mkstemp(log);
-  ck_assert_int_ge(fd, 0);
-  fflush(stdout);
-  fflush(stderr);
-  pid_t pid = fork();
-  ck_assert_int_ge(pid, 0);
-  if (pid == 0) {
-    dup2(fd, 2);
-    setenv("OCLGRIND_DATA_RACES", "1", 1);
-    setenv("OCLGRIND_UNINITIALIZED", "1", 1);
-    execl("/proc/self/exe", "test_blas", "--oclgrind-child", (char *)NULL);
-    _exit(127);
-  }
-  close(fd);
-  int status = 0;
-  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-  FILE *f = fopen(log, "r");
-  ck_assert_ptr_nonnull(f);
-  char line[1024];
-  int bad = 0;
-  while (fgets(line, sizeof line, f)) {
-    fputs(line, stderr);
-    if (strstr(line, "Invalid read") || strstr(line, "Invalid write") ||
-        strstr(line, "out of bounds") || strstr(line, "out-of-bounds") ||
-        strstr(line, "data race") || strstr(line, "Uninitialized"))
-      bad++;
-  }
-  fclose(f);
-  unlink(log);
-  int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  if (code == CT_TEST_SKIP) {
-    fprintf(stderr, "oclgrind: SKIPPED (no Oclgrind device)\n");
-    return;
-  }
-  ck_assert_msg(bad == 0, "Oclgrind reported %d invalid accesses or races (see above)", bad);
-  ck_assert_msg(code == 0, "the Oclgrind run failed (exit status %d, see above)", code);
+  ct_test_oclgrind_child("test_blas", 1);
 }
 END_TEST
 

@@ -510,42 +510,7 @@ END_TEST
 // Runs this executable with --oclgrind-child, stderr into a file; fails on any invalid access
 // Oclgrind reports there (it keeps running after one, so the exit code alone would not tell).
 START_TEST(oclgrind_subset_has_no_invalid_access) {
-  char log[] = "/tmp/cltrain_test_layers_oclgrind_XXXXXX";
-  int fd = mkstemp(log);
-  ck_assert_int_ge(fd, 0);
-  fflush(stdout);
-  fflush(stderr);
-  pid_t pid = fork();
-  ck_assert_int_ge(pid, 0);
-  if (pid == 0) {
-    dup2(fd, 2);
-    setenv("OCLGRIND_DATA_RACES", "1", 1);   // also check bias_grad_rows' local-memory tree
-    execl("/proc/self/exe", "test_layers", "--oclgrind-child", (char *)NULL);
-    _exit(127);
-  }
-  close(fd);
-  int status = 0;
-  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-  FILE *f = fopen(log, "r");
-  ck_assert_ptr_nonnull(f);
-  char line[1024];
-  int bad = 0;
-  while (fgets(line, sizeof line, f)) {
-    fputs(line, stderr);
-    if (strstr(line, "Invalid read") || strstr(line, "Invalid write") ||
-        strstr(line, "out of bounds") || strstr(line, "out-of-bounds") ||
-        strstr(line, "data race") || strstr(line, "Uninitialized"))
-      bad++;
-  }
-  fclose(f);
-  unlink(log);
-  int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  if (code == CT_TEST_SKIP) {
-    fprintf(stderr, "oclgrind subset: SKIPPED (no Oclgrind device)\n");
-    return;
-  }
-  ck_assert_msg(bad == 0, "Oclgrind reported %d invalid accesses (see above)", bad);
-  ck_assert_msg(code == 0, "the Oclgrind subset failed (exit status %d, see above)", code);
+  ct_test_oclgrind_child("test_layers", 0);
 }
 END_TEST
 

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 int ct_test_run(Suite *s, int nofork) {
   SRunner *sr = srunner_create(s);
@@ -68,4 +70,45 @@ int ct_test_close(const float *a, const float *b, size_t n, float rtol, float at
     }
   }
   return 1;
+}
+
+void ct_test_oclgrind_child(const char *name, int uninitialized) {
+  char log[] = "/tmp/cltrain_test_oclgrind_XXXXXX";
+  int fd = mkstemp(log);
+  ck_assert_int_ge(fd, 0);
+  fflush(stdout);
+  fflush(stderr);
+  pid_t pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    dup2(fd, 2);
+    setenv("OCLGRIND_DATA_RACES", "1", 1);
+    if (uninitialized) setenv("OCLGRIND_UNINITIALIZED", "1", 1);
+    execl("/proc/self/exe", name, "--oclgrind-child", (char *)NULL);
+    _exit(127);
+  }
+  close(fd);
+  int status = 0;
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  FILE *f = fopen(log, "r");
+  ck_assert_ptr_nonnull(f);
+  char line[1024];
+  int bad = 0;
+  while (fgets(line, sizeof line, f)) {
+    fputs(line, stderr);
+    if (strstr(line, "Invalid read") || strstr(line, "Invalid write") ||
+        strstr(line, "out of bounds") || strstr(line, "out-of-bounds") ||
+        strstr(line, "data race") || strstr(line, "Uninitialized"))
+      bad++;
+  }
+  fclose(f);
+  unlink(log);
+  int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  if (code == CT_TEST_SKIP) {
+    fprintf(stderr, "%s under Oclgrind: SKIPPED (no Oclgrind device)\n", name);
+    return;
+  }
+  ck_assert_msg(bad == 0, "Oclgrind reported %d invalid accesses, races or uninitialised reads "
+                "(see above)", bad);
+  ck_assert_msg(code == 0, "the Oclgrind run of %s failed (exit status %d, see above)", name, code);
 }

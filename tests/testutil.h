@@ -2,7 +2,8 @@
 //
 // Defines: CT_TEST_SKIP (77), ct_test_run (runs a suite, no fork when asked), ct_test_device
 // (opens a device by spec or exits 77), ct_test_devices (every device present), ck_assert_ct
-// (asserts a ct_status is CT_OK and prints the recorded error otherwise), random helpers.
+// (asserts a ct_status is CT_OK and prints the recorded error otherwise), ct_test_oclgrind_child,
+// random helpers.
 #ifndef CLTRAIN_TESTUTIL_H
 #define CLTRAIN_TESTUTIL_H
 
@@ -28,6 +29,13 @@ void ct_test_devices(ct_device_list *list);
     ck_assert_msg(ct_test_st_ == CT_OK, "%s -> %s: %s", #call, ct_strerror(ct_test_st_), \
                   ct_error_message());                                                 \
   } while (0)
+
+// Runs this executable again as `name --oclgrind-child` (the suite's own Oclgrind mode) with
+// stderr in a file, Oclgrind's data-race check on (and its uninitialised-value check when
+// `uninitialized`), echoes what it printed, and fails on any invalid access, race or
+// uninitialised read Oclgrind reported there (it keeps running after one, so the exit code
+// alone would not tell) or on a failed child. A child that exits 77 (no Oclgrind) is a skip.
+void ct_test_oclgrind_child(const char *name, int uninitialized);
 
 // Deterministic pseudo-random numbers for test inputs (splitmix64).
 uint64_t ct_test_rand_u64(uint64_t *state);
