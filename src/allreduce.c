@@ -43,6 +43,7 @@
 // posted before any later step is processed.
 #include "cltrain/allreduce.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +72,182 @@ static void add_f32(float *restrict dst, const float *restrict src, size_t n) {
   for (; i < n; i++) dst[i] += src[i];
 }
 
+// ---- the wire formats -----------------------------------------------------------------------
+//
+// Round to nearest, ties to even, in integer arithmetic (no float operation a compiler could
+// contract or reorder): the same bits on every rank, whatever the compiler or CPU. Overflow
+// gives infinity (the trainer's non-finite guard then skips the step), NaN stays NaN.
+
+static uint32_t f32_bits(float f) { uint32_t x; memcpy(&x, &f, 4); return x; }
+static float bits_f32(uint32_t x) { float f; memcpy(&f, &x, 4); return f; }
+
+static uint16_t f32_to_f16(float f) {
+  uint32_t x = f32_bits(f), sign = (x >> 16) & 0x8000, ax = x & 0x7FFFFFFFu;
+  if (ax > 0x7F800000u) return (uint16_t)(sign | 0x7E00);   // NaN
+  if (ax >= 0x477FF000u) return (uint16_t)(sign | 0x7C00);  // >= 65520: rounds to infinity
+  if (ax < 0x38800000u) {                                    // below 2^-14: subnormal or zero
+    if (ax < 0x33000000u) return (uint16_t)sign;             // below 2^-25: zero
+    uint32_t e = ax >> 23, m = (ax & 0x7FFFFFu) | 0x800000u, shift = 126 - e;
+    uint32_t h = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (h & 1))) h++;
+    return (uint16_t)(sign | h);
+  }
+  uint32_t h = (ax - 0x38000000u) >> 13, rem = ax & 0x1FFFu;   // exponent 127 -> 15 bias
+  if (rem > 0x1000u || (rem == 0x1000u && (h & 1))) h++;      // a carry into the exponent is right
+  return (uint16_t)(sign | h);
+}
+
+static float f16_to_f32(uint16_t h) {
+  uint32_t sign = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1Fu, m = h & 0x3FFu, x;
+  if (e == 0x1F) {
+    x = sign | 0x7F800000u | (m << 13);
+  } else if (e) {
+    x = sign | ((e + 112) << 23) | (m << 13);
+  } else if (!m) {
+    x = sign;
+  } else {   // subnormal: normalise
+    e = 113;
+    while (!(m & 0x400u)) m <<= 1, e--;
+    x = sign | (e << 23) | ((m & 0x3FFu) << 13);
+  }
+  return bits_f32(x);
+}
+
+static uint16_t f32_to_bf16(float f) {   // branch-free, so that loops of it vectorize
+  uint32_t x = f32_bits(f), nan = (x >> 16) | 0x40, r = (x + 0x7FFFu + ((x >> 16) & 1)) >> 16;
+  return (uint16_t)((x & 0x7FFFFFFFu) > 0x7F800000u ? nan : r);   // NaN stays a quiet NaN
+}
+
+static float bf16_to_f32(uint16_t h) { return bits_f32((uint32_t)h << 16); }
+
+// fp16 -> fp32 by table (256 KiB, built once; the ring's receive side runs it per element)
+static float *f16_table;
+static pthread_once_t f16_once = PTHREAD_ONCE_INIT;
+static void f16_table_build(void) {
+  float *t = malloc(65536 * sizeof *t);
+  if (!t) return;
+  for (uint32_t i = 0; i < 65536; i++) t[i] = f16_to_f32((uint16_t)i);
+  f16_table = t;
+}
+
+const char *ct_wire_name(ct_wire w) {
+  return w == CT_WIRE_FP16 ? "fp16" : w == CT_WIRE_BF16 ? "bf16" : "fp32";
+}
+
+int ct_wire_parse(const char *s, ct_wire *w) {
+  if (!strcmp(s, "fp32")) *w = CT_WIRE_FP32;
+  else if (!strcmp(s, "fp16")) *w = CT_WIRE_FP16;
+  else if (!strcmp(s, "bf16")) *w = CT_WIRE_BF16;
+  else return 0;
+  return 1;
+}
+
+size_t ct_wire_bytes(ct_wire w) { return w == CT_WIRE_FP32 ? 4 : 2; }
+
+float ct_wire_round(ct_wire w, float x) {
+  if (w == CT_WIRE_FP16) return f16_to_f32(f32_to_f16(x));
+  if (w == CT_WIRE_BF16) return bf16_to_f32(f32_to_bf16(x));
+  return x;
+}
+
+// fp16 with the x86 F16C instructions where the CPU has them (chosen at run time; the build
+// assumes nothing about the CPU): IEEE round to nearest even, the same bits as f32_to_f16
+// (checked by the tests) except the payload of a NaN, about 10x faster than the integer code.
+#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
+#include <immintrin.h>
+#define CT_HAVE_F16C_PATH 1
+__attribute__((target("avx,f16c"))) static void to_f16_f16c(uint16_t *dst, const float *src,
+                                                            size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128((__m128i *)(dst + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
+  for (; i < n; i++) dst[i] = f32_to_f16(src[i]);
+}
+__attribute__((target("avx,f16c"))) static void from_f16_f16c(float *dst, const uint16_t *src,
+                                                              size_t n, int add) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i)));
+    if (add) v = _mm256_add_ps(_mm256_loadu_ps(dst + i), v);
+    _mm256_storeu_ps(dst + i, v);
+  }
+  for (; i < n; i++) dst[i] = add ? dst[i] + f16_to_f32(src[i]) : f16_to_f32(src[i]);
+}
+static int have_f16c(void) {
+  static int v = -1;
+  if (v < 0) {
+    const char *off = getenv("CLTRAIN_NO_F16C");   // the tests compare both paths
+    __builtin_cpu_init();
+    v = !(off && *off && strcmp(off, "0")) && __builtin_cpu_supports("avx") &&
+        __builtin_cpu_supports("f16c");
+  }
+  return v;
+}
+#else
+static int have_f16c(void) { return 0; }
+#endif
+
+static void to_wire(ct_wire w, uint16_t *restrict dst, const float *restrict src, size_t n) {
+#ifdef CT_HAVE_F16C_PATH
+  if (w == CT_WIRE_FP16 && have_f16c()) {
+    to_f16_f16c(dst, src, n);
+    return;
+  }
+#endif
+  if (w == CT_WIRE_FP16)
+    for (size_t i = 0; i < n; i++) dst[i] = f32_to_f16(src[i]);
+  else
+    for (size_t i = 0; i < n; i++) dst[i] = f32_to_bf16(src[i]);
+}
+
+void ct_wire_pack(ct_wire w, uint16_t *dst, const float *src, size_t n) {
+  to_wire(w, dst, src, n);
+}
+
+// dst (+)= the wire values of src
+static void from_wire(ct_wire w, float *restrict dst, const uint16_t *restrict src, size_t n,
+                      int add) {
+#ifdef CT_HAVE_F16C_PATH
+  if (w == CT_WIRE_FP16 && have_f16c()) {
+    from_f16_f16c(dst, src, n, add);
+    return;
+  }
+#endif
+  if (w == CT_WIRE_FP16) {
+    const float *t = f16_table;
+    if (add)
+      for (size_t i = 0; i < n; i++) dst[i] += t[src[i]];
+    else
+      for (size_t i = 0; i < n; i++) dst[i] = t[src[i]];
+  } else if (add) {
+    for (size_t i = 0; i < n; i++) dst[i] += bf16_to_f32(src[i]);
+  } else {
+    for (size_t i = 0; i < n; i++) dst[i] = bf16_to_f32(src[i]);
+  }
+}
+
+// the finished values, rounded as every other rank receives them
+static void round_wire(ct_wire w, float *x, size_t n) {
+#ifdef CT_HAVE_F16C_PATH
+  if (w == CT_WIRE_FP16 && have_f16c()) {
+    uint16_t tmp[256];
+    for (size_t i = 0; i < n; i += 256) {
+      size_t k = n - i < 256 ? n - i : 256;
+      to_f16_f16c(tmp, x + i, k);
+      from_f16_f16c(x + i, tmp, k, 0);
+    }
+    return;
+  }
+#endif
+  if (w == CT_WIRE_FP16) {
+    const float *t = f16_table;
+    for (size_t i = 0; i < n; i++) x[i] = t[f32_to_f16(x[i])];
+  } else {
+    for (size_t i = 0; i < n; i++) x[i] = bf16_to_f32(f32_to_bf16(x[i]));
+  }
+}
+
 // ---- the ring -------------------------------------------------------------------------------
 
 typedef struct {
@@ -78,7 +255,15 @@ typedef struct {
   int rank, size;
   float *data;            // (count) the array reduced in place (user array or staging)
   size_t count, chunk;    // chunk: floats per message
-  float *tmp;             // (RING_SLOTS, chunk) receive slots of the reduce-scatter
+  // The window [base, base + count) of a layout of `total` floats (0: total = count): the
+  // segments are those of the whole layout, cut to the window, so that an element is summed in
+  // the same order whichever window (bucket) it is reduced in.
+  size_t base, total;
+  ct_wire wire;           // the format of the messages (sums are fp32 on every rank)
+  unsigned char *slots;   // (RING_SLOTS) receive slots, page-aligned, slot_stride bytes apart
+  size_t slot_stride;
+  unsigned char *sbuf;    // wire != fp32: (n0 + items) send images, sbuf_stride bytes apart
+  size_t sbuf_stride;
   MPI_Request *rreq;      // (items) receive of item i
   MPI_Request *sreq;      // (n0 + items) step-0 sends, then the send that follows item i
   size_t *rstart;         // (2N - 1) first item of each step; rstart[2N-2] = items
@@ -94,12 +279,42 @@ typedef struct {
 } ring;
 
 static int mod(int a, int n) { return ((a % n) + n) % n; }
-static size_t seg_len(const ring *g, int s) {
-  return g->count / (size_t)g->size + ((size_t)s < g->count % (size_t)g->size);
+static size_t gseg_off(const ring *g, int s) {   // segment s of the whole layout
+  size_t total = g->total ? g->total : g->count, rem = total % (size_t)g->size;
+  return (size_t)s * (total / (size_t)g->size) + ((size_t)s < rem ? (size_t)s : rem);
 }
-static size_t seg_off(const ring *g, int s) {
-  size_t rem = g->count % (size_t)g->size;
-  return (size_t)s * (g->count / (size_t)g->size) + ((size_t)s < rem ? (size_t)s : rem);
+static size_t seg_off(const ring *g, int s) {     // its part of the window, from the window
+  size_t lo = gseg_off(g, s), end = g->base + g->count;
+  if (lo < g->base) lo = g->base;
+  return (lo < end ? lo : end) - g->base;
+}
+static size_t seg_len(const ring *g, int s) {
+  size_t lo = gseg_off(g, s), hi = gseg_off(g, s + 1), end = g->base + g->count;
+  if (lo < g->base) lo = g->base;
+  if (hi > end) hi = end;
+  return hi > lo ? hi - lo : 0;
+}
+static size_t esz(const ring *g) { return g->wire == CT_WIRE_FP32 ? sizeof(float) : 2; }
+
+// Receive slots and send images are placed so that their addresses agree modulo 4096 with the
+// neighbour's (for fp32 with the region of our own array the neighbour sends from its array,
+// for the wire formats by the element's place in the layout): AMD Zen's kernel copy (rep movsb,
+// which Open MPI's single-copy transport ends in) runs at a third of its speed when the
+// destination lies 1..63 bytes after the source modulo 4096, which is where a malloc'ed slot
+// (16 bytes into its page) met the page-aligned buffers of Intel's runtime: the device ring ran
+// at 1.9x the host ring's time. Strides of 4096 or more get a page of room for the shift.
+static size_t pad_stride(size_t bytes) {
+  return bytes >= 4096 ? ((bytes + 4095) & ~(size_t)4095) + 4096 : (bytes + 63) & ~(size_t)63;
+}
+static void *placed(unsigned char *b, size_t stride, uintptr_t like) {
+  return stride >= 8192 ? b + (like & 4095) : b;
+}
+static uintptr_t place_of(const ring *g, const float *region) {
+  return g->wire == CT_WIRE_FP32 ? (uintptr_t)region
+                                 : (uintptr_t)((g->base + (size_t)(region - g->data)) * 2);
+}
+static void *slot_ptr(const ring *g, size_t p, const float *region) {
+  return placed(g->slots + (p % RING_SLOTS) * g->slot_stride, g->slot_stride, place_of(g, region));
 }
 static size_t seg_chunks(const ring *g, int s) { return (seg_len(g, s) + g->chunk - 1) / g->chunk; }
 static int recv_seg(const ring *g, int t) { return mod(g->rank - t - 1, g->size); }
@@ -140,13 +355,24 @@ static ct_status write_back(ring *g, const float *region, size_t len) {
   return CT_OK;
 }
 
-static ct_status isend(ring *g, const float *region, size_t len, int tag, MPI_Request *req) {
+// Sends len floats of region as send j (sreq[j]): as they are, or converted to the wire format
+// into send image j.
+static ct_status isend(ring *g, const float *region, size_t len, int tag, size_t j) {
   int right = mod(g->rank + 1, g->size);
+  const void *buf = region;
+  if (g->wire != CT_WIRE_FP32) {
+    double t0 = ct_now();
+    uint16_t *w = placed(g->sbuf + j * g->sbuf_stride, g->sbuf_stride, place_of(g, region));
+    to_wire(g->wire, w, region, len);
+    g->st.reduce_s += ct_now() - t0;
+    buf = w;
+  }
   double t0 = ct_now();
-  int err = MPI_Isend(region, (int)len, MPI_FLOAT, right, tag, g->comm, req);
+  int err = MPI_Isend(buf, (int)len, g->wire == CT_WIRE_FP32 ? MPI_FLOAT : MPI_UINT16_T, right, tag,
+                      g->comm, &g->sreq[j]);
   g->st.mpi_s += ct_now() - t0;
   if (err != MPI_SUCCESS) return ct_mpi_error(err, "MPI_Isend", __FILE__, __LINE__);
-  g->st.bytes_sent += len * sizeof(float);
+  g->st.bytes_sent += len * esz(g);
   return CT_OK;
 }
 
@@ -174,7 +400,7 @@ static ct_status post_sends0(ring *g, size_t *next0, size_t upto) {
   for (; *next0 < upto; (*next0)++) {
     size_t c = *next0, lo = c * g->chunk, n = len - lo < g->chunk ? len - lo : g->chunk;
     CT_TRY(wait_d2h(g, s, c));
-    CT_TRY(isend(g, g->data + off + lo, n, 0, &g->sreq[c]));
+    CT_TRY(isend(g, g->data + off + lo, n, 0, c));
   }
   return CT_OK;
 }
@@ -184,10 +410,12 @@ static ct_status post_recv(ring *g, size_t p, int t) {
   int s = recv_seg(g, t), left = mod(g->rank - 1, g->size);
   size_t c = p - g->rstart[t], lo = c * g->chunk, len = seg_len(g, s) - lo;
   if (len > g->chunk) len = g->chunk;
-  float *dst = t < g->size - 1 ? g->tmp + (p % RING_SLOTS) * g->chunk   // reduce-scatter: a slot
-                               : g->data + seg_off(g, s) + lo;            // all-gather: in place
+  // reduce-scatter, or any wire format: a slot; fp32 all-gather: in place
+  float *region = g->data + seg_off(g, s) + lo;
+  void *dst = t < g->size - 1 || g->wire != CT_WIRE_FP32 ? slot_ptr(g, p, region) : region;
   double t0 = ct_now();
-  int err = MPI_Irecv(dst, (int)len, MPI_FLOAT, left, t, g->comm, &g->rreq[p]);
+  int err = MPI_Irecv(dst, (int)len, g->wire == CT_WIRE_FP32 ? MPI_FLOAT : MPI_UINT16_T, left, t,
+                      g->comm, &g->rreq[p]);
   g->st.mpi_s += ct_now() - t0;
   if (err != MPI_SUCCESS) return ct_mpi_error(err, "MPI_Irecv", __FILE__, __LINE__);
   return CT_OK;
@@ -241,6 +469,10 @@ static void ring_abandon(ring *g, size_t nsend, size_t nrecv) {
 
 // Runs the 2N-2 steps on g->data. Needs N >= 2, count >= 1 and ring_layout done.
 static ct_status ring_run(ring *g) {
+  if (g->wire == CT_WIRE_FP16) {
+    pthread_once(&f16_once, f16_table_build);
+    if (!f16_table) return CT_FAIL(CT_ERR_NOMEM, "out of host memory (fp16 table)");
+  }
   const int N = g->size, steps = 2 * N - 2;
   const size_t items = g->rstart[steps], n0 = seg_chunks(g, g->rank);
   for (size_t i = 0; i < items; i++) g->rreq[i] = MPI_REQUEST_NULL;
@@ -265,13 +497,19 @@ static ct_status ring_run(ring *g) {
       }
       if (t < N - 1) CT_GOTO(wait_d2h(g, s, c), st, fail);
       CT_GOTO(mpi_wait(g, &g->rreq[i], "MPI_Wait(recv)"), st, fail);
-      if (t < N - 1) {
+      if (t < N - 1 || g->wire != CT_WIRE_FP32) {
         double t0 = ct_now();
-        add_f32(region, g->tmp + (i % RING_SLOTS) * g->chunk, n);
+        void *slot = slot_ptr(g, i, region);
+        if (g->wire == CT_WIRE_FP32)
+          add_f32(region, slot, n);
+        else
+          from_wire(g->wire, region, slot, n, t < N - 1);
+        // finished here: round to what every other rank will receive
+        if (g->wire != CT_WIRE_FP32 && t == N - 2) round_wire(g->wire, region, n);
         g->st.reduce_s += ct_now() - t0;
       }
       if (t >= N - 2) CT_GOTO(write_back(g, region, n), st, fail);   // finished
-      if (t + 1 < steps) CT_GOTO(isend(g, region, n, t + 1, &g->sreq[n0 + i]), st, fail);
+      if (t + 1 < steps) CT_GOTO(isend(g, region, n, t + 1, n0 + i), st, fail);
       if (t == 0) {
         size_t want = c + 1 + RING_SLOTS;
         CT_GOTO(post_sends0(g, &next0, want < n0 ? want : n0), st, fail);
@@ -333,44 +571,68 @@ static ct_status check_tags(ct_comm *comm) {
 
 // ---- host arrays ----------------------------------------------------------------------------
 
-// The receive slots of host rings, kept between calls: a fresh allocation of this size is
-// mapped anew by malloc each time, and its first touch costs a page fault per page in every
-// call. Grows only; one per thread.
-static _Thread_local float *scratch;
-static _Thread_local size_t scratch_n;
-static float *host_scratch(size_t n) {
-  if (n > scratch_n) {
-    float *p = realloc(scratch, n * sizeof *p);
-    if (!p) return NULL;
-    scratch = p;
-    scratch_n = n;
+// The receive slots and send images of host rings, kept between calls: a fresh allocation of
+// this size is mapped anew by malloc each time, and its first touch costs a page fault per page
+// in every call. Page-aligned; grows only; one pair per thread.
+typedef struct {
+  unsigned char *p;
+  size_t n;
+} scratch_buf;
+static _Thread_local scratch_buf scratch_slots, scratch_sends;
+static unsigned char *scratch(scratch_buf *b, size_t bytes) {
+  if (bytes > b->n) {
+    void *p = NULL;
+    if (posix_memalign(&p, 4096, bytes) != 0) return NULL;
+    free(b->p);
+    b->p = p;
+    b->n = bytes;
   }
-  return scratch;
+  return b->p;
+}
+
+// Chunk floats for a ring over the window: at most the largest segment of it.
+static size_t clamp_chunk(ring *g) {
+  size_t seg_max = 0;
+  for (int s = 0; s < g->size; s++)
+    if (seg_len(g, s) > seg_max) seg_max = seg_len(g, s);
+  return g->chunk > seg_max && seg_max > 0 ? seg_max : g->chunk;
 }
 
 ct_status ct_allreduce_host(ct_comm *comm, float *buf, size_t count, size_t chunk_bytes,
                             ct_allreduce_stats *stats) {
+  return ct_allreduce_host_wire(comm, buf, count, chunk_bytes, CT_WIRE_FP32, stats);
+}
+
+ct_status ct_allreduce_host_wire(ct_comm *comm, float *buf, size_t count, size_t chunk_bytes,
+                                 ct_wire wire, ct_allreduce_stats *stats) {
   double t0 = ct_now();
   ct_allreduce_stats local = {0};
-  CT_TRY(ct_comm_check_same_u64(comm, (uint64_t)count, "all-reduce count"));
-  if (comm->size < 2 || count == 0) {
+  CT_TRY(ct_comm_check_same_u64(comm, (uint64_t)count * 4 + (uint64_t)wire,
+                                "all-reduce count and wire format"));
+  if (comm->size < 2 || count == 0) {   // nothing goes on a wire
     stats_add(stats, &local, t0);
     return CT_OK;
   }
   CT_TRY(check_tags(comm));
   ring g = {.comm = comm->comm, .rank = comm->rank, .size = comm->size, .data = buf,
-            .count = count, .chunk = chunk_floats(chunk_bytes)};
-  size_t seg_max = seg_len(&g, 0);
-  if (g.chunk > seg_max) g.chunk = seg_max;
+            .count = count, .chunk = chunk_floats(chunk_bytes), .wire = wire};
+  g.chunk = clamp_chunk(&g);
   size_t steps = 2 * (size_t)comm->size - 2;
   g.rstart = malloc((steps + 1) * sizeof *g.rstart);
   if (!g.rstart) return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
   size_t items = ring_layout(&g), n0 = seg_chunks(&g, g.rank);
   g.rreq = malloc(items * sizeof *g.rreq);
   g.sreq = malloc((n0 + items) * sizeof *g.sreq);
-  g.tmp = host_scratch(RING_SLOTS * g.chunk);
+  g.slot_stride = pad_stride(g.chunk * esz(&g));
+  g.slots = scratch(&scratch_slots, RING_SLOTS * g.slot_stride);
+  int sends_ok = 1;
+  if (wire != CT_WIRE_FP32) {
+    g.sbuf_stride = pad_stride(g.chunk * 2);
+    g.sbuf = scratch(&scratch_sends, (n0 + items) * g.sbuf_stride);
+    sends_ok = g.sbuf != NULL;
+  }
   ct_status st = CT_OK;
-  if (!g.rreq || !g.sreq || !g.tmp) {
+  if (!g.rreq || !g.sreq || !g.slots || !sends_ok) {
     st = CT_FAIL(CT_ERR_NOMEM, "out of host memory (ring of %zu floats)", count);
   } else {
     st = ring_run(&g);
@@ -393,11 +655,14 @@ struct ct_allreduce {
   cl_mem pinned;            // CL_MEM_ALLOC_HOST_PTR buffer mapped as `staging` (NULL: malloc)
   float *staging;           // (max_count) host image of the range being reduced
   size_t max_count, chunk;  // chunk: floats per message (and per copy)
-  float *tmp;               // (RING_SLOTS, chunk)
+  unsigned char *slots;     // (RING_SLOTS) receive slots, page-aligned, slot_stride apart
+  size_t slot_stride;
+  unsigned char *sbuf;      // wire formats: send images (allocated on first use)
+  size_t sbuf_stride;
   MPI_Request *rreq, *sreq; // (items_max), (maxch + items_max)
   size_t *rstart;           // (2N - 1)
   cl_event *d2h;            // (N, maxch)
-  size_t maxch;             // chunks of the largest segment of max_count
+  size_t maxch, items_max;  // chunks of the largest segment of max_count; receive items
   int zero_copy;            // the device shares host memory: map the range, no staging copies
 };
 
@@ -420,9 +685,11 @@ ct_status ct_allreduce_init(ct_comm *comm, ct_device *dev, size_t max_count, siz
   size_t seg_max = seg_len(&g, 0);
   if (ar->chunk > seg_max && seg_max > 0) ar->chunk = seg_max;
   g.chunk = ar->chunk;
-  ar->maxch = seg_chunks(&g, 0);
-  if (ar->maxch == 0) ar->maxch = 1;
-  size_t steps = N > 1 ? 2 * (size_t)N - 2 : 1, items_max = steps * ar->maxch;
+  // A window of the layout has at most one more chunk per segment than the whole (its pieces
+  // start anywhere in a segment).
+  ar->maxch = seg_chunks(&g, 0) + 1;
+  size_t steps = N > 1 ? 2 * (size_t)N - 2 : 1;
+  ar->items_max = steps * ar->maxch;
   if (N < 2) {   // a ring of one: nothing to stage, the all-reduce is a no-op
     *out = ar;
     return CT_OK;
@@ -430,9 +697,10 @@ ct_status ct_allreduce_init(ct_comm *comm, ct_device *dev, size_t max_count, siz
   ct_status st = CT_OK;
   cl_int err;
   CL_GOTO((ar->queue = clCreateCommandQueue(dev->ctx, dev->info.id, 0, &err), err), st, fail);
-  // Pinned staging where the device offers it; plain host memory otherwise.
+  // Pinned staging where the device offers it; plain host memory otherwise. Zero-copy devices
+  // stage nothing.
   size_t bytes = (max_count ? max_count : 1) * sizeof(float);
-  if (bytes <= dev->info.max_alloc) {
+  if (!ar->zero_copy && bytes <= dev->info.max_alloc) {
     ar->pinned = clCreateBuffer(dev->ctx, CL_MEM_READ_WRITE | CL_MEM_ALLOC_HOST_PTR, bytes, NULL,
                                 &err);
     if (err != CL_SUCCESS) ar->pinned = NULL;
@@ -446,17 +714,21 @@ ct_status ct_allreduce_init(ct_comm *comm, ct_device *dev, size_t max_count, siz
       }
     }
   }
-  if (!ar->staging) {
+  if (!ar->staging && !ar->zero_copy) {
     void *p = NULL;
-    if (posix_memalign(&p, 64, bytes) != 0) p = NULL;
+    if (posix_memalign(&p, 4096, bytes) != 0) p = NULL;
     ar->staging = p;
   }
-  ar->tmp = malloc(RING_SLOTS * ar->chunk * sizeof *ar->tmp);
-  ar->rreq = malloc(items_max * sizeof *ar->rreq);
-  ar->sreq = malloc((ar->maxch + items_max) * sizeof *ar->sreq);
+  ar->slot_stride = pad_stride(ar->chunk * sizeof(float));
+  void *sl = NULL;
+  if (posix_memalign(&sl, 4096, RING_SLOTS * ar->slot_stride) != 0) sl = NULL;
+  ar->slots = sl;
+  ar->rreq = malloc(ar->items_max * sizeof *ar->rreq);
+  ar->sreq = malloc((ar->maxch + ar->items_max) * sizeof *ar->sreq);
   ar->rstart = malloc((steps + 1) * sizeof *ar->rstart);
   ar->d2h = calloc((size_t)N * ar->maxch, sizeof *ar->d2h);
-  if (!ar->staging || !ar->tmp || !ar->rreq || !ar->sreq || !ar->rstart || !ar->d2h) {
+  if ((!ar->staging && !ar->zero_copy) || !ar->slots || !ar->rreq || !ar->sreq || !ar->rstart ||
+      !ar->d2h) {
     st = CT_FAIL(CT_ERR_NOMEM, "out of host memory (all-reduce staging for %zu floats)",
                  max_count);
     goto fail;
@@ -488,12 +760,21 @@ void ct_allreduce_free(ct_allreduce *ar) {
     free(ar->staging);
   }
   if (ar->queue) clReleaseCommandQueue(ar->queue);
-  free(ar->tmp);
+  free(ar->slots);
+  free(ar->sbuf);
   free(ar->rreq);
   free(ar->sreq);
   free(ar->rstart);
   free(ar->d2h);
   free(ar);
+}
+
+ct_status ct_allreduce_agree(ct_allreduce *ar, size_t count) {
+  CT_TRY(ct_comm_check_same_u64(ar->comm, (uint64_t)count, "all-reduce count"));
+  if (count > ar->max_count)
+    return CT_FAIL(CT_ERR_INTERNAL, "all-reduce of %zu floats exceeds the staging for %zu", count,
+                   ar->max_count);
+  return check_tags(ar->comm);
 }
 
 // Enqueues the reads of every chunk, in the order the ring needs them: step 0 needs our own
@@ -529,78 +810,136 @@ static ct_status enqueue_reads(ct_allreduce *ar, ring *g) {
   return CT_OK;
 }
 
-ct_status ct_allreduce_device(ct_allreduce *ar, cl_mem buf, size_t offset, size_t count,
-                              ct_allreduce_stats *stats) {
-  return ct_allreduce_device_after(ar, buf, offset, count, NULL, NULL, 0, 0, stats);
-}
-
-// The ring of one call on ar's staging and requests: data, and (staged) the device range.
-static ring ar_ring(ct_allreduce *ar, float *data, size_t count, cl_command_queue queue,
-                    cl_mem buf, size_t offset) {
+// One ring over the window [base, base + n) of a layout of `total` floats, in `wire`, on data
+// (the window's first float): a host image (mapped, queue NULL) or ar's staging, read from and
+// written back to buf at dev_off (floats) on ar->queue.
+static ct_status run_window(ct_allreduce *ar, float *data, int staged, cl_mem buf, size_t dev_off,
+                            size_t base, size_t n, size_t total, ct_wire wire,
+                            ct_allreduce_stats *out) {
+  if (n == 0) return CT_OK;
   ct_comm *comm = ar->comm;
-  ring g = {.comm = comm->comm, .rank = comm->rank, .size = comm->size, .data = data,
-            .count = count, .chunk = ar->chunk, .tmp = ar->tmp, .rreq = ar->rreq,
-            .sreq = ar->sreq, .rstart = ar->rstart, .queue = queue, .buf = buf,
-            .offset = offset, .d2h = ar->d2h, .maxch = ar->maxch};
-  ring_layout(&g);
-  return g;
+  ring g = {.comm = comm->comm, .rank = comm->rank, .size = comm->size, .data = data, .count = n,
+            .chunk = ar->chunk, .base = base, .total = total, .wire = wire, .slots = ar->slots,
+            .slot_stride = ar->slot_stride, .rreq = ar->rreq, .sreq = ar->sreq,
+            .rstart = ar->rstart, .queue = staged ? ar->queue : NULL, .buf = buf,
+            .offset = dev_off, .d2h = ar->d2h, .maxch = ar->maxch};
+  if (g.total == g.count && g.base == 0) g.total = 0;
+  size_t items = ring_layout(&g), n0 = seg_chunks(&g, g.rank);
+  if (items > ar->items_max || n0 > ar->maxch)
+    return CT_FAIL(CT_ERR_INTERNAL, "all-reduce window of %zu floats needs %zu ring items (%zu)", n,
+                   items, ar->items_max);
+  if (wire != CT_WIRE_FP32) {
+    size_t stride = pad_stride(ar->chunk * 2);
+    if (!ar->sbuf) {
+      void *p = NULL;
+      if (posix_memalign(&p, 4096, (ar->maxch + ar->items_max) * stride) != 0)
+        return CT_FAIL(CT_ERR_NOMEM, "out of host memory (wire send images)");
+      ar->sbuf = p;
+      ar->sbuf_stride = stride;
+    }
+    g.sbuf = ar->sbuf, g.sbuf_stride = ar->sbuf_stride;
+  }
+  ct_status st;
+  if (!staged) {
+    st = ring_run(&g);
+  } else {
+    g.whole = n <= ar->chunk;
+    st = enqueue_reads(ar, &g);
+    if (st == CT_OK) st = ring_run(&g);
+    if (st == CT_OK && g.whole) {
+      g.whole = 0;
+      st = write_back(&g, g.data, n);
+    }
+    // Wait for the last writes (and, after a failure, for reads still landing in staging).
+    double tq = ct_now();
+    cl_int err = clFinish(ar->queue);
+    g.st.h2d_s += ct_now() - tq;
+    for (size_t i = 0; i < (size_t)g.size * g.maxch; i++)
+      if (g.d2h[i]) {
+        clReleaseEvent(g.d2h[i]);
+        g.d2h[i] = NULL;
+      }
+    if (st == CT_OK && err != CL_SUCCESS)
+      st = CT_FAIL(CT_ERR_CL, "clFinish(all-reduce copy queue) failed: %s", ct_cl_errname(err));
+  }
+  out->d2h_s += g.st.d2h_s, out->h2d_s += g.st.h2d_s, out->mpi_s += g.st.mpi_s;
+  out->reduce_s += g.st.reduce_s, out->bytes_sent += g.st.bytes_sent;
+  return st;
 }
 
-// The checks every call makes: a local argument error (bad) still takes part in the count
-// check, with a count no rank can have, so that the other ranks fail with CT_ERR_MISMATCH
-// instead of waiting for us; then bad, or the agreement.
-static ct_status agree_on_count(ct_allreduce *ar, ct_status bad, size_t count,
-                                const float *patch, size_t patch_at, size_t patch_n) {
-  if (bad == CT_OK && count > ar->max_count)
-    bad = CT_FAIL(CT_ERR_INTERNAL, "all-reduce of %zu floats exceeds the staging for %zu",
-                  count, ar->max_count);
-  if (bad == CT_OK && patch && patch_at + patch_n > count)
-    bad = CT_FAIL(CT_ERR_INTERNAL, "all-reduce patch [%zu, %zu) is outside the range of %zu",
-                  patch_at, patch_at + patch_n, count);
-  ct_status st = ct_comm_check_same_u64(ar->comm, bad ? UINT64_MAX : (uint64_t)count,
-                                        "all-reduce count (18446744073709551615: bad arguments)");
-  return bad != CT_OK ? bad : st;
+// The windows of one call: the range [base, base + count) of the layout, cut where the wire
+// format ends (elements from wire_n on go as fp32).
+static ct_status run_range(ct_allreduce *ar, float *data, int staged, cl_mem buf, size_t dev_off,
+                           size_t count, const ct_ring_opts *o, ct_allreduce_stats *out) {
+  ct_ring_opts none = {0};
+  if (!o) o = &none;
+  size_t base = o->base, total = o->total ? o->total : base + count, end = base + count;
+  size_t cut = o->wire == CT_WIRE_FP32 ? base : o->wire_n < base ? base : o->wire_n > end ? end
+                                                                                           : o->wire_n;
+  CT_TRY(run_window(ar, data, staged, buf, dev_off, base, cut - base, total, o->wire, out));
+  return run_window(ar, data + (cut - base), staged, buf, dev_off + (cut - base), cut, end - cut,
+                    total, CT_WIRE_FP32, out);
+}
+
+static ct_status check_call(ct_allreduce *ar, size_t count, const float *patch, size_t patch_at,
+                            size_t patch_n, const ct_ring_opts *o) {
+  size_t total = o && o->total ? o->total : count, base = o ? o->base : 0;
+  if (count > ar->max_count || base + count > total || total > ar->max_count)
+    return CT_FAIL(CT_ERR_INTERNAL,
+                   "all-reduce of [%zu, %zu) of %zu floats exceeds the staging for %zu", base,
+                   base + count, total, ar->max_count);
+  if (patch && patch_at + patch_n > count)
+    return CT_FAIL(CT_ERR_INTERNAL, "all-reduce patch [%zu, %zu) is outside the range of %zu",
+                   patch_at, patch_at + patch_n, count);
+  return CT_OK;
+}
+
+static ct_status check_range(cl_mem buf, size_t offset, size_t count) {
+  size_t mem_size = 0;
+  CL_CHECK(clGetMemObjectInfo(buf, CL_MEM_SIZE, sizeof mem_size, &mem_size, NULL));
+  if ((offset + count) * sizeof(float) > mem_size)
+    return CT_FAIL(CT_ERR_INTERNAL,
+                   "all-reduce range [%zu, %zu) floats is outside the buffer of %zu bytes", offset,
+                   offset + count, mem_size);
+  return CT_OK;
 }
 
 ct_status ct_allreduce_mapped(ct_allreduce *ar, float *p, size_t count, const float *patch,
-                              size_t patch_at, size_t patch_n, ct_allreduce_stats *stats) {
+                              size_t patch_at, size_t patch_n, const ct_ring_opts *o,
+                              ct_allreduce_stats *stats) {
   double t0 = ct_now();
-  ct_comm *comm = ar->comm;
-  CT_TRY(agree_on_count(ar,
-                        ar->zero_copy ? CT_OK
-                                      : CT_FAIL(CT_ERR_INTERNAL, "ct_allreduce_mapped on a "
-                                                "device without shared host memory"),
-                        count, patch, patch_at, patch_n));
+  if (!ar->zero_copy && ar->comm->size > 1)
+    return CT_FAIL(CT_ERR_INTERNAL, "ct_allreduce_mapped on a device without shared host memory");
+  CT_TRY(check_call(ar, count, patch, patch_at, patch_n, o));
   if (patch && patch_n) memcpy(p + patch_at, patch, patch_n * sizeof(float));
-  if (comm->size < 2 || count == 0) {
-    ct_allreduce_stats none = {0};
-    stats_add(stats, &none, t0);
-    return CT_OK;
-  }
-  CT_TRY(check_tags(comm));
-  ring g = ar_ring(ar, p, count, NULL, NULL, 0);
-  CT_TRY(ring_run(&g));
-  stats_add(stats, &g.st, t0);
+  ct_allreduce_stats st = {0};
+  if (ar->comm->size > 1) CT_TRY(run_range(ar, p, 0, NULL, 0, count, o, &st));
+  stats_add(stats, &st, t0);
   return CT_OK;
+}
+
+ct_status ct_allreduce_device(ct_allreduce *ar, cl_mem buf, size_t offset, size_t count,
+                              ct_allreduce_stats *stats) {
+  // a local argument error still takes part in the count check, with a count no rank can
+  // have, so that the other ranks fail with CT_ERR_MISMATCH instead of waiting for us
+  ct_status bad = check_range(buf, offset, count);
+  if (bad == CT_OK) bad = check_call(ar, count, NULL, 0, 0, NULL);
+  ct_status st = ct_comm_check_same_u64(ar->comm, bad ? UINT64_MAX : (uint64_t)count,
+                                        "all-reduce count (18446744073709551615: bad arguments)");
+  if (bad != CT_OK) return bad;
+  CT_TRY(st);
+  if (ar->comm->size > 1) CT_TRY(check_tags(ar->comm));
+  return ct_allreduce_device_after(ar, buf, offset, count, NULL, NULL, 0, 0, NULL, stats);
 }
 
 ct_status ct_allreduce_device_after(ct_allreduce *ar, cl_mem buf, size_t offset, size_t count,
                                     cl_event after, const float *patch, size_t patch_at,
-                                    size_t patch_n, ct_allreduce_stats *stats) {
+                                    size_t patch_n, const ct_ring_opts *o,
+                                    ct_allreduce_stats *stats) {
   double t0 = ct_now();
   ct_comm *comm = ar->comm;
-  ct_status bad = CT_OK;
-  size_t mem_size = 0;
-  cl_int err = clGetMemObjectInfo(buf, CL_MEM_SIZE, sizeof mem_size, &mem_size, NULL);
-  if (err != CL_SUCCESS)
-    bad = CT_FAIL(CT_ERR_CL, "clGetMemObjectInfo(all-reduce buffer) failed: %s",
-                  ct_cl_errname(err));
-  else if ((offset + count) * sizeof(float) > mem_size)
-    bad = CT_FAIL(CT_ERR_INTERNAL,
-                  "all-reduce range [%zu, %zu) floats is outside the buffer of %zu bytes",
-                  offset, offset + count, mem_size);
-  CT_TRY(agree_on_count(ar, bad, count, patch, patch_at, patch_n));
-  ct_status st;
+  CT_TRY(check_range(buf, offset, count));
+  CT_TRY(check_call(ar, count, patch, patch_at, patch_n, o));
   ct_allreduce_stats local = {0};
   // Where the copies and maps go: the device's own queue, after everything on it; or, with an
   // event to wait for, a queue of our own, so that the device may go on computing meanwhile.
@@ -617,9 +956,7 @@ ct_status ct_allreduce_device_after(ct_allreduce *ar, cl_mem buf, size_t offset,
     stats_add(stats, &local, t0);
     return CT_OK;
   }
-  CT_TRY(check_tags(comm));
-  ring g = ar_ring(ar, ar->staging, count, ar->queue, buf, offset);
-  g.st.d2h_s = local.d2h_s;
+  ct_status st;
   if (ar->zero_copy) {
     // The device's memory is the host's: map the range (on the device's queue the map waits for
     // the kernels that produced it), run the ring on it in place, unmap. No copies.
@@ -628,22 +965,20 @@ ct_status ct_allreduce_device_after(ct_allreduce *ar, cl_mem buf, size_t offset,
     float *p = clEnqueueMapBuffer(q, buf, CL_TRUE, CL_MAP_READ | CL_MAP_WRITE,
                                   offset * sizeof(float), count * sizeof(float), 0, NULL, NULL,
                                   &merr);
-    g.st.d2h_s += ct_now() - tm;
+    local.d2h_s += ct_now() - tm;
     if (merr != CL_SUCCESS)
       return CT_FAIL(CT_ERR_CL, "clEnqueueMapBuffer(all-reduce range, %zu floats) failed: %s",
                      count, ct_cl_errname(merr));
-    g.data = p;
-    g.queue = NULL;
     if (patch && patch_n) memcpy(p + patch_at, patch, patch_n * sizeof(float));
-    st = ring_run(&g);
+    st = run_range(ar, p, 0, NULL, 0, count, o, &local);
     tm = ct_now();
     merr = clEnqueueUnmapMemObject(q, buf, p, 0, NULL, NULL);
     if (merr == CL_SUCCESS) merr = after ? clFinish(q) : clFlush(q);
-    g.st.h2d_s += ct_now() - tm;
+    local.h2d_s += ct_now() - tm;
     if (st != CT_OK) return st;
     if (merr != CL_SUCCESS)
       return CT_FAIL(CT_ERR_CL, "unmapping the all-reduce range failed: %s", ct_cl_errname(merr));
-    stats_add(stats, &g.st, t0);
+    stats_add(stats, &local, t0);
     return CT_OK;
   }
   // The kernels that produced buf run on dev->queue: let them finish before we read (with an
@@ -652,25 +987,8 @@ ct_status ct_allreduce_device_after(ct_allreduce *ar, cl_mem buf, size_t offset,
   if (patch && patch_n)   // on our copy queue, before the reads that follow it
     CL_CHECK(clEnqueueWriteBuffer(ar->queue, buf, CL_FALSE, (offset + patch_at) * sizeof(float),
                                   patch_n * sizeof(float), patch, 0, NULL, NULL));
-  g.whole = count <= ar->chunk;
-  st = enqueue_reads(ar, &g);
-  if (st == CT_OK) st = ring_run(&g);
-  if (st == CT_OK && g.whole) {
-    g.whole = 0;
-    st = write_back(&g, g.data, count);
-  }
-  // Wait for the last writes (and, after a failure, for reads still landing in staging).
-  double tq = ct_now();
-  err = clFinish(ar->queue);
-  g.st.h2d_s += ct_now() - tq;
-  for (size_t i = 0; i < (size_t)g.size * g.maxch; i++)
-    if (g.d2h[i]) {
-      clReleaseEvent(g.d2h[i]);
-      g.d2h[i] = NULL;
-    }
-  if (st != CT_OK) return st;
-  if (err != CL_SUCCESS)
-    return CT_FAIL(CT_ERR_CL, "clFinish(all-reduce copy queue) failed: %s", ct_cl_errname(err));
-  stats_add(stats, &g.st, t0);
+  size_t base = o ? o->base : 0;
+  CT_TRY(run_range(ar, ar->staging + base, 1, buf, offset, count, o, &local));
+  stats_add(stats, &local, t0);
   return CT_OK;
 }

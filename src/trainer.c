@@ -64,6 +64,7 @@ void ct_train_config_defaults(ct_train_config *c) {
   c->inject_nan_step = c->inject_diverge_step = c->inject_exit_step = -1;
   c->inject_slow_rank = -1;
   c->local_k = 1;
+  c->accumulate = 1;
   c->balance_every = 10;
 }
 
@@ -235,6 +236,7 @@ typedef struct {
   ct_model model;
   ct_optim opt;
   ct_allreduce *ar;
+  ct_ring_opts wire;       // the gradients' wire format (--wire): [0, P) of the reduced range
   loader load;
   slot slots[2];
   step_status status[2];   // step t uses status[t & 1]
@@ -618,8 +620,11 @@ static ct_status setup(run_state *s) {
                                        &err), err));
   }
   CT_TRY(prebuild_short_batch(s));
-  if (comm->size > 1)
+  if (comm->size > 1) {
     CT_TRY(ct_allreduce_init(comm, &s->dev, REDUCED(s), 0, &s->ar));
+    CT_TRY(ct_allreduce_agree(s->ar, REDUCED(s)));
+  }
+  s->wire = (ct_ring_opts){.wire = (ct_wire)cfg->wire, .wire_n = s->P};
   s->load.train = &s->train;
   s->load.cfg = cfg;
   s->load.world = comm->size;
@@ -820,14 +825,14 @@ static ct_status phase_reduce(run_state *s, computed *c, double t_start, double 
                                                ct_cl_errname(err));
     if (st == CT_OK)
       st = ct_allreduce_mapped(s->ar, p, REDUCED(s), s->tail_host, AT_TIMES(s),
-                               (size_t)comm->size, &s->ars);
+                               (size_t)comm->size, &s->wire, &s->ars);
     err = clEnqueueUnmapMemObject(s->dev.queue, c->grads, p, 0, NULL, NULL);
     CT_TRY(st);
     if (err != CL_SUCCESS)
       return CT_FAIL(CT_ERR_CL, "unmapping the pending gradients failed: %s", ct_cl_errname(err));
   } else {
     CT_TRY(ct_allreduce_device_after(s->ar, c->grads, 0, REDUCED(s), after, s->tail_host,
-                                     AT_TIMES(s), (size_t)comm->size, &s->ars));
+                                     AT_TIMES(s), (size_t)comm->size, &s->wire, &s->ars));
   }
   if (s->measuring) s->allreduce_s += ct_now() - t2;
   return CT_OK;

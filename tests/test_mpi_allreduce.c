@@ -333,6 +333,113 @@ START_TEST(device_ring_rejects_mismatched_counts_and_bad_ranges) {
 }
 END_TEST
 
+// ---- wire formats and windows -------------------------------------------------------------
+
+// A value with a fractional part and a wide range of magnitudes, different on every rank.
+static float rough(int rank, size_t i) {
+  uint64_t s = (uint64_t)i * 0xd1b54a32d192ed03ULL + (uint64_t)(rank + 1) * 0x9e3779b97f4a7c15ULL;
+  s ^= s >> 31;
+  s *= 0xbf58476d1ce4e5b9ULL;
+  s ^= s >> 29;
+  return (float)((double)(s % 2000001) / 1000000.0 - 1.0) * (float)(1u << (s >> 60));
+}
+
+// fp16 and bf16 rings: the inputs are small integers (every partial sum is representable in
+// both formats), so the result must be exact; the bytes sent are half the fp32 ring's; and
+// on arbitrary values every rank ends with the same bits.
+START_TEST(host_ring_wire_formats_are_exact_on_representable_values) {
+  size_t counts[16], nc = test_counts(counts);
+  int ok = 1;
+  for (int w = CT_WIRE_FP16; w <= CT_WIRE_BF16; w++)
+    for (size_t k = 0; k < nc; k++) {
+      size_t n = counts[k];
+      float *x = malloc((n ? n : 1) * sizeof *x);
+      ck_assert_ptr_nonnull(x);
+      fill_input(x, n);
+      ct_allreduce_stats st = {0};
+      ct_status rc = ct_allreduce_host_wire(&g_comm, x, n, 4096, (ct_wire)w, &st);
+      size_t wrong = rc == CT_OK ? count_wrong(x, n) : n + 1;
+      size_t fp32_bytes = ct_allreduce_ring_bytes(n, g_comm.rank, g_comm.size);
+      int good = rc == CT_OK && wrong == 0 && st.bytes_sent * 2 == fp32_bytes;
+      for (size_t i = 0; i < n; i++) x[i] = rough(g_comm.rank, i);
+      rc = ct_allreduce_host_wire(&g_comm, x, n, 4096, (ct_wire)w, NULL);
+      good &= rc == CT_OK && ct_comm_check_same_u64(&g_comm, fnv1a(x, n * sizeof *x),
+                                                   "wire result bits") == CT_OK;
+      for (size_t i = 0; i < n && good && g_comm.size > 1; i++)   // ranks hold wire values
+                                                                     // (one rank: no wire)
+        good &= ct_wire_round((ct_wire)w, x[i]) == x[i] || x[i] != x[i];
+      if (!good)
+        fprintf(stderr, "rank %d %s count %zu: %s, %zu wrong, %zu bytes sent (fp32 %zu): %s\n",
+                g_comm.rank, ct_wire_name((ct_wire)w), n, ct_strerror(rc), wrong, st.bytes_sent,
+                fp32_bytes, ct_error_message());
+      ct_error_clear();
+      ok &= good;
+      free(x);
+    }
+  ck_assert_msg(agree(ok), "fp16/bf16 ring: wrong elements, bytes or differing bits");
+}
+END_TEST
+
+// The fast fp16 conversion (F16C where the CPU has it) gives the integer code's bits.
+START_TEST(wire_pack_matches_the_reference_rounding) {
+  size_t n = 1 << 20, bad = 0;
+  float *x = malloc(n * sizeof *x);
+  uint16_t *h = malloc(n * sizeof *h);
+  ck_assert_ptr_nonnull(x);
+  ck_assert_ptr_nonnull(h);
+  for (size_t i = 0; i < n; i++) {   // every exponent, random mantissas, both signs
+    uint32_t b = (uint32_t)(i * 2654435761u) ^ (uint32_t)(i << 13);
+    if ((b & 0x7F800000u) == 0x7F800000u) b &= ~0x00400000u, b |= 0x00000001u;   // some NaNs
+    memcpy(&x[i], &b, 4);
+  }
+  x[0] = 65520.0f, x[1] = 65519.996f, x[2] = 5.9604645e-8f, x[3] = 2.9802322e-8f;
+  x[4] = -0.0f, x[5] = 1.0f / 0.0f;
+  for (int w = CT_WIRE_FP16; w <= CT_WIRE_BF16; w++) {
+    ct_wire_pack((ct_wire)w, h, x, n);
+    for (size_t i = 0; i < n; i++) {   // one at a time: the integer code
+      uint16_t r;
+      ct_wire_pack((ct_wire)w, &r, &x[i], 1);
+      if (r != h[i] && x[i] == x[i]) bad++;
+    }
+  }
+  free(x);
+  free(h);
+  ck_assert_msg(bad == 0, "%zu conversions differ from the reference rounding", bad);
+}
+END_TEST
+
+// A layout reduced window by window (buckets) gives the same bits as reduced whole, for any
+// cut, in fp32 and fp16 (with the wire format ending inside a window).
+START_TEST(device_windows_give_the_bits_of_the_whole) {
+  if (!ct_allreduce_zero_copy(g_ar) && g_comm.size > 1) return;   // the mapped form
+  size_t n = 300007;
+  float *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
+  ck_assert_ptr_nonnull(a);
+  ck_assert_ptr_nonnull(b);
+  int ok = 1;
+  for (int w = CT_WIRE_FP32; w <= CT_WIRE_FP16; w++) {
+    for (size_t i = 0; i < n; i++) a[i] = b[i] = rough(g_comm.rank, i);
+    size_t wire_n = n - 1000;
+    ct_ring_opts whole = {.wire = (ct_wire)w, .wire_n = wire_n};
+    ct_status st = ct_allreduce_mapped(g_ar, a, n, NULL, 0, 0, &whole, NULL);
+    size_t cuts[] = {0, 1, 4097, 100000, 250000, 299500, n};
+    for (size_t k = 0; k + 1 < sizeof cuts / sizeof *cuts && st == CT_OK; k++) {
+      ct_ring_opts o = {.wire = (ct_wire)w, .wire_n = wire_n, .total = n, .base = cuts[k]};
+      st = ct_allreduce_mapped(g_ar, b + cuts[k], cuts[k + 1] - cuts[k], NULL, 0, 0, &o, NULL);
+    }
+    int good = st == CT_OK && memcmp(a, b, n * sizeof *a) == 0;
+    if (!good)
+      fprintf(stderr, "rank %d windows (%s): %s %s\n", g_comm.rank, ct_wire_name((ct_wire)w),
+              ct_strerror(st), ct_error_message());
+    ct_error_clear();
+    ok &= good;
+  }
+  free(a);
+  free(b);
+  ck_assert_msg(agree(ok), "windows of a layout must give the bits of the whole");
+}
+END_TEST
+
 // ---- main ---------------------------------------------------------------------------------
 
 static void open_device(void) {
@@ -379,6 +486,8 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, host_ring_is_exact_for_every_count);
   tcase_add_test(tc, host_ring_bits_do_not_depend_on_chunking);
   tcase_add_test(tc, host_ring_rejects_mismatched_counts);
+  tcase_add_test(tc, host_ring_wire_formats_are_exact_on_representable_values);
+  tcase_add_test(tc, wire_pack_matches_the_reference_rounding);
   suite_add_tcase(s, tc);
   if (g_have_dev) {
     tc = tcase_create("device");
@@ -387,6 +496,7 @@ int main(int argc, char **argv) {
     tcase_add_test(tc, device_ring_waits_for_the_trainers_queue);
     tcase_add_test(tc, device_ring_with_small_chunks);
     tcase_add_test(tc, device_ring_rejects_mismatched_counts_and_bad_ranges);
+    tcase_add_test(tc, device_windows_give_the_bits_of_the_whole);
     suite_add_tcase(s, tc);
   }
   SRunner *sr = srunner_create(s);

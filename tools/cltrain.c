@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cltrain/allreduce.h"
 #include "cltrain/args.h"
 #include "cltrain/trainer.h"
 
@@ -19,7 +20,7 @@ enum {
   O_BETA2, O_EPS, O_SCHED, O_WARMUP, O_STEP_SIZE, O_GAMMA, O_MIN_LR, O_SEED, O_DEVICE, O_DATA,
   O_LIMIT, O_TEST_LIMIT, O_NORMALIZE, O_SHARD, O_NO_SHUFFLE, O_LOG_EVERY, O_MAX_STEPS,
   O_SAVE_PARAMS, O_QUIET, O_CHECKPOINT, O_CHECKPOINT_EVERY, O_RESUME, O_MAX_BAD, O_CHECK_EVERY,
-  O_ON_DIVERGENCE, O_PROFILE, O_TIMING, O_TUNE, O_TUNE_BUDGET, O_BALANCE, O_SYNC, O_HELP,
+  O_ON_DIVERGENCE, O_PROFILE, O_TIMING, O_TUNE, O_TUNE_BUDGET, O_BALANCE, O_SYNC, O_WIRE, O_BUCKET_MB, O_ACCUMULATE, O_HELP,
 };
 
 static const struct option options[] = {
@@ -64,6 +65,9 @@ static const struct option options[] = {
     {"tune-budget", required_argument, 0, O_TUNE_BUDGET},
     {"balance", required_argument, 0, O_BALANCE},
     {"sync", required_argument, 0, O_SYNC},
+    {"wire", required_argument, 0, O_WIRE},
+    {"bucket-mb", required_argument, 0, O_BUCKET_MB},
+    {"accumulate", required_argument, 0, O_ACCUMULATE},
     {"help", no_argument, 0, O_HELP},
     {0, 0, 0, 0}};
 
@@ -109,6 +113,13 @@ static void usage(FILE *f) {
 "  --sync MODE              sync (reduce, then update) | stale (reduce step t while step\n"
 "                           t+1 computes; updates one step late) | local:K (local SGD:\n"
 "                           parameters averaged every K steps)                  [sync]\n"
+"  --wire fp32|fp16|bf16    gradients' format on the wire (sums stay fp32 on every rank;\n"
+"                           fp16 and bf16 move half the bytes)                  [fp32]\n"
+"  --bucket-mb X            reduce the gradients in buckets of about X MiB, each as soon\n"
+"                           as backward has written it, while backward goes on (the same\n"
+"                           bits as one reduction; 0: one reduction after backward) [0]\n"
+"  --accumulate K           K micro-batches of --batch per optimizer step, one reduction\n"
+"                           per step (the step of a K x batch batch, in K x less memory) [1]\n"
 "  --tune                   when the device's GEMM tuning cache is missing or lacks this\n"
 "                           model's matrix products, tune them first (a few minutes; see\n"
 "                           cltrain-tune) and add them to the cache               [off]\n"
@@ -195,6 +206,7 @@ static ct_status parse(int argc, char **argv, ct_train_config *c) {
   float lr = -1, wd = -1, momentum = -1, beta1 = -1, beta2 = -1, eps = -1;
   int nesterov = 0;
   long v;
+  float bucket = 0;
   opterr = 0;
   optind = 1;
   int ch;
@@ -256,6 +268,15 @@ static ct_status parse(int argc, char **argv, ct_train_config *c) {
       case O_TUNE: c->tune = 1; break;
       case O_BALANCE: CT_TRY(parse_balance(optarg, c)); break;
       case O_SYNC: CT_TRY(parse_sync(optarg, c)); break;
+      case O_WIRE: {
+        ct_wire w;
+        if (!ct_wire_parse(optarg, &w))
+          return CT_FAIL(CT_ERR_USAGE, "--wire: expected fp32, fp16 or bf16, got '%s'", optarg);
+        c->wire = (int)w;
+        break;
+      }
+      case O_BUCKET_MB: CT_TRY(ct_arg_float("--bucket-mb", optarg, 0, 0, 1 << 20, 0, &bucket)); c->bucket_mb = bucket; break;
+      case O_ACCUMULATE: CT_TRY(ct_arg_long("--accumulate", optarg, 1, 1 << 16, &v)); c->accumulate = (int)v; break;
       case O_TUNE_BUDGET: CT_TRY(ct_arg_float("--tune-budget", optarg, 0, 1, 86400, 0, &c->tune_budget)); break;
       case O_HELP:
       case 'h': usage(stdout); exit(0);

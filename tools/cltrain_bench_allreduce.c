@@ -32,6 +32,7 @@ typedef struct {
   size_t min_bytes, max_bytes, chunk;
   int factor, iters, warmup, median;
   const char *device;
+  ct_wire wire;
 } options;
 
 static void usage(FILE *f) {
@@ -50,6 +51,9 @@ static void usage(FILE *f) {
           "  --device SPEC   device of the device-ring path: auto (default; no device skips the\n"
           "                  path), gpu, cpu, P:D, a name, a per-rank list (0=pocl,1=gpu), or\n"
           "                  none to skip that path\n"
+          "  --wire FMT      format of the rings' messages: fp32 (default), fp16 or bf16 (sums stay\n"
+          "                  fp32; inputs are refilled before every timed call, untimed, so that\n"
+          "                  repeated sums do not overflow the format)\n"
           "  -h, --help      this text\n");
 }
 
@@ -84,7 +88,7 @@ static ct_status parse_args(int argc, char **argv, options *o, int *help) {
       {"factor", required_argument, 0, 'f'},    {"iters", required_argument, 0, 'n'},
       {"warmup", required_argument, 0, 'w'},    {"chunk", required_argument, 0, 'c'},
       {"device", required_argument, 0, 'd'},    {"help", no_argument, 0, 'h'},
-      {"median", no_argument, 0, 'a'},
+      {"median", no_argument, 0, 'a'},        {"wire", required_argument, 0, 'W'},
       {0, 0, 0, 0}};
   *o = (options){.min_bytes = 4, .max_bytes = (size_t)256 << 20, .chunk = 0, .factor = 2,
                  .iters = 20, .warmup = 5, .device = "auto"};
@@ -128,6 +132,10 @@ static ct_status parse_args(int argc, char **argv, options *o, int *help) {
       case 'a':
         o->median = 1;
         break;
+      case 'W':
+        if (!ct_wire_parse(optarg, &o->wire))
+          return CT_FAIL(CT_ERR_USAGE, "--wire: expected fp32, fp16 or bf16, got '%s'", optarg);
+        break;
       case 'h':
         *help = 1;
         return CT_OK;
@@ -149,6 +157,9 @@ static ct_status parse_args(int argc, char **argv, options *o, int *help) {
 typedef struct {
   ct_comm *comm;
   float *host;                 // (max_count) host array of the host paths and for checking
+  float *pristine;             // (max_count) the inputs, to refill from (wire formats)
+  ct_wire wire;
+  size_t sent;                 // bytes this rank sent in the last ring call
   ct_device dev;
   int have_dev;
   cl_mem dbuf;                 // (dev_max_count) device buffer of the device path
@@ -163,9 +174,18 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 static ct_status run_once(bench *b, int path, size_t count) {
+  ct_allreduce_stats st = {0};
+  ct_ring_opts o = {.wire = b->wire, .wire_n = count};
+  ct_status r;
   switch (path) {
-    case PATH_HOST: return ct_allreduce_host(b->comm, b->host, count, b->chunk, NULL);
-    case PATH_DEVICE: return ct_allreduce_device(b->ar, b->dbuf, 0, count, NULL);
+    case PATH_HOST:
+      r = ct_allreduce_host_wire(b->comm, b->host, count, b->chunk, b->wire, &st);
+      b->sent = st.bytes_sent;
+      return r;
+    case PATH_DEVICE:
+      r = ct_allreduce_device_after(b->ar, b->dbuf, 0, count, NULL, NULL, 0, 0, &o, &st);
+      b->sent = st.bytes_sent;
+      return r;
     default:
       MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, b->host, (int)count, MPI_FLOAT, MPI_SUM,
                               b->comm->comm));
@@ -173,36 +193,54 @@ static ct_status run_once(bench *b, int path, size_t count) {
   }
 }
 
+// Fresh inputs (from the pristine copy), untimed.
+static ct_status refill(bench *b, int path, size_t count) {
+  if (path == PATH_DEVICE)
+    CL_CHECK(clEnqueueWriteBuffer(b->dev.queue, b->dbuf, CL_TRUE, 0, count * sizeof(float),
+                                  b->pristine, 0, NULL, NULL));
+  else
+    memcpy(b->host, b->pristine, count * sizeof(float));
+  return CT_OK;
+}
+
 // Fresh inputs, one all-reduce, count of wrong elements summed over ranks; then warmup and
 // timed iterations: *us = the slowest rank's mean time per call.
 static ct_status run_path(bench *b, int path, size_t count, const options *o, double *us,
                           double *wrong) {
-  int n = b->comm->size, r = b->comm->rank;
-  for (size_t i = 0; i < count; i++) b->host[i] = (float)((r + 1) * (int)(i % 7 + 1));
-  if (path == PATH_DEVICE)
-    CL_CHECK(clEnqueueWriteBuffer(b->dev.queue, b->dbuf, CL_TRUE, 0, count * sizeof(float),
-                                  b->host, 0, NULL, NULL));
+  int n = b->comm->size;
+  if (path == PATH_DEVICE) CT_TRY(ct_allreduce_agree(b->ar, count));
+  CT_TRY(refill(b, path, count));
   CT_TRY(run_once(b, path, count));
   if (path == PATH_DEVICE)
     CL_CHECK(clEnqueueReadBuffer(b->dev.queue, b->dbuf, CL_TRUE, 0, count * sizeof(float),
                                  b->host, 0, NULL, NULL));
-  const float total = (float)(n * (n + 1) / 2);
+  const float total = (float)(n * (n + 1) / 2);   // exact in every wire format for N <= 9
   double bad = 0;
   for (size_t i = 0; i < count; i++) bad += b->host[i] != total * (float)(i % 7 + 1);
   CT_TRY(ct_comm_allreduce_double_sum(b->comm, &bad, 1));
   *wrong = bad;
-  for (int k = 0; k < o->warmup; k++) CT_TRY(run_once(b, path, count));
+  // fp32 sums of these inputs stay exact and finite over the calls; the wire formats overflow
+  // after a dozen, so they start from fresh inputs each call (the loop time is then the sum of
+  // the calls' times)
+  int fresh = b->wire != CT_WIRE_FP32 && path != PATH_MPI;
+  for (int k = 0; k < o->warmup; k++) {
+    if (fresh) CT_TRY(refill(b, path, count));
+    CT_TRY(run_once(b, path, count));
+  }
   CT_TRY(ct_comm_barrier(b->comm));
-  double t0 = ct_now();
+  double t0 = ct_now(), in_calls = 0;
   double *ts = malloc(((size_t)o->iters + 1) * sizeof *ts);   // per call, then the loop
   if (!ts) return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
   ct_status st = CT_OK;
   for (int k = 0; k < o->iters && st == CT_OK; k++) {
+    if (fresh && (st = refill(b, path, count)) == CT_OK) st = ct_comm_barrier(b->comm);
+    if (st != CT_OK) break;
     double tk = ct_now();
     st = run_once(b, path, count);
     ts[k] = ct_now() - tk;
+    in_calls += ts[k];
   }
-  ts[o->iters] = ct_now() - t0;
+  ts[o->iters] = fresh ? in_calls : ct_now() - t0;
   if (st == CT_OK) st = ct_comm_allreduce_double_max(b->comm, ts, o->iters + 1);
   if (st == CT_OK) {
     if (o->median) {
@@ -278,7 +316,10 @@ static int open_device(bench *b, const options *o, size_t max_count) {
   if (comm->rank == 0)
     printf("# device ring: rank 0 on %s [%s], %s staging, buffers up to %zu bytes\n",
            b->dev.info.name, b->dev.info.platform_name,
-           comm->size < 2 ? "no" : ct_allreduce_pinned(b->ar) ? "pinned" : "malloc'ed",
+           comm->size < 2                ? "no"
+           : ct_allreduce_zero_copy(b->ar) ? "no (zero-copy: mapped)"
+           : ct_allreduce_pinned(b->ar)    ? "pinned"
+                                           : "malloc'ed",
            b->dev_max_count * sizeof(float));
   return 0;
 }
@@ -309,23 +350,28 @@ int main(int argc, char **argv) {
   double bus_factor = n > 1 ? 2.0 * (n - 1) / n : 0.0;
   size_t max_count = o.max_bytes / sizeof(float);
   bench b = {.comm = &comm, .chunk = o.chunk ? o.chunk : CT_ALLREDUCE_DEFAULT_CHUNK};
+  b.wire = o.wire;
   b.host = malloc(max_count * sizeof(float));
-  if (!b.host) {
+  b.pristine = malloc(max_count * sizeof(float));
+  if (!b.host || !b.pristine) {
     fprintf(stderr, "cltrain-bench-allreduce: rank %d: out of host memory (%zu bytes)\n",
             comm.rank, o.max_bytes);
     ct_comm_abort(&comm, 1);
   }
   if (comm.rank == 0)
     printf("# cltrain-bench-allreduce: %d ranks (%d on this node), chunk %zu bytes, "
-           "iters %d, warmup %d, time = %s\n",
+           "iters %d, warmup %d, time = %s, rings on the wire: %s\n",
            n, comm.local_size, b.chunk, o.iters, o.warmup,
-           o.median ? "median per call" : "mean per call");
+           o.median ? "median per call" : "mean per call", ct_wire_name(o.wire));
+  for (size_t i = 0; i < max_count; i++)
+    b.pristine[i] = (float)((comm.rank + 1) * (int)(i % 7 + 1));
   int code = open_device(&b, &o, max_count);
   if (code) {
     if (b.ar) ct_allreduce_free(b.ar);
     if (b.dbuf) clReleaseMemObject(b.dbuf);
     if (b.have_dev) ct_device_close(&b.dev);
     free(b.host);
+    free(b.pristine);
     ct_comm_free(&comm);
     return code;
   }
@@ -335,20 +381,24 @@ int main(int argc, char **argv) {
     printf("\n# %10s %12s %6s", "size", "count", "type");
     for (int p = 0; p < NPATHS; p++)
       printf(" %10s %7s %7s %6s", "time(us)", "algbw", "busbw", "#wrong");
-    printf(" %9s\n", "ring/MPI");
+    printf(" %9s %9s %12s\n", "ring/MPI", "dev/host", "ring sent");
     printf("# %10s %12s %6s", "(B)", "(elements)", "");
     for (int p = 0; p < NPATHS; p++) printf(" %10s %7s %7s %6s", "", "(GB/s)", "(GB/s)", "");
-    printf(" %9s\n", "busbw");
+    printf(" %9s %9s %12s\n", "busbw", "time", "(B/rank)");
   }
   double sum_bus[NPATHS] = {0}, total_wrong = 0, ratio_min = 1e30, ratio_sum = 0;
-  int nsizes[NPATHS] = {0}, nratio = 0, dev_skipped = 0;
+  int nsizes[NPATHS] = {0}, nratio = 0, dev_skipped = 0, n_dev_host = 0;
+  double dev_host_max = 0;
   for (size_t bytes = o.min_bytes; bytes <= o.max_bytes;) {
     size_t count = bytes / sizeof(float);
     double us[NPATHS] = {0}, wrong[NPATHS] = {0};
     int ran[NPATHS] = {1, b.have_dev && count <= b.dev_max_count, 1};
     if (b.have_dev && !ran[PATH_DEVICE]) dev_skipped = 1;
-    for (int p = 0; p < NPATHS; p++)
+    size_t host_sent = 0;
+    for (int p = 0; p < NPATHS; p++) {
       if (ran[p] && (st = run_path(&b, p, count, &o, &us[p], &wrong[p])) != CT_OK) fail(&comm, st);
+      if (p == PATH_HOST) host_sent = b.sent;
+    }
     if (comm.rank == 0) {
       printf("  %10zu %12zu %6s", count * sizeof(float), count, "float");
       for (int p = 0; p < NPATHS; p++) {
@@ -360,9 +410,17 @@ int main(int argc, char **argv) {
         printf(" %6.0f", wrong[p]);
       }
       double ratio = us[PATH_HOST] > 0 ? us[PATH_MPI] / us[PATH_HOST] : 0;
-      if (n > 1) printf(" %9.2f\n", ratio);
-      else printf(" %9s\n", "-");   // one rank: no bus, nothing to compare
+      double dev_host = ran[PATH_DEVICE] && us[PATH_HOST] > 0 ? us[PATH_DEVICE] / us[PATH_HOST] : 0;
+      if (n > 1) printf(" %9.2f", ratio);
+      else printf(" %9s", "-");   // one rank: no bus, nothing to compare
+      if (dev_host > 0) printf(" %9.2f", dev_host);
+      else printf(" %9s", "-");
+      printf(" %12zu\n", host_sent);
       fflush(stdout);
+      if (dev_host > 0 && count * sizeof(float) >= (size_t)16 << 20) {
+        if (dev_host > dev_host_max) dev_host_max = dev_host;
+        n_dev_host++;
+      }
       if (n > 1 && count * sizeof(float) >= (size_t)1 << 20) {
         ratio_sum += ratio;
         nratio++;
@@ -391,11 +449,15 @@ int main(int argc, char **argv) {
     if (nratio)
       printf("# host ring / MPI_Allreduce busbw, sizes >= 1 MiB: mean %.2f, min %.2f "
              "(%d sizes)\n", ratio_sum / nratio, ratio_min, nratio);
+    if (n_dev_host)
+      printf("# device ring / host ring time, sizes >= 16 MiB: max %.2f (%d sizes)\n",
+             dev_host_max, n_dev_host);
   }
   if (b.ar) ct_allreduce_free(b.ar);
   if (b.dbuf) clReleaseMemObject(b.dbuf);
   if (b.have_dev) ct_device_close(&b.dev);
   free(b.host);
+  free(b.pristine);
   ct_comm_free(&comm);
   return total_wrong > 0 ? 1 : 0;
 }

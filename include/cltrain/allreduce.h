@@ -1,9 +1,10 @@
 // allreduce.h: the ring all-reduce (SUM of floats) over MPI, with device buffers staged through
 // host memory.
 //
-// Defines: ct_allreduce_stats, ct_allreduce (opaque) + ct_allreduce_init / _free,
-// ct_allreduce_device (+ _after), ct_allreduce_mapped, ct_allreduce_host, ct_allreduce_pinned, ct_allreduce_zero_copy,
-// ct_allreduce_ring_bytes.
+// Defines: ct_wire (+ ct_wire_name / _parse / _bytes / _round), ct_ring_opts,
+// ct_allreduce_stats, ct_allreduce (opaque) + ct_allreduce_init / _free / _agree,
+// ct_allreduce_device (+ _after), ct_allreduce_mapped, ct_allreduce_host (+ _wire),
+// ct_allreduce_pinned, ct_allreduce_zero_copy, ct_allreduce_ring_bytes.
 //
 // N ranks form a ring (rank r sends to r+1 and receives from r-1). The count is cut into N
 // segments; N-1 reduce-scatter steps leave rank r with the finished segment r+1, and N-1
@@ -12,6 +13,16 @@
 // and host->device copies of different chunks overlap. The order of the additions is fixed
 // (segment s is summed as ((x_s + x_s+1) + x_s+2) + ... over ranks), so results are the same
 // bits run after run and, because the all-gather copies finished segments, on every rank.
+//
+// Wire formats: with fp16 or bf16 the messages carry 16-bit values; every rank adds what it
+// receives to its own fp32 values (sums are fp32 on each hop) and rounds only what it sends
+// (round to nearest even, in integer arithmetic: the same bits on every rank). The owner of a
+// finished segment rounds it in its own array too, so every rank ends with the same values.
+//
+// Windows (buckets): a call may reduce the window [base, base + count) of a layout of `total`
+// floats. The segments are the layout's, cut to the window, so every element is summed in the
+// same order whichever window reduces it: reducing a layout window by window gives the same
+// bits as reducing it whole.
 // Every call is collective over comm: every rank calls it with the same count. A count that
 // differs is caught (CT_ERR_MISMATCH on every rank); any other failure on one rank (an MPI or
 // OpenCL error mid-ring) can leave the others waiting for it: callers ct_comm_abort then.
@@ -19,9 +30,27 @@
 #define CLTRAIN_ALLREDUCE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "cltrain/comm.h"
 #include "cltrain/device.h"
+
+typedef enum { CT_WIRE_FP32 = 0, CT_WIRE_FP16, CT_WIRE_BF16 } ct_wire;
+const char *ct_wire_name(ct_wire w);
+int ct_wire_parse(const char *s, ct_wire *w);   // "fp32", "fp16", "bf16"; 0 if none of them
+size_t ct_wire_bytes(ct_wire w);                // bytes per element on the wire
+float ct_wire_round(ct_wire w, float x);        // x as the wire carries it (integer code)
+// fp32 -> wire (fp16 or bf16) as the ring sends it (F16C instructions where the CPU has them,
+// unless CLTRAIN_NO_F16C=1): the same bits as ct_wire_round but for NaN payloads.
+void ct_wire_pack(ct_wire w, uint16_t *dst, const float *src, size_t n);
+
+// Options of one call of the _after and _mapped forms (NULL: fp32, the range is the layout).
+typedef struct {
+  ct_wire wire;     // format of the layout's elements [0, wire_n); those from wire_n on: fp32
+  size_t wire_n;
+  size_t total;     // the layout the range is a window of (0: the range itself)
+  size_t base;      // where the range starts in the layout
+} ct_ring_opts;
 
 typedef struct {
   double d2h_s, h2d_s;    // time in device<->host copies (host wall time waiting on them)
@@ -42,6 +71,9 @@ typedef struct ct_allreduce ct_allreduce;   // opaque: staging buffers, requests
 ct_status ct_allreduce_init(ct_comm *comm, ct_device *dev, size_t max_count, size_t chunk_bytes,
                             ct_allreduce **ar);
 void ct_allreduce_free(ct_allreduce *ar);
+// Collective: every rank means to reduce ranges of layouts of `count` floats (checked once here;
+// the _after and _mapped forms then trust their counts and check nothing across ranks).
+ct_status ct_allreduce_agree(ct_allreduce *ar, size_t count);
 // 1 when the staging buffer is pinned (mapped CL_MEM_ALLOC_HOST_PTR), 0 when malloc'ed or
 // when there is none (a ring of one rank stages nothing).
 int ct_allreduce_pinned(const ct_allreduce *ar);
@@ -62,23 +94,30 @@ ct_status ct_allreduce_device(ct_allreduce *ar, cl_mem buf, size_t offset, size_
 // everything on dev->queue) and uses only a queue of its own, so the device may compute other
 // work meanwhile (--sync stale). patch (patch_n floats, or NULL) is written into the range at
 // patch_at before the reduction (this rank's status words). On return the result is in buf.
-// after = NULL: exactly ct_allreduce_device (plus the patch).
+// o: wire format and window (NULL: fp32, the whole range). No count check across ranks (see
+// ct_allreduce_agree): every rank must pass the same count and options.
 ct_status ct_allreduce_device_after(ct_allreduce *ar, cl_mem buf, size_t offset, size_t count,
                                     cl_event after, const float *patch, size_t patch_at,
-                                    size_t patch_n, ct_allreduce_stats *stats);
+                                    size_t patch_n, const ct_ring_opts *o,
+                                    ct_allreduce_stats *stats);
 
 // The ring in place on count floats the caller has mapped from a device buffer (zero-copy
 // devices only: ct_allreduce_zero_copy), with the same patch as above. The caller maps before
 // and unmaps after, on whichever queue orders them right (--sync stale maps the pending
 // gradients on dev->queue before the next step's kernels, so the map is not queued behind
-// them on a device whose one worker thread runs every queue). Collective, count checked.
+// them on a device whose one worker thread runs every queue). Collective; counts and options as
+// for ct_allreduce_device_after (p points at the range's first float).
 ct_status ct_allreduce_mapped(ct_allreduce *ar, float *p, size_t count, const float *patch,
-                              size_t patch_at, size_t patch_n, ct_allreduce_stats *stats);
+                              size_t patch_at, size_t patch_n, const ct_ring_opts *o,
+                              ct_allreduce_stats *stats);
 
 // The same ring on a host array buf (count floats), no device: for the benchmark and tests.
 // chunk_bytes 0 = default. stats may be NULL.
 ct_status ct_allreduce_host(ct_comm *comm, float *buf, size_t count, size_t chunk_bytes,
                             ct_allreduce_stats *stats);
+// The same with a wire format (every rank passes the same; checked with the count).
+ct_status ct_allreduce_host_wire(ct_comm *comm, float *buf, size_t count, size_t chunk_bytes,
+                                 ct_wire wire, ct_allreduce_stats *stats);
 
 // Bytes rank `rank` of `size` sends in one all-reduce of count floats (2(N-1)/N of the buffer,
 // give or take the remainder): what stats->bytes_sent grows by per call.

@@ -63,6 +63,10 @@ typedef struct {
   int n_static_weights;
   ct_sync sync;
   int local_k;               // LOCAL: optimizer steps between averages (>= 1)
+  int wire;                  // ct_wire (allreduce.h): the gradients' format on the wire
+  double bucket_mb;          // reduce the gradients in buckets of this size as backward
+                             // produces them (0: one reduction after backward)
+  int accumulate;            // micro-batches of `batch` per optimizer step (>= 1)
   long balance_every;        // THROUGHPUT: consider new shares every N steps (after warm-up)
   // speed and measurement
   int profile;               // per-kernel table from OpenCL event profiling at the end
