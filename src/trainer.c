@@ -276,7 +276,11 @@ typedef struct {
   cl_event pend_map_ev;    //   and the map's event
   size_t P;                // parameters
   size_t tail;             // status words after the gradients: 2 + world
-  int max_share;           // largest share any rank gets: the model's max batch
+  int max_share;           // largest share any rank gets
+  int micro;               // the model's max batch: rows per forward/backward (--accumulate
+                           // cuts a share into chunks of at most this many)
+  cl_mem acc;              // --accumulate: gradients of the chunks after the first
+                           // ([P | loss]), added into the step's gradient buffer
   int *eval_idx;           // (max_share) evaluation: sample indices
   float *eval_x;           // (max_share, in)
   int *eval_y;             // (max_share)
@@ -326,12 +330,12 @@ static ct_status evaluate(run_state *s, double *acc) {
   for (int q = 0; q < r; q++) lo += s->tmp_shares[q];
   int hi = lo + s->tmp_shares[r];
   int classes = s->arch.classes;
-  float *logits = malloc((size_t)s->max_share * (size_t)classes * sizeof *logits);
+  float *logits = malloc((size_t)s->micro * (size_t)classes * sizeof *logits);
   if (!logits) return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
   double correct = 0;
   ct_status st = CT_OK;
-  for (int b = lo; b < hi; b += s->max_share) {
-    int m = hi - b < s->max_share ? hi - b : s->max_share;
+  for (int b = lo; b < hi; b += s->micro) {
+    int m = hi - b < s->micro ? hi - b : s->micro;
     for (int i = 0; i < m; i++) s->eval_idx[i] = b + i;
     ct_dataset_gather(&s->test, s->eval_idx, m, s->cfg->norm_mean, s->cfg->norm_std, s->eval_x,
                       s->eval_y);
@@ -447,7 +451,8 @@ static ct_status gemm_setup(run_state *s) {
       if (st == CT_OK && status < 0)
         fprintf(stderr, "cltrain: rank %d: warning: %s\n", comm->rank, warning);
       if (st == CT_OK && s->cfg->tune) {
-        int batches[2] = {s->max_share, s->cfg->batch / comm->size};
+        int acc = s->cfg->accumulate > 1 ? s->cfg->accumulate : 1;
+        int batches[2] = {s->micro, (s->cfg->batch / comm->size + acc - 1) / acc};
         ct_tune_shape *shapes = NULL;
         int n = 0;
         st = ct_tune_model_shapes(&s->dev, &s->arch, batches, batches[1] != batches[0] ? 2 : 1,
@@ -546,8 +551,8 @@ static ct_status setup(run_state *s) {
   if (cfg->limit > 0) ct_dataset_limit(&s->train, cfg->limit);
   if (cfg->test_limit > 0) ct_dataset_limit(&s->test, cfg->test_limit);
   if (cfg->batch > s->train.count)
-    return CT_FAIL(CT_ERR_USAGE, "--batch: %d is larger than the training set (%d samples)",
-                   cfg->batch, s->train.count);
+    return CT_FAIL(CT_ERR_USAGE, "--batch: %d%s is larger than the training set (%d samples)",
+                   cfg->batch, cfg->accumulate > 1 ? " (x --accumulate)" : "", s->train.count);
   if (cfg->batch < comm->size)
     return CT_FAIL(CT_ERR_USAGE, "--batch: %d is smaller than the number of ranks (%d)",
                    cfg->batch, comm->size);
@@ -576,6 +581,10 @@ static ct_status setup(run_state *s) {
       !s->avg_words || !s->avg_ms || !s->avg_shares || !s->cur.shares || !s->pend.shares)
     return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
   CT_TRY(balance_setup(s));
+  {
+    int acc = cfg->accumulate > 1 ? cfg->accumulate : 1;
+    s->micro = (s->max_share + acc - 1) / acc;
+  }
   size_t in = (size_t)s->train.channels * (size_t)s->train.rows * (size_t)s->train.cols;
   size_t ms = (size_t)s->max_share;
   for (int k = 0; k < 2; k++) {
@@ -605,7 +614,12 @@ static ct_status setup(run_state *s) {
 
   CT_TRY(gemm_setup(s));
   if (cfg->profile) CT_TRY(ct_prof_init(&s->dev));
-  CT_TRY(ct_model_init_tail(&s->dev, &s->arch, s->max_share, s->tail, &s->model));
+  CT_TRY(ct_model_init_tail(&s->dev, &s->arch, s->micro, s->tail, &s->model));
+  if (cfg->accumulate > 1) {
+    cl_int err;
+    CL_CHECK((s->acc = clCreateBuffer(s->dev.ctx, CL_MEM_READ_WRITE,
+                                      (s->P + s->tail) * sizeof(float), NULL, &err), err));
+  }
   s->gbuf[0] = s->gbuf[1] = s->model.grads;
   if (cfg->sync == CT_SYNC_STALE) {   // a second gradient buffer: one reduced while one computed
     cl_int err;
@@ -655,9 +669,15 @@ static ct_status prebuild_short_batch(run_state *s) {
   s->dev.prof = NULL;
   s->model.grads = s->gbuf[0];
   s->model.sample_offset = 0;
-  ct_status st = ct_model_set_batch(&s->model, x, y, m);
-  if (st == CT_OK) st = ct_model_forward(&s->model, m, 1, 0);
-  if (st == CT_OK) st = ct_model_backward(&s->model, m, 1.0f / (float)n_last);
+  ct_status st = CT_OK;
+  // the chunk sizes phase_compute will run (--accumulate): full chunks and the remainder
+  int sizes[2] = {m < s->micro ? m : s->micro, m > s->micro ? m % s->micro : 0};
+  for (int k = 0; k < 2 && st == CT_OK; k++) {
+    if (sizes[k] == 0 || (k == 1 && sizes[1] == sizes[0])) continue;
+    st = ct_model_set_batch(&s->model, x, y, sizes[k]);
+    if (st == CT_OK) st = ct_model_forward(&s->model, sizes[k], 1, 0);
+    if (st == CT_OK) st = ct_model_backward(&s->model, sizes[k], 1.0f / (float)n_last);
+  }
   cl_int err = clFinish(s->dev.queue);
   s->dev.prof = saved;
   free(x), free(y);
@@ -686,6 +706,7 @@ static void teardown(run_state *s) {
   }
   if (s->gbuf[1] && s->gbuf[1] != s->gbuf[0]) clReleaseMemObject(s->gbuf[1]);
   if (s->pred) clReleaseMemObject(s->pred);
+  if (s->acc) clReleaseMemObject(s->acc);
   if (s->pred_done) clReleaseEvent(s->pred_done);
   if (s->pend_map_ev) clReleaseEvent(s->pend_map_ev);
   s->model.grads = s->gbuf[0] ? s->gbuf[0] : s->model.grads;   // the model frees its own
@@ -747,25 +768,46 @@ static ct_status phase_compute(run_state *s, slot *b, cl_mem grads, computed *c)
   release_event(&c->end);
   if (cfg->sync == CT_SYNC_STALE)
     CL_CHECK(clEnqueueMarkerWithWaitList(s->dev.queue, 0, NULL, &c->begin));
-  m->grads = grads;
-  CT_TRY(ct_model_set_batch_async(m, b->x, b->y, b->m, &b->written));
-  m->sample_offset = b->offset;
-  CT_TRY(ct_model_forward(m, b->m, 1, cfg->seed * 0x9E3779B97F4A7C15ULL + (uint64_t)b->step));
   // the loss is scaled by the GLOBAL batch (local SGD: by this rank's own share)
   float scale = cfg->sync == CT_SYNC_LOCAL ? (b->m > 0 ? 1.0f / (float)b->m : 1.0f)
                                            : 1.0f / (float)b->n;
-  CT_TRY(ct_model_backward(m, b->m, scale));
-  cl_kernel k;
-  CT_TRY(ct_kernel(&s->dev, "util", "loss_sum_f32", &k));
-  size_t wg = 1;   // one work-group, a power of two up to 256
-  while (wg * 2 <= s->dev.info.max_wg && wg < 256) wg *= 2;
-  cl_uint n = (cl_uint)b->m, loss_at = (cl_uint)AT_LOSS(s), count_at = (cl_uint)AT_COUNT(s);
-  CL_CHECK(clSetKernelArg(k, 0, sizeof m->losses, &m->losses));
-  CL_CHECK(clSetKernelArg(k, 1, sizeof n, &n));
-  CL_CHECK(clSetKernelArg(k, 2, sizeof grads, &grads));
-  CL_CHECK(clSetKernelArg(k, 3, sizeof loss_at, &loss_at));
-  CL_CHECK(clSetKernelArg(k, 4, sizeof count_at, &count_at));
-  CT_TRY(enqueue_1d(s, k, "loss_sum_f32", wg, wg));
+  // The share in chunks of at most s->micro rows (one chunk unless --accumulate): the first
+  // chunk's gradients and loss sum go straight into `grads`, each later chunk's into s->acc and
+  // are added to them (the step's gradient is the sum over its samples, in chunk order).
+  size_t in = (size_t)s->train.channels * (size_t)s->train.rows * (size_t)s->train.cols;
+  for (int lo = 0; lo == 0 || lo < b->m; lo += s->micro) {
+    int rows = b->m - lo < s->micro ? b->m - lo : s->micro;
+    cl_mem dst = lo == 0 ? grads : s->acc;
+    m->grads = dst;
+    release_event(&b->written);   // the last chunk's write covers the earlier ones (in order)
+    CT_TRY(ct_model_set_batch_async(m, b->x + (size_t)lo * in, b->y + lo, rows, &b->written));
+    m->sample_offset = b->offset + lo;
+    CT_TRY(ct_model_forward(m, rows, 1, cfg->seed * 0x9E3779B97F4A7C15ULL + (uint64_t)b->step));
+    CT_TRY(ct_model_backward(m, rows, scale));
+    cl_kernel k;
+    CT_TRY(ct_kernel(&s->dev, "util", "loss_sum_f32", &k));
+    size_t wg = 1;   // one work-group, a power of two up to 256
+    while (wg * 2 <= s->dev.info.max_wg && wg < 256) wg *= 2;
+    cl_uint n = (cl_uint)rows, loss_at = (cl_uint)AT_LOSS(s), count_at = (cl_uint)AT_COUNT(s);
+    CL_CHECK(clSetKernelArg(k, 0, sizeof m->losses, &m->losses));
+    CL_CHECK(clSetKernelArg(k, 1, sizeof n, &n));
+    CL_CHECK(clSetKernelArg(k, 2, sizeof dst, &dst));
+    CL_CHECK(clSetKernelArg(k, 3, sizeof loss_at, &loss_at));
+    CL_CHECK(clSetKernelArg(k, 4, sizeof count_at, &count_at));
+    CT_TRY(enqueue_1d(s, k, "loss_sum_f32", wg, wg));
+    if (lo > 0) {   // grads[0 .. P] += acc[0 .. P] (gradients and loss sum)
+      CT_TRY(ct_kernel(&s->dev, "util", "axpy_f32", &k));
+      cl_uint len = (cl_uint)(AT_LOSS(s) + 1);
+      float one = 1.0f;
+      CL_CHECK(clSetKernelArg(k, 0, sizeof grads, &grads));
+      CL_CHECK(clSetKernelArg(k, 1, sizeof s->acc, &s->acc));
+      CL_CHECK(clSetKernelArg(k, 2, sizeof len, &len));
+      CL_CHECK(clSetKernelArg(k, 3, sizeof one, &one));
+      CT_TRY(enqueue_1d(s, k, "axpy_f32", ((size_t)len + 255) / 256 * 256, 0));
+    }
+    if (b->m == 0) break;
+  }
+  m->grads = grads;
   if (cfg->inject_nan_step >= 0 && b->step >= cfg->inject_nan_step &&
       b->step < cfg->inject_nan_step + cfg->inject_nan_count && s->comm->rank == cfg->inject_nan_rank) {
     // poison this rank's gradients: the guard must catch it on every rank
@@ -1586,7 +1628,17 @@ ct_status ct_train_run(const ct_train_config *cfg, ct_comm *comm, ct_train_resul
   run_state s;
   memset(&s, 0, sizeof s);
   memset(res, 0, sizeof *res);
-  s.cfg = cfg;
+  // --accumulate K: an optimizer step takes K global batches of --batch, computed in K chunks.
+  // The loader, the shares, the schedule, the checkpoints and the logs see one global batch of
+  // K x --batch (a checkpoint so made resumes as --batch K x B, or as K' x B' with the same
+  // product); only the model's buffers stay the size of one chunk.
+  ct_train_config eff = *cfg;
+  if (eff.accumulate < 1) eff.accumulate = 1;
+  if ((long long)eff.batch * eff.accumulate > (1 << 24))
+    return CT_FAIL(CT_ERR_USAGE, "--accumulate: %d x --batch %d exceeds %d samples per step",
+                   eff.accumulate, eff.batch, 1 << 24);
+  eff.batch *= eff.accumulate;
+  s.cfg = &eff;
   s.comm = comm;
   s.res = res;
   ct_status st = setup(&s);
