@@ -274,6 +274,12 @@ typedef struct {
   cl_event *d2h;          // (N, maxch) read of chunk c of segment s; NULL once waited for
   size_t maxch;
   int whole;              // the range fits in one chunk: one read (d2h[0]) and one write
+  int tag0;               // tags tag0 .. tag0 + 2N-3 (rings in flight at once differ)
+
+  // Where the ring stands (ring_advance resumes here): items done, receives posted, the step
+  // of the next receive to post, step-0 sends posted, the step of item i.
+  size_t i, p, next0;
+  int pt, ti, started;
 
   ct_allreduce_stats st;  // this call's times
 } ring;
@@ -331,13 +337,26 @@ static size_t ring_layout(ring *g) {
   return n;
 }
 
-static ct_status wait_d2h(ring *g, int s, size_t c) {
+// Has the read of chunk c of segment s landed in staging? block: wait for it.
+static ct_status d2h_ready(ring *g, int s, size_t c, int block, int *ready) {
+  *ready = 1;
   if (!g->queue) return CT_OK;
   cl_event *ev = &g->d2h[g->whole ? 0 : (size_t)s * g->maxch + c];
   if (!*ev) return CT_OK;
-  double t0 = ct_now();
-  cl_int err = clWaitForEvents(1, ev);
-  g->st.d2h_s += ct_now() - t0;
+  cl_int err;
+  if (block) {
+    double t0 = ct_now();
+    err = clWaitForEvents(1, ev);
+    g->st.d2h_s += ct_now() - t0;
+  } else {
+    cl_int stat = CL_QUEUED;
+    err = clGetEventInfo(*ev, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof stat, &stat, NULL);
+    if (err == CL_SUCCESS && stat < 0) err = stat;
+    if (err == CL_SUCCESS && stat != CL_COMPLETE) {
+      *ready = 0;
+      return CT_OK;
+    }
+  }
   clReleaseEvent(*ev);
   *ev = NULL;
   CL_CHECK(err);
@@ -368,21 +387,21 @@ static ct_status isend(ring *g, const float *region, size_t len, int tag, size_t
     buf = w;
   }
   double t0 = ct_now();
-  int err = MPI_Isend(buf, (int)len, g->wire == CT_WIRE_FP32 ? MPI_FLOAT : MPI_UINT16_T, right, tag,
-                      g->comm, &g->sreq[j]);
+  int err = MPI_Isend(buf, (int)len, g->wire == CT_WIRE_FP32 ? MPI_FLOAT : MPI_UINT16_T, right,
+                      g->tag0 + tag, g->comm, &g->sreq[j]);
   g->st.mpi_s += ct_now() - t0;
   if (err != MPI_SUCCESS) return ct_mpi_error(err, "MPI_Isend", __FILE__, __LINE__);
   g->st.bytes_sent += len * esz(g);
   return CT_OK;
 }
 
-// Waits for a request: polls for 200 us, then polls every 50 us with a sleep in between, so a
-// rank waiting long for a slower neighbour leaves the core to whatever shares it (its own device
-// threads on a CPU, or another rank) instead of spinning in MPI_Wait.
-static ct_status mpi_wait(ring *g, MPI_Request *req, const char *what) {
+// Is a request complete? block: wait for it, polling for 200 us, then every 50 us with a sleep
+// in between, so a rank waiting long for a slower neighbour leaves the core to whatever shares
+// it (its own device threads on a CPU, or another rank) instead of spinning in MPI_Wait.
+static ct_status mpi_ready(ring *g, MPI_Request *req, int block, int *ready, const char *what) {
   double t0 = ct_now();
-  int done = 0, err;
-  while ((err = MPI_Test(req, &done, MPI_STATUS_IGNORE)) == MPI_SUCCESS && !done) {
+  int err;
+  while ((err = MPI_Test(req, ready, MPI_STATUS_IGNORE)) == MPI_SUCCESS && !*ready && block) {
     if (ct_now() - t0 > 200e-6) {
       struct timespec ts = {0, 50000};
       nanosleep(&ts, NULL);
@@ -393,13 +412,16 @@ static ct_status mpi_wait(ring *g, MPI_Request *req, const char *what) {
   return CT_OK;
 }
 
-// Posts the step-0 sends (our own segment r) of chunks next0 .. upto-1.
-static ct_status post_sends0(ring *g, size_t *next0, size_t upto) {
+// Posts the step-0 sends (our own segment r) of chunks next0 .. upto-1, as far as their reads
+// have landed (all of them with block).
+static ct_status post_sends0(ring *g, size_t upto, int block) {
   int s = g->rank;
   size_t off = seg_off(g, s), len = seg_len(g, s);
-  for (; *next0 < upto; (*next0)++) {
-    size_t c = *next0, lo = c * g->chunk, n = len - lo < g->chunk ? len - lo : g->chunk;
-    CT_TRY(wait_d2h(g, s, c));
+  for (; g->next0 < upto; g->next0++) {
+    size_t c = g->next0, lo = c * g->chunk, n = len - lo < g->chunk ? len - lo : g->chunk;
+    int ready;
+    CT_TRY(d2h_ready(g, s, c, block, &ready));
+    if (!ready) break;
     CT_TRY(isend(g, g->data + off + lo, n, 0, c));
   }
   return CT_OK;
@@ -414,8 +436,8 @@ static ct_status post_recv(ring *g, size_t p, int t) {
   float *region = g->data + seg_off(g, s) + lo;
   void *dst = t < g->size - 1 || g->wire != CT_WIRE_FP32 ? slot_ptr(g, p, region) : region;
   double t0 = ct_now();
-  int err = MPI_Irecv(dst, (int)len, g->wire == CT_WIRE_FP32 ? MPI_FLOAT : MPI_UINT16_T, left, t,
-                      g->comm, &g->rreq[p]);
+  int err = MPI_Irecv(dst, (int)len, g->wire == CT_WIRE_FP32 ? MPI_FLOAT : MPI_UINT16_T, left,
+                      g->tag0 + t, g->comm, &g->rreq[p]);
   g->st.mpi_s += ct_now() - t0;
   if (err != MPI_SUCCESS) return ct_mpi_error(err, "MPI_Irecv", __FILE__, __LINE__);
   return CT_OK;
@@ -431,16 +453,18 @@ static size_t ag_dep(const ring *g, int t, size_t c, size_t n0) {
 // Posts receives ahead of the item being processed (`done` items are finished), up to the
 // window; an all-gather receive waits (without blocking) until the send out of its region is
 // complete. Stops at the first that cannot be posted yet, so receives stay in order.
-static ct_status post_recvs(ring *g, size_t *p, int *pt, size_t done, size_t next0, size_t n0) {
+static ct_status post_recvs(ring *g, size_t done, size_t n0) {
   const int steps = 2 * g->size - 2;
   const size_t items = g->rstart[steps];
+  size_t *p = &g->p;
+  int *pt = &g->pt;
   while (*p < items && *p < done + RING_SLOTS) {
     while (*p >= g->rstart[*pt + 1]) (*pt)++;
     int t = *pt;
     if (t >= g->size - 1) {
       int td = t - g->size + 1;
       size_t c = *p - g->rstart[t];
-      int posted = td == 0 ? c < next0 : g->rstart[td - 1] + c < done;
+      int posted = td == 0 ? c < g->next0 : g->rstart[td - 1] + c < done;
       if (!posted) break;
       int flag = 0;
       double t0 = ct_now();
@@ -467,70 +491,103 @@ static void ring_abandon(ring *g, size_t nsend, size_t nrecv) {
     if (g->sreq[i] != MPI_REQUEST_NULL) MPI_Request_free(&g->sreq[i]);
 }
 
-// Runs the 2N-2 steps on g->data. Needs N >= 2, count >= 1 and ring_layout done.
-static ct_status ring_run(ring *g) {
-  if (g->wire == CT_WIRE_FP16) {
-    pthread_once(&f16_once, f16_table_build);
-    if (!f16_table) return CT_FAIL(CT_ERR_NOMEM, "out of host memory (fp16 table)");
-  }
+// Advances the 2N-2 steps on g->data as far as they can go without waiting (block: to the
+// end); *done = 1 when the ring is complete (its sends too). Needs N >= 2 and ring_layout done.
+// Resumable: everything it waits for is checked before an item is processed, and an item is
+// processed once. Deadlock-free as ring_run was (see the top): before any item of a step >= 1
+// all step-0 sends are posted, and a rank never waits on anything its neighbours wait for.
+static ct_status ring_advance(ring *g, int block, int *done) {
   const int N = g->size, steps = 2 * N - 2;
   const size_t items = g->rstart[steps], n0 = seg_chunks(g, g->rank);
-  for (size_t i = 0; i < items; i++) g->rreq[i] = MPI_REQUEST_NULL;
-  for (size_t i = 0; i < n0 + items; i++) g->sreq[i] = MPI_REQUEST_NULL;
-  size_t next0 = 0, p = 0, i = 0;   // step-0 sends posted, receives posted, items done
-  int pt = 0;
   ct_status st = CT_OK;
-  // Receives first, so that the neighbour's first chunks find them posted.
-  CT_GOTO(post_recvs(g, &p, &pt, 0, next0, n0), st, fail);
-  CT_GOTO(post_sends0(g, &next0, n0 < RING_SLOTS ? n0 : RING_SLOTS), st, fail);
-  for (int t = 0; t < steps; t++) {
-    if (t >= 1) CT_GOTO(post_sends0(g, &next0, n0), st, fail);
-    int s = recv_seg(g, t);
-    size_t off = seg_off(g, s), len = seg_len(g, s), nc = g->rstart[t + 1] - g->rstart[t];
-    for (size_t c = 0; c < nc; c++, i++) {
-      size_t lo = c * g->chunk, n = len - lo < g->chunk ? len - lo : g->chunk;
-      float *region = g->data + off + lo;
-      if (p == i) {   // an all-gather receive that could not be posted ahead: post it now
-        CT_GOTO(mpi_wait(g, &g->sreq[ag_dep(g, t, c, n0)], "MPI_Wait(send)"), st, fail);
-        CT_GOTO(post_recv(g, p, t), st, fail);
-        p++;
-      }
-      if (t < N - 1) CT_GOTO(wait_d2h(g, s, c), st, fail);
-      CT_GOTO(mpi_wait(g, &g->rreq[i], "MPI_Wait(recv)"), st, fail);
-      if (t < N - 1 || g->wire != CT_WIRE_FP32) {
-        double t0 = ct_now();
-        void *slot = slot_ptr(g, i, region);
-        if (g->wire == CT_WIRE_FP32)
-          add_f32(region, slot, n);
-        else
-          from_wire(g->wire, region, slot, n, t < N - 1);
-        // finished here: round to what every other rank will receive
-        if (g->wire != CT_WIRE_FP32 && t == N - 2) round_wire(g->wire, region, n);
-        g->st.reduce_s += ct_now() - t0;
-      }
-      if (t >= N - 2) CT_GOTO(write_back(g, region, n), st, fail);   // finished
-      if (t + 1 < steps) CT_GOTO(isend(g, region, n, t + 1, n0 + i), st, fail);
-      if (t == 0) {
-        size_t want = c + 1 + RING_SLOTS;
-        CT_GOTO(post_sends0(g, &next0, want < n0 ? want : n0), st, fail);
-      }
-      CT_GOTO(post_recvs(g, &p, &pt, i + 1, next0, n0), st, fail);
+  int ready;
+  *done = 0;
+  if (!g->started) {
+    if (g->wire == CT_WIRE_FP16) {
+      pthread_once(&f16_once, f16_table_build);
+      if (!f16_table) return CT_FAIL(CT_ERR_NOMEM, "out of host memory (fp16 table)");
     }
+    for (size_t i = 0; i < items; i++) g->rreq[i] = MPI_REQUEST_NULL;
+    for (size_t i = 0; i < n0 + items; i++) g->sreq[i] = MPI_REQUEST_NULL;
+    g->i = g->p = g->next0 = 0;
+    g->pt = g->ti = 0;
+    g->started = 1;
+    // Receives first, so that the neighbour's first chunks find them posted.
+    CT_GOTO(post_recvs(g, 0, n0), st, fail);
+    CT_GOTO(post_sends0(g, n0 < RING_SLOTS ? n0 : RING_SLOTS, block), st, fail);
   }
-  CT_GOTO(post_sends0(g, &next0, n0), st, fail);
+  while (g->i < items) {
+    size_t i = g->i;
+    while (i >= g->rstart[g->ti + 1]) g->ti++;
+    int t = g->ti, s = recv_seg(g, t);
+    size_t c = i - g->rstart[t], len = seg_len(g, s), lo = c * g->chunk;
+    size_t n = len - lo < g->chunk ? len - lo : g->chunk;
+    float *region = g->data + seg_off(g, s) + lo;
+    if (t >= 1) {
+      CT_GOTO(post_sends0(g, n0, block), st, fail);
+      if (g->next0 < n0) return CT_OK;
+    }
+    if (g->p == i) {   // an all-gather receive that could not be posted ahead: post it now
+      CT_GOTO(mpi_ready(g, &g->sreq[ag_dep(g, t, c, n0)], block, &ready, "MPI_Wait(send)"), st,
+              fail);
+      if (!ready) return CT_OK;
+      CT_GOTO(post_recv(g, g->p, t), st, fail);
+      g->p++;
+    }
+    if (t < N - 1) {
+      CT_GOTO(d2h_ready(g, s, c, block, &ready), st, fail);
+      if (!ready) return CT_OK;
+    }
+    CT_GOTO(mpi_ready(g, &g->rreq[i], block, &ready, "MPI_Wait(recv)"), st, fail);
+    if (!ready) return CT_OK;
+    if (t < N - 1 || g->wire != CT_WIRE_FP32) {
+      double t0 = ct_now();
+      void *slot = slot_ptr(g, i, region);
+      if (g->wire == CT_WIRE_FP32)
+        add_f32(region, slot, n);
+      else
+        from_wire(g->wire, region, slot, n, t < N - 1);
+      // finished here: round to what every other rank will receive
+      if (g->wire != CT_WIRE_FP32 && t == N - 2) round_wire(g->wire, region, n);
+      g->st.reduce_s += ct_now() - t0;
+    }
+    if (t >= N - 2) CT_GOTO(write_back(g, region, n), st, fail);   // finished
+    if (t + 1 < steps) CT_GOTO(isend(g, region, n, t + 1, n0 + i), st, fail);
+    g->i++;
+    if (t == 0) {
+      size_t want = c + 1 + RING_SLOTS;
+      CT_GOTO(post_sends0(g, want < n0 ? want : n0, block), st, fail);
+    }
+    CT_GOTO(post_recvs(g, i + 1, n0), st, fail);
+  }
+  CT_GOTO(post_sends0(g, n0, block), st, fail);
+  if (g->next0 < n0) return CT_OK;
   {
     double t0 = ct_now();
-    int err = MPI_Waitall((int)(n0 + items), g->sreq, MPI_STATUSES_IGNORE);
+    int err, all = 1;
+    if (block)
+      err = MPI_Waitall((int)(n0 + items), g->sreq, MPI_STATUSES_IGNORE);
+    else
+      err = MPI_Testall((int)(n0 + items), g->sreq, &all, MPI_STATUSES_IGNORE);
     g->st.mpi_s += ct_now() - t0;
     if (err != MPI_SUCCESS) {
-      st = ct_mpi_error(err, "MPI_Waitall(sends)", __FILE__, __LINE__);
+      st = ct_mpi_error(err, block ? "MPI_Waitall(sends)" : "MPI_Testall(sends)", __FILE__,
+                        __LINE__);
       goto fail;
     }
+    if (!all) return CT_OK;
   }
+  *done = 1;
   return CT_OK;
 fail:
   ring_abandon(g, n0 + items, items);
   return st;
+}
+
+static ct_status ring_run(ring *g) {
+  int done;
+  g->started = 0;
+  return ring_advance(g, 1, &done);
 }
 
 size_t ct_allreduce_ring_bytes(size_t count, int rank, int size) {
@@ -563,7 +620,7 @@ static ct_status check_tags(ct_comm *comm) {
   void *attr = NULL;
   int flag = 0;
   MPI_CHECK(MPI_Comm_get_attr(comm->comm, MPI_TAG_UB, &attr, &flag));
-  if (flag && attr && *(int *)attr < 2 * comm->size - 3)
+  if (flag && attr && *(int *)attr < CT_ALLREDUCE_INFLIGHT * (2 * comm->size - 2))
     return CT_FAIL(CT_ERR_INTERNAL, "MPI_TAG_UB %d is too small for a ring of %d ranks",
                    *(int *)attr, comm->size);
   return CT_OK;
@@ -647,14 +704,12 @@ ct_status ct_allreduce_host_wire(ct_comm *comm, float *buf, size_t count, size_t
 }
 
 // ---- device buffers -------------------------------------------------------------------------
+//
+// A request reduces one window on one set of ring resources (receive slots, send images,
+// request arrays, read events), one of CT_ALLREDUCE_INFLIGHT, with tags of its own, so that
+// windows can be in flight together. The blocking calls are a request started and waited for.
 
-struct ct_allreduce {
-  ct_comm *comm;
-  ct_device *dev;
-  cl_command_queue queue;   // in-order queue of our own for the staging copies
-  cl_mem pinned;            // CL_MEM_ALLOC_HOST_PTR buffer mapped as `staging` (NULL: malloc)
-  float *staging;           // (max_count) host image of the range being reduced
-  size_t max_count, chunk;  // chunk: floats per message (and per copy)
+typedef struct {
   unsigned char *slots;     // (RING_SLOTS) receive slots, page-aligned, slot_stride apart
   size_t slot_stride;
   unsigned char *sbuf;      // wire formats: send images (allocated on first use)
@@ -662,8 +717,34 @@ struct ct_allreduce {
   MPI_Request *rreq, *sreq; // (items_max), (maxch + items_max)
   size_t *rstart;           // (2N - 1)
   cl_event *d2h;            // (N, maxch)
-  size_t maxch, items_max;  // chunks of the largest segment of max_count; receive items
+} ring_res;
+
+struct ct_allreduce_req {
+  ct_allreduce *ar;
+  int slot, busy;
+  int phase;                // 0: waiting for the map; 1: ring running; 2: done
+  int staged, external;     // copies through staging; the caller's own host pointer
+  ring g;
+  cl_mem buf;
+  size_t dev_off;
+  float *mapped;            // zero-copy: the mapped window
+  cl_event map_ev, finished;
+  const float *patch;       // written into the window before the ring (zero-copy: at the map)
+  size_t patch_at, patch_n;
+  double t0;
+};
+
+struct ct_allreduce {
+  ct_comm *comm;
+  ct_device *dev;
+  cl_command_queue queue;   // in-order queue of our own for maps, unmaps and staging copies
+  cl_mem pinned;            // CL_MEM_ALLOC_HOST_PTR buffer mapped as `staging` (NULL: malloc)
+  float *staging;           // (max_count) host image of the layout (windows at their offsets)
+  size_t max_count, chunk;  // chunk: floats per message (and per copy)
+  size_t maxch, items_max;  // chunks of the largest segment of max_count (+1); receive items
   int zero_copy;            // the device shares host memory: map the range, no staging copies
+  ring_res res[CT_ALLREDUCE_INFLIGHT];
+  ct_allreduce_req req[CT_ALLREDUCE_INFLIGHT];
 };
 
 int ct_allreduce_pinned(const ct_allreduce *ar) { return ar && ar->pinned != NULL; }
@@ -690,6 +771,7 @@ ct_status ct_allreduce_init(ct_comm *comm, ct_device *dev, size_t max_count, siz
   ar->maxch = seg_chunks(&g, 0) + 1;
   size_t steps = N > 1 ? 2 * (size_t)N - 2 : 1;
   ar->items_max = steps * ar->maxch;
+  for (int k = 0; k < CT_ALLREDUCE_INFLIGHT; k++) ar->req[k].ar = ar, ar->req[k].slot = k;
   if (N < 2) {   // a ring of one: nothing to stage, the all-reduce is a no-op
     *out = ar;
     return CT_OK;
@@ -719,16 +801,20 @@ ct_status ct_allreduce_init(ct_comm *comm, ct_device *dev, size_t max_count, siz
     if (posix_memalign(&p, 4096, bytes) != 0) p = NULL;
     ar->staging = p;
   }
-  ar->slot_stride = pad_stride(ar->chunk * sizeof(float));
-  void *sl = NULL;
-  if (posix_memalign(&sl, 4096, RING_SLOTS * ar->slot_stride) != 0) sl = NULL;
-  ar->slots = sl;
-  ar->rreq = malloc(ar->items_max * sizeof *ar->rreq);
-  ar->sreq = malloc((ar->maxch + ar->items_max) * sizeof *ar->sreq);
-  ar->rstart = malloc((steps + 1) * sizeof *ar->rstart);
-  ar->d2h = calloc((size_t)N * ar->maxch, sizeof *ar->d2h);
-  if ((!ar->staging && !ar->zero_copy) || !ar->slots || !ar->rreq || !ar->sreq || !ar->rstart ||
-      !ar->d2h) {
+  int ok = ar->staging || ar->zero_copy;
+  for (int k = 0; k < CT_ALLREDUCE_INFLIGHT && ok; k++) {
+    ring_res *r = &ar->res[k];
+    r->slot_stride = pad_stride(ar->chunk * sizeof(float));
+    void *sl = NULL;
+    if (posix_memalign(&sl, 4096, RING_SLOTS * r->slot_stride) != 0) sl = NULL;
+    r->slots = sl;
+    r->rreq = malloc(ar->items_max * sizeof *r->rreq);
+    r->sreq = malloc((ar->maxch + ar->items_max) * sizeof *r->sreq);
+    r->rstart = malloc((steps + 1) * sizeof *r->rstart);
+    r->d2h = calloc((size_t)N * ar->maxch, sizeof *r->d2h);
+    ok = r->slots && r->rreq && r->sreq && r->rstart && r->d2h;
+  }
+  if (!ok) {
     st = CT_FAIL(CT_ERR_NOMEM, "out of host memory (all-reduce staging for %zu floats)",
                  max_count);
     goto fail;
@@ -740,12 +826,32 @@ fail:
   return st;
 }
 
+static void release_ev(cl_event *e) {
+  if (*e) clReleaseEvent(*e);
+  *e = NULL;
+}
+
 void ct_allreduce_free(ct_allreduce *ar) {
   if (!ar) return;
   if (ar->queue) clFinish(ar->queue);
-  if (ar->d2h)
-    for (size_t i = 0; i < (size_t)ar->comm->size * ar->maxch; i++)
-      if (ar->d2h[i]) clReleaseEvent(ar->d2h[i]);
+  for (int k = 0; k < CT_ALLREDUCE_INFLIGHT; k++) {
+    ring_res *r = &ar->res[k];
+    ct_allreduce_req *q = &ar->req[k];
+    if (q->busy && q->mapped && ar->queue) {   // abandoned mid-flight: give the map back
+      if (clEnqueueUnmapMemObject(ar->queue, q->buf, q->mapped, 0, NULL, NULL) == CL_SUCCESS)
+        clFinish(ar->queue);
+    }
+    release_ev(&q->map_ev);
+    release_ev(&q->finished);
+    if (r->d2h)
+      for (size_t i = 0; i < (size_t)ar->comm->size * ar->maxch; i++) release_ev(&r->d2h[i]);
+    free(r->slots);
+    free(r->sbuf);
+    free(r->rreq);
+    free(r->sreq);
+    free(r->rstart);
+    free(r->d2h);
+  }
   if (ar->pinned) {
     if (ar->staging && ar->queue) {
       cl_event ev = NULL;
@@ -760,12 +866,6 @@ void ct_allreduce_free(ct_allreduce *ar) {
     free(ar->staging);
   }
   if (ar->queue) clReleaseCommandQueue(ar->queue);
-  free(ar->slots);
-  free(ar->sbuf);
-  free(ar->rreq);
-  free(ar->sreq);
-  free(ar->rstart);
-  free(ar->d2h);
   free(ar);
 }
 
@@ -774,111 +874,55 @@ ct_status ct_allreduce_agree(ct_allreduce *ar, size_t count) {
   if (count > ar->max_count)
     return CT_FAIL(CT_ERR_INTERNAL, "all-reduce of %zu floats exceeds the staging for %zu", count,
                    ar->max_count);
-  return check_tags(ar->comm);
+  return ar->comm->size > 1 ? check_tags(ar->comm) : CT_OK;
 }
 
 // Enqueues the reads of every chunk, in the order the ring needs them: step 0 needs our own
 // segment r (sent) and segment r-1 (added to) chunk by chunk, then segments r-2, r-3, ...
-static ct_status enqueue_read(ct_allreduce *ar, ring *g, int s, size_t c) {
+// The first waits for `wait` (the producers), the rest follow on the in-order queue.
+static ct_status enqueue_read(ct_allreduce *ar, ring *g, int s, size_t c, cl_event *wait) {
   size_t len = seg_len(g, s), lo = c * g->chunk;
   if (lo >= len) return CT_OK;
   size_t n = len - lo < g->chunk ? len - lo : g->chunk, at = seg_off(g, s) + lo;
   CL_CHECK(clEnqueueReadBuffer(ar->queue, g->buf, CL_FALSE, (g->offset + at) * sizeof(float),
-                               n * sizeof(float), g->data + at, 0, NULL,
-                               &g->d2h[(size_t)s * g->maxch + c]));
+                               n * sizeof(float), g->data + at, *wait ? 1 : 0,
+                               *wait ? wait : NULL, &g->d2h[(size_t)s * g->maxch + c]));
+  release_ev(wait);
   return CT_OK;
 }
 
-static ct_status enqueue_reads(ct_allreduce *ar, ring *g) {
+static ct_status enqueue_reads(ct_allreduce *ar, ring *g, cl_event *wait) {
   if (g->whole) {   // small: one command each way (the per-command latency dominates)
     CL_CHECK(clEnqueueReadBuffer(ar->queue, g->buf, CL_FALSE, g->offset * sizeof(float),
-                                 g->count * sizeof(float), g->data, 0, NULL, &g->d2h[0]));
+                                 g->count * sizeof(float), g->data, *wait ? 1 : 0,
+                                 *wait ? wait : NULL, &g->d2h[0]));
+    release_ev(wait);
     CL_CHECK(clFlush(ar->queue));
     return CT_OK;
   }
   int N = g->size, r = g->rank, prev = mod(r - 1, N);
   size_t n = seg_chunks(g, r) > seg_chunks(g, prev) ? seg_chunks(g, r) : seg_chunks(g, prev);
   for (size_t c = 0; c < n; c++) {   // step 0: segments r and r-1, interleaved
-    CT_TRY(enqueue_read(ar, g, r, c));
-    CT_TRY(enqueue_read(ar, g, prev, c));
+    CT_TRY(enqueue_read(ar, g, r, c, wait));
+    CT_TRY(enqueue_read(ar, g, prev, c, wait));
   }
   for (int j = 2; j < N; j++) {      // steps 1 .. N-2: segments r-2, r-3, ..., r+1
     int s = mod(r - j, N);
-    for (size_t c = 0; c < seg_chunks(g, s); c++) CT_TRY(enqueue_read(ar, g, s, c));
+    for (size_t c = 0; c < seg_chunks(g, s); c++) CT_TRY(enqueue_read(ar, g, s, c, wait));
   }
+  release_ev(wait);   // (an empty window read nothing)
   CL_CHECK(clFlush(ar->queue));
   return CT_OK;
 }
 
-// One ring over the window [base, base + n) of a layout of `total` floats, in `wire`, on data
-// (the window's first float): a host image (mapped, queue NULL) or ar's staging, read from and
-// written back to buf at dev_off (floats) on ar->queue.
-static ct_status run_window(ct_allreduce *ar, float *data, int staged, cl_mem buf, size_t dev_off,
-                            size_t base, size_t n, size_t total, ct_wire wire,
-                            ct_allreduce_stats *out) {
-  if (n == 0) return CT_OK;
-  ct_comm *comm = ar->comm;
-  ring g = {.comm = comm->comm, .rank = comm->rank, .size = comm->size, .data = data, .count = n,
-            .chunk = ar->chunk, .base = base, .total = total, .wire = wire, .slots = ar->slots,
-            .slot_stride = ar->slot_stride, .rreq = ar->rreq, .sreq = ar->sreq,
-            .rstart = ar->rstart, .queue = staged ? ar->queue : NULL, .buf = buf,
-            .offset = dev_off, .d2h = ar->d2h, .maxch = ar->maxch};
-  if (g.total == g.count && g.base == 0) g.total = 0;
-  size_t items = ring_layout(&g), n0 = seg_chunks(&g, g.rank);
-  if (items > ar->items_max || n0 > ar->maxch)
-    return CT_FAIL(CT_ERR_INTERNAL, "all-reduce window of %zu floats needs %zu ring items (%zu)", n,
-                   items, ar->items_max);
-  if (wire != CT_WIRE_FP32) {
-    size_t stride = pad_stride(ar->chunk * 2);
-    if (!ar->sbuf) {
-      void *p = NULL;
-      if (posix_memalign(&p, 4096, (ar->maxch + ar->items_max) * stride) != 0)
-        return CT_FAIL(CT_ERR_NOMEM, "out of host memory (wire send images)");
-      ar->sbuf = p;
-      ar->sbuf_stride = stride;
-    }
-    g.sbuf = ar->sbuf, g.sbuf_stride = ar->sbuf_stride;
-  }
-  ct_status st;
-  if (!staged) {
-    st = ring_run(&g);
-  } else {
-    g.whole = n <= ar->chunk;
-    st = enqueue_reads(ar, &g);
-    if (st == CT_OK) st = ring_run(&g);
-    if (st == CT_OK && g.whole) {
-      g.whole = 0;
-      st = write_back(&g, g.data, n);
-    }
-    // Wait for the last writes (and, after a failure, for reads still landing in staging).
-    double tq = ct_now();
-    cl_int err = clFinish(ar->queue);
-    g.st.h2d_s += ct_now() - tq;
-    for (size_t i = 0; i < (size_t)g.size * g.maxch; i++)
-      if (g.d2h[i]) {
-        clReleaseEvent(g.d2h[i]);
-        g.d2h[i] = NULL;
-      }
-    if (st == CT_OK && err != CL_SUCCESS)
-      st = CT_FAIL(CT_ERR_CL, "clFinish(all-reduce copy queue) failed: %s", ct_cl_errname(err));
-  }
-  out->d2h_s += g.st.d2h_s, out->h2d_s += g.st.h2d_s, out->mpi_s += g.st.mpi_s;
-  out->reduce_s += g.st.reduce_s, out->bytes_sent += g.st.bytes_sent;
-  return st;
-}
-
-// The windows of one call: the range [base, base + count) of the layout, cut where the wire
-// format ends (elements from wire_n on go as fp32).
-static ct_status run_range(ct_allreduce *ar, float *data, int staged, cl_mem buf, size_t dev_off,
-                           size_t count, const ct_ring_opts *o, ct_allreduce_stats *out) {
-  ct_ring_opts none = {0};
-  if (!o) o = &none;
-  size_t base = o->base, total = o->total ? o->total : base + count, end = base + count;
-  size_t cut = o->wire == CT_WIRE_FP32 ? base : o->wire_n < base ? base : o->wire_n > end ? end
-                                                                                           : o->wire_n;
-  CT_TRY(run_window(ar, data, staged, buf, dev_off, base, cut - base, total, o->wire, out));
-  return run_window(ar, data + (cut - base), staged, buf, dev_off + (cut - base), cut, end - cut,
-                    total, CT_WIRE_FP32, out);
+static ct_status check_range(cl_mem buf, size_t offset, size_t count) {
+  size_t mem_size = 0;
+  CL_CHECK(clGetMemObjectInfo(buf, CL_MEM_SIZE, sizeof mem_size, &mem_size, NULL));
+  if ((offset + count) * sizeof(float) > mem_size)
+    return CT_FAIL(CT_ERR_INTERNAL,
+                   "all-reduce range [%zu, %zu) floats is outside the buffer of %zu bytes", offset,
+                   offset + count, mem_size);
+  return CT_OK;
 }
 
 static ct_status check_call(ct_allreduce *ar, size_t count, const float *patch, size_t patch_at,
@@ -894,28 +938,291 @@ static ct_status check_call(ct_allreduce *ar, size_t count, const float *patch, 
   return CT_OK;
 }
 
-static ct_status check_range(cl_mem buf, size_t offset, size_t count) {
-  size_t mem_size = 0;
-  CL_CHECK(clGetMemObjectInfo(buf, CL_MEM_SIZE, sizeof mem_size, &mem_size, NULL));
-  if ((offset + count) * sizeof(float) > mem_size)
-    return CT_FAIL(CT_ERR_INTERNAL,
-                   "all-reduce range [%zu, %zu) floats is outside the buffer of %zu bytes", offset,
-                   offset + count, mem_size);
+// The wire format of a window (one format per request): the layout's elements below wire_n go
+// in o->wire, the rest in fp32.
+static ct_status window_wire(const ct_ring_opts *o, size_t base, size_t count, ct_wire *w) {
+  *w = CT_WIRE_FP32;
+  if (!o || o->wire == CT_WIRE_FP32 || count == 0 || base >= o->wire_n) return CT_OK;
+  if (base + count > o->wire_n)
+    return CT_FAIL(CT_ERR_INTERNAL, "all-reduce window [%zu, %zu) crosses the end of the wire "
+                   "format's part (%zu): start one request per part", base, base + count,
+                   o->wire_n);
+  *w = o->wire;
+  return CT_OK;
+}
+
+// Starts a request on buf (host == NULL) or on the caller's host image `host` of the window.
+static ct_status req_start(ct_allreduce *ar, cl_mem buf, float *host, size_t offset,
+                           size_t count, cl_event after, const float *patch, size_t patch_at,
+                           size_t patch_n, const ct_ring_opts *o, ct_allreduce_req **out) {
+  *out = NULL;
+  double t0 = ct_now();
+  if (buf) CT_TRY(check_range(buf, offset, count));
+  CT_TRY(check_call(ar, count, patch, patch_at, patch_n, o));
+  size_t base = o ? o->base : 0, total = o && o->total ? o->total : base + count;
+  ct_wire wire;
+  CT_TRY(window_wire(o, base, count, &wire));
+  ct_allreduce_req *q = NULL;
+  for (int k = 0; k < CT_ALLREDUCE_INFLIGHT && !q; k++)
+    if (!ar->req[k].busy) q = &ar->req[k];
+  if (!q)
+    return CT_FAIL(CT_ERR_INTERNAL, "more than %d all-reduce requests in flight",
+                   CT_ALLREDUCE_INFLIGHT);
+  ring_res *r = &ar->res[q->slot];
+  ct_comm *comm = ar->comm;
+  q->busy = 1, q->phase = 1, q->t0 = t0, q->buf = buf, q->dev_off = offset;
+  q->external = host != NULL, q->staged = 0, q->mapped = NULL;
+  q->patch = patch, q->patch_at = patch_at, q->patch_n = patch ? patch_n : 0;
+  q->g = (ring){.comm = comm->comm, .rank = comm->rank, .size = comm->size, .count = count,
+                .chunk = ar->chunk, .base = base, .total = total, .wire = wire,
+                .slots = r->slots, .slot_stride = r->slot_stride, .rreq = r->rreq,
+                .sreq = r->sreq, .rstart = r->rstart, .buf = buf, .offset = offset,
+                .d2h = r->d2h, .maxch = ar->maxch,
+                .tag0 = q->slot * (comm->size > 1 ? 2 * comm->size - 2 : 1)};
+  ring *g = &q->g;
+  if (g->total == g->count && g->base == 0) g->total = 0;
+  if (comm->size < 2 || count == 0) {   // nothing to reduce: only the patch
+    ct_status st = CT_OK;
+    if (patch && q->patch_n) {
+      if (host) {
+        memcpy(host + patch_at, patch, q->patch_n * sizeof(float));
+      } else {
+        cl_int err = clEnqueueWriteBuffer(ar->dev->queue, buf, CL_TRUE, (offset + patch_at) * sizeof(float),
+                                          q->patch_n * sizeof(float), patch, after ? 1 : 0,
+                                          after ? &after : NULL, NULL);
+        if (err != CL_SUCCESS)
+          st = CT_FAIL(CT_ERR_CL, "writing the all-reduce patch failed: %s", ct_cl_errname(err));
+      }
+    }
+    q->phase = 2;
+    if (st != CT_OK) q->busy = 0;
+    else *out = q;
+    return st;
+  }
+  size_t items = ring_layout(g), n0 = seg_chunks(g, g->rank);
+  if (items > ar->items_max || n0 > ar->maxch) {
+    q->busy = 0;
+    return CT_FAIL(CT_ERR_INTERNAL, "all-reduce window of %zu floats needs %zu ring items (%zu)",
+                   count, items, ar->items_max);
+  }
+  if (wire != CT_WIRE_FP32 && !r->sbuf) {
+    size_t stride = pad_stride(ar->chunk * 2);
+    void *p = NULL;
+    if (posix_memalign(&p, 4096, (ar->maxch + ar->items_max) * stride) != 0) {
+      q->busy = 0;
+      return CT_FAIL(CT_ERR_NOMEM, "out of host memory (wire send images)");
+    }
+    r->sbuf = p;
+    r->sbuf_stride = stride;
+  }
+  g->sbuf = r->sbuf, g->sbuf_stride = r->sbuf_stride;
+  ct_status st = CT_OK;
+  cl_int err;
+  if (host) {   // the caller's image (mapped by the caller)
+    g->data = host;
+    if (q->patch_n) memcpy(host + patch_at, patch, q->patch_n * sizeof(float));
+    *out = q;
+    return CT_OK;
+  }
+  // The producers: `after`, or everything on the device's queue so far.
+  cl_event wait = NULL;
+  if (after) {
+    CL_GOTO(clRetainEvent(after), st, fail);
+    wait = after;
+  } else {
+    CL_GOTO(clEnqueueMarkerWithWaitList(ar->dev->queue, 0, NULL, &wait), st, fail);
+    CL_GOTO(clFlush(ar->dev->queue), st, fail);
+  }
+  if (ar->zero_copy) {
+    // The device's memory is the host's: map the window (once the producers are done) and run
+    // the ring on it in place. No copies.
+    q->mapped = clEnqueueMapBuffer(ar->queue, buf, CL_FALSE, CL_MAP_READ | CL_MAP_WRITE,
+                                   offset * sizeof(float), count * sizeof(float), 1, &wait,
+                                   &q->map_ev, &err);
+    release_ev(&wait);
+    if (err != CL_SUCCESS) {
+      q->mapped = NULL;
+      st = CT_FAIL(CT_ERR_CL, "clEnqueueMapBuffer(all-reduce window, %zu floats) failed: %s",
+                   count, ct_cl_errname(err));
+      goto fail;
+    }
+    CL_GOTO(clFlush(ar->queue), st, fail);
+    g->data = q->mapped;
+    q->phase = 0;
+    *out = q;
+    return CT_OK;
+  }
+  // Staged: the window's image at its place in the staging array.
+  q->staged = 1;
+  g->queue = ar->queue;
+  g->data = ar->staging + base;
+  if (q->patch_n) {   // on our copy queue, before the reads that follow it
+    cl_event w2 = NULL;
+    err = clEnqueueWriteBuffer(ar->queue, buf, CL_FALSE, (offset + patch_at) * sizeof(float),
+                               q->patch_n * sizeof(float), patch, 1, &wait, &w2);
+    release_ev(&wait);
+    wait = w2;
+    if (err != CL_SUCCESS) {
+      st = CT_FAIL(CT_ERR_CL, "writing the all-reduce patch failed: %s", ct_cl_errname(err));
+      goto fail;
+    }
+  }
+  g->whole = count <= ar->chunk;
+  st = enqueue_reads(ar, g, &wait);
+  release_ev(&wait);
+  if (st != CT_OK) goto fail;
+  *out = q;
+  return CT_OK;
+fail:
+  release_ev(&wait);
+  if (ar->queue) clFinish(ar->queue);
+  if (q->mapped) {
+    if (clEnqueueUnmapMemObject(ar->queue, buf, q->mapped, 0, NULL, NULL) == CL_SUCCESS)
+      clFinish(ar->queue);
+    q->mapped = NULL;
+  }
+  release_ev(&q->map_ev);
+  for (size_t i = 0; i < (size_t)comm->size * ar->maxch; i++) release_ev(&r->d2h[i]);
+  q->busy = 0;
+  return st;
+}
+
+// The ring is done: the results go back (unmap, or the last writes), with `finished` after them.
+static ct_status req_finish(ct_allreduce_req *q) {
+  ct_allreduce *ar = q->ar;
+  ring *g = &q->g;
+  double t0 = ct_now();
+  if (q->mapped) {
+    CL_CHECK(clEnqueueUnmapMemObject(ar->queue, q->buf, q->mapped, 0, NULL, &q->finished));
+    q->mapped = NULL;
+    CL_CHECK(clFlush(ar->queue));
+  } else if (q->staged) {
+    if (g->whole) {
+      g->whole = 0;
+      CT_TRY(write_back(g, g->data, g->count));
+    }
+    CL_CHECK(clEnqueueMarkerWithWaitList(ar->queue, 0, NULL, &q->finished));
+    CL_CHECK(clFlush(ar->queue));
+  }
+  g->st.h2d_s += ct_now() - t0;
+  q->phase = 2;
+  return CT_OK;
+}
+
+// Moves the request on: the map, then the ring, without waiting (block: to the end).
+static ct_status req_advance(ct_allreduce_req *q, int block) {
+  ring *g = &q->g;
+  if (q->phase == 0) {
+    cl_int stat = CL_QUEUED, err;
+    if (block) {
+      double t0 = ct_now();
+      err = clWaitForEvents(1, &q->map_ev);
+      g->st.d2h_s += ct_now() - t0;
+      stat = CL_COMPLETE;
+    } else {
+      err = clGetEventInfo(q->map_ev, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof stat, &stat, NULL);
+      if (err == CL_SUCCESS && stat < 0) err = stat;
+    }
+    if (err != CL_SUCCESS)
+      return CT_FAIL(CT_ERR_CL, "mapping the all-reduce window failed: %s", ct_cl_errname(err));
+    if (stat != CL_COMPLETE) return CT_OK;
+    release_ev(&q->map_ev);
+    if (q->patch_n) memcpy(g->data + q->patch_at, q->patch, q->patch_n * sizeof(float));
+    q->phase = 1;
+  }
+  if (q->phase == 1) {
+    int done = 0;
+    CT_TRY(ring_advance(g, block, &done));
+    if (done) CT_TRY(req_finish(q));
+  }
+  return CT_OK;
+}
+
+ct_status ct_allreduce_start(ct_allreduce *ar, cl_mem buf, size_t offset, size_t count,
+                             cl_event after, const ct_ring_opts *o, ct_allreduce_req **req) {
+  CT_TRY(req_start(ar, buf, NULL, offset, count, after, NULL, 0, 0, o, req));
+  return ct_allreduce_test(*req, NULL);
+}
+
+ct_status ct_allreduce_test(ct_allreduce_req *q, int *done) {
+  ct_status st = q->phase < 2 ? req_advance(q, 0) : CT_OK;
+  if (done) *done = st == CT_OK && q->phase == 2;
+  return st;
+}
+
+ct_status ct_allreduce_wait(ct_allreduce_req *q, ct_allreduce_stats *stats, cl_event *finished) {
+  ct_allreduce *ar = q->ar;
+  ct_status st = q->phase < 2 ? req_advance(q, 1) : CT_OK;
+  if (st == CT_OK && q->finished) {
+    if (finished) {
+      *finished = q->finished;   // the caller's now
+      q->finished = NULL;
+    } else {
+      double t0 = ct_now();
+      cl_int err = clWaitForEvents(1, &q->finished);
+      q->g.st.h2d_s += ct_now() - t0;
+      if (err != CL_SUCCESS)
+        st = CT_FAIL(CT_ERR_CL, "all-reduce write-back failed: %s", ct_cl_errname(err));
+    }
+  } else if (finished) {
+    *finished = NULL;
+  }
+  if (st != CT_OK && ar->queue) {   // failed: reads, writes and maps settle before the slot is
+    clFinish(ar->queue);            // free again
+    if (q->mapped && clEnqueueUnmapMemObject(ar->queue, q->buf, q->mapped, 0, NULL, NULL) ==
+                         CL_SUCCESS)
+      clFinish(ar->queue);
+    q->mapped = NULL;
+  }
+  release_ev(&q->map_ev);
+  release_ev(&q->finished);
+  ring_res *r = &ar->res[q->slot];
+  if (r->d2h)
+    for (size_t i = 0; i < (size_t)ar->comm->size * ar->maxch; i++) release_ev(&r->d2h[i]);
+  if (st == CT_OK) stats_add(stats, &q->g.st, q->t0);
+  q->busy = 0;
+  return st;
+}
+
+// A blocking call: one request per part of the range (the wire format's part, the rest).
+static ct_status run_blocking(ct_allreduce *ar, cl_mem buf, float *host, size_t offset,
+                              size_t count, cl_event after, const float *patch, size_t patch_at,
+                              size_t patch_n, const ct_ring_opts *o, ct_allreduce_stats *stats) {
+  ct_ring_opts none = {0};
+  if (!o) o = &none;
+  size_t base = o->base, end = base + count;
+  size_t cut = o->wire == CT_WIRE_FP32 || o->wire_n <= base ? base
+               : o->wire_n >= end                           ? end
+                                                            : o->wire_n;
+  if (!patch) patch_n = 0;
+  if (patch_n && patch_at < cut - base && patch_at + patch_n > cut - base)
+    return CT_FAIL(CT_ERR_INTERNAL, "all-reduce patch crosses the end of the wire format's part");
+  size_t lens[2] = {cut - base, end - cut}, at = 0;
+  ct_allreduce_stats sum = {0};
+  double t0 = ct_now();
+  for (int k = 0; k < 2; k++) {
+    if (lens[k] == 0 && !(k == 1 && lens[0] == 0)) continue;   // (an empty range: one request)
+    ct_ring_opts ok = *o;
+    ok.base = base + at;
+    if (ok.total == 0) ok.total = end;
+    int mine = patch_n && patch_at >= at && patch_at + patch_n <= at + lens[k];
+    ct_allreduce_req *q;
+    CT_TRY(req_start(ar, host ? NULL : buf, host ? host + at : NULL, offset + at, lens[k],
+                     after, mine ? patch : NULL, mine ? patch_at - at : 0, patch_n, &ok, &q));
+    if (q) CT_TRY(ct_allreduce_wait(q, &sum, NULL));
+    at += lens[k];
+  }
+  sum.calls = 0, sum.total_s = 0;
+  stats_add(stats, &sum, t0);
   return CT_OK;
 }
 
 ct_status ct_allreduce_mapped(ct_allreduce *ar, float *p, size_t count, const float *patch,
                               size_t patch_at, size_t patch_n, const ct_ring_opts *o,
                               ct_allreduce_stats *stats) {
-  double t0 = ct_now();
   if (!ar->zero_copy && ar->comm->size > 1)
     return CT_FAIL(CT_ERR_INTERNAL, "ct_allreduce_mapped on a device without shared host memory");
-  CT_TRY(check_call(ar, count, patch, patch_at, patch_n, o));
-  if (patch && patch_n) memcpy(p + patch_at, patch, patch_n * sizeof(float));
-  ct_allreduce_stats st = {0};
-  if (ar->comm->size > 1) CT_TRY(run_range(ar, p, 0, NULL, 0, count, o, &st));
-  stats_add(stats, &st, t0);
-  return CT_OK;
+  return run_blocking(ar, NULL, p, 0, count, NULL, patch, patch_at, patch_n, o, stats);
 }
 
 ct_status ct_allreduce_device(ct_allreduce *ar, cl_mem buf, size_t offset, size_t count,
@@ -929,66 +1236,12 @@ ct_status ct_allreduce_device(ct_allreduce *ar, cl_mem buf, size_t offset, size_
   if (bad != CT_OK) return bad;
   CT_TRY(st);
   if (ar->comm->size > 1) CT_TRY(check_tags(ar->comm));
-  return ct_allreduce_device_after(ar, buf, offset, count, NULL, NULL, 0, 0, NULL, stats);
+  return run_blocking(ar, buf, NULL, offset, count, NULL, NULL, 0, 0, NULL, stats);
 }
 
 ct_status ct_allreduce_device_after(ct_allreduce *ar, cl_mem buf, size_t offset, size_t count,
                                     cl_event after, const float *patch, size_t patch_at,
                                     size_t patch_n, const ct_ring_opts *o,
                                     ct_allreduce_stats *stats) {
-  double t0 = ct_now();
-  ct_comm *comm = ar->comm;
-  CT_TRY(check_range(buf, offset, count));
-  CT_TRY(check_call(ar, count, patch, patch_at, patch_n, o));
-  ct_allreduce_stats local = {0};
-  // Where the copies and maps go: the device's own queue, after everything on it; or, with an
-  // event to wait for, a queue of our own, so that the device may go on computing meanwhile.
-  cl_command_queue q = after ? ar->queue : ar->dev->queue;
-  if (after) {
-    double tw = ct_now();
-    CL_CHECK(clWaitForEvents(1, &after));
-    local.d2h_s += ct_now() - tw;
-  }
-  if (comm->size < 2 || count == 0) {
-    if (patch && patch_n)
-      CL_CHECK(clEnqueueWriteBuffer(q, buf, CL_TRUE, (offset + patch_at) * sizeof(float),
-                                    patch_n * sizeof(float), patch, 0, NULL, NULL));
-    stats_add(stats, &local, t0);
-    return CT_OK;
-  }
-  ct_status st;
-  if (ar->zero_copy) {
-    // The device's memory is the host's: map the range (on the device's queue the map waits for
-    // the kernels that produced it), run the ring on it in place, unmap. No copies.
-    double tm = ct_now();
-    cl_int merr;
-    float *p = clEnqueueMapBuffer(q, buf, CL_TRUE, CL_MAP_READ | CL_MAP_WRITE,
-                                  offset * sizeof(float), count * sizeof(float), 0, NULL, NULL,
-                                  &merr);
-    local.d2h_s += ct_now() - tm;
-    if (merr != CL_SUCCESS)
-      return CT_FAIL(CT_ERR_CL, "clEnqueueMapBuffer(all-reduce range, %zu floats) failed: %s",
-                     count, ct_cl_errname(merr));
-    if (patch && patch_n) memcpy(p + patch_at, patch, patch_n * sizeof(float));
-    st = run_range(ar, p, 0, NULL, 0, count, o, &local);
-    tm = ct_now();
-    merr = clEnqueueUnmapMemObject(q, buf, p, 0, NULL, NULL);
-    if (merr == CL_SUCCESS) merr = after ? clFinish(q) : clFlush(q);
-    local.h2d_s += ct_now() - tm;
-    if (st != CT_OK) return st;
-    if (merr != CL_SUCCESS)
-      return CT_FAIL(CT_ERR_CL, "unmapping the all-reduce range failed: %s", ct_cl_errname(merr));
-    stats_add(stats, &local, t0);
-    return CT_OK;
-  }
-  // The kernels that produced buf run on dev->queue: let them finish before we read (with an
-  // event, it has completed already).
-  if (!after) CL_CHECK(clFinish(ar->dev->queue));
-  if (patch && patch_n)   // on our copy queue, before the reads that follow it
-    CL_CHECK(clEnqueueWriteBuffer(ar->queue, buf, CL_FALSE, (offset + patch_at) * sizeof(float),
-                                  patch_n * sizeof(float), patch, 0, NULL, NULL));
-  size_t base = o ? o->base : 0;
-  CT_TRY(run_range(ar, ar->staging + base, 1, buf, offset, count, o, &local));
-  stats_add(stats, &local, t0);
-  return CT_OK;
+  return run_blocking(ar, buf, NULL, offset, count, after, patch, patch_at, patch_n, o, stats);
 }

@@ -440,6 +440,76 @@ START_TEST(device_windows_give_the_bits_of_the_whole) {
 }
 END_TEST
 
+// Windows of a device buffer in flight together (start / test / wait), the last one's
+// producer a marker event: the same bits as one blocking reduction of the whole buffer, in fp32
+// and in fp16 (the wire format ending at a window boundary), zero-copy or staged.
+START_TEST(device_requests_in_flight_give_the_bits_of_the_whole) {
+  size_t n = 250003, cuts[] = {0, 3, 70001, 200000, 249000, n};
+  int nw = (int)(sizeof cuts / sizeof *cuts) - 1;   // 5 windows: more than can be in flight
+  float *h = malloc(n * sizeof *h), *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b);
+  ck_assert_ptr_nonnull(h);
+  ck_assert_ptr_nonnull(a);
+  ck_assert_ptr_nonnull(b);
+  for (size_t i = 0; i < n; i++) h[i] = rough(g_comm.rank, i);
+  cl_int err;
+  cl_mem bufs[2];
+  for (int k = 0; k < 2; k++) {
+    bufs[k] = clCreateBuffer(g_dev.ctx, CL_MEM_READ_WRITE, n * sizeof *h, NULL, &err);
+    ck_assert_int_eq(err, CL_SUCCESS);
+  }
+  int ok = 1;
+  for (int w = CT_WIRE_FP32; w <= CT_WIRE_FP16 && ok; w++) {
+    ct_ring_opts whole = {.wire = (ct_wire)w, .wire_n = cuts[4]};
+    for (int k = 0; k < 2; k++)
+      ck_assert_int_eq(clEnqueueWriteBuffer(g_dev.queue, bufs[k], CL_FALSE, 0, n * sizeof *h, h, 0,
+                                            NULL, NULL), CL_SUCCESS);
+    ct_status st = ct_allreduce_device_after(g_ar, bufs[0], 0, n, NULL, NULL, 0, 0, &whole, NULL);
+    ct_allreduce_req *q[8] = {0};
+    int first = 0;   // oldest in flight
+    for (int k = 0; k < nw && st == CT_OK; k++) {
+      if (k - first == CT_ALLREDUCE_INFLIGHT) st = ct_allreduce_wait(q[first++], NULL, NULL);
+      cl_event after = NULL;
+      if (st == CT_OK && k == nw - 1)
+        st = clEnqueueMarkerWithWaitList(g_dev.queue, 0, NULL, &after) == CL_SUCCESS ? CT_OK
+                                                                                     : CT_ERR_CL;
+      ct_ring_opts o = {.wire = (ct_wire)w, .wire_n = cuts[4], .total = n, .base = cuts[k]};
+      if (st == CT_OK)
+        st = ct_allreduce_start(g_ar, bufs[1], cuts[k], cuts[k + 1] - cuts[k], after, &o, &q[k]);
+      if (after) clReleaseEvent(after);
+      for (int j = first; j <= k && st == CT_OK; j++) {   // move every one on a little
+        int done;
+        st = ct_allreduce_test(q[j], &done);
+      }
+    }
+    for (int k = first; k < nw && st == CT_OK; k++) {
+      cl_event fin = NULL;
+      st = ct_allreduce_wait(q[k], NULL, &fin);
+      if (st == CT_OK && fin) {
+        st = clEnqueueBarrierWithWaitList(g_dev.queue, 1, &fin, NULL) == CL_SUCCESS ? CT_OK
+                                                                                    : CT_ERR_CL;
+        clReleaseEvent(fin);
+      }
+    }
+    if (st == CT_OK) {
+      ck_assert_int_eq(clEnqueueReadBuffer(g_dev.queue, bufs[0], CL_TRUE, 0, n * sizeof *a, a, 0,
+                                           NULL, NULL), CL_SUCCESS);
+      ck_assert_int_eq(clEnqueueReadBuffer(g_dev.queue, bufs[1], CL_TRUE, 0, n * sizeof *b, b, 0,
+                                           NULL, NULL), CL_SUCCESS);
+    }
+    int good = st == CT_OK && memcmp(a, b, n * sizeof *a) == 0 &&
+               ct_comm_check_same_u64(&g_comm, fnv1a(b, n * sizeof *b), "request bits") == CT_OK;
+    if (!good)
+      fprintf(stderr, "rank %d requests (%s): %s %s\n", g_comm.rank, ct_wire_name((ct_wire)w),
+              ct_strerror(st), ct_error_message());
+    ct_error_clear();
+    ok &= good;
+  }
+  for (int k = 0; k < 2; k++) clReleaseMemObject(bufs[k]);
+  free(h), free(a), free(b);
+  ck_assert_msg(agree(ok), "windows in flight must give the bits of the whole");
+}
+END_TEST
+
 // ---- main ---------------------------------------------------------------------------------
 
 static void open_device(void) {
@@ -497,6 +567,7 @@ int main(int argc, char **argv) {
     tcase_add_test(tc, device_ring_with_small_chunks);
     tcase_add_test(tc, device_ring_rejects_mismatched_counts_and_bad_ranges);
     tcase_add_test(tc, device_windows_give_the_bits_of_the_whole);
+    tcase_add_test(tc, device_requests_in_flight_give_the_bits_of_the_whole);
     suite_add_tcase(s, tc);
   }
   SRunner *sr = srunner_create(s);

@@ -3,7 +3,8 @@
 //
 // Defines: ct_wire (+ ct_wire_name / _parse / _bytes / _round), ct_ring_opts,
 // ct_allreduce_stats, ct_allreduce (opaque) + ct_allreduce_init / _free / _agree,
-// ct_allreduce_device (+ _after), ct_allreduce_mapped, ct_allreduce_host (+ _wire),
+// ct_allreduce_device (+ _after), ct_allreduce_start / _test / _wait (ct_allreduce_req),
+// ct_allreduce_mapped, ct_allreduce_host (+ _wire),
 // ct_allreduce_pinned, ct_allreduce_zero_copy, ct_allreduce_ring_bytes.
 //
 // N ranks form a ring (rank r sends to r+1 and receives from r-1). The count is cut into N
@@ -100,6 +101,30 @@ ct_status ct_allreduce_device_after(ct_allreduce *ar, cl_mem buf, size_t offset,
                                     cl_event after, const float *patch, size_t patch_at,
                                     size_t patch_n, const ct_ring_opts *o,
                                     ct_allreduce_stats *stats);
+
+// Non-blocking: start / test / wait on a window of a device buffer.
+//
+// ct_allreduce_start reduces [offset, offset + count) of buf (the window [o->base, o->base +
+// count) of the layout o->total; one wire format: the window must lie on one side of
+// o->wire_n) once `after` has completed (NULL: once everything enqueued on dev->queue so far
+// has). It enqueues the map (zero-copy) or the reads (staged) on a queue of its own, posts what
+// it can and returns. ct_allreduce_test moves the ring on as far as it can without waiting
+// (MPI_Test, event status) and sets *done; ct_allreduce_wait finishes it, adds to stats, frees
+// the request and gives the event after which buf holds the result (*finished, the caller's
+// to release: make dev->queue wait for it), or with finished NULL waits for that too.
+// Progress is made only inside these calls, by the calling thread (MPI stays FUNNELED: no
+// progress thread competing with a CPU device's own threads for the cores). Up to
+// CT_ALLREDUCE_INFLIGHT requests may be in flight at once; each has its own receive slots,
+// send images and MPI tags, and staging is indexed by the window's place in the layout, so
+// windows of one layout do not touch each other. Every rank starts the same windows in the same
+// order (counts agreed with ct_allreduce_agree).
+#define CT_ALLREDUCE_INFLIGHT 4
+typedef struct ct_allreduce_req ct_allreduce_req;
+ct_status ct_allreduce_start(ct_allreduce *ar, cl_mem buf, size_t offset, size_t count,
+                             cl_event after, const ct_ring_opts *o, ct_allreduce_req **req);
+ct_status ct_allreduce_test(ct_allreduce_req *req, int *done);
+ct_status ct_allreduce_wait(ct_allreduce_req *req, ct_allreduce_stats *stats,
+                            cl_event *finished);
 
 // The ring in place on count floats the caller has mapped from a device buffer (zero-copy
 // devices only: ct_allreduce_zero_copy), with the same patch as above. The caller maps before
