@@ -745,6 +745,7 @@ struct ct_allreduce {
   int zero_copy;            // the device shares host memory: map the range, no staging copies
   ring_res res[CT_ALLREDUCE_INFLIGHT];
   ct_allreduce_req req[CT_ALLREDUCE_INFLIGHT];
+  unsigned long seq;        // requests started: request k uses slot k mod CT_ALLREDUCE_INFLIGHT
 };
 
 int ct_allreduce_pinned(const ct_allreduce *ar) { return ar && ar->pinned != NULL; }
@@ -962,12 +963,13 @@ static ct_status req_start(ct_allreduce *ar, cl_mem buf, float *host, size_t off
   size_t base = o ? o->base : 0, total = o && o->total ? o->total : base + count;
   ct_wire wire;
   CT_TRY(window_wire(o, base, count, &wire));
-  ct_allreduce_req *q = NULL;
-  for (int k = 0; k < CT_ALLREDUCE_INFLIGHT && !q; k++)
-    if (!ar->req[k].busy) q = &ar->req[k];
-  if (!q)
-    return CT_FAIL(CT_ERR_INTERNAL, "more than %d all-reduce requests in flight",
-                   CT_ALLREDUCE_INFLIGHT);
+  // The slot (and so the tags) follows the order of the starts, which every rank shares: the
+  // first free slot would depend on which requests a rank happened to finish first.
+  ct_allreduce_req *q = &ar->req[ar->seq % CT_ALLREDUCE_INFLIGHT];
+  if (q->busy)
+    return CT_FAIL(CT_ERR_INTERNAL, "more than %d all-reduce requests in flight (wait for the "
+                   "oldest first)", CT_ALLREDUCE_INFLIGHT);
+  ar->seq++;
   ring_res *r = &ar->res[q->slot];
   ct_comm *comm = ar->comm;
   q->busy = 1, q->phase = 1, q->t0 = t0, q->buf = buf, q->dev_off = offset;

@@ -591,6 +591,8 @@ void ct_model_free(ct_model *m) {
   release(&m->conv_t);
   release(&m->dact[0]);
   release(&m->dact[1]);
+  for (int i = 0; i < CT_MAX_LAYERS; i++)
+    if (m->grad_done[i]) clReleaseEvent(m->grad_done[i]);
   memset(m, 0, sizeof *m);
 }
 
@@ -723,7 +725,16 @@ ct_status ct_model_forward(ct_model *m, int batch, int train, uint64_t dropout_s
 ct_status ct_model_backward(ct_model *m, int batch, float loss_scale) {
   CT_TRY(check_batch(m, batch, "ct_model_backward"));
   ct_device *dev = m->dev;
-  if (!batch) return ct_fill(dev, m->grads, m->arch.param_count, 0.0f);
+  if (!batch) {   // an empty share: zero gradients (written, for mark_grads, by the fill)
+    CT_TRY(ct_fill(dev, m->grads, m->arch.param_count, 0.0f));
+    for (int i = m->first_param; m->mark_grads && i < m->arch.n; i++) {
+      if (m->grad_done[i]) clReleaseEvent(m->grad_done[i]);
+      m->grad_done[i] = NULL;
+      if (m->arch.layers[i].w_count + m->arch.layers[i].b_count > 0)
+        CL_CHECK(clEnqueueMarkerWithWaitList(dev->queue, 0, NULL, &m->grad_done[i]));
+    }
+    return CT_OK;
+  }
   if (batch != m->fwd_batch)
     return CT_FAIL(CT_ERR_INTERNAL, "ct_model_backward on a batch of %d after a forward of %d",
                    batch, m->fwd_batch);
@@ -768,6 +779,12 @@ ct_status ct_model_backward(ct_model *m, int batch, float loss_scale) {
         break;
     }
     if (dx) tmp = g, g = other, other = tmp;
+    if (m->mark_grads && L->w_count + L->b_count > 0) {
+      if (m->grad_done[i]) clReleaseEvent(m->grad_done[i]);
+      m->grad_done[i] = NULL;
+      CL_CHECK(clEnqueueMarkerWithWaitList(dev->queue, 0, NULL, &m->grad_done[i]));
+      CL_CHECK(clFlush(dev->queue));   // the layers' kernels start while the host goes on
+    }
   }
   return CT_OK;
 }

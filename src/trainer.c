@@ -237,6 +237,16 @@ typedef struct {
   ct_optim opt;
   ct_allreduce *ar;
   ct_ring_opts wire;       // the gradients' wire format (--wire): [0, P) of the reduced range
+  // --bucket-mb: windows [bk_lo, bk_hi) of the gradients, from the last layers' to the first's;
+  // bucket b may be reduced once bk_ev[b] has completed (its layers' backward; the last
+  // bucket, which holds element 0, and the status words wait for compute_end)
+  int nb;
+  size_t bk_lo[CT_MAX_LAYERS], bk_hi[CT_MAX_LAYERS];
+  int bk_layer[CT_MAX_LAYERS];
+  cl_event bk_ev[CT_MAX_LAYERS];
+  cl_event compute_end;    // buckets: marker after the step's compute
+  double clock_off;        // stale: host clock - device profiling clock (s)
+  double exposed_s, warm_exposed;
   loader load;
   slot slots[2];
   step_status status[2];   // step t uses status[t & 1]
@@ -543,6 +553,66 @@ static ct_status balance_setup(run_state *s) {
 
 static ct_status prebuild_short_batch(run_state *s);
 
+// --bucket-mb X: the gradients cut into windows of whole layers, from the last layer back, each
+// closed once it holds X MiB (the first layers' remainder is the last window). Parameters are
+// laid out in layer order, so every window is contiguous.
+static ct_status bucket_setup(run_state *s) {
+  double cap_f = s->cfg->bucket_mb * 1048576.0 / sizeof(float);
+  size_t cap = cap_f < 1 ? 1 : (size_t)cap_f, hi = s->P;
+  int open_layer = -1;
+  s->nb = 0;
+  for (int i = s->arch.n - 1; i >= 0; i--) {
+    const ct_layer *L = &s->arch.layers[i];
+    if (L->w_count + L->b_count == 0) continue;
+    size_t lo = L->w_count ? L->w_off : L->b_off;
+    open_layer = i;
+    if (hi - lo >= cap) {
+      s->bk_lo[s->nb] = lo, s->bk_hi[s->nb] = hi, s->bk_layer[s->nb] = i;
+      s->nb++;
+      hi = lo;
+      open_layer = -1;
+    }
+  }
+  if (hi > 0 && open_layer >= 0) {
+    s->bk_lo[s->nb] = 0, s->bk_hi[s->nb] = hi, s->bk_layer[s->nb] = open_layer;
+    s->nb++;
+  } else if (hi > 0 && s->nb > 0) {   // (parameters below the first layer's: none in practice)
+    s->bk_lo[s->nb - 1] = 0;
+  }
+  // markers per layer; with --accumulate the gradients are complete only after the last chunk's
+  // addition, so every window waits for the compute's end (no overlap, the same bits)
+  s->model.mark_grads = s->cfg->accumulate <= 1;
+  if (s->comm->rank == 0 && s->nb > 0) {
+    printf("cltrain: gradients in %d bucket%s of about %.2f MiB (reduced while backward runs):",
+           s->nb, s->nb == 1 ? "" : "s", s->cfg->bucket_mb);
+    for (int b = 0; b < s->nb; b++)
+      printf(" [%zu, %zu)", s->bk_lo[b], s->bk_hi[b]);
+    printf("\n");
+    fflush(stdout);
+  }
+  return CT_OK;
+}
+
+// The device's profiling clock against the host's: a marker's end time lies between the host
+// times before and after waiting for it; the trial with the tightest bracket wins.
+static ct_status clock_setup(run_state *s) {
+  double best = 1e30;
+  for (int k = 0; k < 5; k++) {
+    cl_event ev = NULL;
+    double t0 = ct_now();
+    CL_CHECK(clEnqueueMarkerWithWaitList(s->dev.queue, 0, NULL, &ev));
+    cl_int err = clWaitForEvents(1, &ev);
+    double t1 = ct_now();
+    cl_ulong end = 0;
+    if (err == CL_SUCCESS)
+      err = clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof end, &end, NULL);
+    clReleaseEvent(ev);
+    CL_CHECK(err);
+    if (t1 - t0 < best) best = t1 - t0, s->clock_off = 0.5 * (t0 + t1) - (double)end * 1e-9;
+  }
+  return CT_OK;
+}
+
 static ct_status setup(run_state *s) {
   const ct_train_config *cfg = s->cfg;
   ct_comm *comm = s->comm;
@@ -639,6 +709,8 @@ static ct_status setup(run_state *s) {
     CT_TRY(ct_allreduce_agree(s->ar, REDUCED(s)));
   }
   s->wire = (ct_ring_opts){.wire = (ct_wire)cfg->wire, .wire_n = s->P};
+  if (comm->size > 1 && cfg->bucket_mb > 0 && cfg->sync == CT_SYNC_SYNC) CT_TRY(bucket_setup(s));
+  if (comm->size > 1 && cfg->sync == CT_SYNC_STALE) CT_TRY(clock_setup(s));
   s->load.train = &s->train;
   s->load.cfg = cfg;
   s->load.world = comm->size;
@@ -707,6 +779,7 @@ static void teardown(run_state *s) {
   if (s->gbuf[1] && s->gbuf[1] != s->gbuf[0]) clReleaseMemObject(s->gbuf[1]);
   if (s->pred) clReleaseMemObject(s->pred);
   if (s->acc) clReleaseMemObject(s->acc);
+  if (s->compute_end) clReleaseEvent(s->compute_end);
   if (s->pred_done) clReleaseEvent(s->pred_done);
   if (s->pend_map_ev) clReleaseEvent(s->pend_map_ev);
   s->model.grads = s->gbuf[0] ? s->gbuf[0] : s->model.grads;   // the model frees its own
@@ -815,8 +888,14 @@ static ct_status phase_compute(run_state *s, slot *b, cl_mem grads, computed *c)
   }
   if (cfg->sync == CT_SYNC_STALE)
     CL_CHECK(clEnqueueMarkerWithWaitList(s->dev.queue, 0, NULL, &c->end));
-  else
-    CL_CHECK(clFlush(s->dev.queue));
+  if (s->nb > 0) {   // buckets: the events their reductions wait for
+    release_event(&s->compute_end);
+    CL_CHECK(clEnqueueMarkerWithWaitList(s->dev.queue, 0, NULL, &s->compute_end));
+    for (int k = 0; k < s->nb; k++)
+      s->bk_ev[k] = s->model.mark_grads && s->bk_lo[k] > 0 ? s->model.grad_done[s->bk_layer[k]]
+                                                            : s->compute_end;
+  }
+  if (cfg->sync != CT_SYNC_STALE) CL_CHECK(clFlush(s->dev.queue));
   if (s->comm->rank == cfg->inject_slow_rank && cfg->inject_slow_us > 0 && b->m > 0)
     usleep((useconds_t)(cfg->inject_slow_us * b->m));   // a slower device, for the tests
   return CT_OK;
@@ -835,9 +914,100 @@ static ct_status marker_seconds(computed *c, double *sec) {
 // reduce (N > 1): [gradients | loss | compute times] of step c summed over the ranks. sync: after
 // the device finished it (the step's host time is its compute time); stale: while the device
 // computes the next step (its own marker time is the compute time).
+static cl_int event_status(cl_event ev, cl_int *stat) {
+  cl_int err = clGetEventInfo(ev, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof *stat, stat, NULL);
+  return err == CL_SUCCESS && *stat < 0 ? *stat : err;
+}
+
+// reduce with buckets (sync): each window's reduction starts as soon as backward has written it
+// and moves on (ct_allreduce_test) while the device computes the layers before it; up to
+// CT_ALLREDUCE_INFLIGHT windows in flight. The status words go last, once compute is done.
+// Every element is summed in the order of one reduction of the whole range (windows of one
+// layout): the same bits as --bucket-mb 0. Exposed: the time from the device's end of compute
+// (seen by polling its marker between ring moves) to the end of the last reduction.
+static ct_status reduce_buckets(run_state *s, computed *c, double t_start, double *compute_s) {
+  ct_comm *comm = s->comm;
+  int nb = s->nb, next = 0, first = 0;
+  ct_allreduce_req *q[CT_MAX_LAYERS];
+  cl_event fin[CT_MAX_LAYERS];
+  double t_done = 0, t2 = ct_now();
+  ct_status st = CT_OK;
+  cl_int err, stat;
+  while (first < nb) {
+    if (!t_done) {
+      CL_CHECK(event_status(s->compute_end, &stat));
+      if (stat == CL_COMPLETE) t_done = ct_now();
+    }
+    if (next < nb && next - first < CT_ALLREDUCE_INFLIGHT) {
+      if (first == next) {   // nothing in flight: sleep until the next window is written
+        CL_CHECK(clWaitForEvents(1, &s->bk_ev[next]));
+        if (!t_done && s->bk_ev[next] == s->compute_end) t_done = ct_now();
+      }
+      CL_CHECK(event_status(s->bk_ev[next], &stat));
+      if (stat == CL_COMPLETE) {
+        ct_ring_opts o = s->wire;
+        o.total = REDUCED(s), o.base = s->bk_lo[next];
+        CT_TRY(ct_allreduce_start(s->ar, c->grads, s->bk_lo[next], s->bk_hi[next] - s->bk_lo[next],
+                                  s->bk_ev[next], &o, &q[next]));
+        next++;
+        continue;
+      }
+    }
+    if (next == nb) {   // every window started: finish the oldest (waiting in the ring)
+      CT_TRY(ct_allreduce_wait(q[first], &s->ars, &fin[first]));
+      first++;
+      continue;
+    }
+    // windows in flight while backward goes on: move them on, then leave the core to the
+    // device's threads for a moment
+    int done = 0;
+    for (int j = next - 1; j >= first; j--) CT_TRY(ct_allreduce_test(q[j], j == first ? &done : NULL));
+    if (done) {
+      CT_TRY(ct_allreduce_wait(q[first], &s->ars, &fin[first]));
+      first++;
+    } else {
+      struct timespec ts = {0, 50000};
+      nanosleep(&ts, NULL);
+    }
+  }
+  if (!t_done) {
+    CL_CHECK(clWaitForEvents(1, &s->compute_end));
+    t_done = ct_now();
+  }
+  *compute_s = t_done - t_start;
+  memset(s->tail_host, 0, (size_t)comm->size * sizeof *s->tail_host);
+  s->tail_host[comm->rank] = (float)(*compute_s * 1e3);
+  if (s->cfg->timing) {   // exact waiting time, at the price of a barrier
+    double t3 = ct_now();
+    CT_TRY(ct_comm_barrier(comm));
+    s->res->wait_s += ct_now() - t3;
+    if (s->measuring) s->barrier_s += ct_now() - t3;
+  }
+  ct_ring_opts o = s->wire;
+  o.total = REDUCED(s), o.base = s->P;
+  st = ct_allreduce_device_after(s->ar, c->grads, s->P, REDUCED(s) - s->P, s->compute_end,
+                                 s->tail_host, AT_TIMES(s) - s->P, (size_t)comm->size, &o,
+                                 &s->ars);
+  // the optimizer (on dev->queue) after every window's results are back
+  int nf = 0;
+  for (int k = 0; k < nb; k++)
+    if (fin[k]) fin[nf++] = fin[k];
+  err = nf ? clEnqueueBarrierWithWaitList(s->dev.queue, (cl_uint)nf, fin, NULL) : CL_SUCCESS;
+  for (int k = 0; k < nf; k++) clReleaseEvent(fin[k]);
+  CT_TRY(st);
+  CL_CHECK(err);
+  double t_end = ct_now();
+  if (s->measuring) {
+    s->allreduce_s += t_end - t2;
+    s->exposed_s += t_end - t_done;
+  }
+  return CT_OK;
+}
+
 static ct_status phase_reduce(run_state *s, computed *c, double t_start, double *compute_s) {
   ct_comm *comm = s->comm;
   cl_event after = NULL;
+  if (s->nb > 0 && s->cfg->sync == CT_SYNC_SYNC) return reduce_buckets(s, c, t_start, compute_s);
   if (s->cfg->sync == CT_SYNC_STALE) {
     CT_TRY(marker_seconds(c, compute_s));
     after = c->end;
@@ -876,7 +1046,23 @@ static ct_status phase_reduce(run_state *s, computed *c, double t_start, double 
     CT_TRY(ct_allreduce_device_after(s->ar, c->grads, 0, REDUCED(s), after, s->tail_host,
                                      AT_TIMES(s), (size_t)comm->size, &s->wire, &s->ars));
   }
-  if (s->measuring) s->allreduce_s += ct_now() - t2;
+  double t_end = ct_now();
+  if (s->measuring) s->allreduce_s += t_end - t2;
+  if (s->measuring && s->cfg->sync != CT_SYNC_STALE) {
+    s->exposed_s += t_end - t2;   // after the device finished: all of it
+  } else if (s->measuring && s->cur.end) {
+    // stale: the ring ran while the device computed the next step (s->cur); exposed is what
+    // it took after that compute had ended (its marker's end, on the host's clock)
+    cl_int stat;
+    CL_CHECK(event_status(s->cur.end, &stat));
+    if (stat == CL_COMPLETE) {
+      cl_ulong e = 0;
+      CL_CHECK(clGetEventProfilingInfo(s->cur.end, CL_PROFILING_COMMAND_END, sizeof e, &e, NULL));
+      double t_dev = (double)e * 1e-9 + s->clock_off;
+      if (t_dev < t2) t_dev = t2;
+      if (t_end > t_dev) s->exposed_s += t_end - t_dev;
+    }
+  }
   return CT_OK;
 }
 
@@ -1151,7 +1337,7 @@ static ct_status local_average(run_state *s, int with_state) {
       CT_TRY(ct_allreduce_device(s->ar, s->opt.state, off, len, &s->ars));
     }
   }
-  if (s->measuring) s->allreduce_s += ct_now() - t0;
+  if (s->measuring) s->allreduce_s += ct_now() - t0, s->exposed_s += ct_now() - t0;
   s->res->averages++;
   // throughput balance from the compute time per sample of each rank since the last average
   // (not across an epoch's short last batch: new share sizes build kernels the first time)
@@ -1388,6 +1574,7 @@ static ct_status train(run_state *s) {
       CT_TRY(ct_prof_reset(&s->dev));
       s->measuring = 1;
       s->warm_compute = res->compute_s, s->warm_wait = res->wait_s, s->warm_ars = s->ars;
+      s->warm_exposed = s->exposed_s;
       s->warm_train = t_train, s->warm_local = res->local_samples;
     }
 
@@ -1452,17 +1639,25 @@ static ct_status train(run_state *s) {
   res->copy_s = s->ars.d2h_s + s->ars.h2d_s;
   res->mpi_s = s->ars.mpi_s;
   res->phase_s = t_train;
+  res->exposed_s = s->exposed_s;
+  res->sent_bytes = (double)s->ars.bytes_sent;
   if (res->steps > 2 * CT_WARMUP_STEPS) {   // the phase table, like samples/s: after the warm-up
     res->compute_s -= s->warm_compute;
     res->wait_s -= s->warm_wait;
     res->copy_s -= s->warm_ars.d2h_s + s->warm_ars.h2d_s;
     res->mpi_s -= s->warm_ars.mpi_s;
+    res->exposed_s -= s->warm_exposed;
+    res->sent_bytes -= (double)s->warm_ars.bytes_sent;
     res->local_samples -= s->warm_local;
     res->phase_s = t_train - s->warm_train;
   }
   if (world > 1 && !cfg->timing) {   // the ring's MPI time includes the wait: take it out
     res->mpi_s -= res->wait_s;
     if (res->mpi_s < 0) res->mpi_s = 0;
+    // and so does the time after compute: exposed communication is what remains beyond
+    // waiting for the slowest rank's compute (the wait column)
+    res->exposed_s -= res->wait_s;
+    if (res->exposed_s < 0) res->exposed_s = 0;
   }
   double fwd;
   ct_arch_flops(&s->arch, &fwd, &res->flops_per_sample);
@@ -1570,12 +1765,12 @@ out:
 
 // Rank 0 prints each rank's time per phase (gathered) and the mean over ranks.
 static ct_status report(run_state *s) {
-  enum { K = 9 };
+  enum { K = 11 };
   ct_comm *comm = s->comm;
   ct_train_result *r = s->res;
   if (s->cfg->profile) CT_TRY(report_profile(s));
   double mine[K] = {r->compute_s, r->copy_s, r->mpi_s, r->wait_s, r->phase_s, r->eval_s,
-                    r->local_samples, r->gflops, r->best_gflops};
+                    r->local_samples, r->gflops, r->best_gflops, r->exposed_s, r->sent_bytes};
   double *all = malloc((size_t)comm->size * K * sizeof *all);
   if (!all) return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
   ct_status st = comm->size > 1 ? ct_comm_gather_double(comm, mine, K, all) : CT_OK;
@@ -1584,7 +1779,7 @@ static ct_status report(run_state *s) {
     double mean[K] = {0};
     if (r->steps > 2 * CT_WARMUP_STEPS)
       printf("\nper rank, after the %d warm-up steps (kernels build in them):", CT_WARMUP_STEPS);
-    printf("\nrank  compute_s   copies_s   mpi_s    wait_s   step_s   comm%%   samples/s   GFLOP/s  util%%\n");
+    printf("\nrank  compute_s   copies_s   mpi_s    wait_s   step_s   comm%%  exposed%%   samples/s   GFLOP/s  util%%\n");
     for (int k = 0; k <= comm->size; k++) {
       double *v = k < comm->size ? all + K * k : mean;
       if (k < comm->size)
@@ -1595,8 +1790,9 @@ static ct_status report(run_state *s) {
       double comm_frac = v[4] > 0 ? 100.0 * (v[1] + v[2] + v[3]) / v[4] : 0;
       double sps = v[4] > 0 ? v[6] / v[4] : 0;   // this rank's samples over its step time
       if (k < comm->size && v[8] > 0) snprintf(util, sizeof util, "%5.1f", 100.0 * v[7] / v[8]);
-      printf("%4s  %9.3f  %9.3f  %7.3f  %7.3f  %7.3f  %5.1f%%  %9.1f  %8.1f  %s\n", label, v[0],
-             v[1], v[2], v[3], v[4], comm_frac, sps, v[7], util);
+      double exposed = v[4] > 0 ? 100.0 * v[9] / v[4] : 0;
+      printf("%4s  %9.3f  %9.3f  %7.3f  %7.3f  %7.3f  %5.1f%%  %7.1f%%  %9.1f  %8.1f  %s\n", label,
+             v[0], v[1], v[2], v[3], v[4], comm_frac, exposed, sps, v[7], util);
     }
     if (comm->size > 1) {
       full_shares(s, s->weights, s->tmp_shares);
@@ -1605,6 +1801,13 @@ static ct_status report(run_state *s) {
       printf(" (%ld changes", r->share_changes);
       if (s->cfg->sync == CT_SYNC_LOCAL) printf(", %ld parameter averages", r->averages);
       printf(")\n");
+      long measured = r->steps > 2 * CT_WARMUP_STEPS ? r->steps - CT_WARMUP_STEPS : r->steps;
+      double sent = 0;
+      for (int k = 0; k < comm->size; k++) sent += all[K * k + 10] / comm->size;
+      if (measured > 0 && s->cfg->sync != CT_SYNC_LOCAL)
+        printf("all-reduce: %.4g MB sent per step and rank (gradients as %s on the wire%s)\n",
+               sent / (double)measured / 1e6, ct_wire_name((ct_wire)s->cfg->wire),
+               s->nb > 0 ? ", in buckets" : "");
     }
     printf("\nfinal: test accuracy %.4f, loss %.4f, %ld steps (%ld skipped), %ld divergences, "
            "%.1f s training, %.1f s evaluation, %.1f samples/s\n",

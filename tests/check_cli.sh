@@ -357,6 +357,42 @@ mpi_sync_modes)   # --sync stale and local:K: train like sync, identical replica
     [ "$rc" -eq 2 ] && echo "$err" | grep -q -- "--sync" || fail "--sync $bad: exit $rc, $err"
   done
   ;;
+mpi_comm_options)   # --bucket-mb, --wire, --accumulate
+  A="--model $SMALL --limit 1200 --test-limit 300 --batch 40 --log-every 0 --seed 3 --device pocl --epochs 1"
+  # buckets: the same bits as one reduction, with 2 and 3 ranks (3: the order of additions
+  # differs by segment, so only windows of one layout keep it)
+  for n in 2 3; do
+    POCL_MAX_PTHREAD_COUNT=1 $MPI -n $n "$T" $A --bucket-mb 0 --save-params "$work/b0" >"$work/out0" 2>&1 || { cat "$work/out0"; fail "np $n bucket 0"; }
+    POCL_MAX_PTHREAD_COUNT=1 $MPI -n $n "$T" $A --bucket-mb 0.01 --save-params "$work/b1" >"$work/out1" 2>&1 || { cat "$work/out1"; fail "np $n buckets"; }
+    grep -q "gradients in [2-9] buckets" "$work/out1" || { cat "$work/out1"; fail "np $n: not several buckets"; }
+    $cmp_params "$work/b0" "$work/b1" --exact || fail "np $n: buckets changed the result"
+    [ "$(grep '^final' "$work/out0" | cut -d, -f1-2)" = "$(grep '^final' "$work/out1" | cut -d, -f1-2)" ] || fail "np $n: final lines differ"
+  done
+  # wire formats: identical replicas, accuracy near fp32's, half the bytes
+  POCL_MAX_PTHREAD_COUNT=1 $MPI -n 2 "$T" $A --check-every 5 >"$work/w32" 2>&1 || { cat "$work/w32"; fail "fp32"; }
+  sent32=$(sed -n 's/^all-reduce: \([0-9.e+-]*\) MB sent.*/\1/p' "$work/w32")
+  for w in fp16 bf16; do
+    POCL_MAX_PTHREAD_COUNT=1 $MPI -n 2 "$T" $A --check-every 5 --wire $w >"$work/w" 2>&1 || { cat "$work/w"; fail "$w"; }
+    grep -q " 0 divergences" "$work/w" || { cat "$work/w"; fail "$w: replicas differ"; }
+    sent=$(sed -n 's/^all-reduce: \([0-9.e+-]*\) MB sent.*/\1/p' "$work/w")
+    echo "$w: accuracy $(acc_of "$work/w") (fp32 $(acc_of "$work/w32")), $sent MB sent per step (fp32 $sent32)"
+    python3 -c "import sys; a,b,s,t=map(float,sys.argv[1:]); sys.exit(0 if abs(a-b)<=0.03 and 0.45<=s/t<=0.55 else 1)" \
+      "$(acc_of "$work/w")" "$(acc_of "$work/w32")" "$sent" "$sent32" || fail "$w: accuracy or bytes off"
+  done
+  # accumulation: 2 x 20 per step is the step of 40, within fp32 rounding (1 and 2 ranks)
+  B="--model $SMALL --limit 1200 --test-limit 300 --log-every 0 --seed 3 --device pocl --max-steps 15"
+  POCL_MAX_PTHREAD_COUNT=2 "$T" $B --batch 40 --save-params "$work/a1" >/dev/null 2>&1 || fail "batch 40"
+  POCL_MAX_PTHREAD_COUNT=2 "$T" $B --batch 20 --accumulate 2 --save-params "$work/a2" >/dev/null 2>&1 || fail "accumulate 2"
+  $cmp_params "$work/a1" "$work/a2" --rtol 1e-3 --atol 1e-5 || fail "accumulate 2 x 20 differs from 40"
+  POCL_MAX_PTHREAD_COUNT=1 $MPI -n 2 "$T" $B --batch 10 --accumulate 4 --save-params "$work/a4" >"$work/out" 2>&1 || { cat "$work/out"; fail "np 2 accumulate 4"; }
+  $cmp_params "$work/a1" "$work/a4" --rtol 1e-3 --atol 1e-5 || fail "np 2: accumulate 4 x 10 differs from 40"
+  for bad in "--wire fp8" "--wire" "--accumulate 0" "--accumulate x" "--bucket-mb -1" "--bucket-mb 1 --sync stale"; do
+    err=$("$T" $bad 2>&1 >/dev/null); rc=$?
+    echo "$bad -> exit $rc: $err"
+    flag=${bad%% *}
+    [ "$rc" -eq 2 ] && echo "$err" | grep -q -- "$flag" || fail "$bad: exit $rc, $err"
+  done
+  ;;
 mpi_train)   # the trainer under mpiexec: shares, per-rank metrics, accuracy on a subset
   POCL_MAX_PTHREAD_COUNT=1 $MPI -n 2 "$T" --model mlp --limit 6000 --epochs 1 --batch 128 --log-every 10 >"$work/out" 2>&1 || { cat "$work/out"; fail "exit $?"; }
   cat "$work/out"

@@ -18,4 +18,13 @@ if(TARGET cltrain-bench-allreduce)
   set_tests_properties(tool_bench_allreduce_np2 PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 300
                        PROCESSORS 2 LABELS "mpi;tool"
                        ENVIRONMENT "${CLTRAIN_TEST_ENV};POCL_MAX_PTHREAD_COUNT=1")
+  # the wire formats, every size exact (the benchmark exits 1 on any wrong element)
+  foreach(wire fp16 bf16)
+    add_test(NAME tool_bench_allreduce_np3_${wire}
+             COMMAND ${CLTRAIN_MPIEXEC} -n 3 $<TARGET_FILE:cltrain-bench-allreduce>
+                     --max-bytes 2097152 --factor 8 --iters 2 --warmup 1 --wire ${wire})
+    set_tests_properties(tool_bench_allreduce_np3_${wire} PROPERTIES SKIP_RETURN_CODE 77
+                         TIMEOUT 300 PROCESSORS 2 LABELS "mpi;tool"
+                         ENVIRONMENT "${CLTRAIN_TEST_ENV};POCL_MAX_PTHREAD_COUNT=1")
+  endforeach()
 endif()

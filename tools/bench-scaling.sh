@@ -2,7 +2,7 @@
 # Scaling report: every device alone (one thread each), then the data-parallel jobs, all in one
 # run, in one table: samples/s, the sum of the solo samples/s of the devices in the job,
 # efficiency = job / that sum, speed-up over the fastest of them alone, each rank's waiting
-# share of its step, exposed communication (copies + MPI beyond waiting) share of the step, test
+# share of its step, exposed communication (after compute, beyond waiting: the trainer's exposed% column), test
 # accuracy after the epochs, and the training time until the test accuracy first reached the
 # target. A benchmark: it prints what it measured, it never passes or fails on it.
 #   tools/bench-scaling.sh [--model mlp] [--limit 60000] [--epochs 2] [--batch 128] [--target 0.80]
@@ -66,9 +66,10 @@ def parse1(name):
     sps = float(re.search(r"^final: .* ([0-9.]+) samples/s$", t, re.M).group(1))
     acc = float(re.search(r"^final: test accuracy ([0-9.]+)", t, re.M).group(1))
     ranks = []
-    for m in re.finditer(r"^ +(\d+) +([0-9.]+) +([0-9.]+) +([0-9.]+) +([0-9.]+) +([0-9.]+) ", t, re.M):
-        comp, copies, mpi, wait, step = map(float, m.groups()[1:])
-        ranks.append((wait / step if step else 0, (copies + mpi) / step if step else 0))
+    for m in re.finditer(r"^ +(\d+) +([0-9.]+) +([0-9.]+) +([0-9.]+) +([0-9.]+) +([0-9.]+) +"
+                         r"[0-9.]+% +([0-9.]+)%", t, re.M):
+        comp, copies, mpi, wait, step, exposed = map(float, m.groups()[1:])
+        ranks.append((wait / step if step else 0, exposed / 100))
     reach = None
     for m in re.finditer(r"^epoch +\d+ +test accuracy ([0-9.]+) +\(([0-9.]+) s training", t, re.M):
         if float(m.group(1)) >= target and reach is None: reach = float(m.group(2))
@@ -86,7 +87,7 @@ print(f"scaling: --model {model} --limit {limit} --epochs {epochs} --batch {batc
       f"target accuracy {target}; fastest of {repeat} runs each")
 print("%-14s %-8s %-10s %10s %10s %6s %8s %-13s %7s %-9s %6s %9s" % (
     "devices", "sync", "balance", "samples/s", "sum solo", "eff.", "speed-up", "wait % r0/r1",
-    "comm %", "shares", "acc", "to target"))
+    "exposed", "shares", "acc", "to target"))
 for name, devices, mode, bal, ds in rows:
     r = res[name]
     s = sum(solo[d] for d in ds)
@@ -98,7 +99,7 @@ for name, devices, mode, bal, ds in rows:
         devices, mode, bal, r["sps"], s, r["sps"] / s, r["sps"] / fast, waits, comm,
         r["shares"].replace(" ", "/"), r["acc"], reach))
 print("eff. = samples/s / sum of the solo samples/s of the job's devices; speed-up = over the fastest "
-      "of them alone;\nwait % = time a rank waited for the slowest one, of its step; comm % = copies "
-      "+ MPI beyond waiting, of the step (mean over ranks);\nshares = of a full batch at the end; "
+      "of them alone;\nwait % = time a rank waited for the slowest one, of its step; exposed = % of "
+      "the step spent communicating after compute, beyond waiting (mean over ranks);\nshares = of a full batch at the end; "
       "'to target' = training time until the test accuracy first reached the target.")
 PY

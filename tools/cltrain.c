@@ -305,6 +305,9 @@ static ct_status parse(int argc, char **argv, ct_train_config *c) {
   if (nesterov && (kind != CT_OPT_SGD || c->optim.momentum <= 0))
     return CT_FAIL(CT_ERR_USAGE, "--nesterov: needs --optimizer sgd with --momentum > 0");
   if (c->sched.kind == CT_SCHED_STEP && c->sched.step_size == 0) c->sched.step_size = 1000;
+  if (c->bucket_mb > 0 && c->sync != CT_SYNC_SYNC)
+    return CT_FAIL(CT_ERR_USAGE, "--bucket-mb: only with --sync sync (stale already reduces "
+                   "while the next step computes; local:K averages parameters)");
   return CT_OK;
 }
 

@@ -2,7 +2,7 @@
 //
 //   mpiexec -n 2 cltrain-bench-allreduce [--min-bytes 4] [--max-bytes 256M] [--factor 2]
 //                                        [--iters 20] [--warmup 5] [--chunk 512K]
-//                                        [--device auto|SPEC|none] [--median]
+//                                        [--device auto|SPEC|none] [--median] [--wire FMT]
 //
 // For each size it runs three paths on the same ranks: the ring on host arrays
 // (ct_allreduce_host), the ring on device buffers staged through host memory
@@ -13,7 +13,10 @@
 // algbw = bytes / time, busbw = algbw * 2(N-1)/N (what each link carries, comparable across N),
 // and #wrong: inputs are small integers (rank+1)*((i%7)+1), so every sum is exact and each
 // element is right or wrong; the wrong ones of all ranks are counted, on a separate run with
-// fresh inputs. Any wrong element makes the exit code 1. Only rank 0 prints.
+// fresh inputs. Any wrong element makes the exit code 1. Only rank 0 prints. The last columns:
+// ring/MPI busbw, the device ring's time over the host ring's, and the bytes one rank's ring
+// sends per call (halved by --wire fp16|bf16, which puts both rings' messages in that format;
+// the inputs stay exact in it, so #wrong still counts every error).
 #include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>

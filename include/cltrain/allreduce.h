@@ -117,7 +117,9 @@ ct_status ct_allreduce_device_after(ct_allreduce *ar, cl_mem buf, size_t offset,
 // CT_ALLREDUCE_INFLIGHT requests may be in flight at once; each has its own receive slots,
 // send images and MPI tags, and staging is indexed by the window's place in the layout, so
 // windows of one layout do not touch each other. Every rank starts the same windows in the same
-// order (counts agreed with ct_allreduce_agree).
+// order (counts agreed with ct_allreduce_agree): request k takes slot k mod
+// CT_ALLREDUCE_INFLIGHT (its tags), so the oldest request must be waited for before a fifth
+// starts. The blocking calls are requests too.
 #define CT_ALLREDUCE_INFLIGHT 4
 typedef struct ct_allreduce_req ct_allreduce_req;
 ct_status ct_allreduce_start(ct_allreduce *ar, cl_mem buf, size_t offset, size_t count,

@@ -95,6 +95,11 @@ typedef struct ct_model {
   int first_param;                // first layer with parameters (backward stops there); n if none
   int fwd_batch, fwd_train, fwd_offset;   // what the last forward ran
   uint64_t fwd_seed;
+  // mark_grads = 1: ct_model_backward enqueues a marker after the kernels of each layer with
+  // parameters, grad_done[i] (the gradients of layer i are written once it completes), so that
+  // a reduction of the last layers' gradients can start while backward goes on (--bucket-mb).
+  int mark_grads;
+  cl_event grad_done[CT_MAX_LAYERS];
 } ct_model;
 
 // Allocates every device buffer for batches up to max_batch. If the device cannot hold it, the

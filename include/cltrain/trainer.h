@@ -95,6 +95,8 @@ typedef struct {
   // this rank's time per phase, in seconds, after the warm-up steps when there were enough
   // (as samples_per_s), over phase_s seconds of steps
   double compute_s, copy_s, mpi_s, wait_s, eval_s, phase_s;
+  double exposed_s;          // communication the step waited for beyond what overlapped compute
+  double sent_bytes;         // bytes this rank's all-reduces sent (over the measured steps)
   double local_samples;      // samples this rank trained on (in those steps)
   double flops_per_sample;   // the model's matrix products per sample and training step
   double gflops;             // achieved by this rank's device (its samples x flops / step time)
