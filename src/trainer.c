@@ -958,16 +958,16 @@ static ct_status reduce_buckets(run_state *s, computed *c, double t_start, doubl
       first++;
       continue;
     }
-    // windows in flight while backward goes on: move them on, then leave the core to the
-    // device's threads for a moment
+    // a window in flight while backward goes on: move every one on; if the next window is
+    // not written yet, finish the oldest (its ring waits spinning briefly, then sleeping, so
+    // the device's threads keep the cores; polling in naps here lost whole scheduler slices
+    // on the 2-core machine, with both ranks' device threads busy)
     int done = 0;
     for (int j = next - 1; j >= first; j--) CT_TRY(ct_allreduce_test(q[j], j == first ? &done : NULL));
-    if (done) {
+    CL_CHECK(event_status(s->bk_ev[next], &stat));
+    if (done || stat != CL_COMPLETE) {
       CT_TRY(ct_allreduce_wait(q[first], &s->ars, &fin[first]));
       first++;
-    } else {
-      struct timespec ts = {0, 50000};
-      nanosleep(&ts, NULL);
     }
   }
   if (!t_done) {
