@@ -534,6 +534,9 @@ static ct_status ring_advance(ring *g, int block, int *done) {
     if (t >= 1) {
       CT_GOTO(post_sends0(g, n0, block), st, fail);
       if (g->next0 < n0) return CT_OK;
+    } else {   // step 0: our sends up to RING_SLOTS ahead (a start that found reads still
+               // landing posted fewer; waiting for a receive without them would deadlock)
+      CT_GOTO(post_sends0(g, c + RING_SLOTS < n0 ? c + RING_SLOTS : n0, block), st, fail);
     }
     if (g->p == i) {   // an all-gather receive that could not be posted ahead: post it now
       CT_GOTO(mpi_ready(g, &g->sreq[ag_dep(g, t, c, n0)], block, &ready, "MPI_Wait(send)"), st,

@@ -367,6 +367,9 @@ mpi_comm_options)   # --bucket-mb, --wire, --accumulate
     grep -q "gradients in [2-9] buckets" "$work/out1" || { cat "$work/out1"; fail "np $n: not several buckets"; }
     $cmp_params "$work/b0" "$work/b1" --exact || fail "np $n: buckets changed the result"
     [ "$(grep '^final' "$work/out0" | cut -d, -f1-2)" = "$(grep '^final' "$work/out1" | cut -d, -f1-2)" ] || fail "np $n: final lines differ"
+    # staged through host memory (the path of devices that do not share it, GPUs)
+    CLTRAIN_ALLREDUCE_STAGED=1 POCL_MAX_PTHREAD_COUNT=1 timeout 300 $MPI -n $n "$T" $A --bucket-mb 0.01 --save-params "$work/b2" >"$work/out2" 2>&1 || { cat "$work/out2"; fail "np $n staged buckets"; }
+    $cmp_params "$work/b0" "$work/b2" --exact || fail "np $n: staged buckets changed the result"
   done
   # wire formats: identical replicas, accuracy near fp32's, half the bytes
   POCL_MAX_PTHREAD_COUNT=1 $MPI -n 2 "$T" $A --check-every 5 >"$work/w32" 2>&1 || { cat "$work/w32"; fail "fp32"; }

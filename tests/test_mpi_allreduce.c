@@ -465,6 +465,7 @@ START_TEST(device_requests_in_flight_give_the_bits_of_the_whole) {
                                             NULL, NULL), CL_SUCCESS);
     ct_status st = ct_allreduce_device_after(g_ar, bufs[0], 0, n, NULL, NULL, 0, 0, &whole, NULL);
     ct_allreduce_req *q[8] = {0};
+    cl_event user = NULL;
     int first = 0;   // oldest in flight
     for (int k = 0; k < nw && st == CT_OK; k++) {
       if (k - first == CT_ALLREDUCE_INFLIGHT) st = ct_allreduce_wait(q[first++], NULL, NULL);
@@ -472,6 +473,17 @@ START_TEST(device_requests_in_flight_give_the_bits_of_the_whole) {
       if (st == CT_OK && k == nw - 1)
         st = clEnqueueMarkerWithWaitList(g_dev.queue, 0, NULL, &after) == CL_SUCCESS ? CT_OK
                                                                                      : CT_ERR_CL;
+      if (st == CT_OK && k == 0) {   // producers not done at the start: nothing can be read yet
+        user = clCreateUserEvent(g_dev.ctx, &err);
+        st = err == CL_SUCCESS ? CT_OK : CT_ERR_CL;
+        after = user;
+        if (st == CT_OK) clRetainEvent(user);
+      }
+      if (st == CT_OK && k == CT_ALLREDUCE_INFLIGHT - 1 && user) {
+        clSetUserEventStatus(user, CL_COMPLETE);   // (before the first wait below)
+        clReleaseEvent(user);
+        user = NULL;
+      }
       ct_ring_opts o = {.wire = (ct_wire)w, .wire_n = cuts[4], .total = n, .base = cuts[k]};
       if (st == CT_OK)
         st = ct_allreduce_start(g_ar, bufs[1], cuts[k], cuts[k + 1] - cuts[k], after, &o, &q[k]);
