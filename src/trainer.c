@@ -38,6 +38,9 @@
 #include "cltrain/allreduce.h"
 #include "cltrain/blas.h"
 #include "cltrain/checkpoint.h"
+#include "cltrain/metrics.h"
+
+#include <clblast_c.h>
 #include "cltrain/layers.h"
 #include "cltrain/model.h"
 #include "cltrain/prof.h"
@@ -247,6 +250,8 @@ typedef struct {
   cl_event compute_end;    // buckets: marker after the step's compute
   double clock_off;        // stale: host clock - device profiling clock (s)
   double exposed_s, warm_exposed;
+  ct_metrics metrics;      // --metrics (rank 0)
+  char *devices_json;      // rank 0: [{"rank": 0, "platform": ...}, ...]
   loader load;
   slot slots[2];
   step_status status[2];   // step t uses status[t & 1]
@@ -552,6 +557,7 @@ static ct_status balance_setup(run_state *s) {
 }
 
 static ct_status prebuild_short_batch(run_state *s);
+static ct_status metrics_open(run_state *s);
 
 // --bucket-mb X: the gradients cut into windows of whole layers, from the last layer back, each
 // closed once it holds X MiB (the first layers' remainder is the last window). Parameters are
@@ -629,6 +635,7 @@ static ct_status setup(run_state *s) {
   CT_TRY(ct_arch_parse(cfg->arch, s->train.channels, s->train.rows, s->train.cols,
                        s->train.classes, &s->arch));
   CT_TRY(ct_device_open_spec(cfg->device, comm->rank, comm->local_rank, &s->dev));
+  CT_TRY(metrics_open(s));
 
   s->P = s->arch.param_count;
   s->tail = 2 + (size_t)comm->size;
@@ -761,6 +768,9 @@ static ct_status prebuild_short_batch(run_state *s) {
 }
 
 static void teardown(run_state *s) {
+  ct_metrics_close(&s->metrics);
+  free(s->devices_json);
+  s->devices_json = NULL;
   loader_stop(&s->load);
   if (s->dev.queue) clFinish(s->dev.queue);
   for (int k = 0; k < 2; k++) {
@@ -811,6 +821,36 @@ static ct_status report_devices(run_state *s) {
     return CT_FAIL(CT_ERR_MPI, "MPI_Gather of device names failed on rank %d", s->comm->rank);
   }
   for (int r = 0; R0 && r < s->comm->size; r++) say(s, "cltrain: rank %d on %s\n", r, all + (size_t)r * W);
+  // the same as JSON, for the metrics' first record
+  ct_json j;
+  ct_json_begin(&j);
+  ct_json_int(&j, "rank", s->comm->rank);
+  ct_json_str(&j, "platform", s->dev.info.platform_name);
+  ct_json_str(&j, "device", s->dev.info.name);
+  ct_json_str(&j, "vendor", s->dev.info.vendor);
+  ct_json_str(&j, "driver", s->dev.info.driver);
+  ct_json_str(&j, "opencl", s->dev.info.version);
+  ct_json_str(&j, "gemm_plans", b->nplans ? b->source : "");
+  ct_status st = ct_json_end(&j);
+  snprintf(mine, W, "%s", st == CT_OK && j.len < W ? j.buf : "{}");
+  free(j.buf);
+  rc = MPI_Gather(mine, W, MPI_CHAR, all, W, MPI_CHAR, 0, s->comm->comm);
+  if (rc != MPI_SUCCESS) {
+    free(all);
+    return CT_FAIL(CT_ERR_MPI, "MPI_Gather of device records failed on rank %d", s->comm->rank);
+  }
+  if (R0) {
+    ct_json arr = {0};   // the items, comma-separated
+    for (int r = 0; r < s->comm->size; r++) ct_json_raw(&arr, NULL, all + (size_t)r * W);
+    free(s->devices_json);
+    s->devices_json = NULL;
+    if (!arr.oom && arr.buf) {
+      size_t n = arr.len + 3;
+      s->devices_json = malloc(n);
+      if (s->devices_json) snprintf(s->devices_json, n, "[%s]", arr.buf);
+    }
+    free(arr.buf);
+  }
   free(all);
   return CT_OK;
 }
@@ -1476,6 +1516,131 @@ static ct_status run_step(run_state *s, slot *b, double t0, double *compute_s) {
 
 // ---- the loop ---------------------------------------------------------------------------------
 
+// ---- --metrics -------------------------------------------------------------------------------
+
+static ct_status metrics_open(run_state *s) {
+  int bad = 0;
+  ct_status st = CT_OK;
+  if (R0 && s->cfg->metrics) {
+    st = ct_metrics_open(&s->metrics, s->cfg->metrics);
+    bad = st != CT_OK;
+  }
+  CT_TRY(ct_comm_allreduce_int_max(s->comm, &bad, 1));
+  if (st != CT_OK) return st;
+  if (bad) return CT_FAIL(CT_ERR_IO, "--metrics: rank 0 could not create '%s'", s->cfg->metrics);
+  return CT_OK;
+}
+
+static ct_status metrics_put(run_state *s, ct_json *j) {
+  ct_status st = ct_json_end(j);
+  if (st == CT_OK) st = ct_metrics_write(&s->metrics, j);
+  free(j->buf);
+  return st;
+}
+
+static void json_shares(run_state *s, ct_json *j) {
+  if (s->comm->size < 2) return;
+  full_shares(s, s->weights, s->tmp_shares);
+  char buf[32];
+  ct_json items = {0};
+  for (int r = 0; r < s->comm->size; r++) {
+    snprintf(buf, sizeof buf, "%d", s->tmp_shares[r]);
+    ct_json_raw(&items, NULL, buf);
+  }
+  size_t n = (items.buf ? items.len : 0) + 3;
+  char *arr = malloc(n);
+  if (arr) snprintf(arr, n, "[%s]", items.buf ? items.buf : "");
+  if (arr && !items.oom) ct_json_raw(j, "shares", arr);
+  else j->oom = 1;
+  free(arr);
+  free(items.buf);
+}
+
+static const char *sync_name(const ct_train_config *c, char *buf, size_t n) {
+  if (c->sync == CT_SYNC_LOCAL) snprintf(buf, n, "local:%d", c->local_k);
+  else snprintf(buf, n, "%s", c->sync == CT_SYNC_STALE ? "stale" : "sync");
+  return buf;
+}
+
+// The first record: what ran, where, with what.
+static ct_status metrics_config(run_state *s) {
+  if (!R0 || !s->metrics.f) return CT_OK;
+  const ct_train_config *c = s->cfg;
+  static const char *const bn[] = {"auto", "even", "throughput", "static"};
+  char mpi[MPI_MAX_LIBRARY_VERSION_STRING] = "", buf[64];
+  int len = 0;
+  if (MPI_Get_library_version(mpi, &len) != MPI_SUCCESS) mpi[0] = 0;
+  char *nl = strchr(mpi, '\n');
+  if (nl) *nl = 0;
+  snprintf(buf, sizeof buf, "%d.%d.%d", CLBLAST_VERSION_MAJOR, CLBLAST_VERSION_MINOR,
+           CLBLAST_VERSION_PATCH);
+  ct_json j;
+  ct_json_begin(&j);
+  ct_json_str(&j, "type", "config");
+  ct_json_num(&j, "time", ct_wall_seconds());
+  ct_json_str(&j, "cltrain", CLTRAIN_VERSION);
+  ct_json_str(&j, "clblast", buf);
+  ct_json_str(&j, "mpi", mpi);
+  ct_json_int(&j, "world", s->comm->size);
+  ct_json_str(&j, "arch", s->arch.text);
+  ct_json_int(&j, "params", (long long)s->arch.param_count);
+  ct_json_str(&j, "data", c->data_dir);
+  ct_json_int(&j, "train_samples", s->train.count);
+  ct_json_int(&j, "test_samples", s->test.count);
+  ct_json_int(&j, "epochs", c->epochs);
+  ct_json_int(&j, "batch", c->batch / (c->accumulate > 1 ? c->accumulate : 1));
+  ct_json_int(&j, "accumulate", c->accumulate > 1 ? c->accumulate : 1);
+  ct_json_int(&j, "global_batch", c->batch);
+  ct_json_str(&j, "optimizer", c->optim.kind == CT_OPT_SGD ? "sgd" : "adamw");
+  ct_json_num(&j, "lr", c->optim.lr);
+  ct_json_int(&j, "seed", (long long)c->seed);
+  ct_json_str(&j, "sync", sync_name(c, buf, sizeof buf));
+  ct_json_str(&j, "balance", bn[s->balance_kind]);
+  ct_json_str(&j, "wire", ct_wire_name((ct_wire)c->wire));
+  ct_json_num(&j, "bucket_mb", c->bucket_mb);
+  json_shares(s, &j);
+  ct_json_raw(&j, "devices", s->devices_json ? s->devices_json : "[]");
+  return metrics_put(s, &j);
+}
+
+// Per rank, since the start: compute, copies, MPI, waiting, exposed communication (seconds).
+static ct_status metrics_ranks(run_state *s, ct_json *j) {
+  enum { K = 5 };
+  ct_train_result *r = s->res;
+  double mine[K] = {r->compute_s, s->ars.d2h_s + s->ars.h2d_s, s->ars.mpi_s, r->wait_s,
+                    s->exposed_s};
+  int world = s->comm->size;
+  double *all = malloc((size_t)world * K * sizeof *all);
+  if (!all) return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
+  ct_status st = world > 1 ? ct_comm_gather_double(s->comm, mine, K, all) : CT_OK;
+  if (world == 1) memcpy(all, mine, sizeof mine);
+  if (st == CT_OK && R0 && s->metrics.f) {
+    ct_json items = {0};
+    for (int q = 0; q < world; q++) {
+      ct_json one;
+      ct_json_begin(&one);
+      ct_json_int(&one, "rank", q);
+      static const char *const names[K] = {"compute_s", "copy_s", "mpi_s", "wait_s", "exposed_s"};
+      for (int k = 0; k < K; k++) ct_json_num(&one, names[k], all[(size_t)q * K + k]);
+      if (ct_json_end(&one) == CT_OK) ct_json_raw(&items, NULL, one.buf);
+      else items.oom = 1;
+      free(one.buf);
+    }
+    size_t n = (items.buf ? items.len : 0) + 3;
+    char *arr = malloc(n);
+    if (arr && !items.oom) {
+      snprintf(arr, n, "[%s]", items.buf ? items.buf : "");
+      ct_json_raw(j, "ranks", arr);
+    } else {
+      j->oom = 1;
+    }
+    free(arr);
+    free(items.buf);
+  }
+  free(all);
+  return st;
+}
+
 static ct_status train(run_state *s) {
   const ct_train_config *cfg = s->cfg;
   ct_comm *comm = s->comm;
@@ -1523,6 +1688,7 @@ static ct_status train(run_state *s) {
       fflush(stdout);
     }
   }
+  CT_TRY(metrics_config(s));
 
   long step = pos.step;
   int epoch = pos.epoch;
@@ -1598,10 +1764,24 @@ static ct_status train(run_state *s) {
     if (log) {
       double now = ct_now();
       res->last_loss = s->loss_n > 0 ? s->loss_acc / s->loss_n : NAN;
+      double lr_now = ct_schedule_lr(&s->sched, cfg->optim.lr, step - 1);
       if (!cfg->quiet)
         say(s, "step %6ld  epoch %3d  loss %.4f  lr %.5f  %.1f samples/s\n", step, epoch + 1,
-            res->last_loss, ct_schedule_lr(&s->sched, cfg->optim.lr, step - 1),
-            samples_log / (now - t_log));
+            res->last_loss, lr_now, samples_log / (now - t_log));
+      if (R0 && s->metrics.f) {
+        ct_json j;
+        ct_json_begin(&j);
+        ct_json_str(&j, "type", "log");
+        ct_json_num(&j, "time", ct_wall_seconds());
+        ct_json_int(&j, "step", step);
+        ct_json_int(&j, "epoch", epoch + 1);
+        ct_json_num(&j, "loss", res->last_loss);
+        ct_json_num(&j, "lr", lr_now);
+        ct_json_num(&j, "samples_per_s", samples_log / (now - t_log));
+        ct_json_num(&j, "train_s", t_train);
+        json_shares(s, &j);
+        CT_TRY(metrics_put(s, &j));
+      }
       s->loss_acc = s->loss_n = samples_log = 0;
       t_log = now;
     }
@@ -1616,6 +1796,21 @@ static ct_status train(run_state *s) {
       res->test_acc = acc;
       res->epochs_done = epoch + 1;
       say(s, "epoch %3d  test accuracy %.4f  (%.1f s training so far)\n", epoch + 1, acc, t_train);
+      if (cfg->metrics) {   // (collective: the per-rank times are gathered)
+        ct_json j;
+        ct_json_begin(&j);
+        ct_json_str(&j, "type", "epoch");
+        ct_json_num(&j, "time", ct_wall_seconds());
+        ct_json_int(&j, "epoch", epoch + 1);
+        ct_json_int(&j, "step", step);
+        ct_json_num(&j, "test_accuracy", acc);
+        ct_json_num(&j, "train_s", t_train);
+        ct_json_num(&j, "eval_s", res->eval_s);
+        ct_status mst = metrics_ranks(s, &j);
+        if (mst == CT_OK && R0) mst = metrics_put(s, &j);
+        else free(j.buf);
+        CT_TRY(mst);
+      }
       if (cfg->checkpoint) {
         ct_checkpoint_pos p = {step, epoch + 1, 0, world, cfg->batch};
         UNPROFILED(s, ct_checkpoint_save(cfg->checkpoint, &s->model, &s->opt, &p, cfg->seed,
@@ -1808,6 +2003,52 @@ static ct_status report(run_state *s) {
         printf("all-reduce: %.4g MB sent per step and rank (gradients as %s on the wire%s)\n",
                sent / (double)measured / 1e6, ct_wire_name((ct_wire)s->cfg->wire),
                s->nb > 0 ? ", in buckets" : "");
+    }
+    if (s->metrics.f) {
+      ct_json j;
+      ct_json_begin(&j);
+      ct_json_str(&j, "type", "final");
+      ct_json_num(&j, "time", ct_wall_seconds());
+      ct_json_num(&j, "test_accuracy", r->test_acc);
+      ct_json_num(&j, "loss", r->last_loss);
+      ct_json_int(&j, "steps", r->steps);
+      ct_json_int(&j, "skipped", r->bad_steps);
+      ct_json_int(&j, "divergences", r->divergences);
+      ct_json_int(&j, "share_changes", r->share_changes);
+      ct_json_num(&j, "train_s", r->train_s);
+      ct_json_num(&j, "eval_s", r->eval_s);
+      ct_json_num(&j, "samples_per_s", r->samples_per_s);
+      ct_json items = {0};   // the per-rank table (after the warm-up steps)
+      for (int q = 0; q < comm->size; q++) {
+        const double *v = all + (size_t)K * q;
+        ct_json one;
+        ct_json_begin(&one);
+        ct_json_int(&one, "rank", q);
+        ct_json_num(&one, "compute_s", v[0]);
+        ct_json_num(&one, "copy_s", v[1]);
+        ct_json_num(&one, "mpi_s", v[2]);
+        ct_json_num(&one, "wait_s", v[3]);
+        ct_json_num(&one, "step_s", v[4]);
+        ct_json_num(&one, "exposed_s", v[9]);
+        ct_json_num(&one, "sent_bytes", v[10]);
+        ct_json_num(&one, "samples", v[6]);
+        ct_json_num(&one, "gflops", v[7]);
+        if (ct_json_end(&one) == CT_OK) ct_json_raw(&items, NULL, one.buf);
+        else items.oom = 1;
+        free(one.buf);
+      }
+      size_t n = (items.buf ? items.len : 0) + 3;
+      char *arr = malloc(n);
+      if (arr && !items.oom) {
+        snprintf(arr, n, "[%s]", items.buf ? items.buf : "");
+        ct_json_raw(&j, "ranks", arr);
+      } else {
+        j.oom = 1;
+      }
+      free(arr);
+      free(items.buf);
+      st = metrics_put(s, &j);
+      if (st == CT_OK) st = ct_metrics_close(&s->metrics);
     }
     printf("\nfinal: test accuracy %.4f, loss %.4f, %ld steps (%ld skipped), %ld divergences, "
            "%.1f s training, %.1f s evaluation, %.1f samples/s\n",

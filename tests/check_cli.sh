@@ -402,6 +402,30 @@ mpi_train)   # the trainer under mpiexec: shares, per-rank metrics, accuracy on 
   ge "$(acc_of "$work/out")" 0.75 || fail "accuracy below 0.75"
   [ "$(grep -Ec '^ +[01] +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+%' "$work/out")" -eq 2 ] || fail "no per-rank metrics for both ranks"
   grep -Eq '^mean +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+ +[0-9.]+%' "$work/out" || fail "no mean row"
+  # --metrics: JSON Lines as docs/metrics.md says (config first, log and epoch records, final last)
+  POCL_MAX_PTHREAD_COUNT=1 $MPI -n 2 "$T" --model mlp --limit 3000 --epochs 2 --batch 128 --log-every 10 \
+    --metrics "$work/m.jsonl" >"$work/out" 2>&1 || { cat "$work/out"; fail "--metrics: exit $?"; }
+  python3 - "$work/m.jsonl" "$(acc_of "$work/out")" <<'PY' || fail "--metrics records"
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1])]
+types = [r["type"] for r in recs]
+assert types[0] == "config" and types[-1] == "final", types
+c = recs[0]
+assert c["world"] == 2 and len(c["devices"]) == 2 and c["params"] > 0, c
+assert all(d["device"] and d["platform"] for d in c["devices"]), c["devices"]
+logs = [r for r in recs if r["type"] == "log"]
+epochs = [r for r in recs if r["type"] == "epoch"]
+assert [r["step"] for r in logs] == [10, 20, 30, 40], [r["step"] for r in logs]
+assert all(r["loss"] > 0 and r["samples_per_s"] > 0 and len(r["shares"]) == 2 for r in logs)
+assert [e["epoch"] for e in epochs] == [1, 2] and all(len(e["ranks"]) == 2 for e in epochs)
+f = recs[-1]
+assert abs(f["test_accuracy"] - float(sys.argv[2])) < 1e-4 and f["steps"] == 48, f
+assert epochs[-1]["test_accuracy"] == f["test_accuracy"]
+print("metrics:", len(recs), "records", types.count("log"), "log", len(epochs), "epoch")
+PY
+  err=$("$T" --model mlp --limit 300 --epochs 1 --metrics /nonexistent/dir/m.jsonl 2>&1 >/dev/null); rc=$?
+  echo "--metrics /nonexistent/dir/m.jsonl -> exit $rc: $err"
+  [ "$rc" -eq 1 ] && echo "$err" | grep -q -- "--metrics" || fail "--metrics to a bad path: exit $rc, $err"
   # the epoch's last batch holds 1 sample: ranks 1 and 2 get none after the last log line, and
   # every collective must still be entered by all three (a hang here is a failure by timeout)
   POCL_MAX_PTHREAD_COUNT=1 timeout 120 $MPI -n 3 "$T" --model dense:16,relu,dense:10 --limit 301 --batch 3 \

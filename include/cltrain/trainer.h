@@ -67,6 +67,7 @@ typedef struct {
   double bucket_mb;          // reduce the gradients in buckets of this size as backward
                              // produces them (0: one reduction after backward)
   int accumulate;            // micro-batches of `batch` per optimizer step (>= 1)
+  const char *metrics;       // JSON Lines metrics file (rank 0 writes; docs/metrics.md)
   long balance_every;        // THROUGHPUT: consider new shares every N steps (after warm-up)
   // speed and measurement
   int profile;               // per-kernel table from OpenCL event profiling at the end
