@@ -1516,6 +1516,47 @@ static ct_status run_step(run_state *s, slot *b, double t0, double *compute_s) {
 
 // ---- the loop ---------------------------------------------------------------------------------
 
+// ---- progress -------------------------------------------------------------------------------
+
+// Rank 0, when stderr is a terminal: one line per epoch, redrawn at most 5 times a second, that
+// the epoch's end (or the next line printed) leaves in place. Elsewhere (logs, mpirun without a
+// terminal) nothing: the plain lines are the record.
+typedef struct {
+  int on, drawn;
+  double last, t_epoch;      // last redraw; training time at the epoch's start
+  long si_epoch;             // steps of the epoch done when it started (resume mid-epoch)
+  double loss_acc, loss_n;   // loss since the epoch started (finished steps)
+} progress;
+
+static void progress_draw(progress *p, int epoch, int epochs, long si, long spe, double loss,
+                          double sps, double t_train, int force) {
+  double now = ct_now();
+  if (!p->on || (!force && now - p->last < 0.2)) return;
+  p->last = now;
+  enum { W = 24 };
+  char bar[W + 1];
+  int fill = spe > 0 ? (int)((double)W * (double)si / (double)spe) : W;
+  for (int i = 0; i < W; i++) bar[i] = i < fill ? '#' : '-';
+  bar[W] = 0;
+  double per = si > p->si_epoch ? (t_train - p->t_epoch) / (double)(si - p->si_epoch) : 0;
+  double eta = per * (double)(spe - si);
+  char l[32] = "-", r[32] = "-";   // not known yet: no step finished, too short to measure
+  if (isfinite(loss) && loss > 0) snprintf(l, sizeof l, "%.4f", loss);
+  if (t_train - p->t_epoch > 0.05) snprintf(r, sizeof r, "%.0f", sps);
+  fprintf(stderr, "\repoch %d/%d [%s] %ld/%ld  loss %s  %s samples/s  ETA %d:%02d \033[K",
+          epoch + 1, epochs, bar, si, spe, l, r, (int)eta / 60, (int)eta % 60);
+  fflush(stderr);
+  p->drawn = 1;
+}
+
+static void progress_end(progress *p) {
+  if (p->on && p->drawn) {
+    fputc('\n', stderr);
+    fflush(stderr);
+  }
+  p->drawn = 0;
+}
+
 // ---- --metrics -------------------------------------------------------------------------------
 
 static ct_status metrics_open(run_state *s) {
@@ -1693,7 +1734,8 @@ static ct_status train(run_state *s) {
   long step = pos.step;
   int epoch = pos.epoch;
   long si = pos.step_in_epoch;
-  double t_log = ct_now(), samples_log = 0, t_train = 0, samples_total = 0;
+  double t_log = ct_now(), samples_log = 0, t_train = 0, samples_total = 0, samples_epoch = 0;
+  progress prog = {.on = R0 && isatty(STDERR_FILENO), .si_epoch = pos.step_in_epoch};
   int stop = 0, k = 0;
 #define HAS_STEP(e, st) ((e) < cfg->epochs && (cfg->max_steps <= 0 || (st) < cfg->max_steps))
   if (HAS_STEP(epoch, step)) loader_post(&s->load, &s->slots[0], epoch, si, step, s->weights);
@@ -1734,6 +1776,15 @@ static ct_status train(run_state *s) {
     }
     step++;
     res->steps++;
+    if (prog.on) {
+      long done_si = si + 1;
+      double loss = s->loss_n > 0 ? s->loss_acc / s->loss_n : res->last_loss;
+      progress_draw(&prog, epoch, cfg->epochs, done_si, steps_per_epoch, loss,
+                    t_train - prog.t_epoch > 0 ? (double)(samples_epoch += b->n) /
+                                                     (t_train - prog.t_epoch)
+                                               : 0,
+                    t_train, done_si == steps_per_epoch);
+    }
     if (res->steps == CT_WARMUP_STEPS) {   // kernels are built on first use: not throughput
       CT_TRY(drain(s));
       CT_TRY(ct_prof_collect(&s->dev, 1));
@@ -1763,6 +1814,7 @@ static ct_status train(run_state *s) {
     }
     if (log) {
       double now = ct_now();
+      if (!cfg->quiet) progress_end(&prog);
       res->last_loss = s->loss_n > 0 ? s->loss_acc / s->loss_n : NAN;
       double lr_now = ct_schedule_lr(&s->sched, cfg->optim.lr, step - 1);
       if (!cfg->quiet)
@@ -1792,6 +1844,8 @@ static ct_status train(run_state *s) {
     }
     if (end_of_epoch) {
       double acc;
+      progress_end(&prog);
+      prog.t_epoch = t_train, prog.si_epoch = 0, samples_epoch = 0;
       UNPROFILED(s, evaluate(s, &acc));
       res->test_acc = acc;
       res->epochs_done = epoch + 1;
@@ -1822,6 +1876,7 @@ static ct_status train(run_state *s) {
     k ^= 1;
   }
 #undef HAS_STEP
+  progress_end(&prog);
   CT_TRY(flush(s, 0));
   if (stop || res->epochs_done == 0) UNPROFILED(s, evaluate(s, &res->test_acc));
   if (s->loss_n > 0) res->last_loss = s->loss_acc / s->loss_n;   // since the last log line

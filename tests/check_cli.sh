@@ -30,6 +30,15 @@ train_subset)   # the mlp preset, 6,000 images, one epoch: >= 75 % on the 10,000
   [ -n "$acc" ] || fail "no final accuracy line"
   grep -q "samples/s" "$work/out" || fail "no samples/s figure"
   ge "$acc" 0.75 || fail "test accuracy $acc < 0.75"
+  # not a terminal: the plain lines only; on a terminal (script(1) gives a pseudo-terminal): one
+  # progress line per epoch, redrawn in place, ending at the epoch's last step
+  if grep -q $'\r' "$work/out"; then fail "progress drawn into a log"; fi
+  if command -v script >/dev/null; then
+    script -qc "'$T' --model mlp --limit 3000 --epochs 2 --log-every 0" "$work/tty" >/dev/null 2>&1 || fail "under script: exit $?"
+    tr '\r' '\n' <"$work/tty" | grep -Eq '^epoch 1/2 \[#+\] 24/24 .*ETA 0:00' || { cat -v "$work/tty"; fail "no finished progress line for epoch 1"; }
+    tr '\r' '\n' <"$work/tty" | grep -Eq '^epoch 2/2 \[' || fail "no progress line for epoch 2"
+    grep -q '^final: test accuracy' "$work/tty" || fail "no final line under a terminal"
+  fi
   ;;
 help)
   "$T" --help >"$work/h" || fail "--help exited $?"
