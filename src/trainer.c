@@ -38,6 +38,7 @@
 #include "cltrain/allreduce.h"
 #include "cltrain/blas.h"
 #include "cltrain/checkpoint.h"
+#include "cltrain/export.h"
 #include "cltrain/metrics.h"
 
 #include <clblast_c.h>
@@ -434,6 +435,38 @@ static ct_status save_params_file(run_state *s, const char *path) {
   return ct_write_file_atomic(path, s->host_params, s->arch.param_count * sizeof(float));
 }
 
+// --save-safetensors: the final weights with PyTorch's names and layouts (export.h), atomically.
+static ct_status save_safetensors_file(run_state *s, const char *path) {
+  CT_TRY(ct_model_download_params(&s->model, s->host_params));
+  if (!R0) return CT_OK;
+  void *buf;
+  size_t bytes;
+  CT_TRY(ct_safetensors_build(&s->arch, s->host_params, s->cfg->norm_mean, s->cfg->norm_std, &buf,
+                              &bytes));
+  ct_status st = ct_write_file_atomic(path, buf, bytes);
+  free(buf);
+  if (st != CT_OK)
+    st = ct_error_replace(st, __FILE__, __LINE__, "--save-safetensors: %s", ct_error_text());
+  return st;
+}
+
+// An output path whose folder cannot take a file fails before training, not after it.
+static ct_status check_output_path(run_state *s, const char *flag, const char *path) {
+  int bad = 0;
+  char probe[1200];
+  if (R0 && path) {
+    snprintf(probe, sizeof probe, "%s.probe.%d", path, (int)getpid());
+    FILE *f = fopen(probe, "w");
+    bad = !f;
+    if (f) fclose(f), remove(probe);
+  }
+  CT_TRY(ct_comm_allreduce_int_max(s->comm, &bad, 1));
+  if (bad)
+    return CT_FAIL(CT_ERR_IO, "%s: cannot create a file next to '%s'%s", flag, path ? path : "",
+                   R0 ? "" : " (on rank 0)");
+  return CT_OK;
+}
+
 // ---- setup ------------------------------------------------------------------------------------
 
 // Whether the device's plan table has a plan of exactly this shape for every GEMM in shapes.
@@ -558,6 +591,7 @@ static ct_status balance_setup(run_state *s) {
 
 static ct_status prebuild_short_batch(run_state *s);
 static ct_status metrics_open(run_state *s);
+static ct_status check_output_path(run_state *s, const char *flag, const char *path);
 
 // --bucket-mb X: the gradients cut into windows of whole layers, from the last layer back, each
 // closed once it holds X MiB (the first layers' remainder is the last window). Parameters are
@@ -636,6 +670,8 @@ static ct_status setup(run_state *s) {
                        s->train.classes, &s->arch));
   CT_TRY(ct_device_open_spec(cfg->device, comm->rank, comm->local_rank, &s->dev));
   CT_TRY(metrics_open(s));
+  if (cfg->save_safetensors)
+    CT_TRY(check_output_path(s, "--save-safetensors", cfg->save_safetensors));
 
   s->P = s->arch.param_count;
   s->tail = 2 + (size_t)comm->size;
@@ -1915,6 +1951,7 @@ static ct_status train(run_state *s) {
   res->gflops = res->phase_s > 0 ? res->local_samples * res->flops_per_sample / res->phase_s / 1e9 : 0;
   if (cfg->check_every > 0 && world > 1) UNPROFILED(s, replica_check(s, "at the end"));
   if (cfg->save_params) CT_TRY(save_params_file(s, cfg->save_params));
+  if (cfg->save_safetensors) CT_TRY(save_safetensors_file(s, cfg->save_safetensors));
   return CT_OK;
 }
 

@@ -405,6 +405,18 @@ mpi_comm_options)   # --bucket-mb, --wire, --accumulate
     [ "$rc" -eq 2 ] && echo "$err" | grep -q -- "$flag" || fail "$bad: exit $rc, $err"
   done
   ;;
+safetensors)   # --save-safetensors: an independent forward pass over the file gives cltrain's accuracy
+  POCL_MAX_PTHREAD_COUNT=2 "$T" --model flatten,dense:32,relu,dense:10 --limit 6000 --test-limit 300 --epochs 1 \
+    --log-every 0 --normalize 0.286,0.353 --save-safetensors "$work/a.safetensors" >"$work/out" 2>&1 || { cat "$work/out"; fail "mlp: exit $?"; }
+  python3 "$here/check_safetensors.py" "$work/a.safetensors" "$DATA" 300 "$(acc_of "$work/out")" || fail "mlp: the exported weights differ"
+  # a convolution's layout, from two ranks (rank 0 writes)
+  POCL_MAX_PTHREAD_COUNT=1 $MPI -n 2 "$T" --model $SMALL --limit 3000 --test-limit 100 --epochs 1 --log-every 0 \
+    --save-safetensors "$work/c.safetensors" >"$work/out" 2>&1 || { cat "$work/out"; fail "conv: exit $?"; }
+  python3 "$here/check_safetensors.py" "$work/c.safetensors" "$DATA" 100 "$(acc_of "$work/out")" || fail "conv: the exported weights differ"
+  err=$("$T" --model dense:10 --limit 300 --test-limit 100 --epochs 1 --save-safetensors /nonexistent/dir/w.safetensors 2>&1 >/dev/null); rc=$?
+  echo "--save-safetensors /nonexistent/dir/w.safetensors -> exit $rc: $err"
+  [ "$rc" -eq 1 ] && echo "$err" | grep -q "/nonexistent/dir/w.safetensors" || fail "bad path: exit $rc, $err"
+  ;;
 mpi_train)   # the trainer under mpiexec: shares, per-rank metrics, accuracy on a subset
   POCL_MAX_PTHREAD_COUNT=1 $MPI -n 2 "$T" --model mlp --limit 6000 --epochs 1 --batch 128 --log-every 10 >"$work/out" 2>&1 || { cat "$work/out"; fail "exit $?"; }
   cat "$work/out"

@@ -20,7 +20,7 @@ enum {
   O_BETA2, O_EPS, O_SCHED, O_WARMUP, O_STEP_SIZE, O_GAMMA, O_MIN_LR, O_SEED, O_DEVICE, O_DATA,
   O_LIMIT, O_TEST_LIMIT, O_NORMALIZE, O_SHARD, O_NO_SHUFFLE, O_LOG_EVERY, O_MAX_STEPS,
   O_SAVE_PARAMS, O_QUIET, O_CHECKPOINT, O_CHECKPOINT_EVERY, O_RESUME, O_MAX_BAD, O_CHECK_EVERY,
-  O_ON_DIVERGENCE, O_PROFILE, O_TIMING, O_TUNE, O_TUNE_BUDGET, O_BALANCE, O_SYNC, O_WIRE, O_BUCKET_MB, O_ACCUMULATE, O_METRICS, O_HELP,
+  O_ON_DIVERGENCE, O_PROFILE, O_TIMING, O_TUNE, O_TUNE_BUDGET, O_BALANCE, O_SYNC, O_WIRE, O_BUCKET_MB, O_ACCUMULATE, O_METRICS, O_SAVE_ST, O_HELP,
 };
 
 static const struct option options[] = {
@@ -69,6 +69,7 @@ static const struct option options[] = {
     {"bucket-mb", required_argument, 0, O_BUCKET_MB},
     {"accumulate", required_argument, 0, O_ACCUMULATE},
     {"metrics", required_argument, 0, O_METRICS},
+    {"save-safetensors", required_argument, 0, O_SAVE_ST},
     {"help", no_argument, 0, O_HELP},
     {0, 0, 0, 0}};
 
@@ -137,6 +138,8 @@ static void usage(FILE *f) {
 "\noutput\n"
 "  --log-every N            a line every N steps (0: none)                     [100]\n"
 "  --save-params PATH       write the final parameters as raw float32          [none]\n"
+"  --save-safetensors PATH  write the final weights as safetensors, with the names and\n"
+"                           layouts of torch.nn.Sequential over the same layers  [none]\n"
 "  --metrics FILE.jsonl     JSON Lines: the run's configuration and devices, a record per\n"
 "                           log line and per epoch, a final one (docs/metrics.md)  [none]\n"
 "  --quiet                  no per-step lines\n"
@@ -279,6 +282,10 @@ static ct_status parse(int argc, char **argv, ct_train_config *c) {
         break;
       }
       case O_BUCKET_MB: CT_TRY(ct_arg_float("--bucket-mb", optarg, 0, 0, 1 << 20, 0, &bucket)); c->bucket_mb = bucket; break;
+      case O_SAVE_ST:
+        if (!*optarg) return CT_FAIL(CT_ERR_USAGE, "--save-safetensors: empty path");
+        c->save_safetensors = optarg;
+        break;
       case O_METRICS:
         if (!*optarg) return CT_FAIL(CT_ERR_USAGE, "--metrics: empty path");
         c->metrics = optarg;

@@ -68,6 +68,7 @@ typedef struct {
                              // produces them (0: one reduction after backward)
   int accumulate;            // micro-batches of `batch` per optimizer step (>= 1)
   const char *metrics;       // JSON Lines metrics file (rank 0 writes; docs/metrics.md)
+  const char *save_safetensors;   // the final weights as safetensors (export.h)
   long balance_every;        // THROUGHPUT: consider new shares every N steps (after warm-up)
   // speed and measurement
   int profile;               // per-kernel table from OpenCL event profiling at the end
