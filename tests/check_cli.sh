@@ -413,6 +413,21 @@ safetensors)   # --save-safetensors: an independent forward pass over the file g
   POCL_MAX_PTHREAD_COUNT=1 $MPI -n 2 "$T" --model $SMALL --limit 3000 --test-limit 100 --epochs 1 --log-every 0 \
     --save-safetensors "$work/c.safetensors" >"$work/out" 2>&1 || { cat "$work/out"; fail "conv: exit $?"; }
   python3 "$here/check_safetensors.py" "$work/c.safetensors" "$DATA" 100 "$(acc_of "$work/out")" || fail "conv: the exported weights differ"
+  # cltrain-export: a checkpoint of the same run gives the same file, byte for byte
+  X="$(dirname "$T")/cltrain-export"
+  if [ -x "$X" ]; then
+    POCL_MAX_PTHREAD_COUNT=2 "$T" --model $SMALL --limit 1200 --test-limit 100 --epochs 1 --log-every 0 \
+      --checkpoint "$work/ck" --save-safetensors "$work/e1.safetensors" >/dev/null 2>&1 || fail "export run"
+    "$X" "$work/ck" "$work/e2.safetensors" || fail "cltrain-export: exit $?"
+    cmp "$work/e1.safetensors" "$work/e2.safetensors" || fail "cltrain-export differs from --save-safetensors"
+    head -c 100 "$work/ck" >"$work/ckbad"
+    for args in "$work/ckbad $work/e3" "$work/ck $work/e3 --input 3,32,32" "$work/ck" "$work/ck $work/e3 --classes 1" "$work/ck $work/e3 --bogus"; do
+      err=$("$X" $args 2>&1 >/dev/null); rc=$?
+      echo "cltrain-export $args -> exit $rc: $err"
+      [ "$rc" -eq 1 ] || [ "$rc" -eq 2 ] || fail "cltrain-export $args: exit $rc"
+      [ "$(echo "$err" | wc -l)" -eq 1 ] && [ ! -e "$work/e3" ] || fail "cltrain-export $args: not one line, or wrote a file"
+    done
+  fi
   err=$("$T" --model dense:10 --limit 300 --test-limit 100 --epochs 1 --save-safetensors /nonexistent/dir/w.safetensors 2>&1 >/dev/null); rc=$?
   echo "--save-safetensors /nonexistent/dir/w.safetensors -> exit $rc: $err"
   [ "$rc" -eq 1 ] && echo "$err" | grep -q "/nonexistent/dir/w.safetensors" || fail "bad path: exit $rc, $err"
