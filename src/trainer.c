@@ -40,6 +40,7 @@
 #include "cltrain/checkpoint.h"
 #include "cltrain/export.h"
 #include "cltrain/metrics.h"
+#include "cltrain/trace.h"
 
 #include <clblast_c.h>
 #include "cltrain/layers.h"
@@ -69,6 +70,7 @@ void ct_train_config_defaults(ct_train_config *c) {
   c->inject_slow_rank = -1;
   c->local_k = 1;
   c->accumulate = 1;
+  c->trace_last = 1L << 62;
   c->balance_every = 10;
 }
 
@@ -252,6 +254,7 @@ typedef struct {
   double clock_off;        // stale: host clock - device profiling clock (s)
   double exposed_s, warm_exposed;
   ct_metrics metrics;      // --metrics (rank 0)
+  ct_trace trace;          // --trace
   char *devices_json;      // rank 0: [{"rank": 0, "platform": ...}, ...]
   loader load;
   slot slots[2];
@@ -337,7 +340,14 @@ static void say(run_state *s, const char *fmt, ...) {
 // ---- evaluation, replicas, parameters ------------------------------------------------------
 
 // Evaluates the test set: rank r takes a contiguous slice, the correct counts are summed.
+static ct_status evaluate_(run_state *s, double *acc);
 static ct_status evaluate(run_state *s, double *acc) {
+  double t0 = ct_now();
+  ct_status st = evaluate_(s, acc);
+  ct_trace_span(&s->trace, 0, "evaluation", t0, ct_now());
+  return st;
+}
+static ct_status evaluate_(run_state *s, double *acc) {
   double t0 = ct_now();
   int n = s->test.count, world = s->comm->size, r = s->comm->rank;
   // split in proportion to the share weights: the same cut on every rank
@@ -670,6 +680,7 @@ static ct_status setup(run_state *s) {
                        s->train.classes, &s->arch));
   CT_TRY(ct_device_open_spec(cfg->device, comm->rank, comm->local_rank, &s->dev));
   CT_TRY(metrics_open(s));
+  if (cfg->trace) CT_TRY(ct_trace_init(&s->trace, cfg->trace_first, cfg->trace_last));
   if (cfg->save_safetensors)
     CT_TRY(check_output_path(s, "--save-safetensors", cfg->save_safetensors));
 
@@ -804,6 +815,7 @@ static ct_status prebuild_short_batch(run_state *s) {
 }
 
 static void teardown(run_state *s) {
+  ct_trace_free(&s->trace);
   ct_metrics_close(&s->metrics);
   free(s->devices_json);
   s->devices_json = NULL;
@@ -1001,11 +1013,19 @@ static cl_int event_status(cl_event ev, cl_int *stat) {
 // Every element is summed in the order of one reduction of the whole range (windows of one
 // layout): the same bits as --bucket-mb 0. Exposed: the time from the device's end of compute
 // (seen by polling its marker between ring moves) to the end of the last reduction.
+static void bucket_span(run_state *s, int k, double t0) {
+  char name[40];
+  snprintf(name, sizeof name, "bucket %d (%.2f MB)", k,
+           (double)(s->bk_hi[k] - s->bk_lo[k]) * sizeof(float) / 1e6);
+  ct_trace_span(&s->trace, 1, name, t0, ct_now());
+}
+
 static ct_status reduce_buckets(run_state *s, computed *c, double t_start, double *compute_s) {
   ct_comm *comm = s->comm;
   int nb = s->nb, next = 0, first = 0;
   ct_allreduce_req *q[CT_MAX_LAYERS];
   cl_event fin[CT_MAX_LAYERS];
+  double t_bk[CT_MAX_LAYERS];
   double t_done = 0, t2 = ct_now();
   ct_status st = CT_OK;
   cl_int err, stat;
@@ -1023,6 +1043,7 @@ static ct_status reduce_buckets(run_state *s, computed *c, double t_start, doubl
       if (stat == CL_COMPLETE) {
         ct_ring_opts o = s->wire;
         o.total = REDUCED(s), o.base = s->bk_lo[next];
+        t_bk[next] = ct_now();
         CT_TRY(ct_allreduce_start(s->ar, c->grads, s->bk_lo[next], s->bk_hi[next] - s->bk_lo[next],
                                   s->bk_ev[next], &o, &q[next]));
         next++;
@@ -1031,6 +1052,7 @@ static ct_status reduce_buckets(run_state *s, computed *c, double t_start, doubl
     }
     if (next == nb) {   // every window started: finish the oldest (waiting in the ring)
       CT_TRY(ct_allreduce_wait(q[first], &s->ars, &fin[first]));
+      bucket_span(s, first, t_bk[first]);
       first++;
       continue;
     }
@@ -1043,6 +1065,7 @@ static ct_status reduce_buckets(run_state *s, computed *c, double t_start, doubl
     CL_CHECK(event_status(s->bk_ev[next], &stat));
     if (done || stat != CL_COMPLETE) {
       CT_TRY(ct_allreduce_wait(q[first], &s->ars, &fin[first]));
+      bucket_span(s, first, t_bk[first]);
       first++;
     }
   }
@@ -1051,6 +1074,8 @@ static ct_status reduce_buckets(run_state *s, computed *c, double t_start, doubl
     t_done = ct_now();
   }
   *compute_s = t_done - t_start;
+  ct_trace_span(&s->trace, 0, "compute", t_start, t_done);
+  double t_tail = ct_now();
   memset(s->tail_host, 0, (size_t)comm->size * sizeof *s->tail_host);
   s->tail_host[comm->rank] = (float)(*compute_s * 1e3);
   if (s->cfg->timing) {   // exact waiting time, at the price of a barrier
@@ -1073,6 +1098,8 @@ static ct_status reduce_buckets(run_state *s, computed *c, double t_start, doubl
   CT_TRY(st);
   CL_CHECK(err);
   double t_end = ct_now();
+  ct_trace_span(&s->trace, 1, "status words", t_tail, t_end);
+  ct_trace_span(&s->trace, 0, "all-reduce after compute", t_done, t_end);
   if (s->measuring) {
     s->allreduce_s += t_end - t2;
     s->exposed_s += t_end - t_done;
@@ -1091,6 +1118,7 @@ static ct_status phase_reduce(run_state *s, computed *c, double t_start, double 
   } else {
     CL_CHECK(clFinish(s->dev.queue));   // this rank's gradients are ready
     *compute_s = ct_now() - t_start;
+    ct_trace_span(&s->trace, 0, "compute", t_start, t_start + *compute_s);
   }
   memset(s->tail_host, 0, (size_t)comm->size * sizeof *s->tail_host);
   s->tail_host[comm->rank] = (float)(*compute_s * 1e3);
@@ -1123,6 +1151,8 @@ static ct_status phase_reduce(run_state *s, computed *c, double t_start, double 
                                      AT_TIMES(s), (size_t)comm->size, &s->wire, &s->ars));
   }
   double t_end = ct_now();
+  ct_trace_span(&s->trace, 0, s->cfg->sync == CT_SYNC_STALE ? "all-reduce (previous step)"
+                                                            : "all-reduce", t2, t_end);
   if (s->measuring) s->allreduce_s += t_end - t2;
   if (s->measuring && s->cfg->sync != CT_SYNC_STALE) {
     s->exposed_s += t_end - t2;   // after the device finished: all of it
@@ -1372,7 +1402,14 @@ static ct_status drain(run_state *s) {
 // state stays each rank's own). The loss printed in local:K is rank 0's, over its own share.
 // with_state = 1 (checkpoints): the optimizer state is averaged the same way, so that the one
 // state a checkpoint holds is every rank's, and a resumed run continues exactly.
+static ct_status local_average_(run_state *s, int with_state);
 static ct_status local_average(run_state *s, int with_state) {
+  double t0 = ct_now();
+  ct_status st = local_average_(s, with_state);
+  ct_trace_span(&s->trace, 0, "parameter average", t0, ct_now());
+  return st;
+}
+static ct_status local_average_(run_state *s, int with_state) {
   int world = s->comm->size;
   CT_TRY(drain(s));
   if (world == 1) {
@@ -1785,10 +1822,12 @@ static ct_status train(run_state *s) {
       _exit(3);
     }
     double t0 = ct_now(), waited;
+    s->trace.step = step;
     // prepare: this step's batch is ready (the loader filled it during the last step); start
     // the next one's
     slot *b = &s->slots[k];
     CT_TRY(loader_wait(&s->load, &waited));
+    ct_trace_span(&s->trace, 0, "waiting for the loader", t0, t0 + waited);
     int next_epoch = epoch;
     long next_si = si + 1, next_step = step + 1;
     if (next_si == steps_per_epoch) next_epoch++, next_si = 0;
@@ -1799,6 +1838,11 @@ static ct_status train(run_state *s) {
     CT_TRY(run_step(s, b, t0, &compute_s));
     CT_TRY(ct_prof_collect(&s->dev, 0));
     double t1 = ct_now();
+    {
+      char name[32];
+      snprintf(name, sizeof name, "step %ld", step);
+      ct_trace_span(&s->trace, 0, name, t0, t1);
+    }
     res->compute_s += world > 1 ? compute_s : t1 - t0;
     t_train += t1 - t0;
     samples_total += b->n;
@@ -1952,6 +1996,12 @@ static ct_status train(run_state *s) {
   if (cfg->check_every > 0 && world > 1) UNPROFILED(s, replica_check(s, "at the end"));
   if (cfg->save_params) CT_TRY(save_params_file(s, cfg->save_params));
   if (cfg->save_safetensors) CT_TRY(save_safetensors_file(s, cfg->save_safetensors));
+  if (cfg->trace) {
+    char label[400];
+    snprintf(label, sizeof label, "rank %d: %s [%s]", comm->rank, s->dev.info.name,
+             s->dev.info.platform_name);
+    CT_TRY(ct_trace_write(&s->trace, comm, label, cfg->trace));
+  }
   return CT_OK;
 }
 

@@ -459,6 +459,29 @@ assert abs(f["test_accuracy"] - float(sys.argv[2])) < 1e-4 and f["steps"] == 48,
 assert epochs[-1]["test_accuracy"] == f["test_accuracy"]
 print("metrics:", len(recs), "records", types.count("log"), "log", len(epochs), "epoch")
 PY
+  # --trace: one file, one process per rank, the steps asked for, the buckets on their own track
+  POCL_MAX_PTHREAD_COUNT=1 $MPI -n 2 "$T" --model mlp --limit 3000 --epochs 1 --batch 128 --log-every 0 \
+    --bucket-mb 1 --trace "$work/t.json" --trace-steps 5:15 >"$work/out" 2>&1 || { cat "$work/out"; fail "--trace: exit $?"; }
+  python3 - "$work/t.json" <<'PY' || fail "--trace file"
+import json, sys
+ev = json.load(open(sys.argv[1]))["traceEvents"]
+names = {e["pid"]: e["args"]["name"] for e in ev if e["ph"] == "M" and e["name"] == "process_name"}
+assert sorted(names) == [0, 1] and all(n.startswith("rank ") for n in names.values()), names
+x = [e for e in ev if e["ph"] == "X"]
+steps = sorted({e["args"]["step"] for e in x})
+assert steps == list(range(5, 15)), steps
+for pid in (0, 1):
+    mine = [e for e in x if e["pid"] == pid]
+    assert sum(e["name"].startswith("step ") for e in mine) == 10
+    assert any(e["tid"] == 1 and e["name"].startswith("bucket ") for e in mine)
+    assert all(e["dur"] >= 0 and e["ts"] >= 0 for e in mine)
+print("trace:", len(x), "events over steps", steps[0], "..", steps[-1])
+PY
+  for bad in "--trace-steps 5" "--trace-steps 9:3 --trace $work/x.json" "--trace-steps 1:2"; do
+    err=$("$T" $bad 2>&1 >/dev/null); rc=$?
+    echo "$bad -> exit $rc: $err"
+    [ "$rc" -eq 2 ] && echo "$err" | grep -q -- "--trace-steps" || fail "$bad: exit $rc, $err"
+  done
   err=$("$T" --model mlp --limit 300 --epochs 1 --metrics /nonexistent/dir/m.jsonl 2>&1 >/dev/null); rc=$?
   echo "--metrics /nonexistent/dir/m.jsonl -> exit $rc: $err"
   [ "$rc" -eq 1 ] && echo "$err" | grep -q -- "--metrics" || fail "--metrics to a bad path: exit $rc, $err"

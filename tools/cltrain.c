@@ -20,7 +20,7 @@ enum {
   O_BETA2, O_EPS, O_SCHED, O_WARMUP, O_STEP_SIZE, O_GAMMA, O_MIN_LR, O_SEED, O_DEVICE, O_DATA,
   O_LIMIT, O_TEST_LIMIT, O_NORMALIZE, O_SHARD, O_NO_SHUFFLE, O_LOG_EVERY, O_MAX_STEPS,
   O_SAVE_PARAMS, O_QUIET, O_CHECKPOINT, O_CHECKPOINT_EVERY, O_RESUME, O_MAX_BAD, O_CHECK_EVERY,
-  O_ON_DIVERGENCE, O_PROFILE, O_TIMING, O_TUNE, O_TUNE_BUDGET, O_BALANCE, O_SYNC, O_WIRE, O_BUCKET_MB, O_ACCUMULATE, O_METRICS, O_SAVE_ST, O_HELP,
+  O_ON_DIVERGENCE, O_PROFILE, O_TIMING, O_TUNE, O_TUNE_BUDGET, O_BALANCE, O_SYNC, O_WIRE, O_BUCKET_MB, O_ACCUMULATE, O_METRICS, O_SAVE_ST, O_TRACE, O_TRACE_STEPS, O_HELP,
 };
 
 static const struct option options[] = {
@@ -70,6 +70,8 @@ static const struct option options[] = {
     {"accumulate", required_argument, 0, O_ACCUMULATE},
     {"metrics", required_argument, 0, O_METRICS},
     {"save-safetensors", required_argument, 0, O_SAVE_ST},
+    {"trace", required_argument, 0, O_TRACE},
+    {"trace-steps", required_argument, 0, O_TRACE_STEPS},
     {"help", no_argument, 0, O_HELP},
     {0, 0, 0, 0}};
 
@@ -140,6 +142,9 @@ static void usage(FILE *f) {
 "  --save-params PATH       write the final parameters as raw float32          [none]\n"
 "  --save-safetensors PATH  write the final weights as safetensors, with the names and\n"
 "                           layouts of torch.nn.Sequential over the same layers  [none]\n"
+"  --trace FILE.json        a timeline of every rank's phases and all-reduce windows in\n"
+"                           Chrome's trace format (Perfetto, chrome://tracing)    [none]\n"
+"  --trace-steps A:B        trace only steps A .. B-1                          [all]\n"
 "  --metrics FILE.jsonl     JSON Lines: the run's configuration and devices, a record per\n"
 "                           log line and per epoch, a final one (docs/metrics.md)  [none]\n"
 "  --quiet                  no per-step lines\n"
@@ -282,6 +287,23 @@ static ct_status parse(int argc, char **argv, ct_train_config *c) {
         break;
       }
       case O_BUCKET_MB: CT_TRY(ct_arg_float("--bucket-mb", optarg, 0, 0, 1 << 20, 0, &bucket)); c->bucket_mb = bucket; break;
+      case O_TRACE:
+        if (!*optarg) return CT_FAIL(CT_ERR_USAGE, "--trace: empty path");
+        c->trace = optarg;
+        break;
+      case O_TRACE_STEPS: {
+        const char *colon = strchr(optarg, ':');
+        char a[32];
+        long first, last;
+        if (!colon || (size_t)(colon - optarg) >= sizeof a)
+          return CT_FAIL(CT_ERR_USAGE, "--trace-steps: expected A:B (steps A .. B-1), got '%s'", optarg);
+        memcpy(a, optarg, (size_t)(colon - optarg));
+        a[colon - optarg] = 0;
+        CT_TRY(ct_arg_long("--trace-steps (A)", a, 0, 1L << 40, &first));
+        CT_TRY(ct_arg_long("--trace-steps (B)", colon + 1, first + 1, 1L << 40, &last));
+        c->trace_first = first, c->trace_last = last;
+        break;
+      }
       case O_SAVE_ST:
         if (!*optarg) return CT_FAIL(CT_ERR_USAGE, "--save-safetensors: empty path");
         c->save_safetensors = optarg;
@@ -319,6 +341,8 @@ static ct_status parse(int argc, char **argv, ct_train_config *c) {
   if (nesterov && (kind != CT_OPT_SGD || c->optim.momentum <= 0))
     return CT_FAIL(CT_ERR_USAGE, "--nesterov: needs --optimizer sgd with --momentum > 0");
   if (c->sched.kind == CT_SCHED_STEP && c->sched.step_size == 0) c->sched.step_size = 1000;
+  if (c->trace_last < (1L << 62) && !c->trace)
+    return CT_FAIL(CT_ERR_USAGE, "--trace-steps: needs --trace FILE.json");
   if (c->bucket_mb > 0 && c->sync != CT_SYNC_SYNC)
     return CT_FAIL(CT_ERR_USAGE, "--bucket-mb: only with --sync sync (stale already reduces "
                    "while the next step computes; local:K averages parameters)");

@@ -69,6 +69,8 @@ typedef struct {
   int accumulate;            // micro-batches of `batch` per optimizer step (>= 1)
   const char *metrics;       // JSON Lines metrics file (rank 0 writes; docs/metrics.md)
   const char *save_safetensors;   // the final weights as safetensors (export.h)
+  const char *trace;         // Chrome trace-event file (trace.h), rank 0 writes
+  long trace_first, trace_last;   // steps traced: [first, last)
   long balance_every;        // THROUGHPUT: consider new shares every N steps (after warm-up)
   // speed and measurement
   int profile;               // per-kernel table from OpenCL event profiling at the end
