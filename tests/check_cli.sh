@@ -482,6 +482,19 @@ PY
     echo "$bad -> exit $rc: $err"
     [ "$rc" -eq 2 ] && echo "$err" | grep -q -- "--trace-steps" || fail "$bad: exit $rc, $err"
   done
+  # tools/cltrain-plot draws it (gnuplot: tools/install-deps.sh installs it)
+  plot="$here/../tools/cltrain-plot"
+  if command -v gnuplot >/dev/null; then
+    "$plot" "$work/m.jsonl" "$work/m.jsonl" -o "$work/p.png" || fail "cltrain-plot: exit $?"
+    [ "$(head -c 8 "$work/p.png" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] || fail "cltrain-plot: not a PNG"
+    [ "$(stat -c %s "$work/p.png")" -gt 20000 ] || fail "cltrain-plot: an empty-looking PNG"
+  fi
+  for args in "$work/m.jsonl" "$work/m.jsonl -o $work/p.txt" "$work/out -o $work/q.png" "$work/none.jsonl -o $work/q.png"; do
+    err=$("$plot" $args 2>&1 >/dev/null); rc=$?
+    echo "cltrain-plot $args -> exit $rc: $err"
+    [ "$rc" -eq 1 ] || [ "$rc" -eq 2 ] || fail "cltrain-plot $args: exit $rc"
+    [ "$(echo "$err" | wc -l)" -eq 1 ] && [ ! -e "$work/q.png" ] || fail "cltrain-plot $args: not one line, or wrote a file"
+  done
   err=$("$T" --model mlp --limit 300 --epochs 1 --metrics /nonexistent/dir/m.jsonl 2>&1 >/dev/null); rc=$?
   echo "--metrics /nonexistent/dir/m.jsonl -> exit $rc: $err"
   [ "$rc" -eq 1 ] && echo "$err" | grep -q -- "--metrics" || fail "--metrics to a bad path: exit $rc, $err"
