@@ -97,6 +97,27 @@ ct_status ct_json_end(ct_json *j) {
   return j->oom ? CT_FAIL(CT_ERR_NOMEM, "out of host memory (a metrics record)") : CT_OK;
 }
 
+void ct_json_item(ct_json *items, ct_json *one) {
+  if (ct_json_end(one) == CT_OK) ct_json_raw(items, NULL, one->buf);
+  else items->oom = 1;
+  free(one->buf);
+  one->buf = NULL;
+}
+
+void ct_json_array(ct_json *j, const char *k, ct_json *items) {
+  size_t n = (items->buf ? items->len : 0) + 3;
+  char *arr = items->oom ? NULL : malloc(n);
+  if (arr) {
+    snprintf(arr, n, "[%s]", items->buf ? items->buf : "");
+    ct_json_raw(j, k, arr);
+  } else {
+    j->oom = 1;
+  }
+  free(arr);
+  free(items->buf);
+  memset(items, 0, sizeof *items);
+}
+
 ct_status ct_metrics_open(ct_metrics *m, const char *path) {
   memset(m, 0, sizeof *m);
   snprintf(m->path, sizeof m->path, "%s", path);

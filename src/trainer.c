@@ -1661,13 +1661,7 @@ static void json_shares(run_state *s, ct_json *j) {
     snprintf(buf, sizeof buf, "%d", s->tmp_shares[r]);
     ct_json_raw(&items, NULL, buf);
   }
-  size_t n = (items.buf ? items.len : 0) + 3;
-  char *arr = malloc(n);
-  if (arr) snprintf(arr, n, "[%s]", items.buf ? items.buf : "");
-  if (arr && !items.oom) ct_json_raw(j, "shares", arr);
-  else j->oom = 1;
-  free(arr);
-  free(items.buf);
+  ct_json_array(j, "shares", &items);
 }
 
 static const char *sync_name(const ct_train_config *c, char *buf, size_t n) {
@@ -1736,20 +1730,9 @@ static ct_status metrics_ranks(run_state *s, ct_json *j) {
       ct_json_int(&one, "rank", q);
       static const char *const names[K] = {"compute_s", "copy_s", "mpi_s", "wait_s", "exposed_s"};
       for (int k = 0; k < K; k++) ct_json_num(&one, names[k], all[(size_t)q * K + k]);
-      if (ct_json_end(&one) == CT_OK) ct_json_raw(&items, NULL, one.buf);
-      else items.oom = 1;
-      free(one.buf);
+      ct_json_item(&items, &one);
     }
-    size_t n = (items.buf ? items.len : 0) + 3;
-    char *arr = malloc(n);
-    if (arr && !items.oom) {
-      snprintf(arr, n, "[%s]", items.buf ? items.buf : "");
-      ct_json_raw(j, "ranks", arr);
-    } else {
-      j->oom = 1;
-    }
-    free(arr);
-    free(items.buf);
+    ct_json_array(j, "ranks", &items);
   }
   free(all);
   return st;
@@ -2175,20 +2158,9 @@ static ct_status report(run_state *s) {
         ct_json_num(&one, "sent_bytes", v[10]);
         ct_json_num(&one, "samples", v[6]);
         ct_json_num(&one, "gflops", v[7]);
-        if (ct_json_end(&one) == CT_OK) ct_json_raw(&items, NULL, one.buf);
-        else items.oom = 1;
-        free(one.buf);
+        ct_json_item(&items, &one);
       }
-      size_t n = (items.buf ? items.len : 0) + 3;
-      char *arr = malloc(n);
-      if (arr && !items.oom) {
-        snprintf(arr, n, "[%s]", items.buf ? items.buf : "");
-        ct_json_raw(&j, "ranks", arr);
-      } else {
-        j.oom = 1;
-      }
-      free(arr);
-      free(items.buf);
+      ct_json_array(&j, "ranks", &items);
       st = metrics_put(s, &j);
       if (st == CT_OK) st = ct_metrics_close(&s->metrics);
     }

@@ -1,6 +1,7 @@
 // metrics.h: JSON Lines metrics (--metrics FILE.jsonl), one record per line, flushed per record.
 //
-// Defines: ct_json (a record being built) + ct_json_begin / _str / _num / _int / _raw / _end,
+// Defines: ct_json (a record being built) + ct_json_begin / _str / _num / _int / _raw / _end /
+// _item / _array,
 // ct_metrics (+ ct_metrics_open / _write / _close), ct_json_escape.
 //
 // A record is a JSON object; ct_json_* append "key": value pairs (strings escaped, non-finite
@@ -29,6 +30,10 @@ void ct_json_int(ct_json *j, const char *key, long long value);
 void ct_json_raw(ct_json *j, const char *key, const char *value);
 // closes the object; CT_ERR_NOMEM if any append failed. The caller frees j->buf.
 ct_status ct_json_end(ct_json *j);
+// Arrays: items starts zeroed; ct_json_item closes the object `one` (begun with ct_json_begin),
+// appends it to items and frees it; ct_json_array adds "key": [items...] to j and frees items.
+void ct_json_item(ct_json *items, ct_json *one);
+void ct_json_array(ct_json *j, const char *key, ct_json *items);
 // JSON string literal of s (with the quotes) into out (size bytes, truncated safely).
 void ct_json_escape(const char *s, char *out, size_t size);
 
