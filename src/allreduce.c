@@ -192,8 +192,6 @@ static int have_f16c(void) {
   }
   return v;
 }
-#else
-static int have_f16c(void) { return 0; }
 #endif
 
 static void to_wire(ct_wire w, uint16_t *restrict dst, const float *restrict src, size_t n) {

@@ -1839,14 +1839,12 @@ static ct_status train(run_state *s) {
     }
     step++;
     res->steps++;
+    samples_epoch += b->n;
     if (prog.on) {
       long done_si = si + 1;
-      double loss = s->loss_n > 0 ? s->loss_acc / s->loss_n : res->last_loss;
+      double loss = s->loss_n > 0 ? s->loss_acc / s->loss_n : res->last_loss, dt = t_train - prog.t_epoch;
       progress_draw(&prog, epoch, cfg->epochs, done_si, steps_per_epoch, loss,
-                    t_train - prog.t_epoch > 0 ? (double)(samples_epoch += b->n) /
-                                                     (t_train - prog.t_epoch)
-                                               : 0,
-                    t_train, done_si == steps_per_epoch);
+                    dt > 0 ? samples_epoch / dt : 0, t_train, done_si == steps_per_epoch);
     }
     if (res->steps == CT_WARMUP_STEPS) {   // kernels are built on first use: not throughput
       CT_TRY(drain(s));

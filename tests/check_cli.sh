@@ -44,7 +44,9 @@ help)
   "$T" --help >"$work/h" || fail "--help exited $?"
   for f in --model --epochs --batch --optimizer --lr --momentum --weight-decay --schedule --warmup \
            --seed --device --data --shard --checkpoint --checkpoint-every --resume --max-bad-steps \
-           --check-every --on-divergence --log-every --profile --timing --tune --tune-budget; do
+           --check-every --on-divergence --log-every --profile --timing --tune --tune-budget \
+           --balance --sync --wire --bucket-mb --accumulate --metrics --trace --trace-steps \
+           --save-safetensors; do
     grep -q -- "$f" "$work/h" || fail "--help does not list $f"
   done
   ;;

@@ -5,8 +5,8 @@
 //                                        [--device auto|SPEC|none] [--median] [--wire FMT]
 //
 // For each size it runs three paths on the same ranks: the ring on host arrays
-// (ct_allreduce_host), the ring on device buffers staged through host memory
-// (ct_allreduce_device, device picked by --device and the local rank) and MPI_Allreduce on host
+// (ct_allreduce_host), the ring on device buffers, mapped where the device shares host memory and
+// staged through it elsewhere (ct_allreduce_device, device picked by --device and the local rank) and MPI_Allreduce on host
 // arrays (the reference). Columns per path: time (us, the mean over --iters of the loop on
 // the slowest rank, as nccl-tests; --median: the median over iterations of the slowest rank's
 // time, which a machine shared with other jobs disturbs less),
@@ -41,8 +41,9 @@ typedef struct {
 static void usage(FILE *f) {
   fprintf(f,
           "usage: mpiexec -n N cltrain-bench-allreduce [options]\n"
-          "Times the ring all-reduce on host arrays, on device buffers (staged through host\n"
-          "memory) and MPI_Allreduce, for sizes from --min-bytes to --max-bytes.\n"
+          "Times the ring all-reduce on host arrays, on device buffers (mapped where the device\n"
+          "shares host memory, else staged through it) and MPI_Allreduce, for sizes from\n"
+          "--min-bytes to --max-bytes.\n"
           "  --min-bytes B   smallest size (default 4; K, M, G suffixes = KiB, MiB, GiB)\n"
           "  --max-bytes B   largest size (default 256M)\n"
           "  --factor F      size step factor, >= 2 (default 2)\n"
