@@ -84,8 +84,7 @@ ct_status ct_idx_parse(const uint8_t *buf, size_t size, const char *name, int wa
 
 // ---- IDX files ------------------------------------------------------------------------------
 
-// Reads the whole file into *buf (malloc'ed, *size bytes).
-static ct_status read_whole(const char *path, uint8_t **buf, size_t *size) {
+ct_status ct_read_file(const char *path, uint64_t limit, uint8_t **buf, size_t *size) {
   FILE *f = fopen(path, "rb");
   if (!f) return CT_FAIL(CT_ERR_IO, "cannot open %s: %s", path, strerror(errno));
   struct stat st;
@@ -98,10 +97,10 @@ static ct_status read_whole(const char *path, uint8_t **buf, size_t *size) {
     fclose(f);
     return CT_FAIL(CT_ERR_IO, "cannot read %s: not a regular file", path);
   }
-  if ((uint64_t)st.st_size > CT_IDX_MAX_BYTES + 64) {
+  if ((uint64_t)st.st_size > limit) {
     fclose(f);
-    return CT_FAIL(CT_ERR_FORMAT, "%s: is %lld bytes, more than an IDX file may hold (%llu)", path,
-                   (long long)st.st_size, (unsigned long long)CT_IDX_MAX_BYTES + 64);
+    return CT_FAIL(CT_ERR_FORMAT, "%s: is %lld bytes, more than a data file may hold (%llu)", path,
+                   (long long)st.st_size, (unsigned long long)limit);
   }
   size_t n = (size_t)st.st_size;
   uint8_t *b = malloc(n ? n : 1);
@@ -211,7 +210,7 @@ static int ends_with(const char *s, const char *suffix) {
 ct_status ct_idx_read(const char *path, int want_dims, int dims[3], uint8_t **data) {
   uint8_t *file = NULL;
   size_t size = 0;
-  CT_TRY(read_whole(path, &file, &size));
+  CT_TRY(ct_read_file(path, CT_IDX_MAX_BYTES + 64, &file, &size));
   uint8_t *buf = file;
   int gz = size >= 2 && file[0] == 0x1f && file[1] == 0x8b;
   if (!gz && ends_with(path, ".gz")) {
@@ -263,11 +262,23 @@ static ct_status find_file(const char *dir, const char *base, char *path, size_t
   return CT_FAIL(CT_ERR_IO, "cannot open %s or %s.gz: %s", path, path, strerror(ENOENT));
 }
 
-ct_status ct_dataset_load(const char *dir, const char *split, int classes, ct_dataset *ds) {
-  memset(ds, 0, sizeof *ds);
-  if (!dir || !*dir) return CT_FAIL(CT_ERR_USAGE, "--data: no data folder given");
-  if (classes < 1 || classes > 256)
-    return CT_FAIL(CT_ERR_USAGE, "dataset: %d classes; byte labels allow 1..256", classes);
+// Checks labels against classes (> 0), or sets *classes to the largest + 1 (classes = 0).
+static ct_status check_labels(const uint8_t *labels, int count, const char *path, int *classes) {
+  if (*classes > 0) {
+    for (int i = 0; i < count; i++)
+      if (labels[i] >= *classes)
+        return CT_FAIL(CT_ERR_FORMAT, "%s: label %d at index %d is out of range 0..%d", path,
+                       labels[i], i, *classes - 1);
+    return CT_OK;
+  }
+  int top = 0;
+  for (int i = 0; i < count; i++)
+    if (labels[i] > top) top = labels[i];
+  *classes = top + 1;
+  return CT_OK;
+}
+
+static ct_status load_idx(const char *dir, const char *split, int classes, ct_dataset *ds) {
   char ipath[4096], lpath[4096], base[256];
   snprintf(base, sizeof base, "%s-images-idx3-ubyte", split);
   CT_TRY(find_file(dir, base, ipath, sizeof ipath));
@@ -286,12 +297,7 @@ ct_status ct_dataset_load(const char *dir, const char *split, int classes, ct_da
                  lpath, ldims[0]);
     goto fail;
   }
-  for (int i = 0; i < ldims[0]; i++)
-    if (labels[i] >= classes) {
-      st = CT_FAIL(CT_ERR_FORMAT, "%s: label %d at index %d is out of range 0..%d", lpath,
-                   labels[i], i, classes - 1);
-      goto fail;
-    }
+  if ((st = check_labels(labels, ldims[0], lpath, &classes)) != CT_OK) goto fail;
   ds->count = idims[0];
   ds->channels = 1;
   ds->rows = idims[1];
@@ -299,6 +305,7 @@ ct_status ct_dataset_load(const char *dir, const char *split, int classes, ct_da
   ds->classes = classes;
   ds->pixels = pixels;
   ds->labels = labels;
+  snprintf(ds->format, sizeof ds->format, "idx");
   return CT_OK;
 fail:
   free(pixels);
@@ -306,8 +313,143 @@ fail:
   return st;
 }
 
+// Reads and parses one .npy file: *file is the whole file (the caller frees it).
+static ct_status read_npy(const char *path, uint8_t **file, ct_npy_info *info) {
+  size_t size = 0;
+  CT_TRY(ct_read_file(path, CT_NPY_MAX_BYTES + 65536, file, &size));
+  ct_status st = ct_npy_parse(*file, size, path, info);
+  if (st != CT_OK) {
+    free(*file);
+    *file = NULL;
+  }
+  return st;
+}
+
+static ct_status load_npy(const char *ipath, const char *lpath, int classes, ct_dataset *ds) {
+  uint8_t *ifile = NULL, *lfile = NULL, *pixels = NULL, *labels = NULL;
+  float *fpixels = NULL;
+  ct_npy_info ii, li;
+  CT_TRY(read_npy(ipath, &ifile, &ii));
+  ct_status st = read_npy(lpath, &lfile, &li);
+  if (st != CT_OK) goto fail;
+  if (ii.ndim != 3 && ii.ndim != 4) {
+    st = CT_FAIL(CT_ERR_FORMAT, "%s: images of %d dimensions; expected N x H x W or N x H x W x C",
+                 ipath, ii.ndim);
+    goto fail;
+  }
+  if (!(ii.kind == 'u' && ii.item == 1) && ii.kind != 'f') {
+    st = CT_FAIL(CT_ERR_FORMAT, "%s: images of dtype %c%d; expected uint8 ('|u1') or float32 "
+                 "('<f4', float64 taken too)", ipath, ii.kind, ii.item);
+    goto fail;
+  }
+  uint64_t n = ii.shape[0], h = ii.shape[1], w = ii.shape[2], c = ii.ndim == 4 ? ii.shape[3] : 1;
+  if (n == 0 || h == 0 || w == 0 || c == 0) {
+    st = CT_FAIL(CT_ERR_FORMAT, "%s: a dimension of the images is 0", ipath);
+    goto fail;
+  }
+  if (h * w * c > (uint64_t)INT_MAX) {
+    st = CT_FAIL(CT_ERR_FORMAT, "%s: %llu values per image, more than %d", ipath,
+                 (unsigned long long)(h * w * c), INT_MAX);
+    goto fail;
+  }
+  if (li.kind == 'f') {
+    st = CT_FAIL(CT_ERR_FORMAT, "%s: labels of a float dtype; expected an integer type", lpath);
+    goto fail;
+  }
+  if (li.ndim != 1) {
+    st = CT_FAIL(CT_ERR_FORMAT, "%s: labels of %d dimensions; expected shape (N,)", lpath, li.ndim);
+    goto fail;
+  }
+  if (li.shape[0] != n) {
+    st = CT_FAIL(CT_ERR_FORMAT, "%s holds %llu images but %s holds %llu labels", ipath,
+                 (unsigned long long)n, lpath, (unsigned long long)li.shape[0]);
+    goto fail;
+  }
+  labels = malloc(n);
+  if (ii.kind == 'f')
+    fpixels = malloc(ii.count * sizeof *fpixels);
+  else
+    pixels = malloc(ii.count);
+  if (!labels || (!fpixels && !pixels)) {
+    st = CT_FAIL(CT_ERR_NOMEM, "%s: out of host memory for %llu images", ipath,
+                 (unsigned long long)n);
+    goto fail;
+  }
+  const uint8_t *ld = lfile + li.offset, *id = ifile + ii.offset;
+  for (uint64_t i = 0; i < n; i++) {
+    int64_t v = ct_npy_int(&li, ld, i);
+    if (v < 0 || v > 255) {
+      st = CT_FAIL(CT_ERR_FORMAT, "%s: label %lld at index %llu is out of range 0..255", lpath,
+                   (long long)v, (unsigned long long)i);
+      goto fail;
+    }
+    labels[i] = (uint8_t)v;
+  }
+  // channels last (N, H, W, C) in the file -> channels first (N, C, H, W) in memory
+  size_t hw = (size_t)(h * w), d = hw * (size_t)c;
+  for (uint64_t i = 0; i < n; i++)
+    for (size_t p = 0; p < hw; p++)
+      for (size_t k = 0; k < (size_t)c; k++) {
+        uint64_t src = i * d + p * (size_t)c + k, dst = i * d + k * hw + p;
+        if (pixels) {
+          pixels[dst] = id[src];
+          continue;
+        }
+        double v = ct_npy_float(&ii, id, src);
+        if (!(v >= -3.4e38 && v <= 3.4e38)) {   // NaN, infinite, or beyond float32
+          st = CT_FAIL(CT_ERR_FORMAT, "%s: image %llu holds a value that is not a finite float32 "
+                       "(%g at item %llu)", ipath, (unsigned long long)i, v,
+                       (unsigned long long)src);
+          goto fail;
+        }
+        fpixels[dst] = (float)v;
+      }
+  if (n > (uint64_t)INT_MAX) {
+    st = CT_FAIL(CT_ERR_FORMAT, "%s: %llu images, more than %d", ipath, (unsigned long long)n,
+                 INT_MAX);
+    goto fail;
+  }
+  if ((st = check_labels(labels, (int)n, lpath, &classes)) != CT_OK) goto fail;
+  free(ifile);
+  free(lfile);
+  ds->count = (int)n;
+  ds->channels = (int)c, ds->rows = (int)h, ds->cols = (int)w;
+  ds->classes = classes;
+  ds->pixels = pixels, ds->fpixels = fpixels, ds->labels = labels;
+  snprintf(ds->format, sizeof ds->format, "npy");
+  return CT_OK;
+fail:
+  free(ifile);
+  free(lfile);
+  free(pixels);
+  free(fpixels);
+  free(labels);
+  return st;
+}
+
+ct_status ct_dataset_load(const char *dir, const char *split, int classes, ct_dataset *ds) {
+  memset(ds, 0, sizeof *ds);
+  if (!dir || !*dir) return CT_FAIL(CT_ERR_USAGE, "--data: no data folder given");
+  if (classes < 0 || classes > 256)
+    return CT_FAIL(CT_ERR_USAGE, "dataset: %d classes; byte labels allow 1..256", classes);
+  char ipath[4096], lpath[4096];
+  const char *s = !strcmp(split, "t10k") ? "test" : split;
+  int n = snprintf(ipath, sizeof ipath, "%s/%s_images.npy", dir, s);
+  snprintf(lpath, sizeof lpath, "%s/%s_labels.npy", dir, s);
+  if (n < 0 || (size_t)n + 4 > sizeof ipath)
+    return CT_FAIL(CT_ERR_USAGE, "--data: folder name too long: %s", dir);
+  // The folder's format is decided by train_images.npy, so that a missing test split of a
+  // NumPy folder is named as such and not as missing IDX files.
+  char probe[4096];
+  snprintf(probe, sizeof probe, "%s/train_images.npy", dir);
+  struct stat st;
+  if (stat(probe, &st) == 0) return load_npy(ipath, lpath, classes, ds);
+  return load_idx(dir, split, classes, ds);
+}
+
 void ct_dataset_free(ct_dataset *ds) {
   free(ds->pixels);
+  free(ds->fpixels);
   free(ds->labels);
   memset(ds, 0, sizeof *ds);
 }
@@ -326,9 +468,14 @@ void ct_dataset_gather(const ct_dataset *ds, const int *idx, int n, float mean, 
   }
   size_t d = (size_t)ds->channels * (size_t)ds->rows * (size_t)ds->cols;
   for (int k = 0; k < n; k++) {
-    const uint8_t *p = ds->pixels + (size_t)idx[k] * d;
     float *o = x + (size_t)k * d;
-    for (size_t j = 0; j < d; j++) o[j] = lut[p[j]];
+    if (ds->fpixels) {
+      const float *p = ds->fpixels + (size_t)idx[k] * d;
+      for (size_t j = 0; j < d; j++) o[j] = std > 0 ? (p[j] - mean) / std : p[j];
+    } else {
+      const uint8_t *p = ds->pixels + (size_t)idx[k] * d;
+      for (size_t j = 0; j < d; j++) o[j] = lut[p[j]];
+    }
     y[k] = ds->labels[idx[k]];
   }
 }

@@ -666,8 +666,16 @@ static ct_status clock_setup(run_state *s) {
 static ct_status setup(run_state *s) {
   const ct_train_config *cfg = s->cfg;
   ct_comm *comm = s->comm;
-  CT_TRY(ct_dataset_load(cfg->data_dir, "train", 10, &s->train));
-  CT_TRY(ct_dataset_load(cfg->data_dir, "t10k", 10, &s->test));
+  CT_TRY(ct_dataset_load(cfg->data_dir, "train", cfg->classes, &s->train));
+  CT_TRY(ct_dataset_load(cfg->data_dir, "t10k", cfg->classes, &s->test));
+  if (s->test.channels != s->train.channels || s->test.rows != s->train.rows ||
+      s->test.cols != s->train.cols)
+    return CT_FAIL(CT_ERR_FORMAT, "%s: test images are %dx%dx%d (CxHxW) but training images "
+                   "%dx%dx%d", cfg->data_dir, s->test.channels, s->test.rows, s->test.cols,
+                   s->train.channels, s->train.rows, s->train.cols);
+  // classes derived from the data: the largest label of either split + 1
+  if (s->test.classes > s->train.classes) s->train.classes = s->test.classes;
+  s->test.classes = s->train.classes;
   if (cfg->limit > 0) ct_dataset_limit(&s->train, cfg->limit);
   if (cfg->test_limit > 0) ct_dataset_limit(&s->test, cfg->test_limit);
   if (cfg->batch > s->train.count)
@@ -1693,6 +1701,11 @@ static ct_status metrics_config(run_state *s) {
   ct_json_str(&j, "arch", s->arch.text);
   ct_json_int(&j, "params", (long long)s->arch.param_count);
   ct_json_str(&j, "data", c->data_dir);
+  ct_json_str(&j, "data_format", s->train.format);
+  char shape[64];
+  snprintf(shape, sizeof shape, "[%d,%d,%d]", s->train.channels, s->train.rows, s->train.cols);
+  ct_json_raw(&j, "input_shape", shape);
+  ct_json_int(&j, "classes", s->train.classes);
   ct_json_int(&j, "train_samples", s->train.count);
   ct_json_int(&j, "test_samples", s->test.count);
   ct_json_int(&j, "epochs", c->epochs);
@@ -1766,9 +1779,12 @@ static ct_status train(run_state *s) {
   uint64_t sum = ct_params_checksum(s->host_params, s->arch.param_count);
   if (world > 1) CT_TRY(ct_comm_check_same_u64(comm, sum, "initial parameter checksum"));
 
-  say(s, "cltrain: model %s (%zu parameters), %d rank(s), global batch %d, %s, data %s (%d train, %d test)\n",
+  say(s, "cltrain: model %s (%zu parameters), %d rank(s), global batch %d, %s, data %s (%s, "
+      "%dx%dx%d, %d classes; %d train, %d test)\n",
       s->arch.text, s->arch.param_count, world, cfg->batch,
-      cfg->optim.kind == CT_OPT_SGD ? "sgd" : "adamw", cfg->data_dir, s->train.count, s->test.count);
+      cfg->optim.kind == CT_OPT_SGD ? "sgd" : "adamw", cfg->data_dir, s->train.format,
+      s->train.channels, s->train.rows, s->train.cols, s->train.classes, s->train.count,
+      s->test.count);
   CT_TRY(report_devices(s));
   say(s, "cltrain: parameter checksum %016llx on every rank\n", (unsigned long long)sum);
   if (world > 1) {

@@ -46,7 +46,7 @@ help)
            --seed --device --data --shard --checkpoint --checkpoint-every --resume --max-bad-steps \
            --check-every --on-divergence --log-every --profile --timing --tune --tune-budget \
            --balance --sync --wire --bucket-mb --accumulate --metrics --trace --trace-steps \
-           --save-safetensors; do
+           --save-safetensors --classes; do
     grep -q -- "$f" "$work/h" || fail "--help does not list $f"
   done
   ;;
@@ -406,6 +406,52 @@ mpi_comm_options)   # --bucket-mb, --wire, --accumulate
     flag=${bad%% *}
     [ "$rc" -eq 2 ] && echo "$err" | grep -q -- "$flag" || fail "$bad: exit $rc, $err"
   done
+  ;;
+npy_data)   # --data with NumPy files: Fashion-MNIST as .npy trains exactly as from IDX; a
+            # generated 3-channel 32x32 set trains through a conv arch; damaged files, one line each
+  mk="python3 $here/make_npy.py"
+  $mk from-idx "$DATA" "$work/fm" || fail "make_npy from-idx"
+  $mk from-idx "$DATA" "$work/fmf" --float32 --channels-last --labels '>u2' --limit 4000 || fail "make_npy --float32"
+  run="--model mlp --limit 4000 --test-limit 1000 --epochs 1 --log-every 0"
+  POCL_MAX_PTHREAD_COUNT=2 "$T" $run --save-params "$work/idx.bin" >"$work/idx" 2>&1 || { cat "$work/idx"; fail "IDX: exit $?"; }
+  POCL_MAX_PTHREAD_COUNT=2 "$T" $run --data "$work/fm" --save-params "$work/npy.bin" >"$work/npy" 2>&1 || { cat "$work/npy"; fail "npy: exit $?"; }
+  POCL_MAX_PTHREAD_COUNT=2 "$T" $run --data "$work/fmf" --save-params "$work/npyf.bin" >"$work/npyf" 2>&1 || { cat "$work/npyf"; fail "npy float32: exit $?"; }
+  echo "IDX $(acc_of "$work/idx"), npy uint8 $(acc_of "$work/npy"), npy float32 NxHxWx1 $(acc_of "$work/npyf")"
+  grep -q "data $work/fm (npy, 1x28x28, 10 classes; 4000 train, 1000 test)" "$work/npy" || { cat "$work/npy"; fail "npy: no data line"; }
+  grep -q "(idx, 1x28x28, 10 classes;" "$work/idx" || fail "IDX: no data line"
+  [ "$(acc_of "$work/idx")" = "$(acc_of "$work/npy")" ] || fail "npy accuracy differs from IDX"
+  cmp -s "$work/idx.bin" "$work/npy.bin" || fail "npy uint8: parameters differ from IDX"
+  cmp -s "$work/idx.bin" "$work/npyf.bin" || fail "npy float32 (pixel/255, channels last): parameters differ from IDX"
+  # 3 channels, 32x32, 4 classes (chance 0.25), channels last, uint8
+  $mk synthetic "$work/rgb" --train 1200 --test 300 --classes 4 --seed 5 || fail "make_npy synthetic"
+  POCL_MAX_PTHREAD_COUNT=2 "$T" --arch "conv3x3:8,relu,maxpool2,flatten,dense:32,relu,dense:4" --data "$work/rgb" \
+    --epochs 2 --lr 0.02 --log-every 0 --metrics "$work/m.jsonl" >"$work/rgb.out" 2>&1 || { cat "$work/rgb.out"; fail "3-channel: exit $?"; }
+  cat "$work/rgb.out"
+  grep -q "(npy, 3x32x32, 4 classes; 1200 train, 300 test)" "$work/rgb.out" || fail "3-channel: no data line"
+  ge "$(acc_of "$work/rgb.out")" 0.9 || fail "3-channel: test accuracy $(acc_of "$work/rgb.out") < 0.9"
+  python3 -c "import json,sys; r=json.loads(open(sys.argv[1]).readline()); sys.exit(0 if r['input_shape']==[3,32,32] and r['classes']==4 and r['data_format']=='npy' else 1)" "$work/m.jsonl" || fail "metrics: no input shape / classes"
+  # the arch's last layer must match the classes found in the data
+  "$T" --arch "flatten,dense:10" --data "$work/rgb" --epochs 1 >"$work/o" 2>"$work/e"; rc=$?
+  [ $rc -eq 2 ] && grep -q "4 classes" "$work/e" || { cat "$work/e"; fail "dense:10 on 4 classes: exit $rc"; }
+  # --classes: more than the labels need is fine; fewer is one line naming the label file
+  "$T" --model mlp --data "$work/rgb" --classes 3 --epochs 1 >"$work/o" 2>"$work/e"; rc=$?
+  [ $rc -eq 1 ] && [ "$(wc -l <"$work/e")" -eq 1 ] && grep -q "train_labels.npy: label 3 at index" "$work/e" || { cat "$work/e"; fail "--classes 3: exit $rc"; }
+  "$T" --model mlp --classes 0 >"$work/o" 2>"$work/e"; rc=$?
+  [ $rc -eq 2 ] && grep -q -- "--classes" "$work/e" || { cat "$work/e"; fail "--classes 0: exit $rc"; }
+  # damaged files: exit 1, one line naming the file and what is wrong
+  $mk damaged "$work/bad" >"$work/cases" || fail "make_npy damaged"
+  n=0
+  while IFS=$'\t' read -r c file phrase; do
+    "$T" --model mlp --batch 4 --epochs 1 --data "$work/bad/$c" >"$work/o" 2>"$work/e"; rc=$?
+    msg=$(cat "$work/e")
+    [ $rc -eq 1 ] || fail "$c: exit $rc, want 1: $msg"
+    [ "$(wc -l <"$work/e")" -eq 1 ] || fail "$c: not one line: $msg"
+    case "$msg" in *"$phrase"*) ;; *) fail "$c: '$msg' lacks '$phrase'" ;; esac
+    case "$c" in test-shape*) ;; *) case "$msg" in *"$file"*) ;; *) fail "$c: '$msg' does not name $file" ;; esac ;; esac
+    echo "  $c: $msg"
+    n=$((n + 1))
+  done <"$work/cases"
+  [ $n -ge 15 ] || fail "only $n damaged cases"
   ;;
 safetensors)   # --save-safetensors: an independent forward pass over the file gives cltrain's accuracy
   POCL_MAX_PTHREAD_COUNT=2 "$T" --model flatten,dense:32,relu,dense:10 --limit 6000 --test-limit 300 --epochs 1 \

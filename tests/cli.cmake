@@ -4,7 +4,7 @@ if(TARGET cltrain)
   foreach(case train_subset help bad_input determinism checkpoint_damage nonfinite
                 profile tune_cache tune_bad_input
                 mpi_equivalence mpi_cross_platform mpi_three_platforms mpi_balance mpi_sync_modes
-                mpi_comm_options safetensors
+                mpi_comm_options safetensors npy_data
                 mpi_train mpi_resume_world
                 mpi_kill mpi_divergence)
     add_test(NAME cli_${case}

@@ -7,6 +7,10 @@
 //     dimensions, count mismatch, label out of range, a .gz that is not gzip, corrupt and
 //     truncated gzip, missing files) give CT_ERR_FORMAT / CT_ERR_IO and a message naming the file;
 //     every truncation and many mutations of a header never crash ct_idx_parse;
+//   - .npy: headers of versions 1-3 parse (dtypes, byte orders, shapes incl. () and (N,)); bad
+//     headers are rejected with the reason; every truncation and byte mutation of a header
+//     never crashes; a channels-last uint8 set and a float32 set load channels first with the
+//     right values, big-endian labels, classes derived or checked; classes derived for IDX;
 //   - gather scaling and normalisation; the epoch order; the shard strategies over world 1..5
 //     with uneven shares (partition, share sizes, class mix, determinism).
 #include <stdio.h>
@@ -468,13 +472,237 @@ START_TEST(idx_parse_never_trusts_the_header) {
 }
 END_TEST
 
+
+// ---- NumPy .npy -----------------------------------------------------------------------------
+
+// A .npy file in memory (format major.0): magic, version, header length, the dict padded to a
+// multiple of 64 bytes with spaces and a newline, then `bytes` of data. *n bytes in all.
+static uint8_t *npy_bytes(int major, const char *dict, const void *data, size_t bytes, size_t *n) {
+  size_t pre = major == 1 ? 10 : 12, len = strlen(dict);
+  size_t hlen = len + 1;
+  hlen += (64 - (pre + hlen) % 64) % 64;
+  *n = pre + hlen + bytes;
+  uint8_t *b = malloc(*n);
+  memcpy(b, "\x93NUMPY", 6);
+  b[6] = (uint8_t)major, b[7] = 0;
+  for (size_t k = 0; k < pre - 8; k++) b[8 + k] = (uint8_t)(hlen >> (8 * k));
+  memset(b + pre, ' ', hlen);
+  memcpy(b + pre, dict, len);
+  b[pre + hlen - 1] = '\n';
+  if (bytes) memcpy(b + pre + hlen, data, bytes);
+  return b;
+}
+
+START_TEST(npy_headers_parse) {
+  uint8_t data[64] = {0};
+  struct {
+    int major;
+    const char *dict;
+    size_t bytes;
+    char kind;
+    int item, big, ndim;
+    uint64_t count;
+  } ok[] = {
+      {1, "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 3, 4), }", 24, 'u', 1, 0, 3, 24},
+      {2, "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", 12, 'f', 4, 0, 1, 3},
+      {3, "{'descr': '>i8', 'fortran_order': False, 'shape': (2, 1), }", 16, 'i', 8, 1, 2, 2},
+      {1, "{\"shape\": (5,), \"descr\": \"<u2\", \"fortran_order\": False}", 10, 'u', 2, 0, 1, 5},
+      {1, "{'descr': '<f8', 'fortran_order': False, 'shape': (), }", 8, 'f', 8, 0, 0, 1},
+      {1, "{'descr': '|i1', 'fortran_order': False, 'shape': (0, 7), }", 0, 'i', 1, 0, 2, 0},
+  };
+  for (size_t t = 0; t < sizeof ok / sizeof ok[0]; t++) {
+    size_t n;
+    uint8_t *b = npy_bytes(ok[t].major, ok[t].dict, data, ok[t].bytes, &n);
+    ct_npy_info info;
+    ct_status st = ct_npy_parse(b, n, "mem.npy", &info);
+    ck_assert_msg(st == CT_OK, "case %zu: %s", t, ct_error_text());
+    ck_assert_int_eq(info.kind, ok[t].kind);
+    ck_assert_int_eq(info.item, ok[t].item);
+    ck_assert_int_eq(info.big_endian, ok[t].big);
+    ck_assert_int_eq(info.ndim, ok[t].ndim);
+    ck_assert_uint_eq(info.count, ok[t].count);
+    ck_assert_uint_eq(info.offset + ok[t].count * (uint64_t)ok[t].item, n);
+    ck_assert_uint_eq(info.offset % 64, 0);
+    free(b);
+  }
+  struct {
+    const char *dict;
+    size_t bytes;
+    const char *phrase;
+  } bad[] = {
+      {"{'descr': '|u1', 'fortran_order': True, 'shape': (4,), }", 4, "Fortran order"},
+      {"{'descr': '|u1', 'fortran_order': False, 'shape': (4,), }", 5, "trailing garbage"},
+      {"{'descr': '|u1', 'fortran_order': False, 'shape': (4,), }", 3, "truncated"},
+      {"{'descr': '<u4', 'fortran_order': False, 'shape': (4,), }", 4, "truncated: holds 4 bytes"},
+      {"{'descr': '|u1', 'fortran_order': False, 'shape': (4), }", 4, "'(N,)'"},
+      {"{'descr': '|u1', 'fortran_order': False}", 1, "lacks 'shape'"},
+      {"{'descr': '|u1', 'descr': '|u1', 'fortran_order': False, 'shape': (1,)}", 1, "repeats"},
+      {"{'descr': [('a', '<i4')], 'fortran_order': False, 'shape': (1,)}", 4, "structured"},
+      {"{'descr': '<U4', 'fortran_order': False, 'shape': (1,)}", 16, "not a plain number"},
+      {"{'descr': '|f4', 'fortran_order': False, 'shape': (1,)}", 4, "byte order"},
+      {"{'descr': '<f2', 'fortran_order': False, 'shape': (1,)}", 2, "no supported item size"},
+      {"{'descr': '=i4', 'fortran_order': False, 'shape': (1,)}", 4, "native byte order"},
+      {"{'descr': '|u1', 'fortran_order': False, 'shape': (-1,)}", 0, "non-negative integer"},
+      {"{'descr': '|u1', 'fortran_order': False, 'shape': (1,)} x", 1, "only spaces"},
+      {"{'descr': '|u1', 'fortran_order': 0, 'shape': (1,)}", 1, "True or False"},
+      {"{'descr': '|u1', 'fortran_order': False, 'shape': (9999999999, 9999999999)}", 0,
+       "more than"},
+      {"{'descr': '|u1', 'fortran_order': False, 'shape': (65536, 65536, 65536)}", 0, "absurd"},
+      {"{'descr': '|u1', 'fortran_order': False, 'shape': (1,1,1,1,1,1,1,1,1)}", 1,
+       "more than 8 dimensions"},
+      {"['descr', '|u1']", 1, "a dict"},
+  };
+  for (size_t t = 0; t < sizeof bad / sizeof bad[0]; t++) {
+    size_t n;
+    uint8_t *b = npy_bytes(1, bad[t].dict, data, bad[t].bytes, &n);
+    ct_npy_info info;
+    ct_error_clear();
+    ck_assert_int_eq(ct_npy_parse(b, n, "mem.npy", &info), CT_ERR_FORMAT);
+    ck_assert_msg(strstr(ct_error_text(), "mem.npy") && strstr(ct_error_text(), bad[t].phrase),
+                  "case %zu: '%s' lacks '%s'", t, ct_error_text(), bad[t].phrase);
+    free(b);
+  }
+  // magic, version, header length, newline
+  size_t n;
+  uint8_t *b = npy_bytes(1, "{'descr': '|u1', 'fortran_order': False, 'shape': (2,), }", data, 2, &n);
+  ct_npy_info info;
+  ck_assert_ct(ct_npy_parse(b, n, "mem.npy", &info));
+  b[7] = 1;
+  ASSERT_FAILS(ct_npy_parse(b, n, "mem.npy", &info), CT_ERR_FORMAT, "mem.npy", "version 1.1");
+  size_t hlen = (size_t)b[8] | (size_t)b[9] << 8;
+  b[7] = 0, b[9] = 0xff;
+  ASSERT_FAILS(ct_npy_parse(b, n, "mem.npy", &info), CT_ERR_FORMAT, "mem.npy", "truncated header");
+  b[9] = 0, b[10 + hlen - 1] = ' ';
+  ASSERT_FAILS(ct_npy_parse(b, n, "mem.npy", &info), CT_ERR_FORMAT, "mem.npy", "newline");
+  b[10 + hlen - 1] = '\n', b[0] = 'x';
+  ASSERT_FAILS(ct_npy_parse(b, n, "mem.npy", &info), CT_ERR_FORMAT, "mem.npy", "not a .npy");
+  ASSERT_FAILS(ct_npy_parse(b, 9, "mem.npy", &info), CT_ERR_FORMAT, "mem.npy", "too short");
+  // every truncation and every single-byte change of the header: no crash, an answer either way
+  b[0] = 0x93;
+  for (size_t cut = 0; cut <= n; cut++) {
+    uint8_t *c = malloc(cut ? cut : 1);
+    memcpy(c, b, cut);
+    ct_status st = ct_npy_parse(c, cut, "cut.npy", &info);
+    ck_assert(cut == n ? st == CT_OK : st == CT_ERR_FORMAT);
+    free(c);
+  }
+  for (size_t i = 0; i < n; i++)
+    for (int v = 0; v < 256; v += 17) {
+      uint8_t *c = malloc(n);
+      memcpy(c, b, n);
+      c[i] = (uint8_t)v;
+      ct_status st = ct_npy_parse(c, n, "mut.npy", &info);
+      ck_assert(st == CT_OK || st == CT_ERR_FORMAT);
+      if (st == CT_OK) ck_assert_uint_eq(info.offset + info.count * (uint64_t)info.item, n);
+      free(c);
+    }
+  free(b);
+}
+END_TEST
+
+static void write_npy(const char *name, const char *dict, const void *data, size_t bytes) {
+  size_t n;
+  uint8_t *b = npy_bytes(1, dict, data, bytes, &n);
+  write_raw(name, b, n);
+  free(b);
+}
+
+START_TEST(npy_sets_load_channels_first) {
+  make_tmp();
+  // 2 images of 2 x 3 pixels x 3 channels, channels last: value = 100*i + 10*channel + pixel
+  uint8_t im[2 * 6 * 3];
+  for (int i = 0; i < 2; i++)
+    for (int p = 0; p < 6; p++)
+      for (int c = 0; c < 3; c++) im[(i * 6 + p) * 3 + c] = (uint8_t)(100 * i + 10 * c + p);
+  uint16_t lb[2] = {(uint16_t)(6 << 8), (uint16_t)(2 << 8)};   // big-endian 6 and 2
+  write_npy("train_images.npy", "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 2, 3, 3), }",
+            im, sizeof im);
+  write_npy("train_labels.npy", "{'descr': '>u2', 'fortran_order': False, 'shape': (2,), }", lb,
+            sizeof lb);
+  // the test split: float32, one channel (N x H x W), labels int8
+  float fim[2 * 4] = {0.5f, -1.25f, 3.0f, 0.0f, 1e-3f, 2.0f, -7.5f, 4.0f};
+  int8_t fl[2] = {1, 3};
+  write_npy("test_images.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2, 2), }",
+            fim, sizeof fim);
+  write_npy("test_labels.npy", "{'descr': '|i1', 'fortran_order': False, 'shape': (2,), }", fl,
+            sizeof fl);
+  ct_dataset ds;
+  ck_assert_ct(ct_dataset_load(tmp, "train", 0, &ds));
+  ck_assert_int_eq(ds.count, 2);
+  ck_assert_int_eq(ds.channels, 3);
+  ck_assert_int_eq(ds.rows, 2);
+  ck_assert_int_eq(ds.cols, 3);
+  ck_assert_int_eq(ds.classes, 7);   // derived: the largest label + 1
+  ck_assert_str_eq(ds.format, "npy");
+  ck_assert_ptr_null(ds.fpixels);
+  for (int i = 0; i < 2; i++)
+    for (int c = 0; c < 3; c++)
+      for (int p = 0; p < 6; p++)
+        ck_assert_int_eq(ds.pixels[(i * 3 + c) * 6 + p], 100 * i + 10 * c + p);
+  ck_assert_int_eq(ds.labels[0], 6);
+  ck_assert_int_eq(ds.labels[1], 2);
+  int idx[1] = {1}, y[1];
+  float x[18];
+  ct_dataset_gather(&ds, idx, 1, 0.5f, 2.0f, x, y);
+  ck_assert_int_eq(y[0], 2);
+  ck_assert_float_eq(x[6], ((float)110 / 255.0f - 0.5f) / 2.0f);   // image 1, channel 1, pixel 0
+  ct_dataset_free(&ds);
+  ASSERT_FAILS(ct_dataset_load(tmp, "train", 5, &ds), CT_ERR_FORMAT, "train_labels.npy",
+               "label 6 at index 0 is out of range 0..4");
+  ck_assert_ct(ct_dataset_load(tmp, "t10k", 0, &ds));   // "t10k" reads test_*.npy
+  ck_assert_int_eq(ds.channels, 1);
+  ck_assert_int_eq(ds.classes, 4);
+  ck_assert_ptr_null(ds.pixels);
+  ck_assert_ptr_nonnull(ds.fpixels);
+  int both[2] = {0, 1}, y2[2];
+  float x2[8];
+  ct_dataset_gather(&ds, both, 2, 0, 0, x2, y2);   // std 0: the values as they are
+  ck_assert_int_eq(memcmp(x2, fim, sizeof fim), 0);
+  ck_assert_int_eq(y2[1], 3);
+  ct_dataset_gather(&ds, both, 2, 1.0f, 0.5f, x2, y2);
+  ck_assert_float_eq(x2[2], (3.0f - 1.0f) / 0.5f);
+  ct_dataset_free(&ds);
+  // a NaN in a float set, a float label file, a missing test split of a NumPy folder
+  fim[5] = 0.0f / 0.0f;
+  write_npy("test_images.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2, 2), }",
+            fim, sizeof fim);
+  ASSERT_FAILS(ct_dataset_load(tmp, "t10k", 0, &ds), CT_ERR_FORMAT, "test_images.npy",
+               "image 1 holds a value that is not a finite float32");
+  char p[256];
+  path_of(p, sizeof p, "test_images.npy");
+  ck_assert_int_eq(unlink(p), 0);
+  ASSERT_FAILS(ct_dataset_load(tmp, "t10k", 0, &ds), CT_ERR_IO, "test_images.npy", "cannot open");
+  remove_tmp();
+}
+END_TEST
+
+START_TEST(idx_classes_are_derived) {
+  make_tmp();
+  uint8_t *im, *lb;
+  size_t ni, nl;
+  small_set(&im, &ni, &lb, &nl);
+  write_raw("train-images-idx3-ubyte", im, ni);
+  write_raw("train-labels-idx1-ubyte", lb, nl);
+  ct_dataset ds;
+  ck_assert_ct(ct_dataset_load(tmp, "train", 0, &ds));
+  int top = 0;
+  for (int i = 0; i < ds.count; i++) top = ds.labels[i] > top ? ds.labels[i] : top;
+  ck_assert_int_eq(ds.classes, top + 1);
+  ck_assert_str_eq(ds.format, "idx");
+  ct_dataset_free(&ds);
+  free(im);
+  free(lb);
+  remove_tmp();
+}
+END_TEST
+
 // ---- gather ---------------------------------------------------------------------------------
 
 START_TEST(gather_scales_and_normalises) {
   uint8_t px[4 * 3], lb[4] = {3, 1, 4, 1};
   for (int i = 0; i < 12; i++) px[i] = (uint8_t)(i * 23);
   px[0] = 0, px[11] = 255;
-  ct_dataset ds = {4, 1, 1, 3, 5, px, lb};
+  ct_dataset ds = {.count = 4, .channels = 1, .rows = 1, .cols = 3, .classes = 5, .pixels = px, .labels = lb};
   int idx[3] = {3, 0, 3};
   float x[9];
   int y[3];
@@ -586,7 +814,7 @@ START_TEST(shards_partition_the_batch) {
   enum { COUNT = 3000, CLASSES = 10 };
   uint8_t *labels = malloc(COUNT);
   skewed_labels(labels, COUNT, CLASSES);
-  ct_dataset ds = {COUNT, 1, 28, 28, CLASSES, NULL, labels};
+  ct_dataset ds = {.count = COUNT, .channels = 1, .rows = 28, .cols = 28, .classes = CLASSES, .labels = labels};
   int *order = malloc(COUNT * sizeof *order);
   ct_epoch_order(COUNT, 9, 0, 1, order);
   const int sizes[] = {1, 2, 7, 64, 100, 257, 1000};
@@ -682,6 +910,9 @@ int main(void) {
   tcase_add_test(tc, small_files_raw_and_gzip);
   tcase_add_test(tc, damaged_files_are_reported);
   tcase_add_test(tc, idx_parse_never_trusts_the_header);
+  tcase_add_test(tc, npy_headers_parse);
+  tcase_add_test(tc, npy_sets_load_channels_first);
+  tcase_add_test(tc, idx_classes_are_derived);
   tcase_add_test(tc, gather_scales_and_normalises);
   tcase_add_test(tc, epoch_order_is_a_seeded_permutation);
   tcase_add_test(tc, shard_names_and_even_shares);

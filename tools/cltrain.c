@@ -20,7 +20,7 @@ enum {
   O_BETA2, O_EPS, O_SCHED, O_WARMUP, O_STEP_SIZE, O_GAMMA, O_MIN_LR, O_SEED, O_DEVICE, O_DATA,
   O_LIMIT, O_TEST_LIMIT, O_NORMALIZE, O_SHARD, O_NO_SHUFFLE, O_LOG_EVERY, O_MAX_STEPS,
   O_SAVE_PARAMS, O_QUIET, O_CHECKPOINT, O_CHECKPOINT_EVERY, O_RESUME, O_MAX_BAD, O_CHECK_EVERY,
-  O_ON_DIVERGENCE, O_PROFILE, O_TIMING, O_TUNE, O_TUNE_BUDGET, O_BALANCE, O_SYNC, O_WIRE, O_BUCKET_MB, O_ACCUMULATE, O_METRICS, O_SAVE_ST, O_TRACE, O_TRACE_STEPS, O_HELP,
+  O_ON_DIVERGENCE, O_PROFILE, O_TIMING, O_TUNE, O_TUNE_BUDGET, O_BALANCE, O_SYNC, O_WIRE, O_BUCKET_MB, O_ACCUMULATE, O_METRICS, O_SAVE_ST, O_TRACE, O_TRACE_STEPS, O_CLASSES, O_HELP,
 };
 
 static const struct option options[] = {
@@ -46,6 +46,7 @@ static const struct option options[] = {
     {"data", required_argument, 0, O_DATA},
     {"limit", required_argument, 0, O_LIMIT},
     {"test-limit", required_argument, 0, O_TEST_LIMIT},
+    {"classes", required_argument, 0, O_CLASSES},
     {"normalize", required_argument, 0, O_NORMALIZE},
     {"shard", required_argument, 0, O_SHARD},
     {"no-shuffle", no_argument, 0, O_NO_SHUFFLE},
@@ -78,13 +79,17 @@ static const struct option options[] = {
 static void usage(FILE *f) {
   fprintf(f,
 "usage: [mpirun -np N] cltrain [options]\n"
-"Trains a model on Fashion-MNIST (or any MNIST-format set), data-parallel across MPI ranks.\n"
+"Trains a model on Fashion-MNIST (or any MNIST-format or NumPy set), data-parallel across MPI\n"
+"ranks.\n"
 "\nmodel and data\n"
 "  --model, --arch SPEC     mlp | cnn | a layer list such as\n"
 "                           \"conv3x3:32,relu,maxpool2,flatten,dense:10\"; tokens: dense:N,\n"
 "                           convKxK:N[/sS][/pP], relu, maxpoolK, flatten, dropout:P   [mlp]\n"
 "  --data DIR               folder with {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]\n"
-"                           [$CLTRAIN_DATA or /usr/share/datasets/fashion-mnist]\n"
+"                           (MNIST format), or with {train,test}_{images,labels}.npy\n"
+"                           (images uint8 or float32, N x H x W or N x H x W x C; labels\n"
+"                           any integer type, N) [$CLTRAIN_DATA or /usr/share/datasets/fashion-mnist]\n"
+"  --classes N              classes (labels 0..N-1)     [the largest label in the data + 1]\n"
 "  --limit N                train on the first N samples only                  [all]\n"
 "  --test-limit N           evaluate on the first N test samples only          [all]\n"
 "  --normalize MEAN,STD     x = (pixel/255 - MEAN) / STD                      [off]\n"
@@ -244,6 +249,7 @@ static ct_status parse(int argc, char **argv, ct_train_config *c) {
       case O_DEVICE: c->device = optarg; break;
       case O_DATA: c->data_dir = optarg; break;
       case O_LIMIT: CT_TRY(ct_arg_long("--limit", optarg, 1, 1L << 31, &v)); c->limit = (int)v; break;
+      case O_CLASSES: CT_TRY(ct_arg_long("--classes", optarg, 1, 256, &v)); c->classes = (int)v; break;
       case O_TEST_LIMIT: CT_TRY(ct_arg_long("--test-limit", optarg, 1, 1L << 31, &v)); c->test_limit = (int)v; break;
       case O_NORMALIZE: {
         const char *comma = strchr(optarg, ',');

@@ -2,7 +2,8 @@
 // the epoch order (sampler) and the shard strategies that split a global batch over ranks.
 //
 // Defines: ct_dataset (+ ct_dataset_load / _free / _limit / _gather), ct_idx_parse, ct_idx_read,
-// CT_IDX_MAX_BYTES, ct_epoch_order, ct_shard (+ ct_shard_parse, ct_shard_name), ct_shares_even,
+// CT_IDX_MAX_BYTES, ct_npy_info (+ ct_npy_parse / _int / _float), CT_NPY_MAX_BYTES,
+// CT_NPY_MAX_DIMS, ct_read_file, ct_epoch_order, ct_shard (+ ct_shard_parse, ct_shard_name), ct_shares_even,
 // ct_shares_weighted,
 // ct_shard_take.
 //
@@ -11,6 +12,13 @@
 // line naming the file: CT_ERR_IO when it cannot be opened or read, CT_ERR_FORMAT when its
 // content is wrong (magic, dimensions, truncated, trailing bytes, bad gzip, counts that disagree,
 // labels out of range).
+//
+// NumPy (.npy, versions 1.0-3.0, as numpy.save writes them): a folder holding
+// train_images.npy, train_labels.npy, test_images.npy and test_labels.npy. Images uint8 (pixel
+// values 0..255, scaled by 1/255 like IDX) or float32/float64 (taken as they are), shape
+// N x H x W (one channel) or N x H x W x C (channels last, as image libraries write them; stored
+// channels first, as the model reads them); labels of any integer type, shape (N,), values
+// 0..255. The header parser is strict (see npy.c) and every problem is one line naming the file.
 //
 // The sampler decides the GLOBAL order independently of the number of ranks; ct_shard_take then
 // splits each global batch into the ranks' shares, so the math of a step is the same for any
@@ -30,9 +38,39 @@ typedef struct {
   int count;                  // samples
   int channels, rows, cols;   // 1, 28, 28 for Fashion-MNIST
   int classes;                // labels are in [0, classes)
-  uint8_t *pixels;            // (count, rows, cols) row-major
+  uint8_t *pixels;            // (count, channels, rows, cols) bytes, or NULL when fpixels is set
   uint8_t *labels;            // (count)
+  float *fpixels;             // (count, channels, rows, cols) values of a float .npy, or NULL
+  char format[8];             // "idx" or "npy"
 } ct_dataset;
+
+// The largest .npy payload accepted: 2^33 bytes (8 GiB), and at most 8 dimensions.
+#define CT_NPY_MAX_BYTES ((uint64_t)1 << 33)
+#define CT_NPY_MAX_DIMS 8
+
+typedef struct {
+  char kind;                  // 'u' unsigned, 'i' signed integer, 'f' floating point
+  int item;                   // bytes per item: 1, 2, 4, 8 (floats: 4, 8)
+  int big_endian;             // '>' byte order (items of more than one byte)
+  int ndim;                   // 0 (a scalar) .. CT_NPY_MAX_DIMS
+  uint64_t shape[CT_NPY_MAX_DIMS];
+  uint64_t count;             // product of the shape (1 for a scalar)
+  size_t offset;              // where the data starts in the file
+} ct_npy_info;
+
+// Parses a .npy file held in memory. On success the data is buf + info->offset, exactly
+// count * item bytes to the end of buf. Allocates nothing (for fuzzing). CT_ERR_FORMAT naming
+// `name` for anything else: bad magic or version, a header that is not exactly a dict of
+// 'descr' (a plain u/i/f dtype), 'fortran_order' (False) and 'shape' (a tuple of integers), a
+// size that disagrees with the shape.
+ct_status ct_npy_parse(const uint8_t *buf, size_t size, const char *name, ct_npy_info *info);
+// Item i of the data (integer kinds; unsigned values beyond int64 give -1), or as a double
+// (float kinds).
+int64_t ct_npy_int(const ct_npy_info *info, const uint8_t *data, uint64_t i);
+double ct_npy_float(const ct_npy_info *info, const uint8_t *data, uint64_t i);
+// Reads a whole regular file of at most `limit` bytes into *buf (malloc'ed, *size bytes);
+// CT_ERR_IO when it cannot be read, CT_ERR_FORMAT when it is larger than the limit.
+ct_status ct_read_file(const char *path, uint64_t limit, uint8_t **buf, size_t *size);
 
 // Parses an IDX file held in memory (already un-gzipped). want_dims: 3 for images (magic
 // 0x00000803), 1 for labels (0x00000801). name is the file name used in error messages. On
@@ -44,14 +82,17 @@ ct_status ct_idx_parse(const uint8_t *buf, size_t size, const char *name, int wa
 // zlib; concatenated members allowed) or raw. A name ending in ".gz" must hold gzip data.
 // *data is malloc'ed (dims[0]*dims[1]*dims[2] bytes).
 ct_status ct_idx_read(const char *path, int want_dims, int dims[3], uint8_t **data);
-// Loads <dir>/<split>-images-idx3-ubyte[.gz] and <dir>/<split>-labels-idx1-ubyte[.gz] (split
-// "train" or "t10k"; the raw name is preferred when both exist), checks that the counts agree
-// and every label < classes (1..256). On failure *ds is left zeroed.
+// Loads one split, split "train" or "t10k": <dir>/<s>_images.npy and <dir>/<s>_labels.npy (s
+// "train" or "test") when the images file exists, else <dir>/<split>-images-idx3-ubyte[.gz] and
+// <dir>/<split>-labels-idx1-ubyte[.gz] (the raw name is preferred when both exist). Checks that
+// the counts agree and every label < classes (1..256), or, with classes = 0, sets ds->classes
+// to the largest label + 1. On failure *ds is left zeroed.
 ct_status ct_dataset_load(const char *dir, const char *split, int classes, ct_dataset *ds);
 void ct_dataset_free(ct_dataset *ds);
 // Keeps the first `count` samples (for --limit); count <= 0 or >= ds->count changes nothing.
 void ct_dataset_limit(ct_dataset *ds, int count);
-// Gathers samples idx[0..n) into x (n, channels*rows*cols) floats = pixel/255, then
+// Gathers samples idx[0..n) into x (n, channels*rows*cols) floats = pixel/255 (or the float
+// value of a float .npy), then
 // (x-mean)/std when std > 0 (float arithmetic, the same bits on every host), and y (n).
 void ct_dataset_gather(const ct_dataset *ds, const int *idx, int n, float mean, float std,
                        float *x, int *y);

@@ -35,7 +35,8 @@ typedef enum { CT_SYNC_SYNC, CT_SYNC_STALE, CT_SYNC_LOCAL } ct_sync;
 
 typedef struct {
   const char *arch;          // "mlp", "cnn" or a token string (model.h)
-  const char *data_dir;      // MNIST-format folder
+  const char *data_dir;      // MNIST-format or NumPy folder (data.h)
+  int classes;               // 0: the largest label of the data + 1
   const char *device;        // device spec, per-rank lists allowed (device.h)
   int epochs;
   int batch;                 // GLOBAL batch: split over the ranks

@@ -12,6 +12,8 @@ formats (no cltrain binary involved):
               of every byte before it.
   idx         include/cltrain/data.h: big-endian magic 0x000008NN, NN big-endian uint32 sizes,
               the bytes; raw and gzip (also two concatenated gzip members).
+  npy         include/cltrain/data.h, src/npy.c: "\x93NUMPY", version, header length, a dict
+              of 'descr', 'fortran_order' and 'shape' padded to 64 bytes, the data.
   arch        include/cltrain/model.h: architecture strings, parsed for 1x28x28 and 10 classes
               (a first byte 0x01..0x04 picks another shape, see fuzz_arch.c).
   device      include/cltrain/device.h: byte 0 = rank | local_rank << 4, then the spec.
@@ -46,6 +48,16 @@ def checkpoint(arch, params, state, kind, t=0, step=0, epoch=0, step_in_epoch=0,
 def idx(dims, payload):
     return struct.pack(">I", 0x800 | len(dims)) + b"".join(struct.pack(">I", d) for d in dims) + \
         bytes(payload)
+
+
+def npy(descr, shape, payload, major=1, fortran=False, extra=""):
+    shp = "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+    d = "{'descr': '%s', 'fortran_order': %s, 'shape': %s, %s}" % (
+        descr, "True" if fortran else "False", shp, extra)
+    pre = 10 if major == 1 else 12
+    hdr = (d + " " * ((64 - (pre + len(d) + 1) % 64) % 64) + "\n").encode()
+    ln = struct.pack("<H", len(hdr)) if major == 1 else struct.pack("<I", len(hdr))
+    return b"\x93NUMPY" + bytes([major, 0]) + ln + hdr + bytes(payload)
 
 
 def gz(data):
@@ -117,6 +129,18 @@ def main():
     write("idx", "bad-gz-crc.idx3.gz", gz(images)[:-8] + b"\0\0\0\0" + gz(images)[-4:])
     write("idx", "bad-gz-magic-only", b"\x1f\x8b")
     write("idx", "bad-gz-isize.idx3.gz", gz(images)[:-4] + struct.pack("<I", 1))
+
+    # ---- npy
+    write("npy", "images-u1-2x3x3.npy", npy("|u1", [2, 3, 3], range(18)))
+    write("npy", "images-f4-1x2x2x3.npy", npy("<f4", [1, 2, 2, 3], struct.pack("<12f", *range(12))))
+    write("npy", "labels-i8.npy", npy("<i8", [3], struct.pack("<3q", 0, 9, 4)))
+    write("npy", "labels-be-u2-v2.npy", npy(">u2", [2], struct.pack(">2H", 1, 2), major=2))
+    write("npy", "scalar-f8-v3.npy", npy("<f8", [], struct.pack("<d", 1.5), major=3))
+    write("npy", "empty-0x4.npy", npy("|i1", [0, 4], b""))
+    write("npy", "bad-fortran.npy", npy("|u1", [2, 2], range(4), fortran=True))
+    write("npy", "bad-extra-key.npy", npy("|u1", [2], range(2), extra="'x': 1, "))
+    write("npy", "bad-truncated.npy", npy("|u1", [2, 3, 3], range(17)))
+    write("npy", "bad-object.npy", npy("|O", [1], range(8)))
 
     # ---- arch
     arch_seeds = {
