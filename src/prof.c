@@ -8,6 +8,7 @@ typedef struct {
   char name[80];
   ct_prof_kind kind;
   double flops;
+  long tag;
   cl_event begin;   // span: the marker before it; NULL for a single command
   cl_event ev;      // the command (span: its last command); NULL if the enqueue failed
 } pending;
@@ -17,7 +18,20 @@ struct ct_prof {
   int npend, cappend;
   ct_prof_row *rows;
   int nrows, caprows;
+  long tag;
+  ct_prof_sink sink;
+  void *sink_ctx;
 };
+
+void ct_prof_set_sink(ct_device *dev, ct_prof_sink sink, void *ctx) {
+  if (!dev->prof) return;
+  dev->prof->sink = sink;
+  dev->prof->sink_ctx = ctx;
+}
+
+void ct_prof_set_tag(ct_device *dev, long tag) {
+  if (dev->prof) dev->prof->tag = tag;
+}
 
 ct_status ct_prof_init(ct_device *dev) {
   if (dev->prof) return CT_OK;
@@ -55,6 +69,7 @@ static pending *push(struct ct_prof *p, const char *name, double flops, ct_prof_
   strncpy(e->name, name, sizeof e->name - 1);
   e->kind = kind;
   e->flops = flops;
+  e->tag = p->tag;
   return e;
 }
 
@@ -128,6 +143,7 @@ ct_status ct_prof_collect(ct_device *dev, int wait) {
       if (e->begin) CT_GOTO(event_time(e->begin, CL_PROFILING_COMMAND_END, &t0), st, out);
       else CT_GOTO(event_time(e->ev, CL_PROFILING_COMMAND_START, &t0), st, out);
       CT_GOTO(event_time(e->ev, CL_PROFILING_COMMAND_END, &t1), st, out);
+      if (p->sink) p->sink(p->sink_ctx, e->name, e->kind, e->tag, t0, t1);
       ct_prof_row *r = row_for(p, e->name, e->kind);
       if (r) {
         r->calls++;

@@ -15,7 +15,11 @@ ct_status ct_trace_init(ct_trace *t, long first, long last) {
 }
 
 void ct_trace_span(ct_trace *t, int tid, const char *name, double t0, double t1) {
-  if (!t->on || t->step < t->first || t->step >= t->last) return;
+  ct_trace_span_step(t, tid, name, t0, t1, t->step);
+}
+
+void ct_trace_span_step(ct_trace *t, int tid, const char *name, double t0, double t1, long step) {
+  if (!t->on || step < t->first || step >= t->last) return;
   if (t->n == t->max_events) {
     t->dropped++;
     return;
@@ -30,7 +34,7 @@ void ct_trace_span(ct_trace *t, int tid, const char *name, double t0, double t1)
     t->ev = p, t->cap = cap;
   }
   ct_trace_event *e = &t->ev[t->n++];
-  e->ts = t0, e->dur = t1 > t0 ? t1 - t0 : 0, e->step = t->step, e->tid = tid;
+  e->ts = t0, e->dur = t1 > t0 ? t1 - t0 : 0, e->step = step, e->tid = tid;
   snprintf(e->name, sizeof e->name, "%s", name);
 }
 
@@ -47,8 +51,11 @@ static char *rank_json(const ct_trace *t, int rank, const char *label, double t_
            "{\"ph\":\"M\",\"pid\":%d,\"name\":\"process_sort_index\",\"args\":{\"sort_index\":%d}}",
            rank, rank);
   ct_json_raw(&j, NULL, buf);
-  static const char *const tracks[2] = {"host phases", "all-reduce windows"};
-  for (int k = 0; k < 2; k++) {
+  static const char *const tracks[3] = {"host phases", "all-reduce windows",
+                                        "device commands (OpenCL events)"};
+  int has_device = 0;
+  for (size_t i = 0; i < t->n; i++) has_device |= t->ev[i].tid == CT_TRACE_DEVICE;
+  for (int k = 0; k < 2 + has_device; k++) {
     snprintf(buf, sizeof buf,
              "{\"ph\":\"M\",\"pid\":%d,\"tid\":%d,\"name\":\"thread_name\",\"args\":{\"name\":\"%s\"}}",
              rank, k, tracks[k]);

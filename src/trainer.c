@@ -643,6 +643,16 @@ static ct_status bucket_setup(run_state *s) {
   return CT_OK;
 }
 
+// --profile with --trace: each device command on the timeline, its OpenCL event times mapped
+// onto the host's clock (clock_setup), under the step that enqueued it.
+static void trace_device(void *ctx, const char *name, ct_prof_kind kind, long tag, cl_ulong start,
+                         cl_ulong end) {
+  run_state *s = ctx;
+  (void)kind;
+  ct_trace_span_step(&s->trace, CT_TRACE_DEVICE, name, (double)start * 1e-9 + s->clock_off,
+                     (double)end * 1e-9 + s->clock_off, tag);
+}
+
 // The device's profiling clock against the host's: a marker's end time lies between the host
 // times before and after waiting for it; the trial with the tightest bracket wins.
 static ct_status clock_setup(run_state *s) {
@@ -772,7 +782,10 @@ static ct_status setup(run_state *s) {
   }
   s->wire = (ct_ring_opts){.wire = (ct_wire)cfg->wire, .wire_n = s->P};
   if (comm->size > 1 && cfg->bucket_mb > 0 && cfg->sync == CT_SYNC_SYNC) CT_TRY(bucket_setup(s));
-  if (comm->size > 1 && cfg->sync == CT_SYNC_STALE) CT_TRY(clock_setup(s));
+  if ((comm->size > 1 && cfg->sync == CT_SYNC_STALE) || (cfg->profile && cfg->trace)) {
+    CT_TRY(clock_setup(s));
+    if (cfg->profile && cfg->trace) ct_prof_set_sink(&s->dev, trace_device, s);
+  }
   s->load.train = &s->train;
   s->load.cfg = cfg;
   s->load.world = comm->size;
@@ -1822,6 +1835,7 @@ static ct_status train(run_state *s) {
     }
     double t0 = ct_now(), waited;
     s->trace.step = step;
+    ct_prof_set_tag(&s->dev, step);
     // prepare: this step's batch is ready (the loader filled it during the last step); start
     // the next one's
     slot *b = &s->slots[k];

@@ -525,6 +525,36 @@ for pid in (0, 1):
     assert all(e["dur"] >= 0 and e["ts"] >= 0 for e in mine)
 print("trace:", len(x), "events over steps", steps[0], "..", steps[-1])
 PY
+  # --profile adds the device's commands, OpenCL event times on the host's clock: every command
+  # enqueued in step k starts after step k's host span starts, most inside it (the update and
+  # the status words may run after the host moved on), and ends before step k+1 ends (the next
+  # step waits for its compute, which follows on the same in-order queue)
+  POCL_MAX_PTHREAD_COUNT=1 $MPI -n 2 "$T" --model mlp --limit 3000 --epochs 1 --batch 128 --log-every 0 \
+    --profile --trace "$work/tp.json" --trace-steps 5:10 >"$work/out" 2>&1 || { cat "$work/out"; fail "--trace --profile: exit $?"; }
+  python3 - "$work/tp.json" <<'PY' || fail "--trace --profile file"
+import json, sys
+ev = json.load(open(sys.argv[1]))["traceEvents"]
+x = [e for e in ev if e["ph"] == "X"]
+tracks = {(e["pid"], e["args"]["name"]) for e in ev if e["ph"] == "M" and e["name"] == "thread_name"}
+for pid in (0, 1):
+    assert (pid, "device commands (OpenCL events)") in tracks, tracks
+    span = {e["args"]["step"]: (e["ts"], e["ts"] + e["dur"]) for e in x
+            if e["pid"] == pid and e["tid"] == 0 and e["name"].startswith("step ")}
+    dev = [e for e in x if e["pid"] == pid and e["tid"] == 2]
+    assert {e["args"]["step"] for e in dev} == set(range(5, 10)), sorted({e["args"]["step"] for e in dev})
+    assert any(e["name"].startswith("gemm") for e in dev) and any(e["name"] == "sgd_step" for e in dev)
+    tol = 1000.0   # us: the clock mapping's bracket is a few us; margin for a descheduled host
+    inside = 0
+    for e in dev:
+        k = e["args"]["step"]
+        a, b = span[k]
+        end_by = span[k + 1][1] if k + 1 in span else b + 50000
+        assert a - tol <= e["ts"], (pid, e, span[k])
+        assert e["ts"] + e["dur"] <= end_by + tol, (pid, e, end_by)
+        inside += e["ts"] <= b
+    assert inside >= len(dev) / 2, (inside, len(dev))
+    print("rank %d: %d device commands over steps 5..9, %d of them starting inside their step's host span" % (pid, len(dev), inside))
+PY
   for bad in "--trace-steps 5" "--trace-steps 9:3 --trace $work/x.json" "--trace-steps 1:2"; do
     err=$("$T" $bad 2>&1 >/dev/null); rc=$?
     echo "$bad -> exit $rc: $err"

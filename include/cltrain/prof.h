@@ -2,7 +2,8 @@
 // cltrain enqueues, folded into rows by name, plus host-side rows the trainer adds.
 //
 // Defines: ct_prof_kind, ct_prof_row, struct ct_prof (opaque), ct_prof_init / _free,
-// ct_prof_event, ct_prof_span, ct_prof_host, ct_prof_collect, ct_prof_reset, ct_prof_rows.
+// ct_prof_event, ct_prof_span, ct_prof_host, ct_prof_collect, ct_prof_reset, ct_prof_rows,
+// ct_prof_sink (+ ct_prof_set_sink, ct_prof_set_tag).
 //
 // Off by default (dev->prof == NULL): every function below is then a no-op that returns NULL or
 // CT_OK, so enqueue sites call them unconditionally. On, each enqueue site asks for an event slot
@@ -45,6 +46,15 @@ void ct_prof_host(ct_device *dev, const char *name, double seconds);
 ct_status ct_prof_collect(ct_device *dev, int wait);
 // Forgets the rows (after warm-up steps); pending events are collected first and dropped.
 ct_status ct_prof_reset(ct_device *dev);
+// A function that sees every command as it is collected (before it is folded into its row):
+// its name, kind, the tag in force when it was enqueued (ct_prof_set_tag: the trainer's step),
+// and its start and end on the device's profiling clock (ns). For a span, start is the end of
+// the marker before it. --trace puts them on the timeline.
+typedef void (*ct_prof_sink)(void *ctx, const char *name, ct_prof_kind kind, long tag,
+                             cl_ulong start, cl_ulong end);
+void ct_prof_set_sink(ct_device *dev, ct_prof_sink sink, void *ctx);
+// The tag given to the commands enqueued from now on.
+void ct_prof_set_tag(ct_device *dev, long tag);
 // The rows so far, in order of first appearance.
 const ct_prof_row *ct_prof_rows(const ct_device *dev, int *n);
 
