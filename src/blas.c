@@ -22,14 +22,20 @@ const char *const CT_CLBLAST_XGEMM_DIRECT_NAMES[10] = {
 
 const size_t ct_blas_cpu_xgemm[16] = {0, 1, 16, 2, 8, 8, 64, 8, 8, 128, 0, 0, 0, 0, 8, 16};
 
-void ct_clblast_version(char *buf, size_t size) {
-  snprintf(buf, size, "unknown");
+void ct_clblast_library(char *buf, size_t size) {
   Dl_info info;
   char real[PATH_MAX];
+  if (size) buf[0] = 0;
   if (!dladdr((void *)CLBlastSgemm, &info) || !info.dli_fname) return;
   if (!realpath(info.dli_fname, real)) return;
+  snprintf(buf, size, "%s", real);
+}
+
+void ct_clblast_version(char *buf, size_t size) {
+  char real[PATH_MAX];
+  ct_clblast_library(real, sizeof real);
   const char *so = strstr(real, ".so.");
-  if (so && so[4]) snprintf(buf, size, "%s", so + 4);
+  snprintf(buf, size, "%s", so && so[4] ? so + 4 : "unknown");
 }
 
 struct ct_gemm_kernel {

@@ -49,6 +49,7 @@
 #include "cltrain/program.h"
 #include "cltrain/timer.h"
 #include "cltrain/tune.h"
+#include "cltrain/version.h"
 
 void ct_train_config_defaults(ct_train_config *c) {
   memset(c, 0, sizeof *c);
@@ -1696,18 +1697,15 @@ static ct_status metrics_config(run_state *s) {
   if (!R0 || !s->metrics.f) return CT_OK;
   const ct_train_config *c = s->cfg;
   static const char *const bn[] = {"auto", "even", "throughput", "static"};
-  char mpi[MPI_MAX_LIBRARY_VERSION_STRING] = "", buf[64];
-  int len = 0;
-  if (MPI_Get_library_version(mpi, &len) != MPI_SUCCESS) mpi[0] = 0;
-  char *nl = strchr(mpi, '\n');
-  if (nl) *nl = 0;
+  char mpi[256], buf[64];
+  CT_TRY(ct_version_mpi(mpi, sizeof mpi));
   snprintf(buf, sizeof buf, "%d.%d.%d", CLBLAST_VERSION_MAJOR, CLBLAST_VERSION_MINOR,
            CLBLAST_VERSION_PATCH);
   ct_json j;
   ct_json_begin(&j);
   ct_json_str(&j, "type", "config");
   ct_json_num(&j, "time", ct_wall_seconds());
-  ct_json_str(&j, "cltrain", CLTRAIN_VERSION);
+  ct_json_str(&j, "cltrain", ct_version());
   ct_json_str(&j, "clblast", buf);
   ct_json_str(&j, "mpi", mpi);
   ct_json_int(&j, "world", s->comm->size);

@@ -46,7 +46,7 @@ help)
            --seed --device --data --shard --checkpoint --checkpoint-every --resume --max-bad-steps \
            --check-every --on-divergence --log-every --profile --timing --tune --tune-budget \
            --balance --sync --wire --bucket-mb --accumulate --metrics --trace --trace-steps \
-           --save-safetensors --classes; do
+           --save-safetensors --classes --version; do
     grep -q -- "$f" "$work/h" || fail "--help does not list $f"
   done
   ;;

@@ -21,6 +21,10 @@ devs = [x for p in d["platforms"] for x in p["devices"]]
 assert d["device_count"] == len(devs) >= 2
 for x in devs:
     assert x["compute_units"] > 0 and x["global_mem"] > 0 and x["max_alloc"] > 0, x
+v = d["versions"]   # the same as --version (tests/check_version.sh compares them line by line)
+assert [p["name"] for p in v["opencl_platforms"]] == names, (v, names)
+assert all(p["version"].startswith("OpenCL ") for p in v["opencl_platforms"]), v
+assert v["cltrain"][0].isdigit() and v["clblast_build"] and v["mpi"] not in ("", "unknown"), v
 ' || fail "--json"
 # --bench: measured figures (positive numbers) for both platforms
 "$tool" --bench --json | python3 -c '
@@ -48,7 +52,13 @@ echo "$err" | grep -q "Oclgrind" && echo "$err" | grep -q "Portable" || fail "er
 # no platform at all: says so with a hint, exits 0
 empty=$(mktemp -d)
 out=$(OCL_ICD_VENDORS=$empty OCL_ICD_FILENAMES= "$tool") || fail "no-platform run exited $?"
-rmdir "$empty"
 echo "$out" | grep -q "No OpenCL platforms found" || fail "no-platform message missing: $out"
 echo "$out" | grep -q "icd" || fail "no ICD hint"
+# ... and --json says so too, versions included
+OCL_ICD_VENDORS=$empty OCL_ICD_FILENAMES= "$tool" --json | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+assert d["platforms"] == [] and d["device_count"] == 0 and d["versions"]["opencl_platforms"] == [], d
+' || fail "no-platform --json"
+rmdir "$empty"
 echo "PASS"

@@ -4,3 +4,8 @@ add_test(NAME tool_devices
          COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/check_devices_tool.sh $<TARGET_FILE:cltrain-devices>)
 set_tests_properties(tool_devices PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600
                      ENVIRONMENT "${CLTRAIN_TEST_ENV}")
+
+# --version of every tool (and cltrain-devices --json's "versions"): needs no device and no
+# mpirun, so it never skips
+add_test(NAME tool_version COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/check_version.sh ${CMAKE_BINARY_DIR})
+set_tests_properties(tool_version PROPERTIES TIMEOUT 120 LABELS tool ENVIRONMENT "${CLTRAIN_TEST_ENV}")

@@ -14,6 +14,7 @@
 #include "cltrain/allreduce.h"
 #include "cltrain/args.h"
 #include "cltrain/trainer.h"
+#include "cltrain/version.h"
 
 enum {
   O_MODEL = 256, O_EPOCHS, O_BATCH, O_OPTIM, O_LR, O_MOMENTUM, O_NESTEROV, O_WD, O_BETA1,
@@ -155,6 +156,8 @@ static void usage(FILE *f) {
 "  --quiet                  no per-step lines\n"
 "  --profile                at the end, a table per rank: time per kernel (OpenCL event\n"
 "                           profiling), GEMM GFLOP/s, and the host's waits\n"
+"  --version                cltrain's version and those of the OpenCL platforms, CLBlast\n"
+"                           and MPI found at run time (needs no device and no mpirun)\n"
 "  -h, --help               this text\n"
 "\nexit codes: 0 done, 1 run-time failure, 2 bad command line\n");
 }
@@ -361,11 +364,17 @@ static long env_long(const char *name, long dflt) {
 }
 
 int main(int argc, char **argv) {
-  for (int i = 1; i < argc; i++)   // --help needs no MPI
+  for (int i = 1; i < argc; i++) {   // --help and --version need no MPI
     if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
       usage(stdout);
       return 0;
     }
+    if (!strcmp(argv[i], "--version")) {
+      ct_status st = ct_version_print(stdout, "cltrain");
+      if (st != CT_OK) fprintf(stderr, "cltrain: %s\n", ct_error_text());
+      return ct_exit_code(st);
+    }
+  }
   ct_comm comm;
   ct_status st = ct_comm_init(&argc, &argv, &comm);
   if (st != CT_OK) {

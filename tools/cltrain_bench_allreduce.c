@@ -27,6 +27,7 @@
 #include "cltrain/comm.h"
 #include "cltrain/device.h"
 #include "cltrain/timer.h"
+#include "cltrain/version.h"
 
 enum { PATH_HOST, PATH_DEVICE, PATH_MPI, NPATHS };
 static const char *path_names[NPATHS] = {"host ring", "device ring", "MPI_Allreduce"};
@@ -58,6 +59,8 @@ static void usage(FILE *f) {
           "  --wire FMT      format of the rings' messages: fp32 (default), fp16 or bf16 (sums stay\n"
           "                  fp32; inputs are refilled before every timed call, untimed, so that\n"
           "                  repeated sums do not overflow the format)\n"
+          "  --version       cltrain's version and those of the OpenCL platforms, CLBlast and\n"
+          "                  MPI found at run time (needs no mpiexec)\n"
           "  -h, --help      this text\n");
 }
 
@@ -334,6 +337,12 @@ static void print_bw(double bytes, double us, double factor) {
 }
 
 int main(int argc, char **argv) {
+  for (int i = 1; i < argc; i++)   // --version needs no MPI
+    if (!strcmp(argv[i], "--version")) {
+      ct_status st = ct_version_print(stdout, "cltrain-bench-allreduce");
+      if (st != CT_OK) fprintf(stderr, "cltrain-bench-allreduce: %s\n", ct_error_text());
+      return ct_exit_code(st);
+    }
   ct_comm comm;
   if (ct_comm_init(&argc, &argv, &comm) != CT_OK) {
     fprintf(stderr, "cltrain-bench-allreduce: %s\n", ct_error_message());

@@ -6,6 +6,8 @@
 //   cltrain-devices --bench         + host<->device bandwidth, SGEMM GFLOP/s (as cltrain runs it:
 //                                   the device's GEMM tuning cache, or the defaults), kernel build time
 //   cltrain-devices --device SPEC   only the device SPEC selects (see include/cltrain/device.h)
+//   cltrain-devices --version       cltrain's version, the OpenCL platforms', CLBlast's and MPI's
+//                                   (--json carries the same under "versions")
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +18,7 @@
 #include "cltrain/program.h"
 #include "cltrain/timer.h"
 #include "cltrain/tune.h"
+#include "cltrain/version.h"
 
 typedef struct {
   int ok;
@@ -31,7 +34,7 @@ typedef struct {
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: cltrain-devices [--json] [--bench] [--device SPEC]\n"
+          "usage: cltrain-devices [--json] [--bench] [--device SPEC] [--version]\n"
           "Lists OpenCL platforms and devices with the indices --device takes.\n"
           "  --json          print JSON instead of a tree\n"
           "  --bench         measure host-to-device and device-to-host bandwidth (GB/s),\n"
@@ -39,6 +42,8 @@ static void usage(FILE *f) {
           "                  and the build time of the embedded kernels\n"
           "  --device SPEC   only the device SPEC selects: auto, gpu, cpu, accelerator, P:D, or\n"
           "                  a platform/vendor/device name substring (default: all devices)\n"
+          "  --version       cltrain's version and those of the OpenCL platforms, CLBlast and\n"
+          "                  MPI found at run time (--json carries them under \"versions\")\n"
           "  -h, --help      this text\n");
 }
 
@@ -246,6 +251,7 @@ int main(int argc, char **argv) {
                                        {"bench", no_argument, 0, 'b'},
                                        {"device", required_argument, 0, 'd'},
                                        {"help", no_argument, 0, 'h'},
+                                       {"version", no_argument, 0, 'V'},
                                        {0, 0, 0, 0}};
   opterr = 0;
   int c;
@@ -255,6 +261,11 @@ int main(int argc, char **argv) {
       case 'b': bench = 1; break;
       case 'd': spec = optarg; break;
       case 'h': usage(stdout); return 0;
+      case 'V': {
+        ct_status vst = ct_version_print(stdout, "cltrain-devices");
+        if (vst != CT_OK) fprintf(stderr, "cltrain-devices: %s\n", ct_error_text());
+        return ct_exit_code(vst);
+      }
       case ':':
         fprintf(stderr, "cltrain-devices: %s needs a value (see --help)\n", argv[optind - 1]);
         return 2;
@@ -285,6 +296,7 @@ int main(int argc, char **argv) {
       return ct_exit_code(st);
     }
   }
+  int failed_versions = 0;
   bench_result *res = NULL;
   if (bench && list.count) {
     res = calloc((size_t)list.count, sizeof *res);
@@ -311,7 +323,22 @@ int main(int argc, char **argv) {
       }
       printf("]}");
     }
-    printf("\n], \"device_count\": %d}\n", only >= 0 ? 1 : list.count);
+    printf("\n], \"device_count\": %d", only >= 0 ? 1 : list.count);
+    // the same versions as --version: cltrain's, and those of what this node runs it on
+    ct_versions v;
+    ct_json vj;
+    ct_status vst = ct_versions_init(&v);
+    ct_json_begin(&vj);
+    ct_versions_json(&vj, &v);
+    ct_versions_free(&v);
+    if (ct_json_end(&vj) == CT_OK) printf(", \"versions\": %s", vj.buf);
+    else vst = CT_ERR_NOMEM;
+    free(vj.buf);
+    printf("}\n");
+    if (vst != CT_OK) {
+      fprintf(stderr, "cltrain-devices: versions: %s\n", ct_error_text());
+      failed_versions = 1;
+    }
   } else if (list.platform_count == 0) {
     printf("No OpenCL platforms found. The ICD loader reads /etc/OpenCL/vendors/*.icd (or the\n"
            "folder named by OCL_ICD_VENDORS): install a driver's ICD package, e.g.\n"
@@ -328,7 +355,7 @@ int main(int argc, char **argv) {
           print_tree_device(&list.dev[i], res ? &res[i] : NULL, i == last);
     }
   }
-  int failed = 0;
+  int failed = failed_versions;
   if (res)
     for (int i = 0; i < list.count; i++)
       if ((only < 0 || only == i) && !res[i].ok) failed = 1;

@@ -15,6 +15,7 @@
 #include "cltrain/checkpoint.h"
 #include "cltrain/export.h"
 #include "cltrain/model.h"
+#include "cltrain/version.h"
 
 static void usage(FILE *f) {
   fprintf(f,
@@ -24,6 +25,8 @@ static void usage(FILE *f) {
           "  --input C,H,W      input shape of the model (default 1,28,28)\n"
           "  --classes N        number of classes (default 10)\n"
           "  --normalize M,S    the run's --normalize, recorded in the metadata (default none)\n"
+          "  --version          cltrain's version and those of the OpenCL platforms, CLBlast\n"
+          "                     and MPI found at run time\n"
           "  -h, --help         this text\n"
           "exit codes: 0 done, 1 a file could not be read, parsed or written, 2 bad command line\n");
 }
@@ -51,6 +54,11 @@ int main(int argc, char **argv) {
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
       usage(stdout);
       return 0;
+    }
+    if (!strcmp(a, "--version")) {
+      ct_status st = ct_version_print(stdout, "cltrain-export");
+      if (st != CT_OK) fprintf(stderr, "cltrain-export: %s\n", ct_error_text());
+      return ct_exit_code(st);
     }
     if (!strcmp(a, "--input") || !strcmp(a, "--classes") || !strcmp(a, "--normalize")) {
       if (i + 1 >= argc) {

@@ -16,9 +16,10 @@
 #include "cltrain/args.h"
 #include "cltrain/model.h"
 #include "cltrain/tune.h"
+#include "cltrain/version.h"
 
 enum { O_DEVICE = 256, O_MODEL, O_BATCH, O_RANKS, O_LIST, O_BENCH, O_BUDGET, O_NO_CLBLAST,
-       O_NO_OWN, O_VERBOSE, O_INPUT, O_CLASSES, O_HELP };
+       O_NO_OWN, O_VERBOSE, O_INPUT, O_CLASSES, O_HELP, O_VERSION };
 
 static const struct option options[] = {
     {"device", required_argument, 0, O_DEVICE},   {"model", required_argument, 0, O_MODEL},
@@ -28,7 +29,8 @@ static const struct option options[] = {
     {"budget", required_argument, 0, O_BUDGET},   {"no-clblast", no_argument, 0, O_NO_CLBLAST},
     {"no-own", no_argument, 0, O_NO_OWN},         {"verbose", no_argument, 0, O_VERBOSE},
     {"input", required_argument, 0, O_INPUT},     {"classes", required_argument, 0, O_CLASSES},
-    {"help", no_argument, 0, O_HELP},             {0, 0, 0, 0}};
+    {"help", no_argument, 0, O_HELP},             {"version", no_argument, 0, O_VERSION},
+    {0, 0, 0, 0}};
 
 static void usage(FILE *f) {
   fprintf(f,
@@ -49,13 +51,15 @@ static void usage(FILE *f) {
 "  --no-clblast       do not search CLBlast's parameters (keep its defaults)\n"
 "  --no-own           do not try cltrain's own GEMM kernel\n"
 "  --verbose          one line per candidate measured\n"
+"  --version          cltrain's version and those of the OpenCL platforms, CLBlast and MPI\n"
+"                     found at run time\n"
 "  -h, --help         this text\n"
 "exit codes: 0 done, 1 run-time failure, 2 bad command line\n");
 }
 
 typedef struct {
   const char *device, *arch;
-  int batch, ranks, list, bench, c, h, w, classes;
+  int batch, ranks, list, bench, version, c, h, w, classes;
   ct_tune_options opt;
 } tune_args;
 
@@ -94,6 +98,7 @@ static ct_status parse(int argc, char **argv, tune_args *a) {
       case O_CLASSES: CT_TRY(ct_arg_long("--classes", optarg, 2, 256, &v)); a->classes = (int)v; break;
       case O_HELP:
       case 'h': usage(stdout); exit(0);
+      case O_VERSION: a->version = 1; break;
       case ':': return CT_FAIL(CT_ERR_USAGE, "%s: needs a value (see --help)", flag);
       default: return CT_FAIL(CT_ERR_USAGE, "unknown option '%s' (see --help)", flag);
     }
@@ -182,7 +187,8 @@ int main(int argc, char **argv) {
   tune_args a;
   memset(&a, 0, sizeof a);
   ct_status st = parse(argc, argv, &a);
-  if (st == CT_OK) st = run(&a);
+  if (st == CT_OK && a.version) st = ct_version_print(stdout, "cltrain-tune");
+  else if (st == CT_OK) st = run(&a);
   if (st != CT_OK) fprintf(stderr, "cltrain-tune: %s\n", ct_error_text());
   return ct_exit_code(st);
 }

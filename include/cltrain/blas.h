@@ -5,8 +5,8 @@
 // Defines: ct_gemm_impl, ct_gemm_tile (+ ct_gemm_tile_options, ct_gemm_tile_check),
 // ct_gemm_plan, ct_gemm_call, struct ct_blas_state, ct_blas_init / _free, ct_blas_set_plans,
 // ct_blas_find_plan, ct_blas_record, ct_gemm, ct_gemm_clblast, ct_gemm_own,
-// ct_blas_apply_clblast, ct_clblast_version, ct_blas_cpu_xgemm, CT_CLBLAST_XGEMM_NAMES,
-// CT_CLBLAST_XGEMM_DIRECT_NAMES.
+// ct_blas_apply_clblast, ct_clblast_version, ct_clblast_library, ct_blas_cpu_xgemm,
+// CT_CLBLAST_XGEMM_NAMES, CT_CLBLAST_XGEMM_DIRECT_NAMES.
 //
 // Row-major throughout: C(m,n) = alpha * op(A)(m,k) * op(B)(k,n) + beta * C, where op(X) is X or
 // its transpose; offsets and leading dimensions are in floats.
@@ -99,8 +99,10 @@ ct_status ct_gemm_tile_check(const ct_device *dev, const ct_gemm_tile *t);
 ct_status ct_blas_apply_clblast(ct_device *dev, const char *kernel, const char *const *names,
                                 const size_t *values, int n);
 // CLBlast's version as found at run time ("1.5.3", from the loaded library's file name), or
-// "unknown".
+// "unknown" (CLBlast has no version query; a static or unversioned library gives "unknown").
 void ct_clblast_version(char *buf, size_t size);
+// The real path of the CLBlast library this process loaded, or "" when it cannot be told.
+void ct_clblast_library(char *buf, size_t size);
 // The Xgemm parameters ct_blas_init sets on CPUs CLBlast has no tuning for (names below).
 extern const size_t ct_blas_cpu_xgemm[16];
 
