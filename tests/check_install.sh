@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# `cmake --install` into a temporary prefix gives a tree that runs from anywhere:
+#   check_install.sh SOURCE_DIR BUILD_DIR [CMAKE]
+# The tools and the docs are where the README says, nothing else is installed (no library, no
+# headers), no installed file names the source or the build folder (error messages' __FILE__,
+# debug info, RPATH), no binary has an RPATH, and every installed tool answers --version and
+# --help from / with only the prefix's bin/ on PATH.
+set -u
+S=$(cd "$1" && pwd)
+B=$(cd "$2" && pwd)
+CMAKE=${3:-cmake}
+fail() { echo "FAIL: $*"; exit 1; }
+work=$(mktemp -d /tmp/cltrain-install-XXXXXX)
+trap 'rm -rf "$work"' EXIT
+P=$work/prefix
+"$CMAKE" --install "$B" --prefix "$P" >"$work/log" 2>&1 || { cat "$work/log"; fail "cmake --install exited $?"; }
+
+tools="cltrain cltrain-devices cltrain-bench-allreduce cltrain-tune cltrain-export cltrain-plot"
+expected=$( (for t in $tools; do echo "bin/$t"; done
+             echo share/doc/cltrain/README.md
+             (cd "$S" && find docs -type f | sed 's|^|share/doc/cltrain/|')) | sort)
+(cd "$P" && find . -type f -o -type l | sed 's|^\./||' | sort) >"$work/files"
+diff <(echo "$expected") "$work/files" >"$work/diff" || { cat "$work/diff"; fail "installed files differ from the expected list (< expected, > installed)"; }
+for t in $tools; do [ -x "$P/bin/$t" ] || fail "bin/$t is not executable"; done
+
+# nothing points back at this machine's folders
+for d in "$S" "$B"; do
+  hits=$(grep -rlF "$d" "$P")
+  [ -z "$hits" ] || fail "installed files name $d: $hits"
+done
+if command -v readelf >/dev/null; then
+  for t in $tools; do
+    [ "$t" = cltrain-plot ] && continue
+    rp=$(readelf -d "$P/bin/$t" | grep -E 'R(UN)?PATH')
+    [ -z "$rp" ] || fail "bin/$t has an RPATH: $rp"
+  done
+fi
+
+# runs from / with only the prefix on PATH (plus the system's folders)
+for t in $tools; do
+  out=$(cd / && PATH="$P/bin:/usr/bin:/bin" "$t" --version 2>&1) || fail "$t --version from the prefix: exit $?: $out"
+  echo "$out" | head -n 1
+  echo "$out" | head -n 1 | grep -q "^$t (cltrain) [0-9]" || fail "$t --version: $out"
+  (cd / && PATH="$P/bin:/usr/bin:/bin" "$t" --help >/dev/null 2>&1) || fail "$t --help from the prefix: exit $?"
+done
+echo "PASS: $(wc -l <"$work/files") files in $P"
