@@ -271,9 +271,24 @@ static ct_status check_labels(const uint8_t *labels, int count, const char *path
                        labels[i], i, *classes - 1);
     return CT_OK;
   }
-  int top = 0;
-  for (int i = 0; i < count; i++)
-    if (labels[i] > top) top = labels[i];
+  // derived: the largest label + 1, but only when every smaller label occurs too; a label above
+  // labels that never occur is more likely a damaged file than a class with no samples
+  int top = 0, at = 0, seen[256] = {0};
+  for (int i = 0; i < count; i++) {
+    seen[labels[i]] = 1;
+    if (labels[i] > top) top = labels[i], at = i;
+  }
+  char missing[96] = "";
+  int nmissing = 0;
+  for (int c = 0; c < top; c++)
+    if (!seen[c] && nmissing++ < 4) {
+      size_t len = strlen(missing);
+      snprintf(missing + len, sizeof missing - len, "%s%d", len ? ", " : "", c);
+    }
+  if (nmissing)
+    return CT_FAIL(CT_ERR_FORMAT, "%s: label %d at index %d lies above labels that never occur "
+                   "(%s%s); a damaged file? (--classes N trains with N classes anyway)", path, top,
+                   at, missing, nmissing > 4 ? ", ..." : "");
   *classes = top + 1;
   return CT_OK;
 }

@@ -108,7 +108,8 @@ open(f,'wb').write(gzip.compress(r[:len(r)//2]) if f.endswith('.gz') else r[:len
   expect 2 "--batch: 500 is larger than the training set \(200"  -- $L --batch 500
   expect 1 "--device 'nosuchthing'.*devices: "   -- --device nosuchthing $L
   expect 1 "cannot open|no such|not found"       -- --data "$work/nowhere" $L
-  expect 1 "train-labels-idx1-ubyte.*label 12"   -- --data "$work/bad" $L
+  expect 1 "train-labels-idx1-ubyte: label 12 at index 5 lies above labels that never occur \(10, 11\)"   -- --data "$work/bad" $L
+  expect 1 "train-labels-idx1-ubyte: label 12 at index 5 is out of range 0..9"   -- --data "$work/bad" --classes 10 $L
   expect 1 "t10k-images"                         -- --data "$work/trunc" $L
   expect 1 "--resume: cannot open"               -- --resume "$work/none.ckpt" $L
   if "$T" --help >/dev/null && "${T%/*}/cltrain-devices" --device oclgrind >/dev/null 2>&1; then

@@ -614,14 +614,14 @@ START_TEST(npy_sets_load_channels_first) {
   for (int i = 0; i < 2; i++)
     for (int p = 0; p < 6; p++)
       for (int c = 0; c < 3; c++) im[(i * 6 + p) * 3 + c] = (uint8_t)(100 * i + 10 * c + p);
-  uint16_t lb[2] = {(uint16_t)(6 << 8), (uint16_t)(2 << 8)};   // big-endian 6 and 2
+  uint16_t lb[2] = {(uint16_t)(1 << 8), 0};   // big-endian 1 and 0
   write_npy("train_images.npy", "{'descr': '|u1', 'fortran_order': False, 'shape': (2, 2, 3, 3), }",
             im, sizeof im);
   write_npy("train_labels.npy", "{'descr': '>u2', 'fortran_order': False, 'shape': (2,), }", lb,
             sizeof lb);
   // the test split: float32, one channel (N x H x W), labels int8
   float fim[2 * 4] = {0.5f, -1.25f, 3.0f, 0.0f, 1e-3f, 2.0f, -7.5f, 4.0f};
-  int8_t fl[2] = {1, 3};
+  int8_t fl[2] = {1, 0};
   write_npy("test_images.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2, 2), }",
             fim, sizeof fim);
   write_npy("test_labels.npy", "{'descr': '|i1', 'fortran_order': False, 'shape': (2,), }", fl,
@@ -632,33 +632,37 @@ START_TEST(npy_sets_load_channels_first) {
   ck_assert_int_eq(ds.channels, 3);
   ck_assert_int_eq(ds.rows, 2);
   ck_assert_int_eq(ds.cols, 3);
-  ck_assert_int_eq(ds.classes, 7);   // derived: the largest label + 1
+  ck_assert_int_eq(ds.classes, 2);   // derived: the largest label + 1
   ck_assert_str_eq(ds.format, "npy");
   ck_assert_ptr_null(ds.fpixels);
   for (int i = 0; i < 2; i++)
     for (int c = 0; c < 3; c++)
       for (int p = 0; p < 6; p++)
         ck_assert_int_eq(ds.pixels[(i * 3 + c) * 6 + p], 100 * i + 10 * c + p);
-  ck_assert_int_eq(ds.labels[0], 6);
-  ck_assert_int_eq(ds.labels[1], 2);
+  ck_assert_int_eq(ds.labels[0], 1);
+  ck_assert_int_eq(ds.labels[1], 0);
   int idx[1] = {1}, y[1];
   float x[18];
   ct_dataset_gather(&ds, idx, 1, 0.5f, 2.0f, x, y);
-  ck_assert_int_eq(y[0], 2);
+  ck_assert_int_eq(y[0], 0);
   ck_assert_float_eq(x[6], ((float)110 / 255.0f - 0.5f) / 2.0f);   // image 1, channel 1, pixel 0
   ct_dataset_free(&ds);
-  ASSERT_FAILS(ct_dataset_load(tmp, "train", 5, &ds), CT_ERR_FORMAT, "train_labels.npy",
-               "label 6 at index 0 is out of range 0..4");
+  ck_assert_ct(ct_dataset_load(tmp, "train", 5, &ds));   // --classes 5: more than the labels need
+  ck_assert_int_eq(ds.classes, 5);
+  ct_dataset_free(&ds);
+  ASSERT_FAILS(ct_dataset_load(tmp, "train", 1, &ds), CT_ERR_FORMAT, "train_labels.npy",
+               "label 1 at index 0 is out of range 0..0");
   ck_assert_ct(ct_dataset_load(tmp, "t10k", 0, &ds));   // "t10k" reads test_*.npy
   ck_assert_int_eq(ds.channels, 1);
-  ck_assert_int_eq(ds.classes, 4);
+  ck_assert_int_eq(ds.classes, 2);
   ck_assert_ptr_null(ds.pixels);
   ck_assert_ptr_nonnull(ds.fpixels);
   int both[2] = {0, 1}, y2[2];
   float x2[8];
   ct_dataset_gather(&ds, both, 2, 0, 0, x2, y2);   // std 0: the values as they are
   ck_assert_int_eq(memcmp(x2, fim, sizeof fim), 0);
-  ck_assert_int_eq(y2[1], 3);
+  ck_assert_int_eq(y2[0], 1);
+  ck_assert_int_eq(y2[1], 0);
   ct_dataset_gather(&ds, both, 2, 1.0f, 0.5f, x2, y2);
   ck_assert_float_eq(x2[2], (3.0f - 1.0f) / 0.5f);
   ct_dataset_free(&ds);
@@ -689,6 +693,18 @@ START_TEST(idx_classes_are_derived) {
   for (int i = 0; i < ds.count; i++) top = ds.labels[i] > top ? ds.labels[i] : top;
   ck_assert_int_eq(ds.classes, top + 1);
   ck_assert_str_eq(ds.format, "idx");
+  ct_dataset_free(&ds);
+  // a label above labels that never occur: refused when derived, out of range when given
+  lb[8 + 5] = 9;   // labels i % 5: index 5 held a 0, which index 0 holds too
+  write_raw("train-labels-idx1-ubyte", lb, nl);
+  char lp[256];
+  path_of(lp, sizeof lp, "train-labels-idx1-ubyte");
+  ASSERT_FAILS(ct_dataset_load(tmp, "train", 0, &ds), CT_ERR_FORMAT, lp,
+               "label 9 at index 5 lies above labels that never occur (5, 6, 7, 8);");
+  ASSERT_FAILS(ct_dataset_load(tmp, "train", 5, &ds), CT_ERR_FORMAT, lp,
+               "label 9 at index 5 is out of range 0..4");
+  ck_assert_ct(ct_dataset_load(tmp, "train", 10, &ds));   // --classes 10: accepted
+  ck_assert_int_eq(ds.classes, 10);
   ct_dataset_free(&ds);
   free(im);
   free(lb);
