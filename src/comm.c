@@ -44,9 +44,22 @@ ct_status ct_comm_init(int *argc, char ***argv, ct_comm *comm) {
   MPI_CHECK(MPI_Comm_split_type(comm->comm, MPI_COMM_TYPE_SHARED, comm->rank, MPI_INFO_NULL,
                                 &node));
   ct_status st = CT_OK;
+  MPI_Comm leaders = MPI_COMM_NULL;
   MPI_GOTO(MPI_Comm_rank(node, &comm->local_rank), st, out);
   MPI_GOTO(MPI_Comm_size(node, &comm->local_size), st, out);
+  // The node's number: its first rank's place among the nodes' first ranks (ordered by rank),
+  // told to the rest of the node.
+  int nn[2] = {0, 1};   // node, nodes
+  MPI_GOTO(MPI_Comm_split(comm->comm, comm->local_rank == 0 ? 0 : MPI_UNDEFINED, comm->rank,
+                          &leaders), st, out);
+  if (leaders != MPI_COMM_NULL) {
+    MPI_GOTO(MPI_Comm_rank(leaders, &nn[0]), st, out);
+    MPI_GOTO(MPI_Comm_size(leaders, &nn[1]), st, out);
+  }
+  MPI_GOTO(MPI_Bcast(nn, 2, MPI_INT, 0, node), st, out);
+  comm->node = nn[0], comm->nodes = nn[1];
 out:
+  if (leaders != MPI_COMM_NULL) MPI_Comm_free(&leaders);
   MPI_Comm_free(&node);
   return st;
 }

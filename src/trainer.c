@@ -880,8 +880,14 @@ static ct_status report_devices(run_state *s) {
   enum { W = 1024 };
   char mine[W];
   const struct ct_blas_state *b = s->dev.blas;
-  snprintf(mine, W, "%d:%d %s [%s], GEMMs: %s", s->dev.info.platform, s->dev.info.index,
-           s->dev.info.name, s->dev.info.platform_name,
+  char host[MPI_MAX_PROCESSOR_NAME + 1] = "?";
+  int hlen = 0;
+  if (MPI_Get_processor_name(host, &hlen) != MPI_SUCCESS) hlen = 0;
+  host[hlen > 0 ? hlen : 1] = 0;
+  // which node (hostfile order of first ranks) and local rank: the device follows the local rank
+  snprintf(mine, W, "%d:%d %s [%s] (node %d of %d, %s, local rank %d), GEMMs: %s",
+           s->dev.info.platform, s->dev.info.index, s->dev.info.name, s->dev.info.platform_name,
+           s->comm->node, s->comm->nodes, host, s->comm->local_rank,
            b->nplans ? b->source : "defaults (no tuning cache: cltrain-tune, or --tune)");
   char *all = R0 ? malloc((size_t)s->comm->size * W) : NULL;
   if (R0 && !all) return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
@@ -895,6 +901,9 @@ static ct_status report_devices(run_state *s) {
   ct_json j;
   ct_json_begin(&j);
   ct_json_int(&j, "rank", s->comm->rank);
+  ct_json_int(&j, "node", s->comm->node);
+  ct_json_str(&j, "host", host);
+  ct_json_int(&j, "local_rank", s->comm->local_rank);
   ct_json_str(&j, "platform", s->dev.info.platform_name);
   ct_json_str(&j, "device", s->dev.info.name);
   ct_json_str(&j, "vendor", s->dev.info.vendor);

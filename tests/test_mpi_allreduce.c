@@ -83,6 +83,14 @@ START_TEST(comm_world_and_small_collectives) {
   int n = g_comm.size, r = g_comm.rank, ok = 1;
   ok &= r >= 0 && r < n && g_comm.local_rank >= 0 && g_comm.local_rank < g_comm.local_size &&
         g_comm.local_size <= n;
+  // nodes: numbered 0 .. nodes-1, one first rank (local rank 0) per node; over stand-in nodes
+  // the test is told how many (CLTRAIN_TEST_NODES), on one machine there is one
+  int firsts = g_comm.local_rank == 0;
+  ok &= g_comm.node >= 0 && g_comm.node < g_comm.nodes && g_comm.nodes <= n;
+  ok &= MPI_Allreduce(MPI_IN_PLACE, &firsts, 1, MPI_INT, MPI_SUM, g_comm.comm) == MPI_SUCCESS;
+  ok &= firsts == g_comm.nodes;
+  const char *want_nodes = getenv("CLTRAIN_TEST_NODES");
+  ok &= g_comm.nodes == (want_nodes && *want_nodes ? atoi(want_nodes) : 1);
   double b[3] = {0, 0, 0};
   if (r == n - 1) b[0] = 1.5, b[1] = -2, b[2] = 1e300;
   ok &= ct_comm_bcast(&g_comm, b, sizeof b, n - 1) == CT_OK;

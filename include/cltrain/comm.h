@@ -22,6 +22,8 @@ typedef struct {
   MPI_Comm comm;                // a duplicate of MPI_COMM_WORLD with MPI_ERRORS_RETURN
   int rank, size;
   int local_rank, local_size;   // within the node (MPI_Comm_split_type SHARED)
+  int node, nodes;              // this node's number (0 .. nodes-1, in the order of the nodes'
+                                // lowest ranks) and the number of nodes in the job
   int owns_mpi;                 // 1 if ct_comm_init called MPI_Init (then ct_comm_free finalizes)
 } ct_comm;
 
