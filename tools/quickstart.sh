@@ -29,6 +29,8 @@ if [ "$what" = run ]; then
   exec build/cltrain "$@"
 fi
 status=0
+# every label, the cluster cases included (label cluster: jobs across stand-in nodes, network
+# namespaces made by tools/netns-cluster; as root they run, elsewhere they are skipped)
 ctest --test-dir build --output-on-failure || status=$?
 # The sanitizer build (clang): AddressSanitizer + UndefinedBehaviorSanitizer on everything, plus
 # the libFuzzer harnesses of tests/fuzz, each run for a bounded number of inputs (label fuzz).

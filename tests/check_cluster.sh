@@ -1,0 +1,197 @@
+#!/usr/bin/env bash
+# cltrain across stand-in nodes (tools/netns-cluster: network namespaces joined by a bridge,
+# real TCP between them, Open MPI starting one daemon per node), one case per ctest entry
+# (tests/cluster.cmake, label cluster):
+#   check_cluster.sh CASE path/to/cltrain path/to/test_mpi_allreduce path/to/cltrain-bench-allreduce
+# Cases:
+#   allreduce  test_mpi_allreduce (exact, identical bits, windows) over 2 nodes x 1 rank and
+#              3 nodes x 2 ranks; the benchmark's #wrong over 2 nodes x 2 ranks, fp32 and fp16
+#   train      2 nodes x 1 rank and 3 nodes x 2 ranks train as one rank does (the tolerance of
+#              cli_mpi_equivalence), replicas identical
+#   devices    2 nodes x 2 ranks, --device cpu, ranks placed round-robin over the nodes: on
+#              every node local rank 0 takes the first CPU device and local rank 1 the second
+#              (PoCL, Intel), whatever the global rank
+#   kill       a rank on node 2 killed with SIGKILL: the job started on node 1 ends, non-zero,
+#              within 30 s
+#   sweep      (ctest's fixture cleanup, after the others) removes the namespaces of any case
+#              that was killed before its own trap ran (a ctest timeout sends SIGKILL)
+# Exit 77 (skipped) where namespaces cannot be made: not root, no `ip` or `unshare`, or the
+# kernel refuses (a container without CAP_SYS_ADMIN). Every case tears its namespaces down on
+# the way out (trap), also on failure, and bounds each job with `timeout`, below ctest's limit.
+# The namespaces are named ctc<pid>x... (pid: this script's), so cases running at once, and
+# clusters that people make with tools/netns-cluster's default name, never meet.
+# Figures printed here (times, accuracies) are for the log; only correctness decides.
+set -u
+case_=$1
+T=${2:-}; TMA=${3:-}; BENCH=${4:-}
+here=$(cd "$(dirname "$0")" && pwd)
+nc=$here/../tools/netns-cluster
+DATA=${CLTRAIN_DATA:-/usr/share/datasets/fashion-mnist}
+fail() { echo "FAIL: $*"; exit 1; }
+skip() { echo "SKIP: $*"; exit 77; }
+
+# ---- can namespaces be made here? ---------------------------------------------------------
+[ "$(id -u)" = 0 ] || skip "not root: network namespaces need root"
+for c in ip unshare mpirun; do command -v $c >/dev/null || skip "no '$c'"; done
+
+# Namespaces of cases that ended without their trap (their pid is gone): removed.
+sweep() {
+  local p pid
+  for p in $(ip netns list 2>/dev/null | awk '{print $1}' | sed -n 's/^\(ctc[0-9]*x\)\(node[0-9]*\|switch\)$/\1/p' | sort -u); do
+    pid=${p#ctc}; pid=${pid%x}
+    kill -0 "$pid" 2>/dev/null && continue
+    echo "sweep: removing the stand-in nodes of a case that is gone: ${p}*"
+    CT_NETNS=$p "$nc/down.sh"
+  done
+}
+if [ "$case_" = sweep ]; then
+  sweep
+  left=$(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^ctc[0-9]+x(node[0-9]+|switch)$' \
+         | while read -r ns; do pid=${ns#ctc}; pid=${pid%%x*}; kill -0 "$pid" 2>/dev/null || echo "$ns"; done)
+  [ -z "$left" ] || fail "namespaces of ended cases remain: $left"
+  echo "no namespaces of ended cases remain"
+  exit 0
+fi
+sweep
+
+export CT_NETNS=ctc$$x
+work=$(mktemp -d /tmp/cltrain-cluster-XXXXXX)
+export HOSTFILE=$work/hostfile
+bg=""
+cleanup() {   # (timeout passes the TERM on; down.sh ends whatever still runs on the nodes)
+  local p
+  for p in $bg; do kill -TERM "$p" 2>/dev/null; done
+  "$nc/down.sh"
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+if ! ip netns add "${CT_NETNS}probe" 2>"$work/probe"; then
+  skip "cannot make a network namespace: $(cat "$work/probe")"
+fi
+ip netns del "${CT_NETNS}probe"
+unshare --uts true 2>/dev/null || skip "cannot make a UTS namespace (unshare --uts)"
+
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# Every rank one thread; the test's environment goes to every node (-x).
+ENVS="-x POCL_MAX_PTHREAD_COUNT=1 -x CL_CONFIG_CPU_TBB_NUM_WORKERS=1 -x CLTRAIN_CACHE_DIR -x CLTRAIN_DATA"
+export POCL_MAX_PTHREAD_COUNT=1 CL_CONFIG_CPU_TBB_NUM_WORKERS=1 CLTRAIN_DATA=$DATA
+export CLTRAIN_CACHE_DIR=${CLTRAIN_CACHE_DIR:-$work/no-tuning-cache}
+LIMIT=240   # seconds for one job: well below ctest's TIMEOUT, so the trap always runs
+
+# up NODES RANKS_PER_NODE [RATE]: a fresh cluster (the previous one down first)
+up() {
+  "$nc/down.sh"
+  SLOTS=$2 "$nc/up.sh" "$1" ${3:-} >/dev/null || fail "up.sh $* failed"
+}
+# job NAME NP [mpirun args...] -- PROGRAM ARGS: runs under mpirun across the nodes, output in
+# $work/NAME, prints its wall time; fails on a non-zero exit
+job() {
+  local name=$1 np=$2; shift 2
+  local t0 rc
+  t0=$(date +%s.%N)
+  # in the background, so that a signal to this script runs its trap at once (bash runs a trap
+  # only after the foreground command ends, and `wait` is interrupted)
+  timeout -k 5 $LIMIT "$nc/mpirun.sh" -np "$np" $ENVS "$@" >"$work/$name" 2>&1 &
+  bg=$!
+  wait $bg; rc=$?; bg=""
+  echo "$name: $(python3 -c "print(round($(date +%s.%N)-$t0,1))") s, exit $rc"
+  [ $rc -eq 0 ] || { tail -40 "$work/$name"; fail "$name: exit $rc"; }
+}
+need_data() { [ -e "$DATA/train-images-idx3-ubyte.gz" ] || [ -e "$DATA/train-images-idx3-ubyte" ] || skip "no data set in $DATA"; }
+have_dev() { "${T%/*}/cltrain-devices" --device "$1" >/dev/null 2>&1; }
+# the per-rank device lines of a cltrain run: "rank node local_rank host device [platform]"
+ranks_of() {
+  sed -n 's/^cltrain: rank \([0-9]*\) on [0-9]*:[0-9]* \(.*\) \[\(.*\)\] (node \([0-9]*\) of [0-9]*, \([^,]*\), local rank \([0-9]*\)),.*/\1 \4 \6 \5 \3/p' "$1"
+}
+SMALL="conv3x3:8,relu,maxpool2,conv3x3:8/s2/p1,relu,flatten,dense:32,relu,dense:10"
+
+case "$case_" in
+allreduce)
+  for layout in 2x1 3x2; do
+    nodes=${layout%x*} per=${layout#*x}
+    up "$nodes" "$per"
+    job "test_${layout}" $((nodes * per)) -x CLTRAIN_TEST_NODES=$nodes -- "$TMA"
+    grep -E "^[0-9]+%: Checks: [0-9]+, Failures: 0, Errors: 0" "$work/test_${layout}" \
+      || { cat "$work/test_${layout}"; fail "test_mpi_allreduce over $layout: no clean summary"; }
+  done
+  up 2 2
+  for wire in fp32 fp16; do   # the benchmark exits 1 on any wrong element
+    job "bench_2x2_$wire" 4 -- "$BENCH" --max-bytes 4M --factor 4 --iters 3 --warmup 1 --wire $wire
+    grep -q "Out of bounds values : 0 OK" "$work/bench_2x2_$wire" || { cat "$work/bench_2x2_$wire"; fail "bench $wire: wrong elements"; }
+    grep -q "4 ranks (2 on this node)" "$work/bench_2x2_$wire" || fail "bench $wire: not 2 ranks per node"
+    grep -E "^ +(4|4194304) " "$work/bench_2x2_$wire"
+  done
+  ;;
+train)
+  need_data
+  have_dev pocl || skip "no PoCL device"
+  A="--device pocl --model $SMALL --limit 3000 --test-limit 300 --batch 61 --max-steps 20 --log-every 0 --seed 3"
+  timeout -k 5 $LIMIT "$T" $A --save-params "$work/p1" >"$work/np1" 2>&1 || { cat "$work/np1"; fail "one rank: exit $?"; }
+  for layout in 2x1 3x2; do
+    nodes=${layout%x*} per=${layout#*x}
+    up "$nodes" "$per"
+    job "train_$layout" $((nodes * per)) -- "$T" $A --check-every 5 --save-params "$work/p_$layout"
+    [ "$(ranks_of "$work/train_$layout" | awk '{print $2}' | sort -u | wc -l)" -eq "$nodes" ] \
+      || { ranks_of "$work/train_$layout"; fail "$layout: the ranks are not on $nodes nodes"; }
+    grep -q " 0 divergences" "$work/train_$layout" || fail "$layout: replicas differ"
+    python3 "$here/compare_params.py" "$work/p_$layout" "$work/p1" --rtol 1e-5 --atol 1e-7 \
+      || fail "$layout: differs from one rank"
+    grep "^final:" "$work/train_$layout"
+  done
+  grep "^final:" "$work/np1"
+  ;;
+devices)
+  need_data
+  have_dev pocl && have_dev intel || skip "needs PoCL and Intel's CPU runtime"
+  up 2 2
+  # --map-by node: ranks 0 and 2 on node 0, 1 and 3 on node 1, so a choice by global rank
+  # would put both ranks of a node on the same device
+  job devices_2x2 4 --map-by node -- "$T" --device cpu --model dense:16,relu,dense:10 --limit 400 \
+    --test-limit 40 --batch 24 --max-steps 2 --log-every 0 --check-every 1
+  ranks_of "$work/devices_2x2" | tee "$work/ranks"
+  [ "$(wc -l <"$work/ranks")" -eq 4 ] || { cat "$work/devices_2x2"; fail "expected 4 per-rank device lines"; }
+  python3 - "$work/ranks" <<'PY' || fail "device choice is not per node by local rank"
+import sys
+rows = [l.split(" ", 4) for l in open(sys.argv[1]).read().splitlines()]
+by = {}
+for rank, node, local, host, dev in rows:
+    by.setdefault(node, {})[int(local)] = (int(rank), host, dev)
+assert sorted(by) == ["0", "1"], by
+for node, locs in by.items():
+    assert sorted(locs) == [0, 1], (node, locs)
+    assert len({h for _, h, _ in locs.values()}) == 1, ("one host name per node", node, locs)
+    assert "Portable Computing Language" in locs[0][2], ("local rank 0 takes PoCL", node, locs)
+    assert "Intel" in locs[1][2], ("local rank 1 takes Intel's runtime", node, locs)
+assert by["0"][0][1] != by["1"][0][1], "the two nodes have different host names"
+print("on both nodes: local rank 0 on PoCL, local rank 1 on Intel (global ranks",
+      {n: sorted(r for r, _, _ in l.values()) for n, l in by.items()}, ")")
+PY
+  grep -q " 0 divergences" "$work/devices_2x2" || fail "replicas differ"
+  ;;
+kill)
+  need_data
+  up 2 1
+  A="--model $SMALL --limit 3000 --test-limit 300 --batch 40 --epochs 100 --log-every 1"
+  timeout -k 5 $LIMIT "$nc/mpirun.sh" -np 2 $ENVS "$T" $A >"$work/out" 2>&1 &
+  mpid=$!; bg=$mpid
+  for i in $(seq 1 600); do grep -q "^step  *5 " "$work/out" && break; sleep 0.2; done
+  grep -q "^step  *5 " "$work/out" || { cat "$work/out"; fail "the job did not reach step 5"; }
+  victim=""
+  for p in $(ip netns pids "${CT_NETNS}node2"); do
+    [ "$(cat /proc/$p/comm 2>/dev/null)" = cltrain ] && victim=$p
+  done
+  [ -n "$victim" ] || fail "no cltrain rank found on node 2"
+  t0=$(date +%s.%N)
+  kill -9 "$victim"
+  for i in $(seq 1 300); do kill -0 $mpid 2>/dev/null || break; sleep 0.1; done
+  kill -0 $mpid 2>/dev/null && fail "the job still runs 30 s after the rank on node 2 was killed"
+  wait $mpid; rc=$?; bg=""
+  echo "job ended $(python3 -c "print(round($(date +%s.%N)-$t0,2))") s after rank pid $victim on node 2 was killed, exit $rc"
+  [ $rc -ne 0 ] || fail "mpirun exited 0 after a rank was killed"
+  left=$(for n in 1 2; do ip netns pids "${CT_NETNS}node$n"; done | xargs -r -n1 sh -c 'cat /proc/$0/comm 2>/dev/null' | grep -c cltrain)
+  [ "$left" -eq 0 ] || fail "$left cltrain processes still run on the stand-in nodes"
+  ;;
+*) echo "check_cluster.sh: unknown case '$case_'" >&2; exit 2 ;;
+esac
+echo "PASS: $case_"
