@@ -43,6 +43,7 @@
 // posted before any later step is processed.
 #include "cltrain/allreduce.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -281,6 +282,11 @@ typedef struct {
   size_t maxch;
   int whole;              // the range fits in one chunk: one read (d2h[0]) and one write
   int tag0;               // tags tag0 .. tag0 + 2N-3 (rings in flight at once differ)
+  // A small window (see ct_allreduce_algo): gathered whole by every rank, summed in the ring's
+  // order. gath: (N, count) every rank's window, rank-major; rreq/sreq its N-1 receives and
+  // sends.
+  int small;
+  float *gath;
 
   // Where the ring stands (ring_advance resumes here): items done, receives posted, the step
   // of the next receive to post, step-0 sends posted, the step of item i.
@@ -497,12 +503,106 @@ static void ring_abandon(ring *g, size_t nsend, size_t nrecv) {
     if (g->sreq[i] != MPI_REQUEST_NULL) MPI_Request_free(&g->sreq[i]);
 }
 
+// ---- small windows: gathered, then summed in the ring's order on every rank ----------------
+//
+// The ring's 2(N-1) steps in sequence cost 2(N-1) message latencies, which is all a small
+// window costs. Below the size ct_allreduce_algo gives, every rank sends its window to every
+// other rank at once (N-1 sends and receives in flight: one latency) and computes each element
+// exactly as the ring would have: segment s as ((x_s + x_s+1) + x_s+2) + ..., and with a wire
+// format each partial sum rounded to it before the next addition (the ring rounds what it
+// sends) and the finished one rounded too. IEEE addition is commutative, so this is the ring's
+// bits, on every rank: a window may take either path (a bucket, the status words) and the
+// trainer's replicas and its bucket-for-bucket equality stay bitwise. The exchange moves fp32
+// inputs ((N-1) x count x 4 bytes per rank), so it is for windows where latency, not bytes,
+// decides. Point-to-point, not MPI_Allgather: a request's messages carry its slot's tag, so
+// requests in flight may start their exchanges in any order (collectives must be started in
+// the same order on every rank, and a request starts when its data is ready, which differs).
+// At hundreds of ranks the N-1 messages per rank would want a log2(N)-step gather instead.
+
+// The ring's sums of the window from all: (N, count), rank k's window in row k.
+static void small_sum(const ring *g, const float *all, float *out) {
+  int N = g->size;
+  for (int s = 0; s < N; s++) {
+    size_t off = seg_off(g, s), len = seg_len(g, s);
+    if (len == 0) continue;
+    float *o = out + off;
+    memcpy(o, all + (size_t)s * g->count + off, len * sizeof(float));
+    for (int k = 1; k < N; k++) {
+      if (g->wire != CT_WIRE_FP32) round_wire(g->wire, o, len);   // as rank s+k-1 sent it
+      add_f32(o, all + (size_t)((s + k) % N) * g->count + off, len);
+    }
+    if (g->wire != CT_WIRE_FP32) round_wire(g->wire, o, len);     // the finished segment
+  }
+}
+
+// Are all n requests complete? block: wait, polling as mpi_ready does.
+static ct_status mpi_ready_all(ring *g, int n, MPI_Request *reqs, int block, int *ready) {
+  double t0 = ct_now();
+  int err;
+  while ((err = MPI_Testall(n, reqs, ready, MPI_STATUSES_IGNORE)) == MPI_SUCCESS && !*ready &&
+         block) {
+    if (ct_now() - t0 > 200e-6) {
+      struct timespec ts = {0, 50000};
+      nanosleep(&ts, NULL);
+    }
+  }
+  g->st.mpi_s += ct_now() - t0;
+  if (err != MPI_SUCCESS) return ct_mpi_error(err, "MPI_Testall(exchange)", __FILE__, __LINE__);
+  return CT_OK;
+}
+
+// The small path's ring_advance: the window's data (read, where staged), the exchange (rreq,
+// sreq: N-1 each), the sums.
+static ct_status small_advance(ring *g, int block, int *done) {
+  const int N = g->size, r = g->rank;
+  ct_status st = CT_OK;
+  int ready;
+  *done = 0;
+  if (!g->started) {
+    if (g->wire == CT_WIRE_FP16) {
+      pthread_once(&f16_once, f16_table_build);
+      if (!f16_table) return CT_FAIL(CT_ERR_NOMEM, "out of host memory (fp16 table)");
+    }
+    CT_TRY(d2h_ready(g, 0, 0, block, &ready));   // staged small windows are read whole
+    if (!ready) return CT_OK;
+    float *mine = g->gath + (size_t)r * g->count;   // sent from here: g->data gets the sums
+    memcpy(mine, g->data, g->count * sizeof(float));
+    for (int k = 0; k < N - 1; k++) g->rreq[k] = g->sreq[k] = MPI_REQUEST_NULL;
+    g->started = 1;
+    double t0 = ct_now();
+    for (int k = 1; k < N; k++) {   // receives first, then sends, nearest neighbours first
+      int from = (r - k + N) % N;
+      MPI_GOTO(MPI_Irecv(g->gath + (size_t)from * g->count, (int)g->count, MPI_FLOAT, from,
+                         g->tag0, g->comm, &g->rreq[k - 1]), st, fail);
+    }
+    for (int k = 1; k < N; k++)
+      MPI_GOTO(MPI_Isend(mine, (int)g->count, MPI_FLOAT, (r + k) % N, g->tag0, g->comm,
+                         &g->sreq[k - 1]), st, fail);
+    g->st.mpi_s += ct_now() - t0;
+    g->st.bytes_sent += (size_t)(N - 1) * g->count * sizeof(float);
+  }
+  CT_GOTO(mpi_ready_all(g, N - 1, g->rreq, block, &ready), st, fail);
+  if (!ready) return CT_OK;
+  CT_GOTO(mpi_ready_all(g, N - 1, g->sreq, block, &ready), st, fail);
+  if (!ready) return CT_OK;
+  double t0 = ct_now();
+  small_sum(g, g->gath, g->data);
+  g->st.reduce_s += ct_now() - t0;
+  CT_TRY(write_back(g, g->data, g->count));
+  *done = 1;
+  return CT_OK;
+fail:
+  ring_abandon(g, (size_t)N - 1, (size_t)N - 1);
+  return st;
+}
+
 // Advances the 2N-2 steps on g->data as far as they can go without waiting (block: to the
 // end); *done = 1 when the ring is complete (its sends too). Needs N >= 2 and ring_layout done.
 // Resumable: everything it waits for is checked before an item is processed, and an item is
 // processed once. Deadlock-free as ring_run was (see the top): before any item of a step >= 1
 // all step-0 sends are posted, and a rank never waits on anything its neighbours wait for.
 static ct_status ring_advance(ring *g, int block, int *done) {
+  if (g->small) return small_advance(g, block, done);
   const int N = g->size, steps = 2 * N - 2;
   const size_t items = g->rstart[steps], n0 = seg_chunks(g, g->rank);
   ct_status st = CT_OK;
@@ -608,10 +708,56 @@ size_t ct_allreduce_ring_bytes(size_t count, int rank, int size) {
 }
 
 static size_t chunk_floats(size_t chunk_bytes) {
-  if (chunk_bytes == 0) chunk_bytes = CT_ALLREDUCE_DEFAULT_CHUNK;
   size_t n = chunk_bytes / sizeof(float);
   if (n > (size_t)1 << 28) n = (size_t)1 << 28;   // an int count per message
   return n ? n : 1;
+}
+
+// ---- the algorithm by size and transport ----------------------------------------------------
+
+// "65536", "64K", "1M" (binary multiples); 0 on a malformed value
+static int parse_size(const char *s, size_t *out) {
+  char *end = NULL;
+  if (!s || !*s || *s == '-') return 0;
+  unsigned long long v = strtoull(s, &end, 10), mul = 1;
+  if (end == s) return 0;
+  if (*end == 'K' || *end == 'k') mul = 1ULL << 10, end++;
+  else if (*end == 'M' || *end == 'm') mul = 1ULL << 20, end++;
+  if (*end || v > (1ULL << 40) / mul) return 0;
+  *out = (size_t)(v * mul);
+  return 1;
+}
+
+ct_status ct_allreduce_algo_default(const ct_comm *comm, ct_allreduce_algo *a) {
+  a->network = comm->nodes > 1;
+  a->small_bytes = a->network ? CT_ALLREDUCE_SMALL_NET : CT_ALLREDUCE_SMALL_SHM;
+  a->chunk_bytes = a->network ? CT_ALLREDUCE_CHUNK_NET : CT_ALLREDUCE_CHUNK_SHM;
+  const char *e = getenv("CLTRAIN_ALLREDUCE_SMALL");
+  if (e && *e && !parse_size(e, &a->small_bytes))
+    return CT_FAIL(CT_ERR_USAGE, "CLTRAIN_ALLREDUCE_SMALL: expected a size in bytes (K, M "
+                   "suffixes allowed; 0: always the ring), got '%s'", e);
+  e = getenv("CLTRAIN_ALLREDUCE_CHUNK");
+  if (e && *e && (!parse_size(e, &a->chunk_bytes) || a->chunk_bytes < sizeof(float)))
+    return CT_FAIL(CT_ERR_USAGE, "CLTRAIN_ALLREDUCE_CHUNK: expected a size of at least 4 bytes "
+                   "(K, M suffixes allowed), got '%s'", e);
+  return CT_OK;
+}
+
+int ct_allreduce_algo_small(const ct_allreduce_algo *a, size_t count, int size) {
+  if (!a || size < 2 || count == 0 || count > INT_MAX) return 0;
+  return count <= a->small_bytes / sizeof(float) / (size_t)(size - 1);
+}
+
+const char *ct_allreduce_algo_name(const ct_allreduce_algo *a, size_t count, int size) {
+  return size < 2 || count == 0 ? "none" : ct_allreduce_algo_small(a, count, size) ? "gather"
+                                                                                    : "ring";
+}
+
+size_t ct_allreduce_sent_bytes(const ct_allreduce_algo *a, size_t count, int rank, int size,
+                               ct_wire w) {
+  if (ct_allreduce_algo_small(a, count, size)) return (size_t)(size - 1) * count * sizeof(float);
+  size_t b = ct_allreduce_ring_bytes(count, rank, size);
+  return w == CT_WIRE_FP32 ? b : b / sizeof(float) * ct_wire_bytes(w);
 }
 
 static void stats_add(ct_allreduce_stats *out, const ct_allreduce_stats *in, double t0) {
@@ -644,7 +790,7 @@ typedef struct {
   unsigned char *p;
   size_t n;
 } scratch_buf;
-static _Thread_local scratch_buf scratch_slots, scratch_sends;
+static _Thread_local scratch_buf scratch_slots, scratch_sends, scratch_gath;
 static unsigned char *scratch(scratch_buf *b, size_t bytes) {
   if (bytes > b->n) {
     void *p = NULL;
@@ -680,8 +826,27 @@ ct_status ct_allreduce_host_wire(ct_comm *comm, float *buf, size_t count, size_t
     return CT_OK;
   }
   CT_TRY(check_tags(comm));
+  ct_allreduce_algo algo;
+  CT_TRY(ct_allreduce_algo_default(comm, &algo));
   ring g = {.comm = comm->comm, .rank = comm->rank, .size = comm->size, .data = buf,
-            .count = count, .chunk = chunk_floats(chunk_bytes), .wire = wire};
+            .count = count, .chunk = chunk_floats(chunk_bytes ? chunk_bytes : algo.chunk_bytes),
+            .wire = wire};
+  if (ct_allreduce_algo_small(&algo, count, comm->size)) {
+    g.small = 1;
+    g.gath = (float *)scratch(&scratch_gath, (size_t)comm->size * count * sizeof(float));
+    MPI_Request reqs[2 * 64];
+    int heap = comm->size - 1 > 64;   // (N-1 receives, N-1 sends)
+    g.rreq = heap ? malloc(2 * (size_t)(comm->size - 1) * sizeof *g.rreq) : reqs;
+    if (!g.gath || !g.rreq) {
+      if (heap) free(g.rreq);
+      return CT_FAIL(CT_ERR_NOMEM, "out of host memory (gather of %zu floats)", count);
+    }
+    g.sreq = g.rreq + (comm->size - 1);
+    ct_status st = ring_run(&g);
+    if (heap && st != CT_ERR_MPI) free(g.rreq);   // (after an MPI failure requests may point here)
+    if (st == CT_OK) stats_add(stats, &g.st, t0);
+    return st;
+  }
   g.chunk = clamp_chunk(&g);
   size_t steps = 2 * (size_t)comm->size - 2;
   g.rstart = malloc((steps + 1) * sizeof *g.rstart);
@@ -726,6 +891,7 @@ typedef struct {
   MPI_Request *rreq, *sreq; // (items_max), (maxch + items_max)
   size_t *rstart;           // (2N - 1)
   cl_event *d2h;            // (N, maxch)
+  float *gath;              // (N, small_max) small windows of every rank (ct_allreduce_algo)
 } ring_res;
 
 struct ct_allreduce_req {
@@ -752,6 +918,8 @@ struct ct_allreduce {
   size_t max_count, chunk;  // chunk: floats per message (and per copy)
   size_t maxch, items_max;  // chunks of the largest segment of max_count (+1); receive items
   int zero_copy;            // the device shares host memory: map the range, no staging copies
+  int host_only;            // no device: ct_allreduce_mapped on host arrays
+  ct_allreduce_algo algo;   // gather up to algo.small_bytes (the chunk is fixed: `chunk`)
   ring_res res[CT_ALLREDUCE_INFLIGHT];
   ct_allreduce_req req[CT_ALLREDUCE_INFLIGHT];
   unsigned long seq;        // requests started: request k uses slot k mod CT_ALLREDUCE_INFLIGHT
@@ -768,9 +936,16 @@ ct_status ct_allreduce_init(ct_comm *comm, ct_device *dev, size_t max_count, siz
   ar->comm = comm;
   ar->dev = dev;
   ar->max_count = max_count;
+  ct_status st = ct_allreduce_algo_default(comm, &ar->algo);
+  if (st != CT_OK) {
+    free(ar);
+    return st;
+  }
   const char *staged = getenv("CLTRAIN_ALLREDUCE_STAGED");
-  ar->zero_copy = dev->info.host_unified && !(staged && *staged && strcmp(staged, "0"));
-  ar->chunk = chunk_floats(chunk_bytes);
+  ar->host_only = dev == NULL;
+  ar->zero_copy = dev && dev->info.host_unified && !(staged && *staged && strcmp(staged, "0"));
+  ar->chunk = chunk_floats(chunk_bytes ? chunk_bytes : ar->algo.chunk_bytes);
+  ar->algo.chunk_bytes = ar->chunk * sizeof(float);
   int N = comm->size;
   ring g = {.size = N, .count = max_count, .chunk = ar->chunk};
   size_t seg_max = seg_len(&g, 0);
@@ -786,13 +961,13 @@ ct_status ct_allreduce_init(ct_comm *comm, ct_device *dev, size_t max_count, siz
     *out = ar;
     return CT_OK;
   }
-  ct_status st = CT_OK;
   cl_int err;
-  CL_GOTO((ar->queue = clCreateCommandQueue(dev->ctx, dev->info.id, 0, &err), err), st, fail);
+  if (dev)
+    CL_GOTO((ar->queue = clCreateCommandQueue(dev->ctx, dev->info.id, 0, &err), err), st, fail);
   // Pinned staging where the device offers it; plain host memory otherwise. Zero-copy devices
-  // stage nothing.
+  // and host handles stage nothing.
   size_t bytes = (max_count ? max_count : 1) * sizeof(float);
-  if (!ar->zero_copy && bytes <= dev->info.max_alloc) {
+  if (dev && !ar->zero_copy && bytes <= dev->info.max_alloc) {
     ar->pinned = clCreateBuffer(dev->ctx, CL_MEM_READ_WRITE | CL_MEM_ALLOC_HOST_PTR, bytes, NULL,
                                 &err);
     if (err != CL_SUCCESS) ar->pinned = NULL;
@@ -806,12 +981,12 @@ ct_status ct_allreduce_init(ct_comm *comm, ct_device *dev, size_t max_count, siz
       }
     }
   }
-  if (!ar->staging && !ar->zero_copy) {
+  if (dev && !ar->staging && !ar->zero_copy) {
     void *p = NULL;
     if (posix_memalign(&p, 4096, bytes) != 0) p = NULL;
     ar->staging = p;
   }
-  int ok = ar->staging || ar->zero_copy;
+  int ok = ar->staging || ar->zero_copy || !dev;
   for (int k = 0; k < CT_ALLREDUCE_INFLIGHT && ok; k++) {
     ring_res *r = &ar->res[k];
     r->slot_stride = pad_stride(ar->chunk * sizeof(float));
@@ -829,6 +1004,7 @@ ct_status ct_allreduce_init(ct_comm *comm, ct_device *dev, size_t max_count, siz
                  max_count);
     goto fail;
   }
+  if ((st = ct_allreduce_set_algo(ar, &ar->algo)) != CT_OK) goto fail;
   *out = ar;
   return CT_OK;
 fail:
@@ -861,6 +1037,7 @@ void ct_allreduce_free(ct_allreduce *ar) {
     free(r->sreq);
     free(r->rstart);
     free(r->d2h);
+    free(r->gath);
   }
   if (ar->pinned) {
     if (ar->staging && ar->queue) {
@@ -879,8 +1056,39 @@ void ct_allreduce_free(ct_allreduce *ar) {
   free(ar);
 }
 
+// The largest window that is gathered: (small_bytes / 4 / (N-1)) floats, within max_count.
+static size_t small_max(const ct_allreduce *ar) {
+  int N = ar->comm->size;
+  if (N < 2) return 0;
+  size_t n = ar->algo.small_bytes / sizeof(float) / (size_t)(N - 1);
+  if (n > ar->max_count) n = ar->max_count;
+  return n > INT_MAX ? INT_MAX : n;
+}
+
+ct_status ct_allreduce_set_algo(ct_allreduce *ar, const ct_allreduce_algo *a) {
+  for (int k = 0; k < CT_ALLREDUCE_INFLIGHT; k++)
+    if (ar->req[k].busy)
+      return CT_FAIL(CT_ERR_INTERNAL, "ct_allreduce_set_algo with a request in flight");
+  ar->algo.small_bytes = a->small_bytes;
+  size_t n = small_max(ar), N = (size_t)ar->comm->size;
+  for (int k = 0; k < CT_ALLREDUCE_INFLIGHT && N > 1; k++) {
+    free(ar->res[k].gath);
+    ar->res[k].gath = NULL;
+    if (n && !(ar->res[k].gath = malloc(N * n * sizeof(float))))
+      return CT_FAIL(CT_ERR_NOMEM, "out of host memory (all-reduce gather of %zu floats)", N * n);
+  }
+  return CT_OK;
+}
+
+void ct_allreduce_get_algo(const ct_allreduce *ar, ct_allreduce_algo *a) { *a = ar->algo; }
+
 ct_status ct_allreduce_agree(ct_allreduce *ar, size_t count) {
   CT_TRY(ct_comm_check_same_u64(ar->comm, (uint64_t)count, "all-reduce count"));
+  // the path of a window follows these: every rank must take the same one
+  CT_TRY(ct_comm_check_same_u64(ar->comm, (uint64_t)ar->algo.small_bytes,
+                                "all-reduce gather size (CLTRAIN_ALLREDUCE_SMALL)"));
+  CT_TRY(ct_comm_check_same_u64(ar->comm, (uint64_t)ar->chunk,
+                                "all-reduce chunk floats (CLTRAIN_ALLREDUCE_CHUNK)"));
   if (count > ar->max_count)
     return CT_FAIL(CT_ERR_INTERNAL, "all-reduce of %zu floats exceeds the staging for %zu", count,
                    ar->max_count);
@@ -992,6 +1200,8 @@ static ct_status req_start(ct_allreduce *ar, cl_mem buf, float *host, size_t off
                 .tag0 = q->slot * (comm->size > 1 ? 2 * comm->size - 2 : 1)};
   ring *g = &q->g;
   if (g->total == g->count && g->base == 0) g->total = 0;
+  if (ct_allreduce_algo_small(&ar->algo, count, comm->size) && count <= small_max(ar) && r->gath)
+    g->small = 1, g->gath = r->gath;
   if (comm->size < 2 || count == 0) {   // nothing to reduce: only the patch
     ct_status st = CT_OK;
     if (patch && q->patch_n) {
@@ -1078,7 +1288,7 @@ static ct_status req_start(ct_allreduce *ar, cl_mem buf, float *host, size_t off
       goto fail;
     }
   }
-  g->whole = count <= ar->chunk;
+  g->whole = count <= ar->chunk || g->small;   // (a gathered window: one read)
   st = enqueue_reads(ar, g, &wait);
   release_ev(&wait);
   if (st != CT_OK) goto fail;
@@ -1231,7 +1441,7 @@ static ct_status run_blocking(ct_allreduce *ar, cl_mem buf, float *host, size_t 
 ct_status ct_allreduce_mapped(ct_allreduce *ar, float *p, size_t count, const float *patch,
                               size_t patch_at, size_t patch_n, const ct_ring_opts *o,
                               ct_allreduce_stats *stats) {
-  if (!ar->zero_copy && ar->comm->size > 1)
+  if (!ar->zero_copy && !ar->host_only && ar->comm->size > 1)
     return CT_FAIL(CT_ERR_INTERNAL, "ct_allreduce_mapped on a device without shared host memory");
   return run_blocking(ar, NULL, p, 0, count, NULL, patch, patch_at, patch_n, o, stats);
 }

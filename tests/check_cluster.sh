@@ -119,7 +119,8 @@ allreduce)
   for wire in fp32 fp16; do   # the benchmark exits 1 on any wrong element
     job "bench_2x2_$wire" 4 -- "$BENCH" --max-bytes 4M --factor 4 --iters 3 --warmup 1 --wire $wire
     grep -q "Out of bounds values : 0 OK" "$work/bench_2x2_$wire" || { cat "$work/bench_2x2_$wire"; fail "bench $wire: wrong elements"; }
-    grep -q "4 ranks (2 on this node)" "$work/bench_2x2_$wire" || fail "bench $wire: not 2 ranks per node"
+    grep -q "4 ranks on 2 node(s) (2 on this one)" "$work/bench_2x2_$wire" || fail "bench $wire: not 2 ranks on each of 2 nodes"
+    grep -q "transport: network" "$work/bench_2x2_$wire" || fail "bench $wire: the transport is not the network"
     grep -E "^ +(4|4194304) " "$work/bench_2x2_$wire"
   done
   ;;

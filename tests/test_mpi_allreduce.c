@@ -147,12 +147,15 @@ START_TEST(host_ring_is_exact_for_every_count) {
     size_t wrong = st == CT_OK ? count_wrong(x, n) : n + 1;
     // Same bits on every rank (collective whatever happened above).
     ct_status bits = ct_comm_check_same_u64(&g_comm, fnv1a(x, n * sizeof *x), "result bits");
+    ct_allreduce_algo algo;
+    ck_assert_int_eq(ct_allreduce_algo_default(&g_comm, &algo), CT_OK);
+    size_t want = ct_allreduce_sent_bytes(&algo, n, g_comm.rank, g_comm.size, CT_WIRE_FP32);
     int good = st == CT_OK && wrong == 0 && bits == CT_OK && stats.calls == 1 &&
-               stats.bytes_sent == ct_allreduce_ring_bytes(n, g_comm.rank, g_comm.size);
+               stats.bytes_sent == want;
     if (!good)
       fprintf(stderr, "rank %d count %zu: %s, %zu wrong, bits %s, sent %zu (want %zu): %s\n",
-              g_comm.rank, n, ct_strerror(st), wrong, ct_strerror(bits), stats.bytes_sent,
-              ct_allreduce_ring_bytes(n, g_comm.rank, g_comm.size), ct_error_message());
+              g_comm.rank, n, ct_strerror(st), wrong, ct_strerror(bits), stats.bytes_sent, want,
+              ct_error_message());
     ct_error_clear();
     ok &= good;
     free(x);
@@ -256,8 +259,11 @@ static int device_case(ct_allreduce *ar, size_t n, size_t off, size_t tail, size
   for (size_t i = off + n; i < total; i++) outside += back[i] != h[i];
   ct_status bits = ct_comm_check_same_u64(&g_comm, fnv1a(back + off, n * sizeof *back),
                                           "device result bits");
+  ct_allreduce_algo algo;
+  ct_allreduce_get_algo(ar, &algo);
   int good = st == CT_OK && wrong == 0 && outside == 0 && bits == CT_OK && stats.calls == 1 &&
-             stats.bytes_sent == ct_allreduce_ring_bytes(n, g_comm.rank, g_comm.size);
+             stats.bytes_sent ==
+                 ct_allreduce_sent_bytes(&algo, n, g_comm.rank, g_comm.size, CT_WIRE_FP32);
   if (!good)
     fprintf(stderr, "rank %d device count %zu offset %zu: %s, %zu wrong, %zu outside changed, "
             "bits %s: %s\n", g_comm.rank, n, off, ct_strerror(st), wrong, outside,
@@ -367,8 +373,13 @@ START_TEST(host_ring_wire_formats_are_exact_on_representable_values) {
       ct_allreduce_stats st = {0};
       ct_status rc = ct_allreduce_host_wire(&g_comm, x, n, 4096, (ct_wire)w, &st);
       size_t wrong = rc == CT_OK ? count_wrong(x, n) : n + 1;
+      // the ring sends half the fp32 ring's bytes; a gathered (small) window sends fp32 inputs
+      ct_allreduce_algo algo;
+      ck_assert_int_eq(ct_allreduce_algo_default(&g_comm, &algo), CT_OK);
       size_t fp32_bytes = ct_allreduce_ring_bytes(n, g_comm.rank, g_comm.size);
-      int good = rc == CT_OK && wrong == 0 && st.bytes_sent * 2 == fp32_bytes;
+      size_t want = ct_allreduce_sent_bytes(&algo, n, g_comm.rank, g_comm.size, (ct_wire)w);
+      int good = rc == CT_OK && wrong == 0 && st.bytes_sent == want &&
+                 (ct_allreduce_algo_small(&algo, n, g_comm.size) || want * 2 == fp32_bytes);
       for (size_t i = 0; i < n; i++) x[i] = rough(g_comm.rank, i);
       rc = ct_allreduce_host_wire(&g_comm, x, n, 4096, (ct_wire)w, NULL);
       good &= rc == CT_OK && ct_comm_check_same_u64(&g_comm, fnv1a(x, n * sizeof *x),
@@ -530,6 +541,90 @@ START_TEST(device_requests_in_flight_give_the_bits_of_the_whole) {
 }
 END_TEST
 
+// ---- small windows: gathered, summed in the ring's order ---------------------------------------
+
+// One reduction of x (n floats) through a host handle whose windows are all gathered (gather 1)
+// or all ringed (gather 0); stats say which path ran.
+static ct_status host_handle_reduce(float *x, size_t n, ct_wire w, int gather,
+                                    ct_allreduce_stats *stats) {
+  ct_allreduce *ar = NULL;
+  CT_TRY(ct_allreduce_init(&g_comm, NULL, n, 0, &ar));
+  ct_allreduce_algo a;
+  ct_allreduce_get_algo(ar, &a);
+  a.small_bytes = gather ? (size_t)1 << 30 : 0;
+  ct_status st = ct_allreduce_set_algo(ar, &a);
+  if (st == CT_OK) st = ct_allreduce_agree(ar, n);
+  ct_ring_opts o = {.wire = w, .wire_n = n};
+  if (st == CT_OK) st = ct_allreduce_mapped(ar, x, n, NULL, 0, 0, &o, stats);
+  ct_allreduce_free(ar);
+  return st;
+}
+
+// The gather path gives the ring's bits: exact on small integers, the same bits as the ring on
+// values whose sums round (the order and, for fp16 and bf16, the rounding of every partial sum
+// are the ring's), on every rank; and it is the path that ran (its bytes: (N-1) x count x 4).
+START_TEST(small_path_gives_the_rings_bits) {
+  int n_ranks = g_comm.size, ok = 1;
+  size_t counts[] = {1, (size_t)(n_ranks > 1 ? n_ranks - 1 : 1), (size_t)n_ranks,
+                     (size_t)n_ranks + 1, 7, 1000, 4099};
+  for (int w = CT_WIRE_FP32; w <= CT_WIRE_BF16; w++)
+    for (size_t k = 0; k < sizeof counts / sizeof *counts; k++) {
+      size_t n = counts[k];
+      float *ring = malloc(n * sizeof *ring), *gath = malloc(n * sizeof *gath);
+      ck_assert(ring && gath);
+      ct_allreduce_stats sr = {0}, sg = {0};
+      fill_input(gath, n);   // exact
+      ct_status st = host_handle_reduce(gath, n, (ct_wire)w, 1, &sg);
+      size_t wrong = st == CT_OK ? count_wrong(gath, n) : n + 1;
+      for (size_t i = 0; i < n; i++) ring[i] = gath[i] = rough(g_comm.rank, i);   // inexact
+      if (st == CT_OK) st = host_handle_reduce(ring, n, (ct_wire)w, 0, &sr);
+      sg.bytes_sent = 0;
+      if (st == CT_OK) st = host_handle_reduce(gath, n, (ct_wire)w, 1, &sg);
+      int same = memcmp(ring, gath, n * sizeof *ring) == 0;
+      ct_status bits = ct_comm_check_same_u64(&g_comm, fnv1a(gath, n * sizeof *gath),
+                                              "gathered bits");
+      size_t want_g = n_ranks > 1 ? (size_t)(n_ranks - 1) * n * sizeof(float) : 0;
+      int good = st == CT_OK && wrong == 0 && same && bits == CT_OK && sg.bytes_sent == want_g &&
+                 sr.bytes_sent == ct_allreduce_sent_bytes(NULL, n, g_comm.rank, n_ranks,
+                                                          (ct_wire)w);
+      if (!good)
+        fprintf(stderr, "rank %d %s count %zu: %s, %zu wrong, ring bits %s, across ranks %s, "
+                "sent %zu / %zu: %s\n", g_comm.rank, ct_wire_name((ct_wire)w), n,
+                ct_strerror(st), wrong, same ? "same" : "DIFFER", ct_strerror(bits),
+                sg.bytes_sent, sr.bytes_sent, ct_error_message());
+      ct_error_clear();
+      ok &= good;
+      free(ring), free(gath);
+    }
+  ck_assert_msg(agree(ok), "the gathered path must give the ring's bits on every rank");
+}
+END_TEST
+
+// The sizes the algorithm takes from the environment, and a malformed one (one line naming it).
+START_TEST(algo_sizes_from_the_environment) {
+  ct_allreduce_algo a;
+  int ok = 1;
+  setenv("CLTRAIN_ALLREDUCE_SMALL", "8K", 1);
+  setenv("CLTRAIN_ALLREDUCE_CHUNK", "128K", 1);
+  ok &= ct_allreduce_algo_default(&g_comm, &a) == CT_OK && a.small_bytes == 8192 &&
+        a.chunk_bytes == 131072 && a.network == (g_comm.nodes > 1);
+  // 8 KiB of gather per rank: 2048 floats from one other rank, 512 from four
+  size_t edge = 8192 / 4 / (size_t)(g_comm.size > 1 ? g_comm.size - 1 : 1);
+  ok &= g_comm.size < 2 || (ct_allreduce_algo_small(&a, edge, g_comm.size) &&
+                            !ct_allreduce_algo_small(&a, edge + 1, g_comm.size) &&
+                            !strcmp(ct_allreduce_algo_name(&a, edge + 1, g_comm.size), "ring"));
+  setenv("CLTRAIN_ALLREDUCE_SMALL", "lots", 1);
+  ok &= ct_allreduce_algo_default(&g_comm, &a) == CT_ERR_USAGE &&
+        strstr(ct_error_text(), "CLTRAIN_ALLREDUCE_SMALL") && strstr(ct_error_text(), "lots");
+  ct_error_clear();
+  unsetenv("CLTRAIN_ALLREDUCE_SMALL");
+  unsetenv("CLTRAIN_ALLREDUCE_CHUNK");
+  ok &= ct_allreduce_algo_default(&g_comm, &a) == CT_OK &&
+        a.small_bytes == (a.network ? CT_ALLREDUCE_SMALL_NET : CT_ALLREDUCE_SMALL_SHM);
+  ck_assert_msg(agree(ok), "algorithm sizes from the environment");
+}
+END_TEST
+
 // ---- main ---------------------------------------------------------------------------------
 
 static void open_device(void) {
@@ -578,6 +673,8 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, host_ring_rejects_mismatched_counts);
   tcase_add_test(tc, host_ring_wire_formats_are_exact_on_representable_values);
   tcase_add_test(tc, wire_pack_matches_the_reference_rounding);
+  tcase_add_test(tc, small_path_gives_the_rings_bits);
+  tcase_add_test(tc, algo_sizes_from_the_environment);
   suite_add_tcase(s, tc);
   if (g_have_dev) {
     tc = tcase_create("device");

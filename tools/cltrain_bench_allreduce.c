@@ -1,21 +1,25 @@
 // cltrain-bench-allreduce: measures the ring all-reduce against MPI_Allreduce, nccl-tests style.
 //
 //   mpiexec -n 2 cltrain-bench-allreduce [--min-bytes 4] [--max-bytes 256M] [--factor 2]
-//                                        [--iters 20] [--warmup 5] [--chunk 512K]
+//                                        [--iters 20] [--warmup 5] [--chunk B] [--small B]
 //                                        [--device auto|SPEC|none] [--median] [--wire FMT]
 //
-// For each size it runs three paths on the same ranks: the ring on host arrays
-// (ct_allreduce_host), the ring on device buffers, mapped where the device shares host memory and
-// staged through it elsewhere (ct_allreduce_device, device picked by --device and the local rank) and MPI_Allreduce on host
-// arrays (the reference). Columns per path: time (us, the mean over --iters of the loop on
+// For each size it runs three paths on the same ranks: cltrain's all-reduce on host arrays (a
+// handle without a device, ct_allreduce_mapped), on device buffers, mapped where the device
+// shares host memory and staged through it elsewhere (ct_allreduce_device_after, device picked
+// by --device and the local rank) and MPI_Allreduce on host arrays (the reference). cltrain's
+// paths run as the trainer runs them: counts agreed once per size (ct_allreduce_agree), no
+// check per call; windows up to the gather size are gathered and summed in the ring's order,
+// larger ones take the ring (the algo column; the header line gives the transport's sizes).
+// Only cltrain's paths have any cost the trainer's would not. Columns per path: time (us, the mean over --iters of the loop on
 // the slowest rank, as nccl-tests; --median: the median over iterations of the slowest rank's
 // time, which a machine shared with other jobs disturbs less),
 // algbw = bytes / time, busbw = algbw * 2(N-1)/N (what each link carries, comparable across N),
 // and #wrong: inputs are small integers (rank+1)*((i%7)+1), so every sum is exact and each
 // element is right or wrong; the wrong ones of all ranks are counted, on a separate run with
 // fresh inputs. Any wrong element makes the exit code 1. Only rank 0 prints. The last columns:
-// ring/MPI busbw, the device ring's time over the host ring's, and the bytes one rank's ring
-// sends per call (halved by --wire fp16|bf16, which puts both rings' messages in that format;
+// the host path's busbw over MPI_Allreduce's (= MPI's time over ours), the device path's time
+// over the host path's, the algorithm and the bytes one rank sends per call (halved by --wire fp16|bf16, which puts both rings' messages in that format;
 // the inputs stay exact in it, so #wrong still counts every error).
 #include <getopt.h>
 #include <stdint.h>
@@ -30,11 +34,11 @@
 #include "cltrain/version.h"
 
 enum { PATH_HOST, PATH_DEVICE, PATH_MPI, NPATHS };
-static const char *path_names[NPATHS] = {"host ring", "device ring", "MPI_Allreduce"};
+static const char *path_names[NPATHS] = {"host", "device", "MPI_Allreduce"};
 
 typedef struct {
-  size_t min_bytes, max_bytes, chunk;
-  int factor, iters, warmup, median;
+  size_t min_bytes, max_bytes, chunk, small;
+  int factor, iters, warmup, median, small_set;
   const char *device;
   ct_wire wire;
 } options;
@@ -42,7 +46,7 @@ typedef struct {
 static void usage(FILE *f) {
   fprintf(f,
           "usage: mpiexec -n N cltrain-bench-allreduce [options]\n"
-          "Times the ring all-reduce on host arrays, on device buffers (mapped where the device\n"
+          "Times cltrain's all-reduce on host arrays, on device buffers (mapped where the device\n"
           "shares host memory, else staged through it) and MPI_Allreduce, for sizes from\n"
           "--min-bytes to --max-bytes.\n"
           "  --min-bytes B   smallest size (default 4; K, M, G suffixes = KiB, MiB, GiB)\n"
@@ -50,7 +54,11 @@ static void usage(FILE *f) {
           "  --factor F      size step factor, >= 2 (default 2)\n"
           "  --iters N       timed iterations per size (default 20)\n"
           "  --warmup N      untimed iterations before them (default 5)\n"
-          "  --chunk B       ring pipeline chunk in bytes (default 512K)\n"
+          "  --chunk B       ring pipeline chunk in bytes (default: the transport's, see the\n"
+          "                  header line; CLTRAIN_ALLREDUCE_CHUNK)\n"
+          "  --small B       gather (and sum in the ring's order) windows whose exchange moves at\n"
+          "                  most B bytes per rank; larger ones take the ring (default: the\n"
+          "                  transport's; CLTRAIN_ALLREDUCE_SMALL; 0: always the ring)\n"
           "  --median        report the median time per call instead of the mean (robust when\n"
           "                  other jobs share the machine)\n"
           "  --device SPEC   device of the device-ring path: auto (default; no device skips the\n"
@@ -96,6 +104,7 @@ static ct_status parse_args(int argc, char **argv, options *o, int *help) {
       {"warmup", required_argument, 0, 'w'},    {"chunk", required_argument, 0, 'c'},
       {"device", required_argument, 0, 'd'},    {"help", no_argument, 0, 'h'},
       {"median", no_argument, 0, 'a'},        {"wire", required_argument, 0, 'W'},
+      {"small", required_argument, 0, 's'},
       {0, 0, 0, 0}};
   *o = (options){.min_bytes = 4, .max_bytes = (size_t)256 << 20, .chunk = 0, .factor = 2,
                  .iters = 20, .warmup = 5, .device = "auto"};
@@ -131,6 +140,12 @@ static ct_status parse_args(int argc, char **argv, options *o, int *help) {
         if (!parse_bytes(optarg, &o->chunk) || o->chunk < 4)
           return CT_FAIL(CT_ERR_USAGE, "--chunk: expected a size of at least 4 bytes, got '%s'",
                          optarg);
+        break;
+      case 's':
+        if (!parse_bytes(optarg, &o->small))
+          return CT_FAIL(CT_ERR_USAGE, "--small: expected a size in bytes (0: always the ring), "
+                         "got '%s'", optarg);
+        o->small_set = 1;
         break;
       case 'd':
         if (!*optarg) return CT_FAIL(CT_ERR_USAGE, "--device: expected a device spec or none");
@@ -171,8 +186,10 @@ typedef struct {
   int have_dev;
   cl_mem dbuf;                 // (dev_max_count) device buffer of the device path
   size_t dev_max_count;
-  ct_allreduce *ar;
-  size_t chunk;
+  ct_allreduce *ar;            // the device path's handle
+  ct_allreduce *har;           // the host path's (no device)
+  size_t chunk;                // 0: the transport's
+  const options *o;
 } bench;
 
 static int cmp_double(const void *a, const void *b) {
@@ -186,7 +203,7 @@ static ct_status run_once(bench *b, int path, size_t count) {
   ct_status r;
   switch (path) {
     case PATH_HOST:
-      r = ct_allreduce_host_wire(b->comm, b->host, count, b->chunk, b->wire, &st);
+      r = ct_allreduce_mapped(b->har, b->host, count, NULL, 0, 0, &o, &st);
       b->sent = st.bytes_sent;
       return r;
     case PATH_DEVICE:
@@ -216,6 +233,7 @@ static ct_status run_path(bench *b, int path, size_t count, const options *o, do
                           double *wrong) {
   int n = b->comm->size;
   if (path == PATH_DEVICE) CT_TRY(ct_allreduce_agree(b->ar, count));
+  if (path == PATH_HOST) CT_TRY(ct_allreduce_agree(b->har, count));
   CT_TRY(refill(b, path, count));
   CT_TRY(run_once(b, path, count));
   if (path == PATH_DEVICE)
@@ -300,7 +318,7 @@ static int open_device(bench *b, const options *o, size_t max_count) {
   if (code || missing) {   // every rank runs the device path, or none does
     if (opened) ct_device_close(&b->dev);
     if (!code && comm->rank == 0)
-      printf("# device ring: skipped (%s)\n", opened ? "another rank found no device" : why);
+      printf("# device path: skipped (%s)\n", opened ? "another rank found no device" : why);
     ct_error_clear();
     return code;
   }
@@ -319,9 +337,15 @@ static int open_device(bench *b, const options *o, size_t max_count) {
   } else {
     st = ct_allreduce_init(comm, &b->dev, b->dev_max_count, b->chunk, &b->ar);
   }
+  if (st == CT_OK && b->o->small_set) {
+    ct_allreduce_algo a;
+    ct_allreduce_get_algo(b->ar, &a);
+    a.small_bytes = b->o->small;
+    st = ct_allreduce_set_algo(b->ar, &a);
+  }
   if ((code = agree_code(comm, st)) != 0) return code;
   if (comm->rank == 0)
-    printf("# device ring: rank 0 on %s [%s], %s staging, buffers up to %zu bytes\n",
+    printf("# device path: rank 0 on %s [%s], %s staging, buffers up to %zu bytes\n",
            b->dev.info.name, b->dev.info.platform_name,
            comm->size < 2                ? "no"
            : ct_allreduce_zero_copy(b->ar) ? "no (zero-copy: mapped)"
@@ -362,7 +386,7 @@ int main(int argc, char **argv) {
   int n = comm.size;
   double bus_factor = n > 1 ? 2.0 * (n - 1) / n : 0.0;
   size_t max_count = o.max_bytes / sizeof(float);
-  bench b = {.comm = &comm, .chunk = o.chunk ? o.chunk : CT_ALLREDUCE_DEFAULT_CHUNK};
+  bench b = {.comm = &comm, .chunk = o.chunk, .o = &o};
   b.wire = o.wire;
   b.host = malloc(max_count * sizeof(float));
   b.pristine = malloc(max_count * sizeof(float));
@@ -371,15 +395,41 @@ int main(int argc, char **argv) {
             comm.rank, o.max_bytes);
     ct_comm_abort(&comm, 1);
   }
+  // the host path's handle: the transport's sizes, or --chunk / --small
+  ct_allreduce_algo algo;
+  st = ct_allreduce_init(&comm, NULL, max_count, b.chunk, &b.har);
+  if (st == CT_OK) {
+    ct_allreduce_get_algo(b.har, &algo);
+    if (o.small_set) algo.small_bytes = o.small;
+    st = ct_allreduce_set_algo(b.har, &algo);
+  }
+  int code = agree_code(&comm, st);
+  if (code) {
+    ct_allreduce_free(b.har);
+    free(b.host);
+    free(b.pristine);
+    ct_comm_free(&comm);
+    return code;
+  }
   if (comm.rank == 0)
-    printf("# cltrain-bench-allreduce: %d ranks (%d on this node), chunk %zu bytes, "
-           "iters %d, warmup %d, time = %s, rings on the wire: %s\n",
-           n, comm.local_size, b.chunk, o.iters, o.warmup,
-           o.median ? "median per call" : "mean per call", ct_wire_name(o.wire));
+    printf("# cltrain-bench-allreduce: %d ranks on %d node(s) (%d on this one), iters %d, "
+           "warmup %d, time = %s, wire: %s\n"
+           "# algorithm (%s%s): windows whose exchange moves <= %zu bytes per rank are gathered "
+           "(%zu floats here), larger ones take the ring in chunks of %zu bytes\n",
+           n, comm.nodes, comm.local_size, o.iters, o.warmup,
+           o.median ? "median per call" : "mean per call", ct_wire_name(o.wire),
+           algo.network ? "transport: network, the job spans nodes" : "transport: shared memory",
+           o.small_set || o.chunk || getenv("CLTRAIN_ALLREDUCE_SMALL") ||
+                   getenv("CLTRAIN_ALLREDUCE_CHUNK")
+               ? "; sizes set by hand"
+               : "",
+           algo.small_bytes, n > 1 ? algo.small_bytes / sizeof(float) / (size_t)(n - 1) : 0,
+           algo.chunk_bytes);
   for (size_t i = 0; i < max_count; i++)
     b.pristine[i] = (float)((comm.rank + 1) * (int)(i % 7 + 1));
-  int code = open_device(&b, &o, max_count);
+  code = open_device(&b, &o, max_count);
   if (code) {
+    ct_allreduce_free(b.har);
     if (b.ar) ct_allreduce_free(b.ar);
     if (b.dbuf) clReleaseMemObject(b.dbuf);
     if (b.have_dev) ct_device_close(&b.dev);
@@ -394,14 +444,16 @@ int main(int argc, char **argv) {
     printf("\n# %10s %12s %6s", "size", "count", "type");
     for (int p = 0; p < NPATHS; p++)
       printf(" %10s %7s %7s %6s", "time(us)", "algbw", "busbw", "#wrong");
-    printf(" %9s %9s %12s\n", "ring/MPI", "dev/host", "ring sent");
+    printf(" %9s %9s %6s %12s\n", "host/MPI", "dev/host", "algo", "sent");
     printf("# %10s %12s %6s", "(B)", "(elements)", "");
     for (int p = 0; p < NPATHS; p++) printf(" %10s %7s %7s %6s", "", "(GB/s)", "(GB/s)", "");
-    printf(" %9s %9s %12s\n", "busbw", "time", "(B/rank)");
+    printf(" %9s %9s %6s %12s\n", "busbw", "time", "", "(B/rank)");
   }
   double sum_bus[NPATHS] = {0}, total_wrong = 0, ratio_min = 1e30, ratio_sum = 0;
   int nsizes[NPATHS] = {0}, nratio = 0, dev_skipped = 0, n_dev_host = 0;
-  double dev_host_max = 0;
+  double dev_host_max = 0, first_us[2] = {0, 0};
+  size_t first_bytes = 0;
+  int n_first = 0;
   for (size_t bytes = o.min_bytes; bytes <= o.max_bytes;) {
     size_t count = bytes / sizeof(float);
     double us[NPATHS] = {0}, wrong[NPATHS] = {0};
@@ -428,13 +480,19 @@ int main(int argc, char **argv) {
       else printf(" %9s", "-");   // one rank: no bus, nothing to compare
       if (dev_host > 0) printf(" %9.2f", dev_host);
       else printf(" %9s", "-");
-      printf(" %12zu\n", host_sent);
+      ct_allreduce_algo ha;
+      ct_allreduce_get_algo(b.har, &ha);
+      printf(" %6s %12zu\n", ct_allreduce_algo_name(&ha, count, n), host_sent);
       fflush(stdout);
+      if (n > 1 && !n_first) {   // the smallest size: latency
+        first_bytes = count * sizeof(float), first_us[0] = us[PATH_HOST];
+        first_us[1] = us[PATH_MPI], n_first = 1;
+      }
       if (dev_host > 0 && count * sizeof(float) >= (size_t)16 << 20) {
         if (dev_host > dev_host_max) dev_host_max = dev_host;
         n_dev_host++;
       }
-      if (n > 1 && count * sizeof(float) >= (size_t)1 << 20) {
+      if (n > 1 && count * sizeof(float) >= (size_t)64 << 10) {
         ratio_sum += ratio;
         nratio++;
         if (ratio < ratio_min) ratio_min = ratio;
@@ -451,7 +509,7 @@ int main(int argc, char **argv) {
   }
   if (comm.rank == 0) {
     if (dev_skipped)
-      printf("# device ring: sizes above %zu bytes skipped (the device's largest buffer)\n",
+      printf("# device path: sizes above %zu bytes skipped (the device's largest buffer)\n",
              b.dev_max_count * sizeof(float));
     printf("# Out of bounds values : %.0f %s\n", total_wrong, total_wrong ? "FAILED" : "OK");
     printf("# Avg bus bandwidth (GB/s):");
@@ -459,13 +517,18 @@ int main(int argc, char **argv) {
       if (nsizes[p]) printf(" %s %.3f%s", path_names[p], sum_bus[p] / nsizes[p],
                             p + 1 < NPATHS ? "," : "");
     printf("\n");
+    if (n_first)
+      printf("# %zu bytes: host %.1f us, MPI_Allreduce %.1f us: host / MPI_Allreduce time "
+             "%.2f\n", first_bytes, first_us[0], first_us[1],
+             first_us[1] > 0 ? first_us[0] / first_us[1] : 0);
     if (nratio)
-      printf("# host ring / MPI_Allreduce busbw, sizes >= 1 MiB: mean %.2f, min %.2f "
-             "(%d sizes)\n", ratio_sum / nratio, ratio_min, nratio);
+      printf("# host / MPI_Allreduce busbw, sizes >= 64 KiB: mean %.2f, min %.2f (%d sizes)\n",
+             ratio_sum / nratio, ratio_min, nratio);
     if (n_dev_host)
-      printf("# device ring / host ring time, sizes >= 16 MiB: max %.2f (%d sizes)\n",
-             dev_host_max, n_dev_host);
+      printf("# device / host time, sizes >= 16 MiB: max %.2f (%d sizes)\n", dev_host_max,
+             n_dev_host);
   }
+  ct_allreduce_free(b.har);
   if (b.ar) ct_allreduce_free(b.ar);
   if (b.dbuf) clReleaseMemObject(b.dbuf);
   if (b.have_dev) ct_device_close(&b.dev);

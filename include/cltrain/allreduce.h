@@ -2,7 +2,8 @@
 // host memory.
 //
 // Defines: ct_wire (+ ct_wire_name / _parse / _bytes / _round), ct_ring_opts,
-// ct_allreduce_stats, ct_allreduce (opaque) + ct_allreduce_init / _free / _agree,
+// ct_allreduce_algo (+ ct_allreduce_algo_default / _small / _name), ct_allreduce_stats,
+// ct_allreduce (opaque) + ct_allreduce_init / _free / _agree / _set_algo / _get_algo,
 // ct_allreduce_device (+ _after), ct_allreduce_start / _test / _wait (ct_allreduce_req),
 // ct_allreduce_mapped, ct_allreduce_host (+ _wire),
 // ct_allreduce_pinned, ct_allreduce_zero_copy, ct_allreduce_ring_bytes.
@@ -19,6 +20,11 @@
 // receives to its own fp32 values (sums are fp32 on each hop) and rounds only what it sends
 // (round to nearest even, in integer arithmetic: the same bits on every rank). The owner of a
 // finished segment rounds it in its own array too, so every rank ends with the same values.
+//
+// Small windows: below a size chosen by transport (ct_allreduce_algo), every rank gathers every
+// rank's window (one MPI_Allgather, about log2 N latencies instead of the ring's 2(N-1)) and
+// computes the ring's sums itself, in the ring's order (and its wire rounding): the same bits as
+// the ring, on every rank, so the choice never changes a result.
 //
 // Windows (buckets): a call may reduce the window [base, base + count) of a layout of `total`
 // floats. The segments are the layout's, cut to the window, so every element is summed in the
@@ -62,18 +68,52 @@ typedef struct {
   long calls;
 } ct_allreduce_stats;     // accumulated over calls; the caller may zero it
 
+// ---- the algorithm by size and transport ----------------------------------------------------
+//
+// A window whose gather moves at most `small_bytes` per rank ((N-1) x count x 4 bytes) is
+// gathered and summed by every rank; a larger one takes the ring, in messages of `chunk_bytes`.
+// The transport is TCP (or whatever links the nodes) when the job spans several nodes
+// (comm->nodes > 1: the ring crosses a node boundary somewhere, and the slowest link sets its
+// pace), shared memory otherwise. Defaults per transport below (measured: README, "The
+// all-reduce benchmark"); CLTRAIN_ALLREDUCE_SMALL=B and CLTRAIN_ALLREDUCE_CHUNK=B (bytes, K/M
+// suffixes) override them, and must then be the same on every rank (mpirun -x), which
+// ct_allreduce_agree checks.
+typedef struct {
+  size_t small_bytes;    // gather up to this many bytes per rank (0: always the ring)
+  size_t chunk_bytes;    // ring message size
+  int network;           // 1: the job spans nodes (the defaults for TCP), 0: one node
+} ct_allreduce_algo;
+#define CT_ALLREDUCE_SMALL_SHM ((size_t)16 << 10)
+#define CT_ALLREDUCE_SMALL_NET ((size_t)64 << 10)
+#define CT_ALLREDUCE_CHUNK_SHM ((size_t)512 << 10)
+#define CT_ALLREDUCE_CHUNK_NET ((size_t)512 << 10)
+#define CT_ALLREDUCE_DEFAULT_CHUNK CT_ALLREDUCE_CHUNK_SHM
+// The defaults for comm's transport, with the environment's overrides; CT_ERR_USAGE (one line
+// naming the variable) for a malformed override. Not collective.
+ct_status ct_allreduce_algo_default(const ct_comm *comm, ct_allreduce_algo *a);
+// 1 when a window of count floats over `size` ranks is gathered, 0 when it takes the ring.
+int ct_allreduce_algo_small(const ct_allreduce_algo *a, size_t count, int size);
+// "gather" or "ring": the path a window of count floats takes (for printing).
+const char *ct_allreduce_algo_name(const ct_allreduce_algo *a, size_t count, int size);
+
 typedef struct ct_allreduce ct_allreduce;   // opaque: staging buffers, requests
 
-// Staging for up to max_count floats; chunk_bytes = pipeline chunk size (0 = default,
-// CT_ALLREDUCE_DEFAULT_CHUNK). Pinned staging (CL_MEM_ALLOC_HOST_PTR + clEnqueueMapBuffer)
+// Staging for up to max_count floats; chunk_bytes = pipeline chunk size (0 = the transport's,
+// ct_allreduce_algo_default). Pinned staging (CL_MEM_ALLOC_HOST_PTR + clEnqueueMapBuffer)
 // where the device offers it, else malloc. Not collective (no MPI call). Staging copies run on
-// a command queue of its own on dev->ctx; comm and dev must outlive ar.
-#define CT_ALLREDUCE_DEFAULT_CHUNK ((size_t)512 << 10)
+// a command queue of its own on dev->ctx; comm and dev must outlive ar. dev NULL: a handle for
+// host arrays (ct_allreduce_mapped on any host array; no staging, no queue).
 ct_status ct_allreduce_init(ct_comm *comm, ct_device *dev, size_t max_count, size_t chunk_bytes,
                             ct_allreduce **ar);
+// The size up to which windows are gathered (a->small_bytes; a->chunk_bytes is ignored: the
+// chunk is fixed at init). Call on every rank with the same value, before ct_allreduce_agree,
+// with no request in flight.
+ct_status ct_allreduce_set_algo(ct_allreduce *ar, const ct_allreduce_algo *a);
+void ct_allreduce_get_algo(const ct_allreduce *ar, ct_allreduce_algo *a);
 void ct_allreduce_free(ct_allreduce *ar);
-// Collective: every rank means to reduce ranges of layouts of `count` floats (checked once here;
-// the _after and _mapped forms then trust their counts and check nothing across ranks).
+// Collective: every rank means to reduce ranges of layouts of `count` floats, with the same
+// algorithm settings (checked once here; the _after and _mapped forms then trust their counts
+// and check nothing across ranks).
 ct_status ct_allreduce_agree(ct_allreduce *ar, size_t count);
 // 1 when the staging buffer is pinned (mapped CL_MEM_ALLOC_HOST_PTR), 0 when malloc'ed or
 // when there is none (a ring of one rank stages nothing).
@@ -129,7 +169,8 @@ ct_status ct_allreduce_wait(ct_allreduce_req *req, ct_allreduce_stats *stats,
                             cl_event *finished);
 
 // The ring in place on count floats the caller has mapped from a device buffer (zero-copy
-// devices only: ct_allreduce_zero_copy), with the same patch as above. The caller maps before
+// devices only: ct_allreduce_zero_copy), or on any host array with a handle made without a
+// device, with the same patch as above. The caller maps before
 // and unmaps after, on whichever queue orders them right (--sync stale maps the pending
 // gradients on dev->queue before the next step's kernels, so the map is not queued behind
 // them on a device whose one worker thread runs every queue). Collective; counts and options as
@@ -138,16 +179,21 @@ ct_status ct_allreduce_mapped(ct_allreduce *ar, float *p, size_t count, const fl
                               size_t patch_at, size_t patch_n, const ct_ring_opts *o,
                               ct_allreduce_stats *stats);
 
-// The same ring on a host array buf (count floats), no device: for the benchmark and tests.
-// chunk_bytes 0 = default. stats may be NULL.
+// The same ring on a host array buf (count floats), no device, no handle: for tests. Checks the
+// count across ranks on every call (one more collective). chunk_bytes 0 = the transport's;
+// windows are gathered below ct_allreduce_algo_default's size. stats may be NULL.
 ct_status ct_allreduce_host(ct_comm *comm, float *buf, size_t count, size_t chunk_bytes,
                             ct_allreduce_stats *stats);
 // The same with a wire format (every rank passes the same; checked with the count).
 ct_status ct_allreduce_host_wire(ct_comm *comm, float *buf, size_t count, size_t chunk_bytes,
                                  ct_wire wire, ct_allreduce_stats *stats);
 
-// Bytes rank `rank` of `size` sends in one all-reduce of count floats (2(N-1)/N of the buffer,
-// give or take the remainder): what stats->bytes_sent grows by per call.
+// Bytes rank `rank` of `size` sends in one ring all-reduce of count floats (2(N-1)/N of the
+// buffer, give or take the remainder): what stats->bytes_sent grows by per fp32 ring call.
 size_t ct_allreduce_ring_bytes(size_t count, int rank, int size);
+// What stats->bytes_sent grows by per call with algorithm a (NULL: the ring) and wire format w:
+// the ring's bytes (halved by a 16-bit wire format), or a gather's (N-1) x count x 4.
+size_t ct_allreduce_sent_bytes(const ct_allreduce_algo *a, size_t count, int rank, int size,
+                               ct_wire w);
 
 #endif
