@@ -2,7 +2,8 @@
 //
 //   mpiexec -n 2 cltrain-bench-allreduce [--min-bytes 4] [--max-bytes 256M] [--factor 2]
 //                                        [--iters 20] [--warmup 5] [--chunk B] [--small B]
-//                                        [--device auto|SPEC|none] [--median] [--wire FMT]
+//                                        [--device auto|SPEC|none] [--median] [--interleave]
+//                                        [--wire FMT]
 //
 // For each size it runs three paths on the same ranks: cltrain's all-reduce on host arrays (a
 // handle without a device, ct_allreduce_mapped), on device buffers, mapped where the device
@@ -11,9 +12,10 @@
 // paths run as the trainer runs them: counts agreed once per size (ct_allreduce_agree), no
 // check per call; windows up to the gather size are gathered and summed in the ring's order,
 // larger ones take the ring (the algo column; the header line gives the transport's sizes).
-// Only cltrain's paths have any cost the trainer's would not. Columns per path: time (us, the mean over --iters of the loop on
-// the slowest rank, as nccl-tests; --median: the median over iterations of the slowest rank's
-// time, which a machine shared with other jobs disturbs less),
+// Columns per path: time (us, the mean over --iters of the loop on the slowest rank, as
+// nccl-tests; --median: the median over iterations of the slowest rank's time, which a machine
+// shared with other jobs disturbs less; --interleave: the paths' calls take turns, each after a
+// barrier, medians),
 // algbw = bytes / time, busbw = algbw * 2(N-1)/N (what each link carries, comparable across N),
 // and #wrong: inputs are small integers (rank+1)*((i%7)+1), so every sum is exact and each
 // element is right or wrong; the wrong ones of all ranks are counted, on a separate run with
@@ -38,7 +40,7 @@ static const char *path_names[NPATHS] = {"host", "device", "MPI_Allreduce"};
 
 typedef struct {
   size_t min_bytes, max_bytes, chunk, small;
-  int factor, iters, warmup, median, small_set;
+  int factor, iters, warmup, median, interleave, small_set;
   const char *device;
   ct_wire wire;
 } options;
@@ -61,6 +63,8 @@ static void usage(FILE *f) {
           "                  transport's; CLTRAIN_ALLREDUCE_SMALL; 0: always the ring)\n"
           "  --median        report the median time per call instead of the mean (robust when\n"
           "                  other jobs share the machine)\n"
+          "  --interleave    the paths' calls take turns, each after a barrier (implies\n"
+          "                  --median): a slow spell of a shared machine hits all paths alike\n"
           "  --device SPEC   device of the device-ring path: auto (default; no device skips the\n"
           "                  path), gpu, cpu, P:D, a name, a per-rank list (0=pocl,1=gpu), or\n"
           "                  none to skip that path\n"
@@ -104,7 +108,7 @@ static ct_status parse_args(int argc, char **argv, options *o, int *help) {
       {"warmup", required_argument, 0, 'w'},    {"chunk", required_argument, 0, 'c'},
       {"device", required_argument, 0, 'd'},    {"help", no_argument, 0, 'h'},
       {"median", no_argument, 0, 'a'},        {"wire", required_argument, 0, 'W'},
-      {"small", required_argument, 0, 's'},
+      {"small", required_argument, 0, 's'},   {"interleave", no_argument, 0, 'i'},
       {0, 0, 0, 0}};
   *o = (options){.min_bytes = 4, .max_bytes = (size_t)256 << 20, .chunk = 0, .factor = 2,
                  .iters = 20, .warmup = 5, .device = "auto"};
@@ -153,6 +157,9 @@ static ct_status parse_args(int argc, char **argv, options *o, int *help) {
         break;
       case 'a':
         o->median = 1;
+        break;
+      case 'i':
+        o->interleave = o->median = 1;
         break;
       case 'W':
         if (!ct_wire_parse(optarg, &o->wire))
@@ -217,6 +224,11 @@ static ct_status run_once(bench *b, int path, size_t count) {
   }
 }
 
+// The wire formats' sums overflow after a dozen calls: their paths start from fresh inputs.
+static int fresh_inputs(const bench *b, int path) {
+  return b->wire != CT_WIRE_FP32 && path != PATH_MPI;
+}
+
 // Fresh inputs (from the pristine copy), untimed.
 static ct_status refill(bench *b, int path, size_t count) {
   if (path == PATH_DEVICE)
@@ -227,10 +239,9 @@ static ct_status refill(bench *b, int path, size_t count) {
   return CT_OK;
 }
 
-// Fresh inputs, one all-reduce, count of wrong elements summed over ranks; then warmup and
-// timed iterations: *us = the slowest rank's mean time per call.
-static ct_status run_path(bench *b, int path, size_t count, const options *o, double *us,
-                          double *wrong) {
+// Fresh inputs, one all-reduce, count of wrong elements summed over ranks; then the warmup
+// calls.
+static ct_status prepare_path(bench *b, int path, size_t count, const options *o, double *wrong) {
   int n = b->comm->size;
   if (path == PATH_DEVICE) CT_TRY(ct_allreduce_agree(b->ar, count));
   if (path == PATH_HOST) CT_TRY(ct_allreduce_agree(b->har, count));
@@ -244,39 +255,66 @@ static ct_status run_path(bench *b, int path, size_t count, const options *o, do
   for (size_t i = 0; i < count; i++) bad += b->host[i] != total * (float)(i % 7 + 1);
   CT_TRY(ct_comm_allreduce_double_sum(b->comm, &bad, 1));
   *wrong = bad;
-  // fp32 sums of these inputs stay exact and finite over the calls; the wire formats overflow
-  // after a dozen, so they start from fresh inputs each call (the loop time is then the sum of
-  // the calls' times)
-  int fresh = b->wire != CT_WIRE_FP32 && path != PATH_MPI;
   for (int k = 0; k < o->warmup; k++) {
-    if (fresh) CT_TRY(refill(b, path, count));
+    if (fresh_inputs(b, path)) CT_TRY(refill(b, path, count));
     CT_TRY(run_once(b, path, count));
   }
-  CT_TRY(ct_comm_barrier(b->comm));
-  double t0 = ct_now(), in_calls = 0;
-  double *ts = malloc(((size_t)o->iters + 1) * sizeof *ts);   // per call, then the loop
-  if (!ts) return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
+  return CT_OK;
+}
+
+// One timed call of a path (fresh inputs first where the format needs them, untimed; with
+// `sync` a barrier too): its time on this rank.
+static ct_status timed_call(bench *b, int path, size_t count, int sync, double *t) {
+  if (fresh_inputs(b, path)) CT_TRY(refill(b, path, count));
+  if (sync || fresh_inputs(b, path)) CT_TRY(ct_comm_barrier(b->comm));
+  double t0 = ct_now();
+  CT_TRY(run_once(b, path, count));
+  *t = ct_now() - t0;
+  return CT_OK;
+}
+
+// Times --iters calls of every path that runs (ran[p]): us[p] = the slowest rank's mean per
+// call (the loop's time / iters, as nccl-tests), or with --median the median over calls of the
+// slowest rank's call time. --interleave: the calls take turns (host, device, MPI, host, ...),
+// each after a barrier, so that a slow spell of a shared machine hits every path alike.
+static ct_status time_paths(bench *b, const int *ran, size_t count, const options *o,
+                            double *us) {
+  double *ts[NPATHS] = {0};   // per path: (iters) per call, then the loop
   ct_status st = CT_OK;
-  for (int k = 0; k < o->iters && st == CT_OK; k++) {
-    if (fresh && (st = refill(b, path, count)) == CT_OK) st = ct_comm_barrier(b->comm);
-    if (st != CT_OK) break;
-    double tk = ct_now();
-    st = run_once(b, path, count);
-    ts[k] = ct_now() - tk;
-    in_calls += ts[k];
-  }
-  ts[o->iters] = fresh ? in_calls : ct_now() - t0;
-  if (st == CT_OK) st = ct_comm_allreduce_double_max(b->comm, ts, o->iters + 1);
-  if (st == CT_OK) {
-    if (o->median) {
-      qsort(ts, (size_t)o->iters, sizeof *ts, cmp_double);
-      *us = 1e6 * (o->iters % 2 ? ts[o->iters / 2]
-                                : 0.5 * (ts[o->iters / 2 - 1] + ts[o->iters / 2]));
-    } else {
-      *us = 1e6 * ts[o->iters] / o->iters;
+  for (int p = 0; p < NPATHS; p++)
+    if (ran[p] && !(ts[p] = calloc((size_t)o->iters + 1, sizeof *ts[p])))
+      st = CT_FAIL(CT_ERR_NOMEM, "out of host memory");
+  if (st == CT_OK && o->interleave) {
+    for (int k = 0; k < o->iters && st == CT_OK; k++)
+      for (int p = 0; p < NPATHS && st == CT_OK; p++)
+        if (ran[p] && (st = timed_call(b, p, count, 1, &ts[p][k])) == CT_OK)
+          ts[p][o->iters] += ts[p][k];
+  } else {
+    for (int p = 0; p < NPATHS && st == CT_OK; p++) {
+      if (!ran[p]) continue;
+      st = ct_comm_barrier(b->comm);
+      double t0 = ct_now(), in_calls = 0;
+      for (int k = 0; k < o->iters && st == CT_OK; k++)
+        if ((st = timed_call(b, p, count, 0, &ts[p][k])) == CT_OK) in_calls += ts[p][k];
+      // fp32 sums of these inputs stay exact and finite over the calls; the wire formats
+      // overflow after a dozen, so they start from fresh inputs each call (the loop time is
+      // then the sum of the calls' times)
+      ts[p][o->iters] = fresh_inputs(b, p) ? in_calls : ct_now() - t0;
     }
   }
-  free(ts);
+  for (int p = 0; p < NPATHS && st == CT_OK; p++) {
+    if (!ran[p]) continue;
+    st = ct_comm_allreduce_double_max(b->comm, ts[p], o->iters + 1);
+    if (st != CT_OK) break;
+    if (o->median) {
+      qsort(ts[p], (size_t)o->iters, sizeof *ts[p], cmp_double);
+      us[p] = 1e6 * (o->iters % 2 ? ts[p][o->iters / 2]
+                                  : 0.5 * (ts[p][o->iters / 2 - 1] + ts[p][o->iters / 2]));
+    } else {
+      us[p] = 1e6 * ts[p][o->iters] / o->iters;
+    }
+  }
+  for (int p = 0; p < NPATHS; p++) free(ts[p]);
   return st;
 }
 
@@ -417,7 +455,10 @@ int main(int argc, char **argv) {
            "# algorithm (%s%s): windows whose exchange moves <= %zu bytes per rank are gathered "
            "(%zu floats here), larger ones take the ring in chunks of %zu bytes\n",
            n, comm.nodes, comm.local_size, o.iters, o.warmup,
-           o.median ? "median per call" : "mean per call", ct_wire_name(o.wire),
+           o.interleave ? "median per call, paths interleaved"
+           : o.median   ? "median per call"
+                        : "mean per call",
+           ct_wire_name(o.wire),
            algo.network ? "transport: network, the job spans nodes" : "transport: shared memory",
            o.small_set || o.chunk || getenv("CLTRAIN_ALLREDUCE_SMALL") ||
                    getenv("CLTRAIN_ALLREDUCE_CHUNK")
@@ -461,9 +502,10 @@ int main(int argc, char **argv) {
     if (b.have_dev && !ran[PATH_DEVICE]) dev_skipped = 1;
     size_t host_sent = 0;
     for (int p = 0; p < NPATHS; p++) {
-      if (ran[p] && (st = run_path(&b, p, count, &o, &us[p], &wrong[p])) != CT_OK) fail(&comm, st);
+      if (ran[p] && (st = prepare_path(&b, p, count, &o, &wrong[p])) != CT_OK) fail(&comm, st);
       if (p == PATH_HOST) host_sent = b.sent;
     }
+    if ((st = time_paths(&b, ran, count, &o, us)) != CT_OK) fail(&comm, st);
     if (comm.rank == 0) {
       printf("  %10zu %12zu %6s", count * sizeof(float), count, "float");
       for (int p = 0; p < NPATHS; p++) {

@@ -83,10 +83,10 @@ typedef struct {
   size_t chunk_bytes;    // ring message size
   int network;           // 1: the job spans nodes (the defaults for TCP), 0: one node
 } ct_allreduce_algo;
-#define CT_ALLREDUCE_SMALL_SHM ((size_t)16 << 10)
+#define CT_ALLREDUCE_SMALL_SHM ((size_t)2 << 10)
 #define CT_ALLREDUCE_SMALL_NET ((size_t)64 << 10)
 #define CT_ALLREDUCE_CHUNK_SHM ((size_t)512 << 10)
-#define CT_ALLREDUCE_CHUNK_NET ((size_t)512 << 10)
+#define CT_ALLREDUCE_CHUNK_NET ((size_t)2 << 20)
 #define CT_ALLREDUCE_DEFAULT_CHUNK CT_ALLREDUCE_CHUNK_SHM
 // The defaults for comm's transport, with the environment's overrides; CT_ERR_USAGE (one line
 // naming the variable) for a malformed override. Not collective.
