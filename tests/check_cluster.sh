@@ -10,7 +10,8 @@
 #              cli_mpi_equivalence), replicas identical
 #   devices    2 nodes x 2 ranks, --device cpu, ranks placed round-robin over the nodes: on
 #              every node local rank 0 takes the first CPU device and local rank 1 the second
-#              (PoCL, Intel), whatever the global rank
+#              (PoCL, Intel), whatever the global rank; then a spec per node (CLTRAIN_DEVICE in
+#              an MPMD launch): PoCL on node 1, Intel on node 2
 #   kill       a rank on node 2 killed with SIGKILL: the job started on node 1 ends, non-zero,
 #              within 30 s
 #   sweep      (ctest's fixture cleanup, after the others) removes the namespaces of any case
@@ -169,6 +170,16 @@ print("on both nodes: local rank 0 on PoCL, local rank 1 on Intel (global ranks"
       {n: sorted(r for r, _, _ in l.values()) for n, l in by.items()}, ")")
 PY
   grep -q " 0 divergences" "$work/devices_2x2" || fail "replicas differ"
+  # a spec per node (README, "Running on a cluster"): CLTRAIN_DEVICE set per node in an MPMD
+  # launch, PoCL on node 1 and Intel's runtime on node 2
+  A="--model dense:16,relu,dense:10 --limit 400 --test-limit 40 --batch 24 --max-steps 2 --log-every 0 --check-every 1"
+  job devices_per_node 2 --host 10.231.0.1:2 env CLTRAIN_DEVICE=pocl "$T" $A : \
+    -np 2 --host 10.231.0.2:2 env CLTRAIN_DEVICE=intel "$T" $A
+  ranks_of "$work/devices_per_node" | tee "$work/ranks2"
+  # fields: rank node local_rank host platform
+  [ "$(awk '($2 == 0 && $5 == "Portable") || ($2 == 1 && $5 == "Intel(R)")' "$work/ranks2" | wc -l)" -eq 4 ] \
+    || fail "per-node specs: node 0 on PoCL, node 1 on Intel expected"
+  grep -q " 0 divergences" "$work/devices_per_node" || fail "per-node specs: replicas differ"
   ;;
 kill)
   need_data
