@@ -53,6 +53,8 @@
 #include "cltrain/timer.h"
 
 #define RING_SLOTS 4   // receive slots (chunks) of the reduce-scatter; also the posting window
+#define WINDOW_CHUNKS 8                      // chunks of an unbalanced window's largest part
+#define WINDOW_CHUNK_MIN ((size_t)16 << 10)  // floats (64 KiB): no smaller messages for it
 
 // ---- in-place addition (vectorized; the same bits as the scalar loop) ------------------------
 
@@ -954,6 +956,7 @@ ct_status ct_allreduce_init(ct_comm *comm, ct_device *dev, size_t max_count, siz
   // A window of the layout has at most one more chunk per segment than the whole (its pieces
   // start anywhere in a segment).
   ar->maxch = seg_chunks(&g, 0) + 1;
+  if (ar->maxch < WINDOW_CHUNKS + 1) ar->maxch = WINDOW_CHUNKS + 1;   // (window_chunk)
   size_t steps = N > 1 ? 2 * (size_t)N - 2 : 1;
   ar->items_max = steps * ar->maxch;
   for (int k = 0; k < CT_ALLREDUCE_INFLIGHT; k++) ar->req[k].ar = ar, ar->req[k].slot = k;
@@ -1169,6 +1172,28 @@ static ct_status window_wire(const ct_ring_opts *o, size_t base, size_t count, c
   return CT_OK;
 }
 
+// The message size of a window. A window whose segments are unbalanced (a bucket within one or
+// two segments of the layout) is carried by one link direction at a time: at N = 2 its part of
+// segment s goes from rank s to s+1 and comes back finished, and without chunks to pipeline
+// that is twice the time of the same bytes in both directions at once (a 1.6 MB bucket of the
+// mlp took 26-29 ms at 1 Gbit/s, the whole 2.7 MB 21 ms). Its largest part is cut into
+// WINDOW_CHUNKS chunks (at least 64 KiB each, at most the transport's chunk), so the finished
+// chunks flow back while the rest still flows forward. Balanced windows (the whole layout) keep
+// the transport's chunk. The same on every rank (the window's geometry), and chunking never
+// changes the bits.
+static size_t window_chunk(const ring *g, size_t chunk) {
+  size_t mx = 0, sum = 0;
+  for (int s = 0; s < g->size; s++) {
+    size_t len = seg_len(g, s);
+    sum += len;
+    if (len > mx) mx = len;
+  }
+  if (mx == 0 || 2 * mx * (size_t)g->size <= 3 * sum) return chunk;   // largest <= 1.5 x mean
+  size_t c = (mx + WINDOW_CHUNKS - 1) / WINDOW_CHUNKS;
+  if (c < WINDOW_CHUNK_MIN) c = WINDOW_CHUNK_MIN;
+  return c < chunk ? c : chunk;
+}
+
 // Starts a request on buf (host == NULL) or on the caller's host image `host` of the window.
 static ct_status req_start(ct_allreduce *ar, cl_mem buf, float *host, size_t offset,
                            size_t count, cl_event after, const float *patch, size_t patch_at,
@@ -1202,6 +1227,8 @@ static ct_status req_start(ct_allreduce *ar, cl_mem buf, float *host, size_t off
   if (g->total == g->count && g->base == 0) g->total = 0;
   if (ct_allreduce_algo_small(&ar->algo, count, comm->size) && count <= small_max(ar) && r->gath)
     g->small = 1, g->gath = r->gath;
+  else if (comm->size > 1)
+    g->chunk = window_chunk(g, ar->chunk);
   if (comm->size < 2 || count == 0) {   // nothing to reduce: only the patch
     ct_status st = CT_OK;
     if (patch && q->patch_n) {
