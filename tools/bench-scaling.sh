@@ -2,35 +2,201 @@
 # Scaling report: every device alone (one thread each), then the data-parallel jobs, all in one
 # run, in one table: samples/s, the sum of the solo samples/s of the devices in the job,
 # efficiency = job / that sum, speed-up over the fastest of them alone, each rank's waiting
-# share of its step, exposed communication (after compute, beyond waiting: the trainer's exposed% column), test
-# accuracy after the epochs, and the training time until the test accuracy first reached the
-# target. A benchmark: it prints what it measured, it never passes or fails on it.
+# share of its step, exposed communication (after compute, beyond waiting: the trainer's
+# exposed% column), test accuracy after the epochs, and the training time until the test
+# accuracy first reached the target. A benchmark: it prints what it measured, it never passes
+# or fails on it.
 #   tools/bench-scaling.sh [--model mlp] [--limit 60000] [--epochs 2] [--batch 128] [--target 0.80]
 #                          [--devices "pocl intel"] [--repeat 2]
+#   tools/bench-scaling.sh --nodes N [--rate R] [--models "mlp cnn"] [--limit 12800] [--epochs 1]
+#                          [--device pocl] [--options "fp32 b1 fp16 b1fp16 stale local4"] [--repeat 1]
 # Every configuration runs --repeat times, in rounds (each round runs them all, so that a slow
 # spell of a shared machine hits all of them alike); the table shows each one's fastest run.
 # Needs build/cltrain, Open MPI, PoCL and Intel's CPU runtime (tools/install-deps.sh --intel).
 # One thread per device: POCL_MAX_PTHREAD_COUNT=1, CL_CONFIG_CPU_TBB_NUM_WORKERS=1. Every job
 # gets the same global batch, seed and data; run it on an otherwise quiet machine.
+#
+# --nodes N (as root): the jobs run over 1, 2, 4, ... N stand-in nodes (tools/netns-cluster: one
+# rank per node, TCP between them, links capped at --rate, e.g. 1gbit), for each model and each
+# communication option (fp32: one fp32 reduction after backward; b1: --bucket-mb 1; fp16: --wire
+# fp16; b1fp16: both; stale: --sync stale; local4: --sync local:4); per row the step time split
+# into compute (everything but exposed communication) and exposed communication, the MB a rank
+# sent per step, samples/s and test accuracy. Then a model of the step time,
+#   step(N) = compute + 2(N-1)/N x V / B + 2(N-1) x L     (V: the gradient bytes on the wire),
+# with the link's bandwidth B and the per-message latency L fitted (least squares) to the exposed
+# communication of the rows that reduce once per step (fp32 and fp16, every model and N >= 2),
+# its prediction next to every such measured row, and its prediction for 8, 64 and 512 nodes at
+# 10 and 100 Gbit/s (with --rate: B scaled from the measured fraction of the link), clearly a
+# model: it assumes the per-rank compute of the largest measured job (the per-rank batch held),
+# the latency measured here, and the ring's pace set by one link per rank.
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 model=mlp limit=60000 epochs=2 batch=128 target=0.80 devs="pocl intel" repeat=2
+nodes="" rate="" models="mlp cnn" device=pocl opts="fp32 b1 fp16 b1fp16 stale local4"
+limit_set="" epochs_set=""
 while [ $# -gt 0 ]; do
   case "$1" in
+    --nodes) nodes=$2; shift 2 ;;
+    --rate) rate=$2; shift 2 ;;
+    --models) models=$2; shift 2 ;;
+    --device) device=$2; shift 2 ;;
+    --options) opts=$2; shift 2 ;;
     --model) model=$2; shift 2 ;;
-    --limit) limit=$2; shift 2 ;;
-    --epochs) epochs=$2; shift 2 ;;
+    --limit) limit=$2; limit_set=1; shift 2 ;;
+    --epochs) epochs=$2; epochs_set=1; shift 2 ;;
     --batch) batch=$2; shift 2 ;;
     --target) target=$2; shift 2 ;;
     --devices) devs=$2; shift 2 ;;
     --repeat) repeat=$2; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
     *) echo "bench-scaling.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
 T=$root/build/cltrain
 [ -x "$T" ] || { echo "bench-scaling.sh: build/cltrain not found: build first" >&2; exit 1; }
 case "$repeat" in ''|*[!0-9]*|0) echo "bench-scaling.sh: --repeat takes a positive integer, got '$repeat'" >&2; exit 2 ;; esac
+
+# ---- --nodes: over stand-in nodes ------------------------------------------------------------
+if [ -n "$nodes" ]; then
+  case "$nodes" in *[!0-9]*|0) echo "bench-scaling.sh: --nodes takes a positive integer, got '$nodes'" >&2; exit 2 ;; esac
+  [ "$nodes" -le 16 ] || { echo "bench-scaling.sh: --nodes: at most 16 stand-in nodes, got $nodes" >&2; exit 2; }
+  [ -z "$rate" ] || printf '%s' "$rate" | grep -Eq '^[0-9]+(k|m|g)?bit$' \
+    || { echo "bench-scaling.sh: --rate: expected a rate like 1gbit or 500mbit, got '$rate'" >&2; exit 2; }
+  for o in $opts; do
+    case "$o" in fp32|b1|fp16|b1fp16|stale|local4) ;;
+      *) echo "bench-scaling.sh: --options: unknown option '$o' (fp32 b1 fp16 b1fp16 stale local4)" >&2; exit 2 ;;
+    esac
+  done
+  [ "$(id -u)" = 0 ] || { echo "bench-scaling.sh: --nodes needs root (network namespaces)" >&2; exit 1; }
+  [ -n "$limit_set" ] || limit=12800
+  [ -n "$epochs_set" ] || epochs=1
+  nc=$root/tools/netns-cluster
+  export CT_NETNS=ctbs$$x
+  export POCL_MAX_PTHREAD_COUNT=1 CL_CONFIG_CPU_TBB_NUM_WORKERS=1
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+  work=$(mktemp -d /tmp/cltrain-bench-scaling-XXXXXX)
+  export HOSTFILE=$work/hostfile
+  trap '"$nc/down.sh"; rm -rf "$work"' EXIT
+  trap 'exit 1' INT TERM HUP
+  counts=""; n=1
+  while [ $n -lt "$nodes" ]; do counts="$counts $n"; n=$((n * 2)); done
+  counts="$counts $nodes"
+  declare -A flags=([fp32]="--bucket-mb 0 --wire fp32" [b1]="--bucket-mb 1" [fp16]="--wire fp16"
+                    [b1fp16]="--bucket-mb 1 --wire fp16" [stale]="--sync stale" [local4]="--sync local:4")
+  rows=""
+  for round in $(seq 1 "$repeat"); do
+    for n in $counts; do
+      "$nc/down.sh"
+      SLOTS=1 "$nc/up.sh" "$n" $rate >/dev/null
+      for m in $models; do
+        for o in $opts; do
+          [ "$n" -gt 1 ] || [ "$o" = fp32 ] || continue   # one node: nothing to communicate
+          name=$m.$n.$o.$round
+          [ "$round" -gt 1 ] || rows="$rows $m.$n.$o"
+          echo "running $name: $n node(s), --model $m ${flags[$o]}" >&2
+          timeout -k 5 1800 "$nc/mpirun.sh" -np "$n" --map-by ppr:1:node \
+            -x POCL_MAX_PTHREAD_COUNT -x CL_CONFIG_CPU_TBB_NUM_WORKERS "$T" --device "$device" \
+            --model "$m" --limit "$limit" --epochs "$epochs" --batch "$batch" --log-every 0 \
+            --seed 1 ${flags[$o]} >"$work/$name.out" 2>&1 &
+          wait $! || { cat "$work/$name.out" >&2; echo "bench-scaling.sh: $name failed" >&2; exit 1; }
+        done
+      done
+    done
+  done
+  /usr/bin/python3 - "$work" "$repeat" "${rate:-uncapped}" "$limit" "$epochs" "$batch" "$device" $rows <<'PY'
+import re, sys
+work, repeat, rate, limit, epochs, batch, device = sys.argv[1:8]
+names = sys.argv[8:]
+def parse1(path):
+    t = open(path).read()
+    f = re.search(r"^final: test accuracy ([0-9.]+), loss [0-9.naif]+, (\d+) steps .* ([0-9.]+) samples/s$", t, re.M)
+    acc, steps, sps = float(f.group(1)), int(f.group(2)), float(f.group(3))
+    measured = steps - 5 if re.search(r"^per rank, after the 5 warm-up steps", t, re.M) else steps
+    m = re.search(r"^mean +([0-9.]+) +([0-9.]+) +([0-9.]+) +([0-9.]+) +([0-9.]+) +[0-9.]+% +([0-9.]+)%", t, re.M)
+    if m is None:   # one rank: its own row
+        m = re.search(r"^ +0 +([0-9.]+) +([0-9.]+) +([0-9.]+) +([0-9.]+) +([0-9.]+) +[0-9.]+% +([0-9.]+)%", t, re.M)
+    step_s, exposed = float(m.group(5)), float(m.group(6)) / 100
+    sent = re.search(r"^all-reduce: ([0-9.e+]+) MB sent per step and rank", t, re.M)
+    step = step_s / measured
+    return dict(acc=acc, sps=sps, step=step, comm=step * exposed, comp=step * (1 - exposed),
+                sent=float(sent.group(1)) if sent else 0.0)
+res = {}
+for n in names:   # the fastest round
+    runs = [parse1(f"{work}/{n}.{k}.out") for k in range(1, int(repeat) + 1)]
+    res[n] = min(runs, key=lambda r: r["step"])
+def rate_bytes(r):   # "1gbit" -> bytes/s
+    m = re.match(r"^(\d+)(k|m|g)?bit$", r)
+    if not m: return None
+    return int(m.group(1)) * {None: 1, "k": 1e3, "m": 1e6, "g": 1e9}[m.group(2)] / 8
+# The model: exposed comm = 2(N-1)/N * V / B + 2(N-1) * L, fitted on the rows that reduce once
+# per step after backward (fp32, fp16). V = bytes a rank sends per step * N / (2(N-1)).
+fit_rows = [(k, r) for k, r in res.items()
+            if k.split(".")[2] in ("fp32", "fp16") and int(k.split(".")[1]) > 1]
+xs = []
+for k, r in fit_rows:
+    n = int(k.split(".")[1])
+    xs.append((r["sent"] * 1e6, 2.0 * (n - 1), r["comm"]))   # (2(N-1)/N V, 2(N-1), seconds)
+invB = L = None
+if len(xs) >= 2:
+    # least squares for comm = a * bytes + b * msgs, a = 1/B, b = L
+    saa = sum(a * a for a, _, _ in xs); sab = sum(a * b for a, b, _ in xs); sbb = sum(b * b for _, b, _ in xs)
+    say = sum(a * y for a, _, y in xs); sby = sum(b * y for _, b, y in xs)
+    det = saa * sbb - sab * sab
+    if det > 0:
+        invB, L = (say * sbb - sby * sab) / det, (saa * sby - sab * say) / det
+print(f"scaling over stand-in nodes: links {rate}, --device {device}, one rank (one thread) per node, "
+      f"--limit {limit} --epochs {epochs} --batch {batch} (global); fastest of {repeat} round(s)")
+print("%-6s %5s %-7s %9s %9s %9s %8s %9s %8s %7s %12s" % ("model", "nodes", "option", "step ms",
+      "compute", "exposed", "exposed%", "MB sent", "samp/s", "acc", "model ms (err)"))
+for k, r in res.items():
+    m, n, o = k.split("."); n = int(n)
+    pred = ""
+    if invB is not None and o in ("fp32", "fp16"):
+        p = r["comp"] + r["sent"] * 1e6 * invB + 2 * (n - 1) * L
+        pred = "%7.2f (%+.0f%%)" % (1e3 * p, 100 * (p - r["step"]) / r["step"])
+    print("%-6s %5d %-7s %9.2f %9.2f %9.2f %7.1f%% %9.3f %8.0f %7.4f %14s" % (m, n, o, 1e3 * r["step"],
+          1e3 * r["comp"], 1e3 * r["comm"], 100 * r["comm"] / r["step"], r["sent"], r["sps"], r["acc"], pred))
+print("step = compute + exposed (the trainer's per-rank table, mean over ranks, after the warm-up steps);"
+      "\nMB sent = per step and rank; model = the fit below, with the row's own compute.")
+for m in sorted({k.split(".")[0] for k in res}):   # the done-when pair, where measured
+    a, b = res.get(f"{m}.2.fp32"), res.get(f"{m}.2.b1fp16")
+    if a and b:
+        print(f"{m}, 2 nodes: --bucket-mb 1 --wire fp16 against one fp32 reduction after backward: "
+              f"step {1e3*b['step']:.2f} / {1e3*a['step']:.2f} ms = {a['step']/b['step']:.2f}x faster, "
+              f"accuracy {100*b['acc']:.2f} % / {100*a['acc']:.2f} % ({100*(b['acc']-a['acc']):+.2f} points)")
+if invB is None or invB <= 0:
+    print("model: not fitted (needs the fp32 / fp16 rows of at least two jobs of 2+ nodes; got %d)" % len(xs))
+    sys.exit(0)
+B = 1 / invB
+print(f"\nMODEL (a fit, not a measurement): exposed comm = 2(N-1)/N x V / B + 2(N-1) x L, from {len(xs)} rows: "
+      f"B = {B/1e6:.1f} MB/s, L = {L*1e6:.1f} us")
+link = rate_bytes(rate)
+if link is None:
+    print("MODEL: no predictions for other links: the links were not capped (--rate), so the fitted B"
+          " is this machine's, not a link's")
+    sys.exit(0)
+eff = B / link
+print(f"MODEL: B is {100*eff:.0f} % of the {rate} link; predictions take that fraction of 10 and 100 Gbit/s,"
+      f" the L above, and each model's per-rank compute of its largest measured job (per-rank batch held)")
+print("%-6s %8s %6s %10s %10s %9s %9s" % ("model", "link", "nodes", "step ms", "comm ms", "comm %", "speed-up"))
+for m in sorted({k.split(".")[0] for k in res}):
+    big = max((k for k in res if k.startswith(m + ".") and k.endswith(".fp32")), key=lambda k: int(k.split(".")[1]))
+    c = res[big]["comp"]
+    nb = int(big.split(".")[1])
+    if nb < 2: continue
+    V = res[big]["sent"] * 1e6 * nb / (2 * (nb - 1))   # the gradient bytes (fp32 on the wire)
+    for gbit in (10, 100):
+        Bp = eff * gbit * 1e9 / 8
+        for n in (8, 64, 512):
+            comm = 2 * (n - 1) / n * V / Bp + 2 * (n - 1) * L
+            step = c + comm
+            print("%-6s %6d Gb %6d %10.2f %10.2f %8.1f%% %8.1fx" % (m, gbit, n, 1e3 * step, 1e3 * comm,
+                  100 * comm / step, n * c / step))
+print("MODEL: speed-up = N x compute / step against one node with the same per-rank batch (weak scaling).")
+PY
+  exit 0
+fi
+
 set -- $devs
 [ $# -eq 2 ] || { echo "bench-scaling.sh: --devices takes two device specs" >&2; exit 2; }
 d0=$1 d1=$2
