@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # `cmake --install` into a temporary prefix gives a tree that runs from anywhere:
-#   check_install.sh SOURCE_DIR BUILD_DIR [CMAKE]
+#   check_install.sh SOURCE_DIR BUILD_DIR [CMAKE] [SANITIZED]
 # The tools and the docs are where the README says, nothing else is installed (no library, no
 # headers), no installed file names the source or the build folder (error messages' __FILE__,
 # debug info, RPATH), no binary has an RPATH, and every installed tool answers --version and
-# --help from / with only the prefix's bin/ on PATH.
+# --help from / with only the prefix's bin/ on PATH. SANITIZED=1 (the ASan build, never
+# installed for use): its binaries keep source paths (AddressSanitizer names each instrumented
+# module after its source file, which -ffile-prefix-map does not rewrite), so that check is
+# left to the plain build.
 set -u
 S=$(cd "$1" && pwd)
 B=$(cd "$2" && pwd)
 CMAKE=${3:-cmake}
+SANITIZED=${4:-0}
 fail() { echo "FAIL: $*"; exit 1; }
 work=$(mktemp -d /tmp/cltrain-install-XXXXXX)
 trap 'rm -rf "$work"' EXIT
@@ -25,6 +29,7 @@ for t in $tools; do [ -x "$P/bin/$t" ] || fail "bin/$t is not executable"; done
 
 # nothing points back at this machine's folders
 for d in "$S" "$B"; do
+  [ "$SANITIZED" = 1 ] && { echo "note: sanitizer build: source paths in its binaries not checked"; break; }
   hits=$(grep -rlF "$d" "$P")
   [ -z "$hits" ] || fail "installed files name $d: $hits"
 done

@@ -4,7 +4,7 @@
 # (tests/check_install.sh); about 2 s.
 add_test(NAME install_tree
          COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/check_install.sh ${CMAKE_SOURCE_DIR} ${CMAKE_BINARY_DIR}
-                 ${CMAKE_COMMAND})
+                 ${CMAKE_COMMAND} $<BOOL:${CLTRAIN_SANITIZE}>)
 set_tests_properties(install_tree PROPERTIES TIMEOUT 120 LABELS package RESOURCE_LOCK cltrain_install
                      ENVIRONMENT "${CLTRAIN_TEST_ENV}")
 

@@ -130,7 +130,7 @@ START_TEST(load_valid_stale_damaged_missing) {
       "format 1\ngemm NT 1 2 3 own MR=4 NV=3 VW=8 LM=32\n", // tile incomplete
       "format 1\nxgemm KWG=16\n",                           // parameters missing
       "format 1\ngemm NT 0 2 3 clblast\n",                  // empty shape
-      "\x7f" "ELF\x01\x02\x03 garbage \xff\xfe\n",           // not text at all
+      ("\x7f" "ELF\x01\x02\x03 garbage \xff\xfe\n"),         // not text at all
   };
   for (size_t i = 0; i < sizeof damaged / sizeof damaged[0]; i++) {
     write_text(path, damaged[i]);
