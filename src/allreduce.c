@@ -412,10 +412,12 @@ static ct_status isend(ring *g, const float *region, size_t len, int tag, size_t
 // Is a request complete? block: wait for it, polling for 200 us, then every 50 us with a sleep
 // in between, so a rank waiting long for a slower neighbour leaves the core to whatever shares
 // it (its own device threads on a CPU, or another rank) instead of spinning in MPI_Wait.
-static ct_status mpi_ready(ring *g, MPI_Request *req, int block, int *ready, const char *what) {
+static ct_status mpi_ready_n(ring *g, int n, MPI_Request *req, int block, int *ready,
+                             const char *what) {
   double t0 = ct_now();
   int err;
-  while ((err = MPI_Test(req, ready, MPI_STATUS_IGNORE)) == MPI_SUCCESS && !*ready && block) {
+  while ((err = MPI_Testall(n, req, ready, MPI_STATUSES_IGNORE)) == MPI_SUCCESS && !*ready &&
+         block) {
     if (ct_now() - t0 > 200e-6) {
       struct timespec ts = {0, 50000};
       nanosleep(&ts, NULL);
@@ -424,6 +426,10 @@ static ct_status mpi_ready(ring *g, MPI_Request *req, int block, int *ready, con
   g->st.mpi_s += ct_now() - t0;
   if (err != MPI_SUCCESS) return ct_mpi_error(err, what, __FILE__, __LINE__);
   return CT_OK;
+}
+
+static ct_status mpi_ready(ring *g, MPI_Request *req, int block, int *ready, const char *what) {
+  return mpi_ready_n(g, 1, req, block, ready, what);
 }
 
 // Posts the step-0 sends (our own segment r) of chunks next0 .. upto-1, as far as their reads
@@ -505,6 +511,14 @@ static void ring_abandon(ring *g, size_t nsend, size_t nrecv) {
     if (g->sreq[i] != MPI_REQUEST_NULL) MPI_Request_free(&g->sreq[i]);
 }
 
+// The fp16 conversion table, built once per process when a ring first sends fp16.
+static ct_status wire_tables(const ring *g) {
+  if (g->wire != CT_WIRE_FP16) return CT_OK;
+  pthread_once(&f16_once, f16_table_build);
+  if (!f16_table) return CT_FAIL(CT_ERR_NOMEM, "out of host memory (fp16 table)");
+  return CT_OK;
+}
+
 // ---- small windows: gathered, then summed in the ring's order on every rank ----------------
 //
 // The ring's 2(N-1) steps in sequence cost 2(N-1) message latencies, which is all a small
@@ -537,22 +551,6 @@ static void small_sum(const ring *g, const float *all, float *out) {
   }
 }
 
-// Are all n requests complete? block: wait, polling as mpi_ready does.
-static ct_status mpi_ready_all(ring *g, int n, MPI_Request *reqs, int block, int *ready) {
-  double t0 = ct_now();
-  int err;
-  while ((err = MPI_Testall(n, reqs, ready, MPI_STATUSES_IGNORE)) == MPI_SUCCESS && !*ready &&
-         block) {
-    if (ct_now() - t0 > 200e-6) {
-      struct timespec ts = {0, 50000};
-      nanosleep(&ts, NULL);
-    }
-  }
-  g->st.mpi_s += ct_now() - t0;
-  if (err != MPI_SUCCESS) return ct_mpi_error(err, "MPI_Testall(exchange)", __FILE__, __LINE__);
-  return CT_OK;
-}
-
 // The small path's ring_advance: the window's data (read, where staged), the exchange (rreq,
 // sreq: N-1 each), the sums.
 static ct_status small_advance(ring *g, int block, int *done) {
@@ -561,10 +559,7 @@ static ct_status small_advance(ring *g, int block, int *done) {
   int ready;
   *done = 0;
   if (!g->started) {
-    if (g->wire == CT_WIRE_FP16) {
-      pthread_once(&f16_once, f16_table_build);
-      if (!f16_table) return CT_FAIL(CT_ERR_NOMEM, "out of host memory (fp16 table)");
-    }
+    CT_TRY(wire_tables(g));
     CT_TRY(d2h_ready(g, 0, 0, block, &ready));   // staged small windows are read whole
     if (!ready) return CT_OK;
     float *mine = g->gath + (size_t)r * g->count;   // sent from here: g->data gets the sums
@@ -583,9 +578,11 @@ static ct_status small_advance(ring *g, int block, int *done) {
     g->st.mpi_s += ct_now() - t0;
     g->st.bytes_sent += (size_t)(N - 1) * g->count * sizeof(float);
   }
-  CT_GOTO(mpi_ready_all(g, N - 1, g->rreq, block, &ready), st, fail);
+  CT_GOTO(mpi_ready_n(g, N - 1, g->rreq, block, &ready, "MPI_Testall(exchange receives)"), st,
+          fail);
   if (!ready) return CT_OK;
-  CT_GOTO(mpi_ready_all(g, N - 1, g->sreq, block, &ready), st, fail);
+  CT_GOTO(mpi_ready_n(g, N - 1, g->sreq, block, &ready, "MPI_Testall(exchange sends)"), st,
+          fail);
   if (!ready) return CT_OK;
   double t0 = ct_now();
   small_sum(g, g->gath, g->data);
@@ -611,10 +608,7 @@ static ct_status ring_advance(ring *g, int block, int *done) {
   int ready;
   *done = 0;
   if (!g->started) {
-    if (g->wire == CT_WIRE_FP16) {
-      pthread_once(&f16_once, f16_table_build);
-      if (!f16_table) return CT_FAIL(CT_ERR_NOMEM, "out of host memory (fp16 table)");
-    }
+    CT_TRY(wire_tables(g));
     for (size_t i = 0; i < items; i++) g->rreq[i] = MPI_REQUEST_NULL;
     for (size_t i = 0; i < n0 + items; i++) g->sreq[i] = MPI_REQUEST_NULL;
     g->i = g->p = g->next0 = 0;

@@ -231,13 +231,19 @@ ct_status ct_npy_parse(const uint8_t *buf, size_t size, const char *name, ct_npy
 
 // Item i of an integer array, as int64 (unsigned 64-bit values above INT64_MAX become -1, which
 // every caller rejects as out of range).
-int64_t ct_npy_int(const ct_npy_info *info, const uint8_t *data, uint64_t i) {
+// The bits of item i, in the file's byte order.
+static uint64_t item_bits(const ct_npy_info *info, const uint8_t *data, uint64_t i) {
   const uint8_t *p = data + i * (uint64_t)info->item;
   uint64_t u = 0;
   for (int b = 0; b < info->item; b++) {
     int k = info->big_endian ? info->item - 1 - b : b;
     u |= (uint64_t)p[k] << (8 * b);
   }
+  return u;
+}
+
+int64_t ct_npy_int(const ct_npy_info *info, const uint8_t *data, uint64_t i) {
+  uint64_t u = item_bits(info, data, i);
   if (info->kind == 'i' && info->item < 8) {
     uint64_t sign = (uint64_t)1 << (8 * info->item - 1);
     return (int64_t)((u ^ sign) - sign);
@@ -247,12 +253,7 @@ int64_t ct_npy_int(const ct_npy_info *info, const uint8_t *data, uint64_t i) {
 }
 
 double ct_npy_float(const ct_npy_info *info, const uint8_t *data, uint64_t i) {
-  const uint8_t *p = data + i * (uint64_t)info->item;
-  uint64_t u = 0;
-  for (int b = 0; b < info->item; b++) {
-    int k = info->big_endian ? info->item - 1 - b : b;
-    u |= (uint64_t)p[k] << (8 * b);
-  }
+  uint64_t u = item_bits(info, data, i);
   if (info->item == 4) {
     uint32_t w = (uint32_t)u;
     float f;

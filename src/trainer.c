@@ -41,8 +41,6 @@
 #include "cltrain/export.h"
 #include "cltrain/metrics.h"
 #include "cltrain/trace.h"
-
-#include <clblast_c.h>
 #include "cltrain/layers.h"
 #include "cltrain/model.h"
 #include "cltrain/prof.h"
@@ -1708,8 +1706,7 @@ static ct_status metrics_config(run_state *s) {
   static const char *const bn[] = {"auto", "even", "throughput", "static"};
   char mpi[256], buf[64];
   CT_TRY(ct_version_mpi(mpi, sizeof mpi));
-  snprintf(buf, sizeof buf, "%d.%d.%d", CLBLAST_VERSION_MAJOR, CLBLAST_VERSION_MINOR,
-           CLBLAST_VERSION_PATCH);
+  ct_clblast_version(buf, sizeof buf);   // the library loaded, as --version says
   ct_json j;
   ct_json_begin(&j);
   ct_json_str(&j, "type", "config");
