@@ -88,6 +88,8 @@ open(f,'wb').write(gzip.compress(r[:len(r)//2]) if f.endswith('.gz') else r[:len
   expect 2 "--epochs: expected an integer"    -- --epochs 0
   expect 2 "--epochs: expected an integer"    -- --epochs 99999999999999999999999
   expect 2 "--batch: expected an integer"     -- --batch 12abc
+  expect 2 "--limit: expected an integer in 1\.\.2147483647"  -- --limit 2147483648
+  expect 2 "--test-limit: expected an integer" -- --test-limit 4294967296
   expect 2 "--lr: expected a number"          -- --lr -0.1
   expect 2 "--lr: expected a number"          -- --lr nan
   expect 2 "--lr: expected a number"          -- --lr 1e999

@@ -7,6 +7,7 @@
 // Run `cltrain --help` for every flag and its default. Exit codes: 0 done, 1 run-time failure,
 // 2 bad command line.
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -251,9 +252,9 @@ static ct_status parse(int argc, char **argv, ct_train_config *c) {
       case O_SEED: CT_TRY(ct_arg_u64("--seed", optarg, &c->seed)); break;
       case O_DEVICE: c->device = optarg; break;
       case O_DATA: c->data_dir = optarg; break;
-      case O_LIMIT: CT_TRY(ct_arg_long("--limit", optarg, 1, 1L << 31, &v)); c->limit = (int)v; break;
+      case O_LIMIT: CT_TRY(ct_arg_long("--limit", optarg, 1, INT_MAX, &v)); c->limit = (int)v; break;
       case O_CLASSES: CT_TRY(ct_arg_long("--classes", optarg, 1, 256, &v)); c->classes = (int)v; break;
-      case O_TEST_LIMIT: CT_TRY(ct_arg_long("--test-limit", optarg, 1, 1L << 31, &v)); c->test_limit = (int)v; break;
+      case O_TEST_LIMIT: CT_TRY(ct_arg_long("--test-limit", optarg, 1, INT_MAX, &v)); c->test_limit = (int)v; break;
       case O_NORMALIZE: {
         const char *comma = strchr(optarg, ',');
         char mean[64];
