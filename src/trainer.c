@@ -290,7 +290,8 @@ typedef struct {
   int *proposal;           // (world) the shares the last check proposed (0: none)
   cl_mem pred;             // stale, SGD: the parameters after the pending update (predicted)
   cl_event pred_done;      // the prediction has read the pending gradients
-  float *pend_map;         // stale, zero-copy: the pending gradients, mapped before the step
+  float *pend_map;         // zero-copy: the gradients to reduce, mapped (stale: the pending
+                           // ones, before the step; sync: this step's, behind its kernels)
   cl_event pend_map_ev;    //   and the map's event
   size_t P;                // parameters
   size_t tail;             // status words after the gradients: 2 + world
@@ -1145,7 +1146,18 @@ static ct_status phase_reduce(run_state *s, computed *c, double t_start, double 
     after = c->end;
     if (s->pred_done && c == &s->pend) after = s->pred_done;   // after the prediction read it
   } else {
-    CL_CHECK(clFinish(s->dev.queue));   // this rank's gradients are ready
+    if (s->pend_map) {   // mapped behind the step's kernels: the map completing ends compute
+      cl_int err = clWaitForEvents(1, &s->pend_map_ev);
+      if (err != CL_SUCCESS) {
+        float *p = s->pend_map;
+        s->pend_map = NULL;
+        if (clEnqueueUnmapMemObject(s->dev.queue, c->grads, p, 0, NULL, NULL) == CL_SUCCESS)
+          clFinish(s->dev.queue);
+        return CT_FAIL(CT_ERR_CL, "mapping the gradients failed: %s", ct_cl_errname(err));
+      }
+    } else {
+      CL_CHECK(clFinish(s->dev.queue));   // this rank's gradients are ready
+    }
     *compute_s = ct_now() - t_start;
     ct_trace_span(&s->trace, 0, "compute", t_start, t_start + *compute_s);
   }
@@ -1159,7 +1171,7 @@ static ct_status phase_reduce(run_state *s, computed *c, double t_start, double 
     if (s->measuring) s->barrier_s += t3 - t2;
     t2 = t3;
   }
-  if (s->pend_map && c == &s->pend) {   // stale, zero-copy: mapped before this step's kernels
+  if (s->pend_map) {   // zero-copy: stale, mapped before this step's kernels; sync, after them
     float *p = s->pend_map;
     s->pend_map = NULL;
     // (the map waits for the update of the step before and for the prediction: device work,
@@ -1542,6 +1554,23 @@ static ct_status run_step(run_state *s, slot *b, double t0, double *compute_s) {
     case CT_SYNC_SYNC: {
       computed *c = &s->cur;
       CT_TRY(phase_compute(s, b, s->gbuf[0], c));
+      if (world > 1 && s->nb == 0 && ct_allreduce_zero_copy(s->ar)) {
+        // Map the gradients right behind this step's kernels, on their queue: the map's
+        // completion is the end of compute (no marker, no map on another queue after it), and
+        // the unmap goes on that queue too, ahead of the update, so nobody waits for it.
+        cl_int merr;
+        release_event(&s->pend_map_ev);
+        s->pend_map = clEnqueueMapBuffer(s->dev.queue, c->grads, CL_FALSE,
+                                         CL_MAP_READ | CL_MAP_WRITE, 0,
+                                         REDUCED(s) * sizeof(float), 0, NULL, &s->pend_map_ev,
+                                         &merr);
+        if (merr != CL_SUCCESS) {
+          s->pend_map = NULL;
+          return CT_FAIL(CT_ERR_CL, "clEnqueueMapBuffer(gradients) failed: %s",
+                         ct_cl_errname(merr));
+        }
+        CL_CHECK(clFlush(s->dev.queue));
+      }
       if (world > 1) CT_TRY(phase_reduce(s, c, t0, compute_s));
       CT_TRY(finish(s, &s->status[(c->step + 1) & 1]));   // the previous step's status
       CT_TRY(phase_apply(s, c));
