@@ -1520,10 +1520,14 @@ stop:
 // Everything computed is applied and accounted for, and the replicas agree: stale applies its
 // pending step, local:K averages (for a checkpoint, state = 1: the optimizer state too). Before
 // evaluation, checkpoints, replica checks and the end.
-static ct_status flush(run_state *s, int state) {
+// *compute_s: the pending step's compute time (as run_step gives it for a step), or 0.
+static ct_status flush(run_state *s, int state, double *compute_s) {
+  *compute_s = 0;
   if (s->cfg->sync == CT_SYNC_STALE && s->pend.valid) {
-    double c;
-    if (s->comm->size > 1) CT_TRY(phase_reduce(s, &s->pend, 0, &c));
+    // nothing computes beside this reduction: it starts once the step is computed, so that
+    // waiting for the device is not counted as communication
+    if (s->pend.end) CL_CHECK(clWaitForEvents(1, &s->pend.end));
+    if (s->comm->size > 1) CT_TRY(phase_reduce(s, &s->pend, 0, compute_s));
     step_status *prev = &s->status[(s->pend.step + 1) & 1];
     CT_TRY(finish(s, prev));
     CT_TRY(phase_apply(s, &s->pend));
@@ -1532,6 +1536,17 @@ static ct_status flush(run_state *s, int state) {
   if (s->cfg->sync == CT_SYNC_LOCAL && (s->since_avg > 0 || state))
     CT_TRY(local_average(s, state));
   return drain(s);
+}
+
+// Rank 0 writes the checkpoint; the others wait for it here, so that the write is not counted
+// as the next collective's communication on their side (it is no step's time on rank 0 either).
+// A failed write ends the job from rank 0 (ct_comm_abort), which ends this barrier too.
+static ct_status save_checkpoint(run_state *s, const ct_checkpoint_pos *p) {
+  const ct_train_config *cfg = s->cfg;
+  CT_TRY(ct_checkpoint_save(cfg->checkpoint, &s->model, &s->opt, p, cfg->seed, cfg->shuffle,
+                            s->comm, s->host_params));
+  if (s->comm->size > 1) CT_TRY(ct_comm_barrier(s->comm));
+  return CT_OK;
 }
 
 // Runs f with profiling paused (evaluation, checkpoints and checks are not part of a step).
@@ -1928,8 +1943,19 @@ static ct_status train(run_state *s) {
     int ckpt = cfg->checkpoint && cfg->checkpoint_every > 0 && step % cfg->checkpoint_every == 0;
     int saving = ckpt || (end_of_epoch && cfg->checkpoint);
     // (stale: the replicas agree also with an update pending, so a check needs no flush)
-    if (ckpt || end_of_epoch) CT_TRY(flush(s, saving));
-    else if (log || check) CT_TRY(drain(s));
+    {
+      // finishing what the steps left running (stale: the pending step's reduction and update;
+      // local:K: the average; the last status reads) is training time: counted, like a step's
+      // (a stale run checkpointing every step did all its reducing here, unseen: its samples/s
+      // came out 30x too high)
+      double tf = ct_now(), fc = 0;
+      if (ckpt || end_of_epoch) CT_TRY(flush(s, saving, &fc));
+      else if (log || check) CT_TRY(drain(s));
+      double df = ct_now() - tf;
+      t_train += df;
+      res->compute_s += world > 1 ? fc : df;
+      if (s->measuring) s->step_s += df;
+    }
     if (check) s->checked_avg = s->res->averages;
     if (check) {
       char when[64];
@@ -1963,8 +1989,7 @@ static ct_status train(run_state *s) {
     }
     if (ckpt) {
       ct_checkpoint_pos p = {step, epoch, si + 1, world, cfg->batch};
-      UNPROFILED(s, ct_checkpoint_save(cfg->checkpoint, &s->model, &s->opt, &p, cfg->seed,
-                                       cfg->shuffle, comm, s->host_params));
+      UNPROFILED(s, save_checkpoint(s, &p));
     }
     if (end_of_epoch) {
       double acc;
@@ -1991,8 +2016,7 @@ static ct_status train(run_state *s) {
       }
       if (cfg->checkpoint) {
         ct_checkpoint_pos p = {step, epoch + 1, 0, world, cfg->batch};
-        UNPROFILED(s, ct_checkpoint_save(cfg->checkpoint, &s->model, &s->opt, &p, cfg->seed,
-                                         cfg->shuffle, comm, s->host_params));
+        UNPROFILED(s, save_checkpoint(s, &p));
       }
       t_log = ct_now();   // the next log line's samples/s counts training only
     }
@@ -2001,7 +2025,14 @@ static ct_status train(run_state *s) {
   }
 #undef HAS_STEP
   progress_end(&prog);
-  CT_TRY(flush(s, 0));
+  {
+    double tf = ct_now(), fc = 0;
+    CT_TRY(flush(s, 0, &fc));
+    double df = ct_now() - tf;
+    t_train += df;
+    res->compute_s += world > 1 ? fc : df;
+    if (s->measuring) s->step_s += df;
+  }
   if (stop || res->epochs_done == 0) UNPROFILED(s, evaluate(s, &res->test_acc));
   if (s->loss_n > 0) res->last_loss = s->loss_acc / s->loss_n;   // since the last log line
   res->train_s = t_train;
