@@ -140,6 +140,8 @@ static void usage(FILE *f) {
 "\nreliability\n"
 "  --checkpoint PATH        write a checkpoint at the end of every epoch (atomically)  [none]\n"
 "  --checkpoint-every N     ... and every N steps                              [0: epochs only]\n"
+"                           (--sync stale applies its pending step and local:K averages at\n"
+"                           each checkpoint: there, the schedule is part of the math)\n"
 "  --resume PATH            continue from a checkpoint (any rank count)        [none]\n"
 "  --max-bad-steps K        stop after K consecutive non-finite steps          [5]\n"
 "  --check-every N          compare parameter checksums across ranks every N steps [0: never]\n"
