@@ -686,6 +686,9 @@ static ct_status setup(run_state *s) {
   // classes derived from the data: the largest label of either split + 1
   if (s->test.classes > s->train.classes) s->train.classes = s->test.classes;
   s->test.classes = s->train.classes;
+  if (s->train.classes < 2)   // (a softmax over one class has loss 0 whatever the weights)
+    return CT_FAIL(CT_ERR_FORMAT, "%s: every label is 0: classification needs at least 2 classes "
+                   "(--classes N, N >= 2, if the data really has fewer)", cfg->data_dir);
   if (cfg->limit > 0) ct_dataset_limit(&s->train, cfg->limit);
   if (cfg->test_limit > 0) ct_dataset_limit(&s->test, cfg->test_limit);
   if (cfg->batch > s->train.count)

@@ -441,6 +441,12 @@ npy_data)   # --data with NumPy files: Fashion-MNIST as .npy trains exactly as f
   [ $rc -eq 1 ] && [ "$(wc -l <"$work/e")" -eq 1 ] && grep -q "train_labels.npy: label 3 at index" "$work/e" || { cat "$work/e"; fail "--classes 3: exit $rc"; }
   "$T" --model mlp --classes 0 >"$work/o" 2>"$work/e"; rc=$?
   [ $rc -eq 2 ] && grep -q -- "--classes" "$work/e" || { cat "$work/e"; fail "--classes 0: exit $rc"; }
+  "$T" --model mlp --classes 1 >"$work/o" 2>"$work/e"; rc=$?
+  [ $rc -eq 2 ] && grep -q -- "--classes: expected an integer in 2\.\.256" "$work/e" || { cat "$work/e"; fail "--classes 1: exit $rc"; }
+  # one class only (every label 0): a softmax over one class learns nothing; refused
+  $mk synthetic "$work/one" --train 60 --test 20 --classes 1 || fail "make_npy synthetic, 1 class"
+  "$T" --model mlp --data "$work/one" --batch 20 --epochs 1 >"$work/o" 2>"$work/e"; rc=$?
+  [ $rc -eq 1 ] && [ "$(wc -l <"$work/e")" -eq 1 ] && grep -q "every label is 0" "$work/e" || { cat "$work/e"; fail "1 class: exit $rc"; }
   # damaged files: exit 1, one line naming the file and what is wrong
   $mk damaged "$work/bad" >"$work/cases" || fail "make_npy damaged"
   n=0

@@ -255,7 +255,7 @@ static ct_status parse(int argc, char **argv, ct_train_config *c) {
       case O_DEVICE: c->device = optarg; break;
       case O_DATA: c->data_dir = optarg; break;
       case O_LIMIT: CT_TRY(ct_arg_long("--limit", optarg, 1, INT_MAX, &v)); c->limit = (int)v; break;
-      case O_CLASSES: CT_TRY(ct_arg_long("--classes", optarg, 1, 256, &v)); c->classes = (int)v; break;
+      case O_CLASSES: CT_TRY(ct_arg_long("--classes", optarg, 2, 256, &v)); c->classes = (int)v; break;
       case O_TEST_LIMIT: CT_TRY(ct_arg_long("--test-limit", optarg, 1, INT_MAX, &v)); c->test_limit = (int)v; break;
       case O_NORMALIZE: {
         const char *comma = strchr(optarg, ',');
