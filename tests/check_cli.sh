@@ -576,7 +576,10 @@ PY
     [ "$(head -c 8 "$work/p.png" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] || fail "cltrain-plot: not a PNG"
     [ "$(stat -c %s "$work/p.png")" -gt 20000 ] || fail "cltrain-plot: an empty-looking PNG"
   fi
-  for args in "$work/m.jsonl" "$work/m.jsonl -o $work/p.txt" "$work/out -o $work/q.png" "$work/none.jsonl -o $work/q.png"; do
+  head -1 "$work/m.jsonl" >"$work/cfg.jsonl"                          # a config record only
+  { head -1 "$work/m.jsonl"; echo '{"step": 3}'; } >"$work/notype.jsonl"  # a record without a type
+  for args in "$work/m.jsonl" "$work/m.jsonl -o $work/p.txt" "$work/out -o $work/q.png" "$work/none.jsonl -o $work/q.png" \
+              "$work/cfg.jsonl -o $work/q.png" "$work/notype.jsonl -o $work/q.png"; do
     err=$("$plot" $args 2>&1 >/dev/null); rc=$?
     echo "cltrain-plot $args -> exit $rc: $err"
     [ "$rc" -eq 1 ] || [ "$rc" -eq 2 ] || fail "cltrain-plot $args: exit $rc"
