@@ -1472,6 +1472,11 @@ static ct_status local_average_(run_state *s, int with_state) {
   v[4 + s->comm->rank] = s->compute_since;
   v[4 + world + s->comm->rank] = s->samples_since;
   CT_TRY(ct_comm_allreduce_double_sum(s->comm, v, (int)nv));
+  // these few words' collective ends when the slowest rank arrives: its time is waiting (MPI
+  // time that the end takes out of the MPI and exposed columns, as for sync's)
+  double t_words = ct_now() - t0;
+  s->res->wait_s += t_words;
+  s->ars.mpi_s += t_words;
   float mine = v[0] > 0 ? (float)(s->samples_since / v[0]) : (float)(1.0 / world);
   cl_kernel k;
   CT_TRY(ct_kernel(&s->dev, "util", "scale_f32", &k));
@@ -1481,7 +1486,9 @@ static ct_status local_average_(run_state *s, int with_state) {
   CL_CHECK(clSetKernelArg(k, 2, sizeof mine, &mine));
   size_t global = (s->P + 255) / 256 * 256;
   CL_CHECK(clEnqueueNDRangeKernel(s->dev.queue, k, 1, NULL, &global, NULL, 0, NULL, NULL));
-  CT_TRY(ct_allreduce_device(s->ar, s->model.params, 0, s->P, &s->ars));
+  // (counts the ranks agreed at set-up, with the arch: no per-call count check)
+  CT_TRY(ct_allreduce_device_after(s->ar, s->model.params, 0, s->P, NULL, NULL, 0, 0, NULL,
+                                   &s->ars));
   if (with_state) {   // in pieces the all-reduce's staging holds
     cl_uint ns = (cl_uint)s->opt.state_count;
     size_t gs = (s->opt.state_count + 255) / 256 * 256;
@@ -1491,7 +1498,8 @@ static ct_status local_average_(run_state *s, int with_state) {
     CL_CHECK(clEnqueueNDRangeKernel(s->dev.queue, k, 1, NULL, &gs, NULL, 0, NULL, NULL));
     for (size_t off = 0; off < s->opt.state_count; off += s->P) {
       size_t len = s->opt.state_count - off < s->P ? s->opt.state_count - off : s->P;
-      CT_TRY(ct_allreduce_device(s->ar, s->opt.state, off, len, &s->ars));
+      CT_TRY(ct_allreduce_device_after(s->ar, s->opt.state, off, len, NULL, NULL, 0, 0, NULL,
+                                       &s->ars));
     }
   }
   if (s->measuring) s->allreduce_s += ct_now() - t0, s->exposed_s += ct_now() - t0;
