@@ -2046,6 +2046,7 @@ static ct_status train(run_state *s) {
   }
   if (stop || res->epochs_done == 0) UNPROFILED(s, evaluate(s, &res->test_acc));
   if (s->loss_n > 0) res->last_loss = s->loss_acc / s->loss_n;   // since the last log line
+  if (res->steps == 0) res->last_loss = NAN;                        // (none: null in metrics)
   res->train_s = t_train;
   // throughput after the warm-up steps, as the PyTorch peer measures it (when there are enough)
   if (res->steps > 2 * CT_WARMUP_STEPS && s->step_s > 0)
@@ -2202,11 +2203,13 @@ static ct_status report(run_state *s) {
     double mean[K] = {0};
     if (r->steps > 2 * CT_WARMUP_STEPS)
       printf("\nper rank, after the %d warm-up steps (kernels build in them):", CT_WARMUP_STEPS);
-    printf("\nrank  compute_s   copies_s   mpi_s    wait_s   step_s   comm%%  exposed%%   samples/s   GFLOP/s  util%%\n");
+    if (r->steps > 0)   // (a resumed run with nothing left to train has no table)
+      printf("\nrank  compute_s   copies_s   mpi_s    wait_s   step_s   comm%%  exposed%%   samples/s   GFLOP/s  util%%\n");
     for (int k = 0; k <= comm->size; k++) {
       double *v = k < comm->size ? all + K * k : mean;
       if (k < comm->size)
         for (int j = 0; j < K; j++) mean[j] += v[j] / comm->size;
+      if (r->steps == 0) continue;
       char label[16], util[16] = "    -";
       if (k < comm->size) snprintf(label, sizeof label, "%d", k);
       else snprintf(label, sizeof label, "mean");
@@ -2266,6 +2269,14 @@ static ct_status report(run_state *s) {
       ct_json_array(&j, "ranks", &items);
       st = metrics_put(s, &j);
       if (st == CT_OK) st = ct_metrics_close(&s->metrics);
+    }
+    if (r->steps == 0) {   // resumed at or past the end: the checkpoint's model, evaluated
+      printf("\nfinal: test accuracy %.4f, 0 steps (the checkpoint is already at the end of "
+             "--epochs %d%s), %.1f s evaluation\n", r->test_acc, s->cfg->epochs,
+             s->cfg->max_steps > 0 ? " or --max-steps" : "", r->eval_s);
+      fflush(stdout);
+      free(all);
+      return st;
     }
     printf("\nfinal: test accuracy %.4f, loss %.4f, %ld steps (%ld skipped), %ld divergences, "
            "%.1f s training, %.1f s evaluation, %.1f samples/s\n",

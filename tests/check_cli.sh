@@ -139,6 +139,12 @@ determinism)
   "$T" $B --max-steps 30 --checkpoint "$work/ck2" >/dev/null || fail "adamw epoch 1"
   "$T" $B --resume "$work/ck2" --save-params "$work/f" >/dev/null || fail "adamw resume"
   $cmp_params "$work/e" "$work/f" --exact || fail "adamw resumed run differs"
+  # resumed with nothing left to train: the checkpoint's model evaluated, no table, exit 0
+  "$T" $B --epochs 1 --resume "$work/ck2" --save-params "$work/g" >"$work/out" 2>&1 || { cat "$work/out"; fail "resume at the end: exit $?"; }
+  grep -q "final: test accuracy [0-9.]*, 0 steps (the checkpoint is already at the end of --epochs 1)" "$work/out" \
+    || { cat "$work/out"; fail "resume at the end: no 0-steps line"; }
+  grep -q "^rank  compute_s" "$work/out" && fail "resume at the end: an empty phase table"
+  [ -s "$work/g" ] || fail "resume at the end: no parameters saved"
   ;;
 checkpoint_damage)
   A="--model $SMALL $QUICK --epochs 1"
