@@ -1549,6 +1549,16 @@ static ct_status flush(run_state *s, int state, double *compute_s) {
   return drain(s);
 }
 
+// Finishing what the steps left running, from tf until now (flush's compute time fc), is
+// training time, counted like a step's: its wall time in the training time and (after the
+// warm-up) the step time; its compute, with one rank its wall time, in the compute column.
+static void count_finishing(run_state *s, double tf, double fc, double *t_train) {
+  double df = ct_now() - tf;
+  *t_train += df;
+  s->res->compute_s += s->comm->size > 1 ? fc : df;
+  if (s->measuring) s->step_s += df;
+}
+
 // Rank 0 writes the checkpoint; the others wait for it here, so that the write is not counted
 // as the next collective's communication on their side (it is no step's time on rank 0 either).
 // A failed write ends the job from rank 0 (ct_comm_abort), which ends this barrier too.
@@ -1570,6 +1580,20 @@ static ct_status save_checkpoint(run_state *s, const ct_checkpoint_pos *p) {
     if (ct_st_ != CT_OK) return ct_st_;             \
   } while (0)
 
+// Maps the reduced range of `grads` on the device's queue behind what is enqueued there
+// (not waited for: pend_map_ev), for a zero-copy reduction in place (phase_reduce).
+static ct_status map_grads(run_state *s, cl_mem grads) {
+  cl_int err;
+  release_event(&s->pend_map_ev);
+  s->pend_map = clEnqueueMapBuffer(s->dev.queue, grads, CL_FALSE, CL_MAP_READ | CL_MAP_WRITE, 0,
+                                   REDUCED(s) * sizeof(float), 0, NULL, &s->pend_map_ev, &err);
+  if (err != CL_SUCCESS) {
+    s->pend_map = NULL;
+    return CT_FAIL(CT_ERR_CL, "clEnqueueMapBuffer(gradients) failed: %s", ct_cl_errname(err));
+  }
+  return CT_OK;
+}
+
 // One step, in the order the mode needs: sync reduces and applies it; stale reduces and applies
 // the previous one while this one computes; local applies it alone. Returns this step's
 // compute time for the phase table.
@@ -1584,17 +1608,7 @@ static ct_status run_step(run_state *s, slot *b, double t0, double *compute_s) {
         // Map the gradients right behind this step's kernels, on their queue: the map's
         // completion is the end of compute (no marker, no map on another queue after it), and
         // the unmap goes on that queue too, ahead of the update, so nobody waits for it.
-        cl_int merr;
-        release_event(&s->pend_map_ev);
-        s->pend_map = clEnqueueMapBuffer(s->dev.queue, c->grads, CL_FALSE,
-                                         CL_MAP_READ | CL_MAP_WRITE, 0,
-                                         REDUCED(s) * sizeof(float), 0, NULL, &s->pend_map_ev,
-                                         &merr);
-        if (merr != CL_SUCCESS) {
-          s->pend_map = NULL;
-          return CT_FAIL(CT_ERR_CL, "clEnqueueMapBuffer(gradients) failed: %s",
-                         ct_cl_errname(merr));
-        }
+        CT_TRY(map_grads(s, c->grads));
         CL_CHECK(clFlush(s->dev.queue));
       }
       if (world > 1) CT_TRY(phase_reduce(s, c, t0, compute_s));
@@ -1621,17 +1635,7 @@ static ct_status run_step(run_state *s, slot *b, double t0, double *compute_s) {
         // wait for them, and the reduction would not overlap this step's compute at all. The
         // ring runs on the mapped range while the device computes; the unmap follows this
         // step's kernels, before the update that reads the result.
-        cl_int merr;
-        release_event(&s->pend_map_ev);
-        s->pend_map = clEnqueueMapBuffer(s->dev.queue, s->pend.grads, CL_FALSE,
-                                         CL_MAP_READ | CL_MAP_WRITE, 0,
-                                         REDUCED(s) * sizeof(float), 0, NULL, &s->pend_map_ev,
-                                         &merr);
-        if (merr != CL_SUCCESS) {
-          s->pend_map = NULL;
-          return CT_FAIL(CT_ERR_CL, "clEnqueueMapBuffer(pending gradients) failed: %s",
-                         ct_cl_errname(merr));
-        }
+        CT_TRY(map_grads(s, s->pend.grads));
       }
       ct_status cst = phase_compute(s, b, g, c);
       s->model.params = own;
@@ -1962,10 +1966,7 @@ static ct_status train(run_state *s) {
       double tf = ct_now(), fc = 0;
       if (ckpt || end_of_epoch) CT_TRY(flush(s, saving, &fc));
       else if (log || check) CT_TRY(drain(s));
-      double df = ct_now() - tf;
-      t_train += df;
-      res->compute_s += world > 1 ? fc : df;
-      if (s->measuring) s->step_s += df;
+      count_finishing(s, tf, fc, &t_train);
     }
     if (check) s->checked_avg = s->res->averages;
     if (check) {
@@ -2039,10 +2040,7 @@ static ct_status train(run_state *s) {
   {
     double tf = ct_now(), fc = 0;
     CT_TRY(flush(s, 0, &fc));
-    double df = ct_now() - tf;
-    t_train += df;
-    res->compute_s += world > 1 ? fc : df;
-    if (s->measuring) s->step_s += df;
+    count_finishing(s, tf, fc, &t_train);
   }
   if (stop || res->epochs_done == 0) UNPROFILED(s, evaluate(s, &res->test_acc));
   if (s->loss_n > 0) res->last_loss = s->loss_acc / s->loss_n;   // since the last log line
