@@ -1221,14 +1221,7 @@ static ct_status phase_reduce(run_state *s, computed *c, double t_start, double 
 static ct_status phase_apply(run_state *s, computed *c) {
   ct_model *mod = &s->model;
   cl_mem g = c->grads;
-  cl_kernel k;
-  CT_TRY(ct_kernel(&s->dev, "util", "count_nonfinite_f32", &k));
-  cl_uint cnt = (cl_uint)(AT_LOSS(s) + 1), at = (cl_uint)AT_COUNT(s);
-  CL_CHECK(clSetKernelArg(k, 0, sizeof g, &g));
-  CL_CHECK(clSetKernelArg(k, 1, sizeof cnt, &cnt));
-  CL_CHECK(clSetKernelArg(k, 2, sizeof g, &g));
-  CL_CHECK(clSetKernelArg(k, 3, sizeof at, &at));
-  CT_TRY(enqueue_1d(s, k, "count_nonfinite_f32", 256 * 16, 0));
+  CT_TRY(ct_count_nonfinite(&s->dev, g, AT_LOSS(s) + 1, g, AT_COUNT(s)));
   float lr = ct_schedule_lr(&s->sched, s->cfg->optim.lr, c->step);
   CT_TRY(ct_optim_step_unless(&s->opt, mod->params, g, lr, g, AT_COUNT(s)));
   step_status *st = &s->status[c->step & 1];

@@ -2,7 +2,8 @@
 // in double precision, on awkward shapes (nothing a multiple of a tile), batch 1 and 7, with
 // parameters at odd offsets of a larger buffer whose other elements must stay untouched.
 // Dropout: determinism per seed, the host mirror of the mask, keep rate, backward scaling.
-// Softmax cross-entropy: reference values, huge logits stay finite, bad labels.
+// Softmax cross-entropy: reference values, huge logits stay finite, bad labels. The non-finite
+// count finds NaN and infinities at every position, and nothing in finite extremes.
 //
 // The suite runs on "auto" (PoCL here). A small subset (one shape per layer, batch 2) runs
 // again on Oclgrind in a child process (this executable with --oclgrind-child) whose stderr
@@ -487,6 +488,52 @@ START_TEST(softmax_xent_bad_label_gives_nan) {
 }
 END_TEST
 
+// The non-finite count (the step's guard): a NaN or an infinity anywhere in x[0..n) is found,
+// at the first, a middle and the last element, for sizes around the kernel's 8-float loads and
+// its per-item chunks; finite extremes (FLT_MAX, denormals, -0) are not. The counter sits
+// after x in the same buffer, as the trainer's does.
+static unsigned count_bad(const float *x, size_t n) {
+  cl_mem m = buf_new(NULL, (n + 1) * sizeof(float));
+  ck_assert_int_eq(clEnqueueWriteBuffer(g_dev.queue, m, CL_TRUE, 0, n * sizeof *x, x, 0, NULL,
+                                        NULL), CL_SUCCESS);
+  const cl_uint zero = 0;
+  ck_assert_int_eq(clEnqueueWriteBuffer(g_dev.queue, m, CL_TRUE, n * sizeof(float), sizeof zero,
+                                        &zero, 0, NULL, NULL), CL_SUCCESS);
+  ck_assert_ct(ct_count_nonfinite(&g_dev, m, n, m, n));
+  cl_uint got;
+  ck_assert_int_eq(clEnqueueReadBuffer(g_dev.queue, m, CL_TRUE, n * sizeof(float), sizeof got,
+                                       &got, 0, NULL, NULL), CL_SUCCESS);
+  clReleaseMemObject(m);
+  return got;
+}
+
+START_TEST(count_nonfinite_finds_every_position) {
+  static const size_t sizes_big[] = {1, 7, 8, 9, 31, 33, 4099, 100003};
+  static const size_t sizes_small[] = {1, 9, 33};
+  const size_t *sizes = g_small ? sizes_small : sizes_big;
+  size_t ns = g_small ? 3 : sizeof sizes_big / sizeof *sizes_big;
+  const float bad[3] = {NAN, INFINITY, -INFINITY};
+  for (size_t t = 0; t < ns; t++) {
+    size_t n = sizes[t];
+    float *x = rand_array(n, 70 + t, -1e38f, 1e38f);   // (hi - lo stays finite)
+    x[0] = 3.4028235e38f;
+    if (n > 1) x[1] = 1e-45f;    // the smallest denormal
+    if (n > 2) x[2] = -0.0f;
+    ck_assert_msg(count_bad(x, n) == 0, "n %zu: finite values counted as non-finite", n);
+    size_t where[3] = {0, n / 2, n - 1};
+    for (int w = 0; w < 3; w++)
+      for (int b = 0; b < 3; b++) {
+        float keep = x[where[w]];
+        x[where[w]] = bad[b];
+        ck_assert_msg(count_bad(x, n) > 0, "n %zu: %g at %zu not found", n, (double)bad[b],
+                      where[w]);
+        x[where[w]] = keep;
+      }
+    free(x);
+  }
+}
+END_TEST
+
 START_TEST(conv_out_size_and_bad_geometry) {
   ck_assert_int_eq(ct_conv_out_size(28, 3, 1, 1), 28);
   ck_assert_int_eq(ct_conv_out_size(13, 5, 2, 2), 7);
@@ -524,6 +571,7 @@ static Suite *layers_suite(void) {
   tcase_add_test(tc, relu_matches_reference);
   tcase_add_test(tc, dropout_is_seeded_and_scaled);
   tcase_add_test(tc, softmax_xent_matches_reference);
+  tcase_add_test(tc, count_nonfinite_finds_every_position);
   if (!g_small) {
     tcase_add_test(tc, softmax_xent_large_logits_stay_finite);
     tcase_add_test(tc, softmax_xent_bad_label_gives_nan);

@@ -4,8 +4,11 @@
 # efficiency = job / that sum, speed-up over the fastest of them alone, each rank's waiting
 # share of its step, exposed communication (after compute, beyond waiting: the trainer's
 # exposed% column), test accuracy after the epochs, and the training time until the test
-# accuracy first reached the target. A benchmark: it prints what it measured, it never passes
-# or fails on it.
+# accuracy first reached the target. Each device also runs alone at half the batch (a rank's
+# share in the jobs), and the jobs are also measured against those rates (eff.@sh), to split
+# what a job loses into the smaller per-rank batch and the rest; a last row runs the throughput
+# job at twice the batch (each rank's share = the solo runs' batch: weak scaling). A benchmark:
+# it prints what it measured, it never passes or fails on it.
 #   tools/bench-scaling.sh [--model mlp] [--limit 60000] [--epochs 2] [--batch 128] [--target 0.80]
 #                          [--devices "pocl intel"] [--repeat 2]
 #   tools/bench-scaling.sh --nodes N [--rate R] [--models "mlp cnn"] [--limit 12800] [--epochs 1]
@@ -48,7 +51,7 @@ while [ $# -gt 0 ]; do
     --target) target=$2; shift 2 ;;
     --devices) devs=$2; shift 2 ;;
     --repeat) repeat=$2; shift 2 ;;
-    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
     *) echo "bench-scaling.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -205,25 +208,33 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 MPI="mpirun --oversubscribe --bind-to none"
 work=$(mktemp -d /tmp/cltrain-bench-scaling-XXXXXX)
 trap 'rm -rf "$work"' EXIT
-A="--model $model --limit $limit --epochs $epochs --batch $batch --log-every 0 --seed 1"
-run() {   # name, then the command
-  local name=$1; shift
-  echo "running $name: $*" >&2
-  "$@" $A >"$work/$name.out" 2>&1 || { cat "$work/$name.out" >&2; echo "bench-scaling.sh: $name failed" >&2; exit 1; }
+case "$batch" in ''|*[!0-9]*|0|1) echo "bench-scaling.sh: --batch takes an integer >= 2, got '$batch'" >&2; exit 2 ;; esac
+half=$((batch / 2)) double=$((batch * 2))
+A="--model $model --limit $limit --epochs $epochs --log-every 0 --seed 1"
+run() {   # name, batch, then the command
+  local name=$1 b=$2; shift 2
+  echo "running $name: $* --batch $b" >&2
+  "$@" $A --batch "$b" >"$work/$name.out" 2>&1 || { cat "$work/$name.out" >&2; echo "bench-scaling.sh: $name failed" >&2; exit 1; }
 }
 for round in $(seq 1 "$repeat"); do
-  run solo_$d0.$round "$T" --device "$d0"
-  run solo_$d1.$round "$T" --device "$d1"
-  run x2_$d0.$round $MPI -np 2 "$T" --device "$d0" --balance even
-  run mix_even.$round $MPI -np 2 "$T" --device "0=$d0,1=$d1" --balance even
-  run mix_tp.$round $MPI -np 2 "$T" --device "0=$d0,1=$d1" --balance throughput
-  run mix_tp_stale.$round $MPI -np 2 "$T" --device "0=$d0,1=$d1" --balance throughput --sync stale
-  run mix_tp_local4.$round $MPI -np 2 "$T" --device "0=$d0,1=$d1" --balance throughput --sync local:4
+  run solo_$d0.$round "$batch" "$T" --device "$d0"
+  run solo_$d1.$round "$batch" "$T" --device "$d1"
+  # each device alone at a rank's share of the batch: what a rank could do without the others
+  run half_$d0.$round "$half" "$T" --device "$d0"
+  run half_$d1.$round "$half" "$T" --device "$d1"
+  run x2_$d0.$round "$batch" $MPI -np 2 "$T" --device "$d0" --balance even
+  run mix_even.$round "$batch" $MPI -np 2 "$T" --device "0=$d0,1=$d1" --balance even
+  run mix_tp.$round "$batch" $MPI -np 2 "$T" --device "0=$d0,1=$d1" --balance throughput
+  run mix_tp_stale.$round "$batch" $MPI -np 2 "$T" --device "0=$d0,1=$d1" --balance throughput --sync stale
+  run mix_tp_local4.$round "$batch" $MPI -np 2 "$T" --device "0=$d0,1=$d1" --balance throughput --sync local:4
+  # weak scaling: twice the global batch, so that each rank's share is the solo runs' batch
+  run mix_tp_weak.$round "$double" $MPI -np 2 "$T" --device "0=$d0,1=$d1" --balance throughput
 done
 /usr/bin/python3 - "$work" "$d0" "$d1" "$target" "$model" "$limit" "$epochs" "$batch" "$repeat" <<'PY'
 import re, sys
 work, d0, d1, target = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 model, limit, epochs, batch, repeat = sys.argv[5:10]
+batch = int(batch); half, double = batch // 2, 2 * batch
 def parse(name):   # the fastest of the rounds
     runs = [parse1(f"{name}.{k}") for k in range(1, int(repeat) + 1)]
     return max(runs, key=lambda r: r["sps"])
@@ -241,31 +252,48 @@ def parse1(name):
         if float(m.group(1)) >= target and reach is None: reach = float(m.group(2))
     shares = re.search(r"^shares of a batch of \d+ at the end: (.*) \(", t, re.M)
     return dict(sps=sps, acc=acc, ranks=ranks, reach=reach, shares=shares.group(1) if shares else "-")
-rows = [("solo_" + d0, d0, "-", "-", [d0]), ("solo_" + d1, d1, "-", "-", [d1]),
-        ("x2_" + d0, d0 + " x2", "sync", "even", [d0, d0]),
-        ("mix_even", d0 + "+" + d1, "sync", "even", [d0, d1]),
-        ("mix_tp", d0 + "+" + d1, "sync", "throughput", [d0, d1]),
-        ("mix_tp_stale", d0 + "+" + d1, "stale", "throughput", [d0, d1]),
-        ("mix_tp_local4", d0 + "+" + d1, "local:4", "throughput", [d0, d1])]
+rows = [("solo_" + d0, d0, "-", "-", [d0], batch), ("solo_" + d1, d1, "-", "-", [d1], batch),
+        ("half_" + d0, d0, "-", "-", [d0], half), ("half_" + d1, d1, "-", "-", [d1], half),
+        ("x2_" + d0, d0 + " x2", "sync", "even", [d0, d0], batch),
+        ("mix_even", d0 + "+" + d1, "sync", "even", [d0, d1], batch),
+        ("mix_tp", d0 + "+" + d1, "sync", "throughput", [d0, d1], batch),
+        ("mix_tp_stale", d0 + "+" + d1, "stale", "throughput", [d0, d1], batch),
+        ("mix_tp_local4", d0 + "+" + d1, "local:4", "throughput", [d0, d1], batch),
+        ("mix_tp_weak", d0 + "+" + d1, "sync", "throughput", [d0, d1], double)]
 res = {r[0]: parse(r[0]) for r in rows}
 solo = {d0: res["solo_" + d0]["sps"], d1: res["solo_" + d1]["sps"]}
+at_half = {d0: res["half_" + d0]["sps"], d1: res["half_" + d1]["sps"]}
 print(f"scaling: --model {model} --limit {limit} --epochs {epochs} --batch {batch}, one thread per device; "
       f"target accuracy {target}; fastest of {repeat} runs each")
-print("%-14s %-8s %-10s %10s %10s %6s %8s %-13s %7s %-9s %6s %9s" % (
-    "devices", "sync", "balance", "samples/s", "sum solo", "eff.", "speed-up", "wait % r0/r1",
-    "exposed", "shares", "acc", "to target"))
-for name, devices, mode, bal, ds in rows:
+print("%-14s %-8s %-10s %5s %10s %10s %6s %7s %8s %-13s %7s %-9s %6s %9s" % (
+    "devices", "sync", "balance", "batch", "samples/s", "sum solo", "eff.", "eff.@sh", "speed-up",
+    "wait % r0/r1", "exposed", "shares", "acc", "to target"))
+for name, devices, mode, bal, ds, b in rows:
     r = res[name]
     s = sum(solo[d] for d in ds)
     fast = max(solo[d] for d in ds)
-    waits = "/".join("%.0f" % (100 * w) for w, _ in r["ranks"]) if len(ds) > 1 else "-"
-    comm = "%.1f" % (100 * sum(c for _, c in r["ranks"]) / len(r["ranks"])) if len(ds) > 1 else "-"
+    job = len(ds) > 1
+    # eff.@sh: against the devices alone at a rank's share of the batch (even shares assumed)
+    per = b // len(ds) if job else b
+    ceil = sum(at_half[d] if per == half else solo[d] for d in ds) if job and per in (half, batch) else None
+    waits = "/".join("%.0f" % (100 * w) for w, _ in r["ranks"]) if job else "-"
+    comm = "%.1f" % (100 * sum(c for _, c in r["ranks"]) / len(r["ranks"])) if job else "-"
     reach = "%.1f s" % r["reach"] if r["reach"] is not None else "not reached"
-    print("%-14s %-8s %-10s %10.0f %10.0f %6.2f %8.2f %-13s %7s %-9s %6.4f %9s" % (
-        devices, mode, bal, r["sps"], s, r["sps"] / s, r["sps"] / fast, waits, comm,
+    print("%-14s %-8s %-10s %5d %10.0f %10s %6s %7s %8s %-13s %7s %-9s %6.4f %9s" % (
+        devices, mode, bal, b, r["sps"], "%.0f" % s if b != half else "-",
+        "%.2f" % (r["sps"] / s) if b != half else "-", "%.2f" % (r["sps"] / ceil) if ceil else "-",
+        "%.2f" % (r["sps"] / fast) if b != half else "-", waits, comm,
         r["shares"].replace(" ", "/"), r["acc"], reach))
-print("eff. = samples/s / sum of the solo samples/s of the job's devices; speed-up = over the fastest "
-      "of them alone;\nwait % = time a rank waited for the slowest one, of its step; exposed = % of "
-      "the step spent communicating after compute, beyond waiting (mean over ranks);\nshares = of a full batch at the end; "
-      "'to target' = training time until the test accuracy first reached the target.")
+print("eff. = samples/s / sum of the solo samples/s (at --batch) of the job's devices; eff.@sh = the same "
+      "against the devices alone at a rank's share of the job's batch\n(the rows at batch %d: what each "
+      "rank could do with nobody to wait for or talk to); speed-up = over the fastest of them alone;\n"
+      "wait %% = time a rank waited for the slowest one, of its step; exposed = %% of the step spent "
+      "communicating after compute, beyond waiting (mean over ranks);\nshares = of a full batch at the end; "
+      "'to target' = training time until the test accuracy first reached the target; the last row holds "
+      "each rank's share at --batch (weak scaling: twice the global batch, other math)." % half)
+tp, ss, sh = res["mix_tp"]["sps"], solo[d0] + solo[d1], at_half[d0] + at_half[d1]
+print(f"where {d0}+{d1} throughput loses against the sum of the solo rates ({tp:.0f} of {ss:.0f} samples/s, "
+      f"{tp/ss:.2f}): a rank's share of the batch alone runs at {sh/ss:.2f} of it (fixed costs per step, "
+      f"smaller matrix products), the job at {tp/sh:.2f} of that (communication, waiting, two ranks "
+      f"on the cores)")
 PY

@@ -111,5 +111,9 @@ ct_status ct_softmax_xent(ct_device *dev, int batch, int classes, cl_mem logits,
 // ---- helpers ---------------------------------------------------------------------------------
 // x[0..n) = value (fill_f32 of cl/util.cl).
 ct_status ct_fill(ct_device *dev, cl_mem x, size_t n, float value);
+// counter[at] (a uint, zeroed before) becomes non-zero when x[0..n) holds a NaN or an infinity
+// (count_nonfinite_f32 of cl/util.cl; the value counts the work-items that found one). x and
+// counter may be the same buffer when `at` lies outside [0, n).
+ct_status ct_count_nonfinite(ct_device *dev, cl_mem x, size_t n, cl_mem counter, size_t at);
 
 #endif
