@@ -162,7 +162,13 @@ __kernel void sgd_step(__global float *p, __global const float *grad, __global f
                        const uint n, const float lr, const float mu, const float wd,
                        const int nesterov, __global const uint *skip, const uint skip_at) {
   if (skip_at != CT_NO_SKIP && skip[skip_at] != 0u) return;
+#ifdef CT_SGD_CHUNK   // CPUs: a contiguous chunk per work-item, CT_PER_ITEM at a time
+  uint lo = (uint)get_global_id(0) * CT_SGD_CHUNK, hi = min(lo + CT_SGD_CHUNK, n);
+  for (uint i0 = lo; i0 < hi; i0 += CT_PER_ITEM)
+    sgd_items(p, p, grad, v, n, i0, 1.0f, lr, mu, wd, nesterov, 1);
+#else
   sgd_items(p, p, grad, v, n, (uint)get_global_id(0) * CT_PER_ITEM, 1.0f, lr, mu, wd, nesterov, 1);
+#endif
 }
 
 // --sync stale's prediction: out = the parameters after the SGD update that is still pending,
@@ -173,8 +179,14 @@ __kernel void sgd_predict(__global float *out, __global const float *p,
                           __global const float *grad, __global float *v, const uint n,
                           const float gscale, const float lr, const float mu, const float wd,
                           const int nesterov) {
+#ifdef CT_SGD_CHUNK
+  uint lo = (uint)get_global_id(0) * CT_SGD_CHUNK, hi = min(lo + CT_SGD_CHUNK, n);
+  for (uint i0 = lo; i0 < hi; i0 += CT_PER_ITEM)
+    sgd_items(out, p, grad, v, n, i0, gscale, lr, mu, wd, nesterov, 0);
+#else
   sgd_items(out, p, grad, v, n, (uint)get_global_id(0) * CT_PER_ITEM, gscale, lr, mu, wd,
             nesterov, 0);
+#endif
 }
 
 // p (n), grad (n), state (2n): m = state[0..n), v = state[n..2n).

@@ -144,8 +144,17 @@ ct_status ct_optim_init(ct_device *dev, const ct_optim_config *cfg, size_t count
 
   // elements per work-item: 8 (explicit float8 in sgd_step) on CPUs, 1 on GPUs (coalescing)
   int per_item = (dev->info.type & CL_DEVICE_TYPE_CPU) ? 8 : 1;
-  char opts[96];
+  // SGD on a CPU: a few contiguous chunks per core, in work-groups of one (see launch)
+  size_t chunk = 0;
+  if ((dev->info.type & CL_DEVICE_TYPE_CPU) && cfg->kind == CT_OPT_SGD) {
+    size_t groups = 4 * (size_t)(dev->info.compute_units ? dev->info.compute_units : 1);
+    size_t vecs = (count + 7) / 8;
+    chunk = (vecs + groups - 1) / groups * 8;
+  }
+  char opts[128];
   snprintf(opts, sizeof opts, "%s-DCT_PER_ITEM=%d", soft ? "-DCT_SOFT_DIVSQRT " : "", per_item);
+  if (chunk)
+    snprintf(opts + strlen(opts), sizeof opts - strlen(opts), " -DCT_SGD_CHUNK=%zuu", chunk);
   cl_program prog;
   CT_TRY(ct_program_build(dev, "optim", opts, &prog));
   const char *name = cfg->kind == CT_OPT_ADAMW ? "adamw_step" : "sgd_step";
@@ -194,6 +203,7 @@ ct_status ct_optim_init(ct_device *dev, const ct_optim_config *cfg, size_t count
   opt->kernel = k;
   opt->soft_divsqrt = soft;
   opt->per_item = per_item;
+  opt->chunk = chunk;
   opt->predict = kp;
   return CT_OK;
 }
@@ -208,10 +218,15 @@ void ct_optim_free(ct_optim *opt) {
 void ct_optim_count(ct_optim *opt) { opt->t++; }
 
 // One launch of an update kernel over the parameters: per_item elements per work-item.
+// SGD on a CPU (chunk > 0): chunk elements per work-item, in groups of one, so that a runtime
+// that vectorizes across work-items (Intel's) does not turn each item's float8 into gathers.
 static ct_status launch(ct_optim *opt, cl_kernel k, const char *name) {
-  size_t items = (opt->count + (size_t)opt->per_item - 1) / (size_t)opt->per_item;
-  size_t global = (items + 63) / 64 * 64;
-  CL_CHECK(clEnqueueNDRangeKernel(opt->dev->queue, k, 1, NULL, &global, NULL, 0, NULL,
+  int chunked = opt->chunk > 0 && k != NULL && (k == opt->predict || opt->cfg.kind == CT_OPT_SGD);
+  size_t per = chunked ? opt->chunk : (size_t)opt->per_item, one = 1;
+  size_t items = (opt->count + per - 1) / per;
+  size_t global = chunked ? items : (items + 63) / 64 * 64;
+  CL_CHECK(clEnqueueNDRangeKernel(opt->dev->queue, k, 1, NULL, &global, chunked ? &one : NULL,
+                                  0, NULL,
                                   ct_prof_event(opt->dev, name, 0, CT_PROF_KERNEL)));
   return CT_OK;
 }

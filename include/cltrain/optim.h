@@ -85,6 +85,7 @@ typedef struct ct_optim {
   cl_kernel kernel;          // this optimizer's own update kernel (its arguments are per object)
   int soft_divsqrt;          // division and sqrt done by the kernel's exact integer code
   int per_item;              // elements per work-item of the update kernel (CT_PER_ITEM)
+  size_t chunk;              // SGD on a CPU: elements per work-item (CT_SGD_CHUNK), else 0
   cl_kernel predict;         // SGD: sgd_predict (ct_optim_sgd_predict)
 } ct_optim;
 
