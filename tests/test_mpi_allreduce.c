@@ -605,9 +605,9 @@ START_TEST(algo_sizes_from_the_environment) {
   ct_allreduce_algo a;
   int ok = 1;
   setenv("CLTRAIN_ALLREDUCE_SMALL", "8K", 1);
-  setenv("CLTRAIN_ALLREDUCE_CHUNK", "128K", 1);
+  setenv("CLTRAIN_ALLREDUCE_CHUNK", "96K", 1);   // (not a default)
   ok &= ct_allreduce_algo_default(&g_comm, &a) == CT_OK && a.small_bytes == 8192 &&
-        a.chunk_bytes == 131072 && a.network == (g_comm.nodes > 1);
+        a.chunk_bytes == 98304 && a.network == (g_comm.nodes > 1);
   // 8 KiB of gather per rank: 2048 floats from one other rank, 512 from four
   size_t edge = 8192 / 4 / (size_t)(g_comm.size > 1 ? g_comm.size - 1 : 1);
   ok &= g_comm.size < 2 || (ct_allreduce_algo_small(&a, edge, g_comm.size) &&
@@ -620,7 +620,8 @@ START_TEST(algo_sizes_from_the_environment) {
   unsetenv("CLTRAIN_ALLREDUCE_SMALL");
   unsetenv("CLTRAIN_ALLREDUCE_CHUNK");
   ok &= ct_allreduce_algo_default(&g_comm, &a) == CT_OK &&
-        a.small_bytes == (a.network ? CT_ALLREDUCE_SMALL_NET : CT_ALLREDUCE_SMALL_SHM);
+        a.small_bytes == (a.network ? CT_ALLREDUCE_SMALL_NET : CT_ALLREDUCE_SMALL_SHM) &&
+        a.chunk_bytes == (a.network ? CT_ALLREDUCE_CHUNK_NET : CT_ALLREDUCE_CHUNK_SHM);
   ck_assert_msg(agree(ok), "algorithm sizes from the environment");
 }
 END_TEST

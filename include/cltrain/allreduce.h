@@ -85,7 +85,7 @@ typedef struct {
 } ct_allreduce_algo;
 #define CT_ALLREDUCE_SMALL_SHM ((size_t)2 << 10)
 #define CT_ALLREDUCE_SMALL_NET ((size_t)64 << 10)
-#define CT_ALLREDUCE_CHUNK_SHM ((size_t)512 << 10)
+#define CT_ALLREDUCE_CHUNK_SHM ((size_t)128 << 10)
 #define CT_ALLREDUCE_CHUNK_NET ((size_t)2 << 20)
 #define CT_ALLREDUCE_DEFAULT_CHUNK CT_ALLREDUCE_CHUNK_SHM
 // The defaults for comm's transport, with the environment's overrides; CT_ERR_USAGE (one line
