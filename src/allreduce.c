@@ -45,6 +45,7 @@
 
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -269,6 +270,7 @@ typedef struct {
   // the same order whichever window (bucket) it is reduced in.
   size_t base, total;
   ct_wire wire;           // the format of the messages (sums are fp32 on every rank)
+  int idle;               // ct_ring_opts.idle: yield between tests instead of napping
   unsigned char *slots;   // (RING_SLOTS) receive slots, page-aligned, slot_stride bytes apart
   size_t slot_stride;
   unsigned char *sbuf;    // wire != fp32: (n0 + items) send images, sbuf_stride bytes apart
@@ -412,6 +414,10 @@ static ct_status isend(ring *g, const float *region, size_t len, int tag, size_t
 // Is a request complete? block: wait for it, polling for 200 us, then every 50 us with a sleep
 // in between, so a rank waiting long for a slower neighbour leaves the core to whatever shares
 // it (its own device threads on a CPU, or another rank) instead of spinning in MPI_Wait.
+// An idle call (ct_ring_opts.idle: nothing of this rank computes meanwhile) yields the core
+// between tests instead of sleeping: a 50 us nap wakes up to 100 us late (timer slack), after
+// the data has come, and that is exposed time; a yield still hands the core to a runnable
+// thread (another rank's on an oversubscribed node).
 static ct_status mpi_ready_n(ring *g, int n, MPI_Request *req, int block, int *ready,
                              const char *what) {
   double t0 = ct_now();
@@ -419,8 +425,12 @@ static ct_status mpi_ready_n(ring *g, int n, MPI_Request *req, int block, int *r
   while ((err = MPI_Testall(n, req, ready, MPI_STATUSES_IGNORE)) == MPI_SUCCESS && !*ready &&
          block) {
     if (ct_now() - t0 > 200e-6) {
-      struct timespec ts = {0, 50000};
-      nanosleep(&ts, NULL);
+      if (g->idle) {
+        sched_yield();
+      } else {
+        struct timespec ts = {0, 50000};
+        nanosleep(&ts, NULL);
+      }
     }
   }
   g->st.mpi_s += ct_now() - t0;
@@ -1213,6 +1223,7 @@ static ct_status req_start(ct_allreduce *ar, cl_mem buf, float *host, size_t off
   q->patch = patch, q->patch_at = patch_at, q->patch_n = patch ? patch_n : 0;
   q->g = (ring){.comm = comm->comm, .rank = comm->rank, .size = comm->size, .count = count,
                 .chunk = ar->chunk, .base = base, .total = total, .wire = wire,
+                .idle = o ? o->idle : 0,
                 .slots = r->slots, .slot_stride = r->slot_stride, .rreq = r->rreq,
                 .sreq = r->sreq, .rstart = r->rstart, .buf = buf, .offset = offset,
                 .d2h = r->d2h, .maxch = ar->maxch,

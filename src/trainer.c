@@ -1119,6 +1119,7 @@ static ct_status reduce_buckets(run_state *s, computed *c, double t_start, doubl
   }
   ct_ring_opts o = s->wire;
   o.total = REDUCED(s), o.base = s->P;
+  o.idle = 1;   // after compute
   st = ct_allreduce_device_after(s->ar, c->grads, s->P, REDUCED(s) - s->P, s->compute_end,
                                  s->tail_host, AT_TIMES(s) - s->P, (size_t)comm->size, &o,
                                  &s->ars);
@@ -1174,6 +1175,10 @@ static ct_status phase_reduce(run_state *s, computed *c, double t_start, double 
     if (s->measuring) s->barrier_s += t3 - t2;
     t2 = t3;
   }
+  // sync: the device has finished, nothing of this rank computes while the ring waits;
+  // stale: the next step computes beside it
+  ct_ring_opts o = s->wire;
+  o.idle = s->cfg->sync != CT_SYNC_STALE;
   if (s->pend_map) {   // zero-copy: stale, mapped before this step's kernels; sync, after them
     float *p = s->pend_map;
     s->pend_map = NULL;
@@ -1185,14 +1190,14 @@ static ct_status phase_reduce(run_state *s, computed *c, double t_start, double 
                                                ct_cl_errname(err));
     if (st == CT_OK)
       st = ct_allreduce_mapped(s->ar, p, REDUCED(s), s->tail_host, AT_TIMES(s),
-                               (size_t)comm->size, &s->wire, &s->ars);
+                               (size_t)comm->size, &o, &s->ars);
     err = clEnqueueUnmapMemObject(s->dev.queue, c->grads, p, 0, NULL, NULL);
     CT_TRY(st);
     if (err != CL_SUCCESS)
       return CT_FAIL(CT_ERR_CL, "unmapping the pending gradients failed: %s", ct_cl_errname(err));
   } else {
     CT_TRY(ct_allreduce_device_after(s->ar, c->grads, 0, REDUCED(s), after, s->tail_host,
-                                     AT_TIMES(s), (size_t)comm->size, &s->wire, &s->ars));
+                                     AT_TIMES(s), (size_t)comm->size, &o, &s->ars));
   }
   double t_end = ct_now();
   ct_trace_span(&s->trace, 0, s->cfg->sync == CT_SYNC_STALE ? "all-reduce (previous step)"

@@ -57,6 +57,8 @@ typedef struct {
   size_t wire_n;
   size_t total;     // the layout the range is a window of (0: the range itself)
   size_t base;      // where the range starts in the layout
+  int idle;         // nothing of this rank computes while the call waits: poll, yielding the
+                    // core between tests, instead of napping 50 us (which wakes late)
 } ct_ring_opts;
 
 typedef struct {
