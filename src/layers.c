@@ -130,14 +130,7 @@ ct_status ct_count_nonfinite(ct_device *dev, cl_mem x, size_t n, cl_mem counter,
   // 670k gradients on Intel's runtime with one thread; PoCL about the same either way)
   int cpu = (dev->info.type & CL_DEVICE_TYPE_CPU) != 0;
   size_t cus = dev->info.compute_units ? dev->info.compute_units : 1;
-  size_t global = cpu ? 4 * cus : 256 * 16, local = 1;
-  cl_int err = clEnqueueNDRangeKernel(dev->queue, k, 1, NULL, &global, cpu ? &local : NULL, 0,
-                                      NULL, ct_prof_event(dev, "count_nonfinite_f32", 0,
-                                                          CT_PROF_KERNEL));
-  if (err != CL_SUCCESS)
-    return CT_FAIL(CT_ERR_CL, "clEnqueueNDRangeKernel(count_nonfinite_f32, %zu) on %s failed: %s",
-                   global, dev->info.name, ct_cl_errname(err));
-  return CT_OK;
+  return enqueue(dev, k, "count_nonfinite_f32", cpu ? 4 * cus : 256 * 16, cpu ? 1 : WG_1D);
 }
 
 // ---- dense ----------------------------------------------------------------------------------

@@ -221,7 +221,7 @@ void ct_optim_count(ct_optim *opt) { opt->t++; }
 // SGD on a CPU (chunk > 0): chunk elements per work-item, in groups of one, so that a runtime
 // that vectorizes across work-items (Intel's) does not turn each item's float8 into gathers.
 static ct_status launch(ct_optim *opt, cl_kernel k, const char *name) {
-  int chunked = opt->chunk > 0 && k != NULL && (k == opt->predict || opt->cfg.kind == CT_OPT_SGD);
+  int chunked = opt->chunk > 0;   // (set for SGD only: sgd_step and sgd_predict)
   size_t per = chunked ? opt->chunk : (size_t)opt->per_item, one = 1;
   size_t items = (opt->count + per - 1) / per;
   size_t global = chunked ? items : (items + 63) / 64 * 64;
