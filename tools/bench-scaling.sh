@@ -6,9 +6,11 @@
 # exposed% column), test accuracy after the epochs, and the training time until the test
 # accuracy first reached the target. Each device also runs alone at half the batch (a rank's
 # share in the jobs), and the jobs are also measured against those rates (eff.@sh), to split
-# what a job loses into the smaller per-rank batch and the rest; a last row runs the throughput
-# job at twice the batch (each rank's share = the solo runs' batch: weak scaling). A benchmark:
-# it prints what it measured, it never passes or fails on it.
+# what a job loses into the smaller per-rank batch and the rest; each device is also measured at
+# that share while the other trains beside it in its own process (no communication: the row
+# "apart"), which splits the rest into sharing the machine and communicating; a last row runs
+# the throughput job at twice the batch (each rank's share = the solo runs' batch: weak
+# scaling). A benchmark: it prints what it measured, it never passes or fails on it.
 #   tools/bench-scaling.sh [--model mlp] [--limit 60000] [--epochs 2] [--batch 128] [--target 0.80]
 #                          [--devices "pocl intel"] [--repeat 2]
 #   tools/bench-scaling.sh --nodes N [--rate R] [--models "mlp cnn"] [--limit 12800] [--epochs 1]
@@ -51,7 +53,7 @@ while [ $# -gt 0 ]; do
     --target) target=$2; shift 2 ;;
     --devices) devs=$2; shift 2 ;;
     --repeat) repeat=$2; shift 2 ;;
-    -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
     *) echo "bench-scaling.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -207,7 +209,6 @@ export POCL_MAX_PTHREAD_COUNT=1 CL_CONFIG_CPU_TBB_NUM_WORKERS=1
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 MPI="mpirun --oversubscribe --bind-to none"
 work=$(mktemp -d /tmp/cltrain-bench-scaling-XXXXXX)
-trap 'rm -rf "$work"' EXIT
 case "$batch" in ''|*[!0-9]*|0|1) echo "bench-scaling.sh: --batch takes an integer >= 2, got '$batch'" >&2; exit 2 ;; esac
 half=$((batch / 2)) double=$((batch * 2))
 A="--model $model --limit $limit --epochs $epochs --log-every 0 --seed 1"
@@ -216,12 +217,31 @@ run() {   # name, batch, then the command
   echo "running $name: $* --batch $b" >&2
   "$@" $A --batch "$b" >"$work/$name.out" 2>&1 || { cat "$work/$name.out" >&2; echo "bench-scaling.sh: $name failed" >&2; exit 1; }
 }
+bg=""
+trap '[ -z "$bg" ] || kill -- -"$bg" 2>/dev/null; rm -rf "$work"' EXIT
+corun() {   # name, batch, device measured, device training in a loop beside it
+  local name=$1 b=$2 d=$3 other=$4
+  # its own session (process group), so that the loop and its run stop together
+  setsid bash -c 'while :; do "$@" >/dev/null 2>&1 || exit 1; done' _ "$T" --device "$other" $A \
+    --batch "$b" --epochs 100 &
+  bg=$!
+  sleep 4   # past the other run's start (device set-up, kernel builds)
+  run "$name" "$b" "$T" --device "$d"
+  kill -- -"$bg" 2>/dev/null || { echo "bench-scaling.sh: $name: the run beside it ($other) failed" >&2; exit 1; }
+  wait "$bg" 2>/dev/null || true
+  bg=""
+}
+trap 'exit 1' INT TERM HUP
 for round in $(seq 1 "$repeat"); do
   run solo_$d0.$round "$batch" "$T" --device "$d0"
   run solo_$d1.$round "$batch" "$T" --device "$d1"
   # each device alone at a rank's share of the batch: what a rank could do without the others
   run half_$d0.$round "$half" "$T" --device "$d0"
   run half_$d1.$round "$half" "$T" --device "$d1"
+  # the same, while the other device trains beside it (its own process, no communication):
+  # what two ranks could do sharing this machine's cores, caches and memory
+  corun side_$d0.$round "$half" "$d0" "$d1"
+  corun side_$d1.$round "$half" "$d1" "$d0"
   run x2_$d0.$round "$batch" $MPI -np 2 "$T" --device "$d0" --balance even
   run mix_even.$round "$batch" $MPI -np 2 "$T" --device "0=$d0,1=$d1" --balance even
   run mix_tp.$round "$batch" $MPI -np 2 "$T" --device "0=$d0,1=$d1" --balance throughput
@@ -263,6 +283,7 @@ rows = [("solo_" + d0, d0, "-", "-", [d0], batch), ("solo_" + d1, d1, "-", "-", 
 res = {r[0]: parse(r[0]) for r in rows}
 solo = {d0: res["solo_" + d0]["sps"], d1: res["solo_" + d1]["sps"]}
 at_half = {d0: res["half_" + d0]["sps"], d1: res["half_" + d1]["sps"]}
+side = {d0: parse("side_" + d0)["sps"], d1: parse("side_" + d1)["sps"]}
 print(f"scaling: --model {model} --limit {limit} --epochs {epochs} --batch {batch}, one thread per device; "
       f"target accuracy {target}; fastest of {repeat} runs each")
 print("%-14s %-8s %-10s %5s %10s %10s %6s %7s %8s %-13s %7s %-9s %6s %9s" % (
@@ -284,16 +305,26 @@ for name, devices, mode, bal, ds, b in rows:
         "%.2f" % (r["sps"] / s) if b != half else "-", "%.2f" % (r["sps"] / ceil) if ceil else "-",
         "%.2f" % (r["sps"] / fast) if b != half else "-", waits, comm,
         r["shares"].replace(" ", "/"), r["acc"], reach))
+    if name == "half_" + d1:   # both at a rank's share, side by side, no communication
+        sb = side[d0] + side[d1]
+        print("%-14s %-8s %-10s %5d %10.0f %10.0f %6.2f %7.2f %8s %-13s %7s %-9s %6s %9s" % (
+            d0 + "|" + d1, "apart", "-", half, sb, solo[d0] + solo[d1], sb / (solo[d0] + solo[d1]),
+            sb / (at_half[d0] + at_half[d1]), "%.2f" % (sb / max(solo[d0], solo[d1])), "-", "-",
+            "%.0f+%.0f" % (side[d0], side[d1]), "-", "-"))
 print("eff. = samples/s / sum of the solo samples/s (at --batch) of the job's devices; eff.@sh = the same "
       "against the devices alone at a rank's share of the job's batch\n(the rows at batch %d: what each "
       "rank could do with nobody to wait for or talk to); speed-up = over the fastest of them alone;\n"
       "wait %% = time a rank waited for the slowest one, of its step; exposed = %% of the step spent "
       "communicating after compute, beyond waiting (mean over ranks);\nshares = of a full batch at the end; "
       "'to target' = training time until the test accuracy first reached the target; the last row holds "
-      "each rank's share at --batch (weak scaling: twice the global batch, other math)." % half)
+      "each rank's share at --batch (weak scaling: twice the global batch, other math);\n"
+      "%s|%s apart = each device alone at a rank's share while the other trains beside it in its own "
+      "process (no communication): the sum of the two rates (each in the shares column)." % (half, d0, d1))
 tp, ss, sh = res["mix_tp"]["sps"], solo[d0] + solo[d1], at_half[d0] + at_half[d1]
+sb = side[d0] + side[d1]
 print(f"where {d0}+{d1} throughput loses against the sum of the solo rates ({tp:.0f} of {ss:.0f} samples/s, "
-      f"{tp/ss:.2f}): a rank's share of the batch alone runs at {sh/ss:.2f} of it (fixed costs per step, "
-      f"smaller matrix products), the job at {tp/sh:.2f} of that (communication, waiting, two ranks "
-      f"on the cores)")
+      f"{tp/ss:.2f}) = {sh/ss:.2f} x {sb/sh:.2f} x {tp/sb:.2f}:\n  a rank's share of the batch alone runs at "
+      f"{sh/ss:.2f} of it (fixed costs per step, smaller matrix products); the two devices at those shares "
+      f"side by side,\n  with no communication, at {sb/sh:.2f} of that (sharing the cores, caches and "
+      f"memory); the job at {tp/sb:.2f} of that (communication and waiting)")
 PY
