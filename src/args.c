@@ -42,7 +42,7 @@ ct_status ct_arg_float(const char *flag, const char *text, double min, int min_o
            (min_open ? v > min : v >= min) && (max_open ? v < max : v <= max) &&
            isfinite((float)v);
   if (!ok)
-    return CT_FAIL(CT_ERR_USAGE, "%s: expected a number in %s%g, %g%s, got '%s'", flag,
+    return CT_FAIL(CT_ERR_USAGE, "%s: expected a number in %s%.10g, %.10g%s, got '%s'", flag,
                    min_open ? "(" : "[", min, max, max_open ? ")" : "]", text ? text : "");
   *out = (float)v;
   return CT_OK;
