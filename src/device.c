@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "cltrain/blas.h"
 #include "cltrain/prof.h"
@@ -309,4 +310,45 @@ void ct_device_close(ct_device *dev) {
   if (dev->queue) clReleaseCommandQueue(dev->queue);
   if (dev->ctx) clReleaseContext(dev->ctx);
   memset(dev, 0, sizeof *dev);
+}
+
+// ---- buffers ------------------------------------------------------------------------------------
+
+static void CL_CALLBACK free_host_memory(cl_mem mem, void *p) {
+  (void)mem;
+  free(p);
+}
+
+static int huge_pages_wanted(void) {
+  const char *e = getenv("CLTRAIN_HUGEPAGES");
+  return !(e && !strcmp(e, "0"));
+}
+
+cl_mem ct_device_buffer(const ct_device *dev, size_t bytes, cl_int *err) {
+  const size_t align = (size_t)2 << 20;
+  if (!dev->info.host_unified || dev->info.simulator || bytes < CT_HUGE_MIN || !huge_pages_wanted())
+    return clCreateBuffer(dev->ctx, CL_MEM_READ_WRITE, bytes, NULL, err);
+  size_t span = (bytes + align - 1) / align * align;
+  void *p = NULL;
+  if (posix_memalign(&p, align, span) != 0) {
+    *err = CL_OUT_OF_HOST_MEMORY;
+    return NULL;
+  }
+  if (madvise(p, span, MADV_HUGEPAGE) != 0) {   // no transparent huge pages here: no gain
+    free(p);
+    return clCreateBuffer(dev->ctx, CL_MEM_READ_WRITE, bytes, NULL, err);
+  }
+  cl_mem m = clCreateBuffer(dev->ctx, CL_MEM_READ_WRITE | CL_MEM_USE_HOST_PTR, bytes, p, err);
+  if (!m) {
+    free(p);
+    return NULL;
+  }
+  cl_int e = clSetMemObjectDestructorCallback(m, free_host_memory, p);
+  if (e != CL_SUCCESS) {   // nobody would free p: do without
+    clReleaseMemObject(m);
+    free(p);
+    *err = e;
+    return NULL;
+  }
+  return m;
 }

@@ -499,7 +499,7 @@ static ct_status alloc(ct_model *m, size_t bytes, const char *what, cl_mem *out)
                    "at most %llu bytes per buffer", what, bytes, m->max_batch, m->dev->info.name,
                    (unsigned long long)m->dev->info.max_alloc);
   cl_int err;
-  *out = clCreateBuffer(m->dev->ctx, CL_MEM_READ_WRITE, bytes, NULL, &err);
+  *out = ct_device_buffer(m->dev, bytes, &err);
   if (err != CL_SUCCESS) {
     *out = NULL;
     return CT_FAIL(err == CL_MEM_OBJECT_ALLOCATION_FAILURE || err == CL_OUT_OF_HOST_MEMORY ||

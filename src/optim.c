@@ -172,8 +172,7 @@ ct_status ct_optim_init(ct_device *dev, const ct_optim_config *cfg, size_t count
                      ct_cl_errname(err));
     }
   }
-  cl_mem state = clCreateBuffer(dev->ctx, CL_MEM_READ_WRITE, state_count * sizeof(float), NULL,
-                                &err);
+  cl_mem state = ct_device_buffer(dev, state_count * sizeof(float), &err);
   if (err != CL_SUCCESS) {
     if (kp) clReleaseKernel(kp);
     clReleaseKernel(k);

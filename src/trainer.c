@@ -762,21 +762,18 @@ static ct_status setup(run_state *s) {
   CT_TRY(ct_model_init_tail(&s->dev, &s->arch, s->micro, s->tail, &s->model));
   if (cfg->accumulate > 1) {
     cl_int err;
-    CL_CHECK((s->acc = clCreateBuffer(s->dev.ctx, CL_MEM_READ_WRITE,
-                                      (s->P + s->tail) * sizeof(float), NULL, &err), err));
+    CL_CHECK((s->acc = ct_device_buffer(&s->dev, (s->P + s->tail) * sizeof(float), &err), err));
   }
   s->gbuf[0] = s->gbuf[1] = s->model.grads;
   if (cfg->sync == CT_SYNC_STALE) {   // a second gradient buffer: one reduced while one computed
     cl_int err;
-    CL_CHECK((s->gbuf[1] = clCreateBuffer(s->dev.ctx, CL_MEM_READ_WRITE,
-                                          (s->P + s->tail) * sizeof(float), NULL, &err), err));
+    CL_CHECK((s->gbuf[1] = ct_device_buffer(&s->dev, (s->P + s->tail) * sizeof(float), &err), err));
   }
   CT_TRY(ct_optim_init(&s->dev, &cfg->optim, s->arch.param_count, &s->opt));
   if (cfg->sync == CT_SYNC_STALE && cfg->optim.kind == CT_OPT_SGD &&
       !(getenv("CLTRAIN_STALE_NO_PREDICT") && *getenv("CLTRAIN_STALE_NO_PREDICT"))) {
     cl_int err;
-    CL_CHECK((s->pred = clCreateBuffer(s->dev.ctx, CL_MEM_READ_WRITE, s->P * sizeof(float), NULL,
-                                       &err), err));
+    CL_CHECK((s->pred = ct_device_buffer(&s->dev, s->P * sizeof(float), &err), err));
   }
   CT_TRY(prebuild_short_batch(s));
   if (comm->size > 1) {

@@ -154,6 +154,72 @@ START_TEST(pocl_and_oclgrind_selectable) {
 }
 END_TEST
 
+// Transparent huge pages on this kernel, for madvise'd memory (the sysfs file says so).
+static int thp_madvise(void) {
+  FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+  char line[128] = "";
+  if (!f) return 0;
+  if (!fgets(line, sizeof line, f)) line[0] = 0;
+  fclose(f);
+  return strstr(line, "[always]") || strstr(line, "[madvise]");
+}
+
+// ct_device_buffer on every device: what is written reads back, through a map and through reads
+// and writes, at sizes below, at and above CT_HUGE_MIN; on a device that shares host memory a
+// large buffer is the 2 MiB-aligned host memory it advised (the map, of a CL_MEM_USE_HOST_PTR
+// buffer, returns it), unless CLTRAIN_HUGEPAGES=0.
+START_TEST(device_buffers) {
+  ct_device_list list;
+  ct_test_devices(&list);
+  const size_t sizes[] = {4096, CT_HUGE_MIN, 3 * CT_HUGE_MIN + 12};
+  int thp = thp_madvise(), checked = 0;
+  for (int off = 0; off < 2; off++) {
+    if (off) setenv("CLTRAIN_HUGEPAGES", "0", 1);
+    for (int i = 0; i < list.count; i++) {
+      ct_device dev;
+      if (list.dev[i].simulator) continue;   // (Oclgrind: ordinary buffers, and slow)
+      ck_assert_ct(ct_device_open(&list.dev[i], &dev));
+      for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+        size_t n = sizes[k] / sizeof(float);
+        float *h = malloc(n * sizeof *h), *back = malloc(n * sizeof *back);
+        ck_assert_ptr_nonnull(h);
+        ck_assert_ptr_nonnull(back);
+        for (size_t j = 0; j < n; j++) h[j] = (float)j * 0.5f - 3.0f;
+        cl_int err = CL_SUCCESS;
+        cl_mem m = ct_device_buffer(&dev, n * sizeof(float), &err);
+        ck_assert_int_eq(err, CL_SUCCESS);
+        ck_assert_ptr_nonnull(m);
+        ck_assert_int_eq(clEnqueueWriteBuffer(dev.queue, m, CL_TRUE, 0, n * sizeof(float), h, 0,
+                                              NULL, NULL), CL_SUCCESS);
+        float *p = clEnqueueMapBuffer(dev.queue, m, CL_TRUE, CL_MAP_READ | CL_MAP_WRITE, 0,
+                                      n * sizeof(float), 0, NULL, NULL, &err);
+        ck_assert_int_eq(err, CL_SUCCESS);
+        ck_assert_int_eq(memcmp(p, h, n * sizeof(float)), 0);
+        if (!off && thp && dev.info.host_unified && n * sizeof(float) >= CT_HUGE_MIN) {
+          ck_assert_msg(((uintptr_t)p & (((uintptr_t)2 << 20) - 1)) == 0,
+                        "%s: a %zu-byte buffer is not on the 2 MiB-aligned host memory",
+                        dev.info.name, n * sizeof(float));
+          checked++;
+        }
+        p[n - 1] = 42.0f;   // through the map, back through a read
+        ck_assert_int_eq(clEnqueueUnmapMemObject(dev.queue, m, p, 0, NULL, NULL), CL_SUCCESS);
+        ck_assert_int_eq(clEnqueueReadBuffer(dev.queue, m, CL_TRUE, 0, n * sizeof(float), back, 0,
+                                             NULL, NULL), CL_SUCCESS);
+        h[n - 1] = 42.0f;
+        ck_assert_int_eq(memcmp(back, h, n * sizeof(float)), 0);
+        ck_assert_int_eq(clReleaseMemObject(m), CL_SUCCESS);   // frees the host memory (LSan)
+        free(h);
+        free(back);
+      }
+      ct_device_close(&dev);
+    }
+  }
+  unsetenv("CLTRAIN_HUGEPAGES");
+  if (thp) printf("device_buffers: %d large buffers on huge-page host memory\n", checked);
+  ct_device_list_free(&list);
+}
+END_TEST
+
 int main(void) {
   Suite *s = suite_create("device");
   TCase *spec = tcase_create("spec");
@@ -165,6 +231,7 @@ int main(void) {
   tcase_set_timeout(real, 300);
   tcase_add_test(real, enumerate_and_open_every_device);
   tcase_add_test(real, pocl_and_oclgrind_selectable);
+  tcase_add_test(real, device_buffers);
   suite_add_tcase(s, real);
   return ct_test_run(s, 1);
 }

@@ -366,8 +366,7 @@ static int open_device(bench *b, const options *o, size_t max_count) {
   if (ct_comm_allreduce_double_max(comm, &lim, 1) != CT_OK) return agree_code(comm, CT_ERR_MPI);
   b->dev_max_count = max_count < (size_t)-lim ? max_count : (size_t)-lim;
   cl_int err;
-  b->dbuf = clCreateBuffer(b->dev.ctx, CL_MEM_READ_WRITE, b->dev_max_count * sizeof(float), NULL,
-                           &err);
+  b->dbuf = ct_device_buffer(&b->dev, b->dev_max_count * sizeof(float), &err);
   if (err != CL_SUCCESS) {
     b->dbuf = NULL;
     st = CT_FAIL(CT_ERR_NOMEM, "device buffer of %zu bytes: %s", b->dev_max_count * sizeof(float),
