@@ -326,7 +326,9 @@ static int huge_pages_wanted(void) {
 
 cl_mem ct_device_buffer(const ct_device *dev, size_t bytes, cl_int *err) {
   const size_t align = (size_t)2 << 20;
-  if (!dev->info.host_unified || dev->info.simulator || bytes < CT_HUGE_MIN || !huge_pages_wanted())
+  int huge = dev->info.host_unified && !dev->info.simulator && bytes >= CT_HUGE_MIN &&
+             huge_pages_wanted();
+  if (!huge)
     return clCreateBuffer(dev->ctx, CL_MEM_READ_WRITE, bytes, NULL, err);
   size_t span = (bytes + align - 1) / align * align;
   void *p = NULL;

@@ -164,10 +164,11 @@ static int thp_madvise(void) {
   return strstr(line, "[always]") || strstr(line, "[madvise]");
 }
 
-// ct_device_buffer on every device: what is written reads back, through a map and through reads
-// and writes, at sizes below, at and above CT_HUGE_MIN; on a device that shares host memory a
-// large buffer is the 2 MiB-aligned host memory it advised (the map, of a CL_MEM_USE_HOST_PTR
-// buffer, returns it), unless CLTRAIN_HUGEPAGES=0.
+// ct_device_buffer on every device, with huge pages and with CLTRAIN_HUGEPAGES=0: what is
+// written reads back, through a map and through reads and writes, at sizes below, at and above
+// CT_HUGE_MIN; with huge pages (where the kernel offers them), a large buffer on a device that
+// shares host memory is the 2 MiB-aligned host memory it advised (the map of a
+// CL_MEM_USE_HOST_PTR buffer returns it).
 START_TEST(device_buffers) {
   ct_device_list list;
   ct_test_devices(&list);
