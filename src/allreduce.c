@@ -44,6 +44,7 @@
 #include "cltrain/allreduce.h"
 
 #include <limits.h>
+#include <math.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
@@ -61,6 +62,7 @@
 
 #if defined(__GNUC__)
 typedef float ct_v4f __attribute__((vector_size(16), aligned(4), may_alias));
+typedef uint32_t ct_v4u __attribute__((vector_size(16), aligned(4), may_alias));
 #endif
 
 static void add_f32(float *restrict dst, const float *restrict src, size_t n) {
@@ -74,6 +76,37 @@ static void add_f32(float *restrict dst, const float *restrict src, size_t n) {
   }
 #endif
   for (; i < n; i++) dst[i] += src[i];
+}
+
+// Is x not finite (exponent bits all set: an infinity or a NaN)?
+static uint32_t f32_nonfinite(const float *x) {
+  uint32_t u;
+  memcpy(&u, x, sizeof u);
+  return (u & 0x7f800000u) == 0x7f800000u;
+}
+
+// add_f32, and in the same pass whether any sum is not finite (ct_ring_opts.nonfinite).
+static int add_f32_nonfinite(float *restrict dst, const float *restrict src, size_t n) {
+  size_t i = 0;
+  uint32_t any = 0;
+#if defined(__GNUC__)
+  const ct_v4u e = {0x7f800000u, 0x7f800000u, 0x7f800000u, 0x7f800000u};
+  ct_v4u acc = {0, 0, 0, 0};
+  for (; i + 16 <= n; i += 16) {
+    ct_v4f *d = (ct_v4f *)(dst + i);
+    const ct_v4f *s = (const ct_v4f *)(src + i);
+    ct_v4f a0 = d[0] + s[0], a1 = d[1] + s[1], a2 = d[2] + s[2], a3 = d[3] + s[3];
+    d[0] = a0, d[1] = a1, d[2] = a2, d[3] = a3;
+    acc |= (ct_v4u)(((ct_v4u)a0 & e) == e) | (ct_v4u)(((ct_v4u)a1 & e) == e) |
+           (ct_v4u)(((ct_v4u)a2 & e) == e) | (ct_v4u)(((ct_v4u)a3 & e) == e);
+  }
+  any = acc[0] | acc[1] | acc[2] | acc[3];
+#endif
+  for (; i < n; i++) {
+    dst[i] += src[i];
+    any |= f32_nonfinite(dst + i);
+  }
+  return any != 0;
 }
 
 // ---- the wire formats -----------------------------------------------------------------------
@@ -271,6 +304,9 @@ typedef struct {
   size_t base, total;
   ct_wire wire;           // the format of the messages (sums are fp32 on every rank)
   int idle;               // ct_ring_opts.idle: yield between tests instead of napping
+  unsigned *nf_out;       // ct_ring_opts.nonfinite: segments with a non-finite sum, added to
+  size_t nf_end;          // ... among the layout's elements [0, nf_end)
+  unsigned nf_seen;       // non-finite sums found so far in our finished segment
   unsigned char *slots;   // (RING_SLOTS) receive slots, page-aligned, slot_stride bytes apart
   size_t slot_stride;
   unsigned char *sbuf;    // wire != fp32: (n0 + items) send images, sbuf_stride bytes apart
@@ -529,6 +565,48 @@ static ct_status wire_tables(const ring *g) {
   return CT_OK;
 }
 
+// ---- the non-finite test (ct_ring_opts.nonfinite) -------------------------------------------
+
+static int any_nonfinite(const float *x, size_t n) {
+  uint32_t any = 0;
+  for (size_t i = 0; i < n; i++) any |= f32_nonfinite(x + i);
+  return any != 0;
+}
+
+// The tested part of segment s in the window: [*lo, *hi), from the window's start.
+static int nf_part(const ring *g, int s, size_t *lo, size_t *hi) {
+  *lo = seg_off(g, s), *hi = *lo + seg_len(g, s);
+  size_t end = g->nf_end > g->base ? g->nf_end - g->base : 0;
+  if (*hi > end) *hi = end;
+  return *hi > *lo;
+}
+
+// A chunk of our finished segment s, [at, at + n) from the window's start, its sums final:
+// notes whether any is not finite (fused >= 0: add_f32_nonfinite found it over the whole
+// chunk); the chunk holding the segment's last tested element marks it with a NaN when the
+// segment had any (its earlier chunks have gone on already).
+static void nf_chunk(ring *g, int s, float *region, size_t at, size_t n, int fused) {
+  size_t lo, hi;
+  if (!g->nf_out || !nf_part(g, s, &lo, &hi) || at >= hi) return;
+  size_t m = at + n < hi ? n : hi - at;
+  g->nf_seen += (unsigned)(fused >= 0 && m == n ? fused : any_nonfinite(region, m));
+  if (at + n >= hi && g->nf_seen) region[hi - 1 - at] = NAN;
+}
+
+// After the ring: every segment's last tested element (the gather path: every segment whole,
+// each rank holding all the sums).
+static void nf_tally(const ring *g) {
+  if (!g->nf_out) return;
+  unsigned bad = 0;
+  for (int s = 0; s < g->size; s++) {
+    size_t lo, hi;
+    if (!nf_part(g, s, &lo, &hi)) continue;
+    bad += (unsigned)(g->small || g->size < 2 ? any_nonfinite(g->data + lo, hi - lo)
+                                              : any_nonfinite(g->data + hi - 1, 1));
+  }
+  *g->nf_out += bad;
+}
+
 // ---- small windows: gathered, then summed in the ring's order on every rank ----------------
 //
 // The ring's 2(N-1) steps in sequence cost 2(N-1) message latencies, which is all a small
@@ -658,12 +736,16 @@ static ct_status ring_advance(ring *g, int block, int *done) {
     if (t < N - 1 || g->wire != CT_WIRE_FP32) {
       double t0 = ct_now();
       void *slot = slot_ptr(g, i, region);
-      if (g->wire == CT_WIRE_FP32)
+      int fused = -1;   // finished here: tested in the addition's pass
+      if (g->wire == CT_WIRE_FP32 && t == N - 2 && g->nf_out)
+        fused = add_f32_nonfinite(region, slot, n);
+      else if (g->wire == CT_WIRE_FP32)
         add_f32(region, slot, n);
       else
         from_wire(g->wire, region, slot, n, t < N - 1);
       // finished here: round to what every other rank will receive
       if (g->wire != CT_WIRE_FP32 && t == N - 2) round_wire(g->wire, region, n);
+      if (t == N - 2) nf_chunk(g, s, region, seg_off(g, s) + lo, n, fused);
       g->st.reduce_s += ct_now() - t0;
     }
     if (t >= N - 2) CT_GOTO(write_back(g, region, n), st, fail);   // finished
@@ -1224,6 +1306,7 @@ static ct_status req_start(ct_allreduce *ar, cl_mem buf, float *host, size_t off
   q->g = (ring){.comm = comm->comm, .rank = comm->rank, .size = comm->size, .count = count,
                 .chunk = ar->chunk, .base = base, .total = total, .wire = wire,
                 .idle = o ? o->idle : 0,
+                .nf_out = o ? o->nonfinite : NULL, .nf_end = o ? o->nonfinite_n : 0,
                 .slots = r->slots, .slot_stride = r->slot_stride, .rreq = r->rreq,
                 .sreq = r->sreq, .rstart = r->rstart, .buf = buf, .offset = offset,
                 .d2h = r->d2h, .maxch = ar->maxch,
@@ -1236,16 +1319,25 @@ static ct_status req_start(ct_allreduce *ar, cl_mem buf, float *host, size_t off
     g->chunk = window_chunk(g, ar->chunk);
   if (comm->size < 2 || count == 0) {   // nothing to reduce: only the patch
     ct_status st = CT_OK;
+    if (g->nf_out && count && !host) {
+      q->busy = 0;
+      return CT_FAIL(CT_ERR_INTERNAL, "the all-reduce's non-finite test on one rank needs a host "
+                     "array");
+    }
     if (patch && q->patch_n) {
       if (host) {
         memcpy(host + patch_at, patch, q->patch_n * sizeof(float));
-      } else {
+      } else if (buf) {
         cl_int err = clEnqueueWriteBuffer(ar->dev->queue, buf, CL_TRUE, (offset + patch_at) * sizeof(float),
                                           q->patch_n * sizeof(float), patch, after ? 1 : 0,
                                           after ? &after : NULL, NULL);
         if (err != CL_SUCCESS)
           st = CT_FAIL(CT_ERR_CL, "writing the all-reduce patch failed: %s", ct_cl_errname(err));
       }
+    }
+    if (host && count) {   // one rank: its own array is the sum
+      g->data = host;
+      nf_tally(g);
     }
     q->phase = 2;
     if (st != CT_OK) q->busy = 0;
@@ -1344,6 +1436,7 @@ fail:
 static ct_status req_finish(ct_allreduce_req *q) {
   ct_allreduce *ar = q->ar;
   ring *g = &q->g;
+  nf_tally(g);   // (before the unmap: the mapped window is the data)
   double t0 = ct_now();
   if (q->mapped) {
     CL_CHECK(clEnqueueUnmapMemObject(ar->queue, q->buf, q->mapped, 0, NULL, &q->finished));

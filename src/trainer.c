@@ -230,6 +230,7 @@ typedef struct {
   cl_mem grads;            // its gradient buffer
   cl_event begin, end;     // stale: markers around its compute on the device
   int valid;
+  int counted;             // the all-reduce wrote its non-finite count (no count kernel)
 } computed;
 
 typedef struct {
@@ -1141,6 +1142,7 @@ static ct_status reduce_buckets(run_state *s, computed *c, double t_start, doubl
 static ct_status phase_reduce(run_state *s, computed *c, double t_start, double *compute_s) {
   ct_comm *comm = s->comm;
   cl_event after = NULL;
+  c->counted = 0;
   if (s->nb > 0 && s->cfg->sync == CT_SYNC_SYNC) return reduce_buckets(s, c, t_start, compute_s);
   if (s->cfg->sync == CT_SYNC_STALE) {
     CT_TRY(marker_seconds(c, compute_s));
@@ -1185,9 +1187,18 @@ static ct_status phase_reduce(run_state *s, computed *c, double t_start, double 
     ct_status st = err == CL_SUCCESS ? CT_OK
                                      : CT_FAIL(CT_ERR_CL, "mapping the pending gradients failed: %s",
                                                ct_cl_errname(err));
+    // the guard's test rides on the ring (its sums are tested as they are made): the count
+    // goes where the count kernel would have put it, and that kernel's pass is saved
+    unsigned bad = 0;
+    o.nonfinite = &bad, o.nonfinite_n = AT_LOSS(s) + 1;
     if (st == CT_OK)
       st = ct_allreduce_mapped(s->ar, p, REDUCED(s), s->tail_host, AT_TIMES(s),
                                (size_t)comm->size, &o, &s->ars);
+    if (st == CT_OK) {
+      cl_uint n = bad;
+      memcpy(p + AT_COUNT(s), &n, sizeof n);
+      c->counted = 1;
+    }
     err = clEnqueueUnmapMemObject(s->dev.queue, c->grads, p, 0, NULL, NULL);
     CT_TRY(st);
     if (err != CL_SUCCESS)
@@ -1218,12 +1229,12 @@ static ct_status phase_reduce(run_state *s, computed *c, double t_start, double 
   return CT_OK;
 }
 
-// apply: the non-finite count, the optimizer (skipped on the device when the count is not zero),
-// the status read (not waited for here).
+// apply: the non-finite count (unless the all-reduce made it), the optimizer (skipped on the
+// device when the count is not zero), the status read (not waited for here).
 static ct_status phase_apply(run_state *s, computed *c) {
   ct_model *mod = &s->model;
   cl_mem g = c->grads;
-  CT_TRY(ct_count_nonfinite(&s->dev, g, AT_LOSS(s) + 1, g, AT_COUNT(s)));
+  if (!c->counted) CT_TRY(ct_count_nonfinite(&s->dev, g, AT_LOSS(s) + 1, g, AT_COUNT(s)));
   float lr = ct_schedule_lr(&s->sched, s->cfg->optim.lr, c->step);
   CT_TRY(ct_optim_step_unless(&s->opt, mod->params, g, lr, g, AT_COUNT(s)));
   step_status *st = &s->status[c->step & 1];
@@ -1581,7 +1592,8 @@ static ct_status map_grads(run_state *s, cl_mem grads) {
   cl_int err;
   release_event(&s->pend_map_ev);
   s->pend_map = clEnqueueMapBuffer(s->dev.queue, grads, CL_FALSE, CL_MAP_READ | CL_MAP_WRITE, 0,
-                                   REDUCED(s) * sizeof(float), 0, NULL, &s->pend_map_ev, &err);
+                                   (AT_COUNT(s) + 1) * sizeof(float), 0, NULL, &s->pend_map_ev,
+                                   &err);
   if (err != CL_SUCCESS) {
     s->pend_map = NULL;
     return CT_FAIL(CT_ERR_CL, "clEnqueueMapBuffer(gradients) failed: %s", ct_cl_errname(err));

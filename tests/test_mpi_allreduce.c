@@ -7,6 +7,7 @@
 // test's MPI calls before the verdict, which all ranks agree on (agree()), so a failure on one
 // rank fails the test everywhere instead of leaving the others waiting. The exit code is 1 if
 // any rank failed, 77 (skipped) when no OpenCL device was found (after the host tests passed).
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -600,6 +601,71 @@ START_TEST(small_path_gives_the_rings_bits) {
 }
 END_TEST
 
+// ---- the non-finite test folded into the reduction ---------------------------------------------
+
+static ct_status nf_reduce(float *x, size_t n, ct_wire w, int gather, size_t nf_n, unsigned *bad) {
+  ct_allreduce *ar = NULL;
+  CT_TRY(ct_allreduce_init(&g_comm, NULL, n, 0, &ar));
+  ct_allreduce_algo a;
+  ct_allreduce_get_algo(ar, &a);
+  a.small_bytes = gather ? (size_t)1 << 30 : 0;
+  ct_status st = ct_allreduce_set_algo(ar, &a);
+  if (st == CT_OK) st = ct_allreduce_agree(ar, n);
+  ct_ring_opts o = {.wire = w, .wire_n = n, .nonfinite = bad, .nonfinite_n = nf_n};
+  if (st == CT_OK) st = ct_allreduce_mapped(ar, x, n, NULL, 0, 0, &o, NULL);
+  ct_allreduce_free(ar);
+  return st;
+}
+
+// ct_ring_opts.nonfinite: a NaN or an infinity that one rank puts anywhere in the tested range,
+// and sums that overflow, are reported on every rank, by both paths, in every wire format and
+// for counts of one chunk and of several; one beyond the tested range is not; and without one,
+// the result is the plain reduction's bits (nothing marked).
+START_TEST(nonfinite_sums_are_reported_on_every_rank) {
+  int N = g_comm.size, r = g_comm.rank, ok = 1;
+  size_t counts[] = {1, (size_t)N, 1000, 70001};
+  for (int w = CT_WIRE_FP32; w <= CT_WIRE_BF16; w++)
+    for (int gather = 0; gather <= 1; gather++)
+      for (size_t k = 0; k < sizeof counts / sizeof *counts; k++) {
+        size_t n = counts[k], nf_n = n > 3 ? n - 3 : n;
+        float *x = malloc(n * sizeof *x), *ref = malloc(n * sizeof *ref);
+        ck_assert(x && ref);
+        // case 0: all finite; 1-3: NaN from rank c % N at the first, a middle and the last tested
+        // element; 4: +Inf; 5: every rank 3e38 at one place (overflows when N >= 2); 6: a NaN
+        // after the tested range
+        for (int c = 0; c <= 6; c++) {
+          if (c == 6 && nf_n == n) continue;
+          for (size_t i = 0; i < n; i++) x[i] = (float)((i % 7) + (size_t)r) * 0.25f;
+          size_t at = c == 1 ? 0 : c == 2 ? nf_n / 2 : c == 3 ? nf_n - 1 : c == 6 ? n - 1 : nf_n / 3;
+          int from = c % N;
+          if (c >= 1 && c <= 3 && r == from) x[at] = NAN;
+          if (c == 4 && r == from) x[at] = INFINITY;
+          if (c == 5) x[at] = 3e38f;
+          if (c == 6 && r == from) x[at] = NAN;
+          memcpy(ref, x, n * sizeof *x);
+          unsigned bad = 0;
+          ct_status st = nf_reduce(x, n, (ct_wire)w, gather, nf_n, &bad);
+          int want = c >= 1 && c <= 4 ? 1 : c == 5 ? N >= 2 : 0;
+          ct_status same = ct_comm_check_same_u64(&g_comm, bad, "non-finite segments");
+          int good = st == CT_OK && same == CT_OK && (want ? bad >= 1 : bad == 0);
+          if (good && c == 0) {   // nothing found: the plain reduction's bits
+            st = host_handle_reduce(ref, n, (ct_wire)w, gather, NULL);
+            good = st == CT_OK && memcmp(ref, x, n * sizeof *x) == 0;
+          }
+          if (!good)
+            fprintf(stderr, "rank %d %s %s count %zu case %d: %s, %u segment(s) reported, want %s; "
+                    "across ranks %s %s\n", r, ct_wire_name((ct_wire)w), gather ? "gather" : "ring",
+                    n, c, ct_strerror(st), bad, want ? ">= 1" : "0", ct_strerror(same),
+                    ct_error_message());
+          ct_error_clear();
+          ok &= good;
+        }
+        free(x), free(ref);
+      }
+  ck_assert_msg(agree(ok), "non-finite sums must be reported alike on every rank");
+}
+END_TEST
+
 // The sizes the algorithm takes from the environment, and a malformed one (one line naming it).
 START_TEST(algo_sizes_from_the_environment) {
   ct_allreduce_algo a;
@@ -675,6 +741,7 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, host_ring_wire_formats_are_exact_on_representable_values);
   tcase_add_test(tc, wire_pack_matches_the_reference_rounding);
   tcase_add_test(tc, small_path_gives_the_rings_bits);
+  tcase_add_test(tc, nonfinite_sums_are_reported_on_every_rank);
   tcase_add_test(tc, algo_sizes_from_the_environment);
   suite_add_tcase(s, tc);
   if (g_have_dev) {
