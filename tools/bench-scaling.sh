@@ -12,9 +12,14 @@
 # the throughput job at twice the batch (each rank's share = the solo runs' batch: weak
 # scaling). A benchmark: it prints what it measured, it never passes or fails on it.
 #   tools/bench-scaling.sh [--model mlp] [--limit 60000] [--epochs 2] [--batch 128] [--target 0.80]
-#                          [--devices "pocl intel"] [--repeat 2]
+#                          [--devices "pocl intel"] [--repeat 2] [--bind core|none]
 #   tools/bench-scaling.sh --nodes N [--rate R] [--models "mlp cnn"] [--limit 12800] [--epochs 1]
 #                          [--device pocl] [--options "fp32 b1 fp16 b1fp16 stale local4"] [--repeat 1]
+# --bind core (the default where the machine has two cores or more; Open MPI's own default for
+# two ranks): each job's rank k runs on core k (mpirun --bind-to core), and the `apart` rows pin
+# each device's process to the core its rank has in the jobs (taskset), so that both compare
+# alike; unbound, the ring's exposed time was 9-14 % of the step against 8-11 % bound (7 runs
+# each, two PoCL+Intel ranks on 2 cores). --bind none lets the scheduler move them.
 # Every configuration runs --repeat times, in rounds (each round runs them all, so that a slow
 # spell of a shared machine hits all of them alike); the table shows each one's fastest run.
 # Needs build/cltrain, Open MPI, PoCL and Intel's CPU runtime (tools/install-deps.sh --intel).
@@ -38,7 +43,7 @@ set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 model=mlp limit=60000 epochs=2 batch=128 target=0.80 devs="pocl intel" repeat=2
 nodes="" rate="" models="mlp cnn" device=pocl opts="fp32 b1 fp16 b1fp16 stale local4"
-limit_set="" epochs_set=""
+limit_set="" epochs_set="" bind=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --nodes) nodes=$2; shift 2 ;;
@@ -53,7 +58,8 @@ while [ $# -gt 0 ]; do
     --target) target=$2; shift 2 ;;
     --devices) devs=$2; shift 2 ;;
     --repeat) repeat=$2; shift 2 ;;
-    -h|--help) sed -n '2,36p' "$0"; exit 0 ;;
+    --bind) bind=$2; shift 2 ;;
+    -h|--help) sed -n '2,41p' "$0"; exit 0 ;;
     *) echo "bench-scaling.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -207,7 +213,15 @@ set -- $devs
 d0=$1 d1=$2
 export POCL_MAX_PTHREAD_COUNT=1 CL_CONFIG_CPU_TBB_NUM_WORKERS=1
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-MPI="mpirun --oversubscribe --bind-to none"
+[ -n "$bind" ] || { [ "$(nproc)" -ge 2 ] && bind=core || bind=none; }
+case "$bind" in
+  core) [ "$(nproc)" -ge 2 ] || { echo "bench-scaling.sh: --bind core: needs two cores, this machine has $(nproc)" >&2; exit 2; }
+        command -v taskset >/dev/null || { echo "bench-scaling.sh: --bind core needs taskset (util-linux)" >&2; exit 1; }
+        pin0="taskset -c 0" pin1="taskset -c 1" ;;
+  none) pin0="" pin1="" ;;
+  *) echo "bench-scaling.sh: --bind: expected core or none, got '$bind'" >&2; exit 2 ;;
+esac
+MPI="mpirun --oversubscribe --bind-to $bind"
 work=$(mktemp -d /tmp/cltrain-bench-scaling-XXXXXX)
 case "$batch" in ''|*[!0-9]*|0|1) echo "bench-scaling.sh: --batch takes an integer >= 2, got '$batch'" >&2; exit 2 ;; esac
 half=$((batch / 2)) double=$((batch * 2))
@@ -219,14 +233,14 @@ run() {   # name, batch, then the command
 }
 bg=""
 trap '[ -z "$bg" ] || kill -- -"$bg" 2>/dev/null; rm -rf "$work"' EXIT
-corun() {   # name, batch, device measured, device training in a loop beside it
-  local name=$1 b=$2 d=$3 other=$4
+corun() {   # name, batch, device measured, its pin, device training in a loop beside it, its pin
+  local name=$1 b=$2 d=$3 pin=$4 other=$5 opin=$6
   # its own session (process group), so that the loop and its run stop together
-  setsid bash -c 'while :; do "$@" >/dev/null 2>&1 || exit 1; done' _ "$T" --device "$other" $A \
+  setsid bash -c 'while :; do "$@" >/dev/null 2>&1 || exit 1; done' _ $opin "$T" --device "$other" $A \
     --batch "$b" --epochs 100 &
   bg=$!
   sleep 4   # past the other run's start (device set-up, kernel builds)
-  run "$name" "$b" "$T" --device "$d"
+  run "$name" "$b" $pin "$T" --device "$d"
   kill -- -"$bg" 2>/dev/null || { echo "bench-scaling.sh: $name: the run beside it ($other) failed" >&2; exit 1; }
   wait "$bg" 2>/dev/null || true
   bg=""
@@ -240,8 +254,8 @@ for round in $(seq 1 "$repeat"); do
   run half_$d1.$round "$half" "$T" --device "$d1"
   # the same, while the other device trains beside it (its own process, no communication):
   # what two ranks could do sharing this machine's cores, caches and memory
-  corun side_$d0.$round "$half" "$d0" "$d1"
-  corun side_$d1.$round "$half" "$d1" "$d0"
+  corun side_$d0.$round "$half" "$d0" "$pin0" "$d1" "$pin1"
+  corun side_$d1.$round "$half" "$d1" "$pin1" "$d0" "$pin0"
   run x2_$d0.$round "$batch" $MPI -np 2 "$T" --device "$d0" --balance even
   run mix_even.$round "$batch" $MPI -np 2 "$T" --device "0=$d0,1=$d1" --balance even
   run mix_tp.$round "$batch" $MPI -np 2 "$T" --device "0=$d0,1=$d1" --balance throughput
@@ -250,10 +264,10 @@ for round in $(seq 1 "$repeat"); do
   # weak scaling: twice the global batch, so that each rank's share is the solo runs' batch
   run mix_tp_weak.$round "$double" $MPI -np 2 "$T" --device "0=$d0,1=$d1" --balance throughput
 done
-/usr/bin/python3 - "$work" "$d0" "$d1" "$target" "$model" "$limit" "$epochs" "$batch" "$repeat" <<'PY'
+/usr/bin/python3 - "$work" "$d0" "$d1" "$target" "$model" "$limit" "$epochs" "$batch" "$repeat" "$bind" <<'PY'
 import re, sys
 work, d0, d1, target = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
-model, limit, epochs, batch, repeat = sys.argv[5:10]
+model, limit, epochs, batch, repeat, bind = sys.argv[5:11]
 batch = int(batch); half, double = batch // 2, 2 * batch
 def parse(name):   # the fastest of the rounds
     runs = [parse1(f"{name}.{k}") for k in range(1, int(repeat) + 1)]
@@ -285,7 +299,8 @@ solo = {d0: res["solo_" + d0]["sps"], d1: res["solo_" + d1]["sps"]}
 at_half = {d0: res["half_" + d0]["sps"], d1: res["half_" + d1]["sps"]}
 side = {d0: parse("side_" + d0)["sps"], d1: parse("side_" + d1)["sps"]}
 print(f"scaling: --model {model} --limit {limit} --epochs {epochs} --batch {batch}, one thread per device; "
-      f"target accuracy {target}; fastest of {repeat} runs each")
+      f"target accuracy {target}; fastest of {repeat} runs each; "
+      + ("ranks bound to cores 0 and 1" if bind == "core" else "ranks unbound"))
 print("%-14s %-8s %-10s %5s %10s %10s %6s %7s %8s %-13s %7s %-9s %6s %9s" % (
     "devices", "sync", "balance", "batch", "samples/s", "sum solo", "eff.", "eff.@sh", "speed-up",
     "wait % r0/r1", "exposed", "shares", "acc", "to target"))
