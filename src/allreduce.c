@@ -306,7 +306,7 @@ typedef struct {
   int idle;               // ct_ring_opts.idle: yield between tests instead of napping
   unsigned *nf_out;       // ct_ring_opts.nonfinite: segments with a non-finite sum, added to
   size_t nf_end;          // ... among the layout's elements [0, nf_end)
-  unsigned nf_seen;       // non-finite sums found so far in our finished segment
+  unsigned nf_seen;       // chunks of our finished segment with a non-finite sum, so far
   unsigned char *slots;   // (RING_SLOTS) receive slots, page-aligned, slot_stride bytes apart
   size_t slot_stride;
   unsigned char *sbuf;    // wire != fp32: (n0 + items) send images, sbuf_stride bytes apart

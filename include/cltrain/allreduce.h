@@ -61,13 +61,13 @@ typedef struct {
                     // core between tests, instead of napping 50 us (which wakes late)
   // The non-finite test, folded into the reduction (NULL: none). The layout's elements
   // [0, nonfinite_n) are tested as their sums are finished: the owner of a finished segment
-  // counts the non-finite values among its sums (after the wire format's rounding) and, when
-  // there is one, writes a NaN into the segment's last tested element before it passes the
-  // segment on; after the ring every rank tests that one element of each segment and adds to
-  // *nonfinite the number of segments that hold a non-finite sum, the same number on every
-  // rank. So the caller learns whether its result holds a NaN or an infinity (the trainer's
-  // guard: such a step is thrown away, which is what makes the marker harmless) without a pass
-  // of its own over the array. A window of the layout tests its part (and adds its own count).
+  // tests its sums (after the wire format's rounding) and, when one is a NaN or an infinity,
+  // writes a NaN into the segment's last tested element before it passes that element on.
+  // After the ring every rank tests that one element of each segment and adds to *nonfinite
+  // the number of segments that hold a non-finite sum, the same number on every rank. So the
+  // caller learns whether its result holds a NaN or an infinity (the trainer's guard: such a
+  // step is thrown away, which is what makes the marker harmless) without a pass of its own
+  // over the array. A window of the layout tests its part (and adds its own count).
   unsigned *nonfinite;
   size_t nonfinite_n;
 } ct_ring_opts;
