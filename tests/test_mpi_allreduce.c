@@ -545,9 +545,10 @@ END_TEST
 // ---- small windows: gathered, summed in the ring's order ---------------------------------------
 
 // One reduction of x (n floats) through a host handle whose windows are all gathered (gather 1)
-// or all ringed (gather 0); stats say which path ran.
-static ct_status host_handle_reduce(float *x, size_t n, ct_wire w, int gather,
-                                    ct_allreduce_stats *stats) {
+// or all ringed (gather 0); stats say which path ran. bad: the non-finite test of [0, nf_n)
+// (ct_ring_opts.nonfinite), NULL for none.
+static ct_status handle_reduce(float *x, size_t n, ct_wire w, int gather, unsigned *bad,
+                               size_t nf_n, ct_allreduce_stats *stats) {
   ct_allreduce *ar = NULL;
   CT_TRY(ct_allreduce_init(&g_comm, NULL, n, 0, &ar));
   ct_allreduce_algo a;
@@ -555,10 +556,15 @@ static ct_status host_handle_reduce(float *x, size_t n, ct_wire w, int gather,
   a.small_bytes = gather ? (size_t)1 << 30 : 0;
   ct_status st = ct_allreduce_set_algo(ar, &a);
   if (st == CT_OK) st = ct_allreduce_agree(ar, n);
-  ct_ring_opts o = {.wire = w, .wire_n = n};
+  ct_ring_opts o = {.wire = w, .wire_n = n, .nonfinite = bad, .nonfinite_n = bad ? nf_n : 0};
   if (st == CT_OK) st = ct_allreduce_mapped(ar, x, n, NULL, 0, 0, &o, stats);
   ct_allreduce_free(ar);
   return st;
+}
+
+static ct_status host_handle_reduce(float *x, size_t n, ct_wire w, int gather,
+                                    ct_allreduce_stats *stats) {
+  return handle_reduce(x, n, w, gather, NULL, 0, stats);
 }
 
 // The gather path gives the ring's bits: exact on small integers, the same bits as the ring on
@@ -603,20 +609,6 @@ END_TEST
 
 // ---- the non-finite test folded into the reduction ---------------------------------------------
 
-static ct_status nf_reduce(float *x, size_t n, ct_wire w, int gather, size_t nf_n, unsigned *bad) {
-  ct_allreduce *ar = NULL;
-  CT_TRY(ct_allreduce_init(&g_comm, NULL, n, 0, &ar));
-  ct_allreduce_algo a;
-  ct_allreduce_get_algo(ar, &a);
-  a.small_bytes = gather ? (size_t)1 << 30 : 0;
-  ct_status st = ct_allreduce_set_algo(ar, &a);
-  if (st == CT_OK) st = ct_allreduce_agree(ar, n);
-  ct_ring_opts o = {.wire = w, .wire_n = n, .nonfinite = bad, .nonfinite_n = nf_n};
-  if (st == CT_OK) st = ct_allreduce_mapped(ar, x, n, NULL, 0, 0, &o, NULL);
-  ct_allreduce_free(ar);
-  return st;
-}
-
 // ct_ring_opts.nonfinite: a NaN or an infinity that one rank puts anywhere in the tested range,
 // and sums that overflow, are reported on every rank, by both paths, in every wire format and
 // for counts of one chunk and of several; one beyond the tested range is not; and without one,
@@ -644,7 +636,7 @@ START_TEST(nonfinite_sums_are_reported_on_every_rank) {
           if (c == 6 && r == from) x[at] = NAN;
           memcpy(ref, x, n * sizeof *x);
           unsigned bad = 0;
-          ct_status st = nf_reduce(x, n, (ct_wire)w, gather, nf_n, &bad);
+          ct_status st = handle_reduce(x, n, (ct_wire)w, gather, &bad, nf_n, NULL);
           int want = c >= 1 && c <= 4 ? 1 : c == 5 ? N >= 2 : 0;
           ct_status same = ct_comm_check_same_u64(&g_comm, bad, "non-finite segments");
           int good = st == CT_OK && same == CT_OK && (want ? bad >= 1 : bad == 0);
