@@ -311,6 +311,32 @@ ct_status ct_gemm_own(ct_device *dev, const ct_gemm_tile *t, int trans_a, int tr
   return CT_OK;
 }
 
+// The tile a plan runs m rows with. CPUs (a work-group is a loop on one thread, any size works):
+// the number of work-groups the plan's rows per group make nearest to m (at least one), each
+// just big enough. The plan's own group size would run a plan for 64 rows (LM*MR = 64) at 72
+// rows as two groups, and even two groups of half the size (36 rows each) ran the mlp's
+// 72x512x784 product at 31-41 GFLOP/s against 60-64 at 64 rows on PoCL and Intel's runtime;
+// one group of 72 rows runs it at 65-69: the shares that --balance throughput hands out are
+// seldom the tuned sizes. Other devices: a plan tuned for at least twice the rows shrinks its
+// group to the rows there are (a power of two, at least 4; not for small differences, as every
+// new size is a new kernel build).
+ct_gemm_tile ct_gemm_fit_tile(const ct_device *dev, const ct_gemm_plan *p, size_t m) {
+  ct_gemm_tile t = p->tile;
+  if (m == p->m || m == 0) return t;
+  size_t tiles = (m + (size_t)t.mr - 1) / (size_t)t.mr;
+  if (dev->info.type & CL_DEVICE_TYPE_CPU) {
+    size_t groups = (2 * tiles + (size_t)t.lm) / (2 * (size_t)t.lm);   // rounded to nearest
+    if (groups < 1) groups = 1;
+    size_t lm = (tiles + groups - 1) / groups;
+    if (lm <= dev->info.max_wg) t.lm = (int)lm;
+  } else if (2 * m <= p->m) {
+    int lm = 1;
+    while ((size_t)lm < tiles && lm < t.lm) lm *= 2;
+    if (lm >= 4 && lm < t.lm) t.lm = lm;
+  }
+  return t;
+}
+
 // ---- dispatch -------------------------------------------------------------------------------
 
 ct_status ct_gemm(ct_device *dev, const char *role, int trans_a, int trans_b, size_t m, size_t n,
@@ -333,24 +359,7 @@ ct_status ct_gemm(ct_device *dev, const char *role, int trans_a, int trans_b, si
     else CT_TRY(ct_prof_span(dev, name, flops, CT_PROF_GEMM, &ev));
   }
   if (own) {
-    // a plan tuned for more rows: shrink its work-group to the rows there are (a power of two),
-    // so that fewer work-items idle (a smaller share of the batch, the epoch's last batch)
-    ct_gemm_tile t = p->tile;
-    if (m != p->m && (dev->info.type & CL_DEVICE_TYPE_CPU)) {
-      // CPUs (a work-group is a loop on one thread, any size works): as many work-groups as
-      // the plan would take for m rows, each just big enough. A plan for 64 rows (LM*MR = 64)
-      // would otherwise run 69 rows as two full groups, at half its rate: the shares that
-      // --balance throughput hands out are seldom the tuned sizes.
-      size_t tiles = (m + (size_t)t.mr - 1) / (size_t)t.mr;
-      size_t groups = (tiles + (size_t)t.lm - 1) / (size_t)t.lm;
-      size_t lm = (tiles + groups - 1) / groups;
-      if (lm >= 1 && lm < (size_t)t.lm) t.lm = (int)lm;
-    } else if (2 * m <= p->m) {   // (not for small differences: every new size is a new kernel build)
-      size_t tiles = (m + (size_t)t.mr - 1) / (size_t)t.mr;
-      int lm = 1;
-      while ((size_t)lm < tiles && lm < t.lm) lm *= 2;
-      if (lm >= 4 && lm < t.lm) t.lm = lm;
-    }
+    ct_gemm_tile t = ct_gemm_fit_tile(dev, p, m);
     return ct_gemm_own(dev, &t, trans_a, trans_b, m, n, k, alpha, a, a_off, lda, b, b_off, ldb,
                        beta, c, c_off, ldc, ev);
   }

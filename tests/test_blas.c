@@ -141,8 +141,23 @@ START_TEST(dispatch_follows_the_plans) {
   check_one(&dev, 0, 1, 0, 1, 96, 40, 70, 2.0f, 1);   // no plan near it: CLBlast
   check_one(&dev, 0, 1, 0, 1, 100, 300, 500, 0.0f, 0);   // nearest plan: own kernel
   check_one(&dev, 0, 1, 1, 0, 300, 500, 100, 2.0f, 0);   // nearest plan: CLBlast
+  // other row counts than the plan's: the work-group is fitted to them (on a CPU: the number of
+  // groups of the plan's size nearest to the rows, each just big enough), results still right
+  const size_t rows[] = {128, 150, 200, 96, 40, 1};
+  const int lm_cpu[] = {32, 38, 25, 24, 10, 1};
+  for (int i = 0; i < 6; i++) {
+    ct_gemm_tile t = ct_gemm_fit_tile(&dev, &plans[0], rows[i]);
+    ck_assert_int_eq(t.mr, tiles[0].mr);
+    ck_assert_int_eq(t.kb, tiles[0].kb);
+    if (dev.info.type & CL_DEVICE_TYPE_CPU) ck_assert_int_eq(t.lm, lm_cpu[i]);
+    else ck_assert_int_le(t.lm, tiles[0].lm);
+    const ct_gemm_plan *q = ct_blas_find_plan(&dev, 0, 1, rows[i], 200, 300);
+    ck_assert_ptr_nonnull(q);
+    ck_assert_int_eq(q->impl, CT_GEMM_OWN);
+    check_one(&dev, 0, 1, 0, 1, rows[i], 200, 300, i % 2 ? 2.0f : 0.0f, i % 3 == 2 ? 3 : 0);
+  }
   ck_assert_ct(ct_blas_record(&dev, 0));
-  ck_assert_int_eq(dev.blas->nrecord, 3);
+  ck_assert_int_eq(dev.blas->nrecord, 9);
   ck_assert_str_eq(dev.blas->record[1].role, "test");
   ck_assert_int_eq((int)dev.blas->record[1].m, 100);
   ck_assert_ct(ct_blas_set_plans(&dev, NULL, 0));

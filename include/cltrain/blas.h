@@ -4,7 +4,7 @@
 //
 // Defines: ct_gemm_impl, ct_gemm_tile (+ ct_gemm_tile_options, ct_gemm_tile_check),
 // ct_gemm_plan, ct_gemm_call, struct ct_blas_state, ct_blas_init / _free, ct_blas_set_plans,
-// ct_blas_find_plan, ct_blas_record, ct_gemm, ct_gemm_clblast, ct_gemm_own,
+// ct_blas_find_plan, ct_gemm_fit_tile, ct_blas_record, ct_gemm, ct_gemm_clblast, ct_gemm_own,
 // ct_blas_apply_clblast, ct_clblast_version, ct_clblast_library, ct_blas_cpu_xgemm,
 // CT_CLBLAST_XGEMM_NAMES, CT_CLBLAST_XGEMM_DIRECT_NAMES.
 //
@@ -69,6 +69,9 @@ ct_status ct_blas_set_plans(ct_device *dev, const ct_gemm_plan *plans, int n);
 // The plan ct_gemm would use for this shape, or NULL for CLBlast.
 const ct_gemm_plan *ct_blas_find_plan(const ct_device *dev, int ta, int tb, size_t m, size_t n,
                                       size_t k);
+// The tile ct_gemm runs plan p's own kernel with at m rows (p->tile at p->m; another row count
+// changes the work-group size LM to suit it).
+ct_gemm_tile ct_gemm_fit_tile(const ct_device *dev, const ct_gemm_plan *p, size_t m);
 // on = 1: from now on every ct_gemm call is also recorded (deduplicated by role and shape);
 // on = 0: stops. The record stays in dev->blas->record until the next start.
 ct_status ct_blas_record(ct_device *dev, int on);
