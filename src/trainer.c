@@ -600,7 +600,7 @@ static ct_status balance_setup(run_state *s) {
   return CT_OK;
 }
 
-static ct_status prebuild_short_batch(run_state *s);
+static ct_status prebuild_share_sizes(run_state *s);
 static ct_status metrics_open(run_state *s);
 static ct_status check_output_path(run_state *s, const char *flag, const char *path);
 
@@ -776,7 +776,7 @@ static ct_status setup(run_state *s) {
     cl_int err;
     CL_CHECK((s->pred = ct_device_buffer(&s->dev, s->P * sizeof(float), &err), err));
   }
-  CT_TRY(prebuild_short_batch(s));
+  CT_TRY(prebuild_share_sizes(s));
   if (comm->size > 1) {
     CT_TRY(ct_allreduce_init(comm, &s->dev, REDUCED(s), 0, &s->ar));
     CT_TRY(ct_allreduce_agree(s->ar, REDUCED(s)));
@@ -795,20 +795,55 @@ static ct_status setup(run_state *s) {
   return CT_OK;
 }
 
-// Kernels build on first use. An epoch's short last batch brings share sizes no other step has,
-// and Intel's CPU runtime took about 2 s to build its GEMM kernels, in the middle of the
-// measured steps while the other ranks waited (a 40 % "wait" in a 2-epoch run). Build them
-// now: one forward and backward pass at that share on zeros, before training. Parameters and
-// optimizer state are not touched; the gradients it leaves are overwritten by the first step.
-static ct_status prebuild_short_batch(run_state *s) {
+// Kernels build on first use, and a share size no step has had yet builds the GEMM kernels for
+// its row count (cltrain's own kernel takes its work-group size from the rows: ct_gemm_fit_tile).
+// Build them now, before training, for the sizes a run will meet: one forward and backward pass
+// at each size on zeros. Parameters and optimizer state are not touched; the gradients it
+// leaves are overwritten by the first step. The sizes:
+// - this rank's share of a full batch: the first step then holds no builds (Intel's runtime
+//   alone, mlp: the first step took 1.9-2.1 s, 0.15-0.23 s with its kernels built before; the
+//   throughput figures leave the first steps out anyway, the training time and the time to an
+//   accuracy no longer count the builds);
+// - the epoch's short last batch: Intel's CPU runtime took about 2 s to build its GEMM kernels
+//   for that share, in the middle of the measured steps while the other ranks waited (a 40 %
+//   "wait" in a 2-epoch run);
+// - with --balance throughput, this rank's share +- 8 samples (the step a change of shares
+//   moves by): a change from 64/64 to 56/72 stalled the step after it 1.3-1.6 s while Intel's
+//   runtime built (PoCL+Intel, mlp, 60,000 images, a test build moving the shares at step 50
+//   and back at step 100, three alternating rounds: 11,023-11,638 samples/s; with these sizes
+//   built first 16,868-19,696 and no step over 14 ms; without the move 14,399-16,269).
+static ct_status prebuild_share_sizes(run_state *s) {
+  int world = s->comm->size, rank = s->comm->rank, n = 0, want[4];
+  full_shares(s, s->weights, s->tmp_shares);
+  int m = s->tmp_shares[rank];
+  want[n++] = m;
   int n_last = (int)(s->train.count % (size_t)s->cfg->batch);
-  if (n_last == 0) return CT_OK;
-  ct_shares_weighted(n_last, s->comm->size, s->weights, s->tmp_shares);
-  int m = s->tmp_shares[s->comm->rank];
-  if (m <= 0) return CT_OK;
+  if (n_last > 0) {
+    ct_shares_weighted(n_last, world, s->weights, s->tmp_shares);
+    want[n++] = s->tmp_shares[rank];
+  }
+  if (s->balancing) {
+    if (m - 8 >= 1) want[n++] = m - 8;
+    if (m + 8 <= s->max_share) want[n++] = m + 8;
+  }
+  // the chunk sizes phase_compute runs each share in (--accumulate): full chunks and the rest
+  int sizes[8], ns = 0;
+  for (int i = 0; i < n; i++) {
+    int c[2] = {want[i] < s->micro ? want[i] : s->micro,
+                want[i] > s->micro ? want[i] % s->micro : 0};
+    for (int k = 0; k < 2; k++) {
+      int dup = c[k] <= 0;
+      for (int j = 0; j < ns && !dup; j++) dup = sizes[j] == c[k];
+      if (!dup) sizes[ns++] = c[k];
+    }
+  }
+  if (ns == 0) return CT_OK;
+  int most = 0;
+  for (int i = 0; i < ns; i++)
+    if (sizes[i] > most) most = sizes[i];
   size_t in = (size_t)s->train.channels * (size_t)s->train.rows * (size_t)s->train.cols;
-  float *x = calloc((size_t)m * in, sizeof *x);
-  int *y = calloc((size_t)m, sizeof *y);
+  float *x = calloc((size_t)most * in, sizeof *x);
+  int *y = calloc((size_t)most, sizeof *y);
   if (!x || !y) {
     free(x), free(y);
     return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
@@ -818,20 +853,17 @@ static ct_status prebuild_short_batch(run_state *s) {
   s->model.grads = s->gbuf[0];
   s->model.sample_offset = 0;
   ct_status st = CT_OK;
-  // the chunk sizes phase_compute will run (--accumulate): full chunks and the remainder
-  int sizes[2] = {m < s->micro ? m : s->micro, m > s->micro ? m % s->micro : 0};
-  for (int k = 0; k < 2 && st == CT_OK; k++) {
-    if (sizes[k] == 0 || (k == 1 && sizes[1] == sizes[0])) continue;
+  for (int k = 0; k < ns && st == CT_OK; k++) {
     st = ct_model_set_batch(&s->model, x, y, sizes[k]);
     if (st == CT_OK) st = ct_model_forward(&s->model, sizes[k], 1, 0);
-    if (st == CT_OK) st = ct_model_backward(&s->model, sizes[k], 1.0f / (float)n_last);
+    if (st == CT_OK) st = ct_model_backward(&s->model, sizes[k], 1.0f / (float)s->cfg->batch);
   }
   cl_int err = clFinish(s->dev.queue);
   s->dev.prof = saved;
   free(x), free(y);
   CT_TRY(st);
   if (err != CL_SUCCESS)
-    return CT_FAIL(CT_ERR_CL, "clFinish(building the short batch's kernels) failed: %s",
+    return CT_FAIL(CT_ERR_CL, "clFinish(building the kernels of the share sizes) failed: %s",
                    ct_cl_errname(err));
   return CT_OK;
 }
