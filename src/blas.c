@@ -313,10 +313,10 @@ ct_status ct_gemm_own(ct_device *dev, const ct_gemm_tile *t, int trans_a, int tr
 
 // The tile a plan runs m rows with. CPUs (a work-group is a loop on one thread, any size works):
 // the number of work-groups the plan's rows per group make nearest to m (at least one), each
-// just big enough. The plan's own group size would run a plan for 64 rows (LM*MR = 64) at 72
-// rows as two groups, and even two groups of half the size (36 rows each) ran the mlp's
-// 72x512x784 product at 31-41 GFLOP/s against 60-64 at 64 rows on PoCL and Intel's runtime;
-// one group of 72 rows runs it at 65-69: the shares that --balance throughput hands out are
+// just big enough. A plan for 64 rows (LM*MR = 64) at its own group size would run 72 rows as
+// two groups, the second mostly idle; as two groups of 36 rows (the rule before) it ran the
+// mlp's 72x512x784 product at 31-41 GFLOP/s against 60-64 at 64 rows on PoCL and Intel's
+// runtime; as one group of 72 rows at 65-69: the shares that --balance throughput hands out are
 // seldom the tuned sizes. Other devices: a plan tuned for at least twice the rows shrinks its
 // group to the rows there are (a power of two, at least 4; not for small differences, as every
 // new size is a new kernel build).
