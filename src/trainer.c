@@ -807,11 +807,13 @@ static ct_status setup(run_state *s) {
 // - the epoch's short last batch: Intel's CPU runtime took about 2 s to build its GEMM kernels
 //   for that share, in the middle of the measured steps while the other ranks waited (a 40 %
 //   "wait" in a 2-epoch run);
-// - with --balance throughput, this rank's share +- 8 samples (the step a change of shares
-//   moves by): a change from 64/64 to 56/72 stalled the step after it 1.3-1.6 s while Intel's
-//   runtime built (PoCL+Intel, mlp, 60,000 images, a test build moving the shares at step 50
-//   and back at step 100, three alternating rounds: 11,023-11,638 samples/s; with these sizes
-//   built first 16,868-19,696 and no step over 14 ms; without the move 14,399-16,269).
+// - with --balance throughput, this rank's share +- 8 samples (the smallest move a change of
+//   shares makes: shares are multiples of 8 where the batch allows; larger moves, and moves
+//   from shares that are not, still build when they happen): a change from 64/64 to 56/72
+//   stalled the step after it 1.3-1.6 s while Intel's runtime built (PoCL+Intel, mlp, 60,000
+//   images, a test build moving the shares at step 50 and back at step 100, three alternating
+//   rounds: 11,023-11,638 samples/s; with these sizes built first 16,868-19,696 and no step
+//   over 14 ms; without the move 14,399-16,269).
 static ct_status prebuild_share_sizes(run_state *s) {
   int world = s->comm->size, rank = s->comm->rank, n = 0, want[4];
   full_shares(s, s->weights, s->tmp_shares);
