@@ -12,7 +12,7 @@
 # the throughput job at twice the batch (each rank's share = the solo runs' batch: weak
 # scaling). A benchmark: it prints what it measured, it never passes or fails on it.
 #   tools/bench-scaling.sh [--model mlp] [--limit 60000] [--epochs 2] [--batch 128] [--target 0.80]
-#                          [--devices "pocl intel"] [--repeat 2] [--bind core|none]
+#                          [--devices "pocl intel"] [--repeat 2] [--bind core|none] [--tune yes|no]
 #   tools/bench-scaling.sh --nodes N [--rate R] [--models "mlp cnn"] [--limit 12800] [--epochs 1]
 #                          [--device pocl] [--options "fp32 b1 fp16 b1fp16 stale local4"] [--repeat 1]
 # --bind core (the default where the machine has two cores or more; Open MPI's own default for
@@ -20,6 +20,13 @@
 # each device's process to the core its rank has in the jobs (taskset), so that both compare
 # alike; unbound, the ring's exposed time was 9-14 % of the step against 8-11 % bound (7 runs
 # each, two PoCL+Intel ranks on 2 cores). --bind none lets the scheduler move them.
+# --tune yes (the default): first, each device's GEMMs are tuned for the model at --batch and at
+# half of it (a rank's share) where its tuning cache lacks them (cltrain --tune: nothing to do
+# when they are there; on a fresh machine a few minutes, the two devices at once, each on its
+# core), so that the report measures tuned devices as a user runs them; the default GEMM plans
+# run some row counts several times slower than others (PoCL untuned: 7,664 samples/s at batch
+# 128, 1,207 at 64), and a report of them measures those cliffs, not the scaling. The table's
+# header says which plans each device ran. --tune no measures whatever the caches hold.
 # Every configuration runs --repeat times, in rounds (each round runs them all, so that a slow
 # spell of a shared machine hits all of them alike); the table shows each one's fastest run.
 # Needs build/cltrain, Open MPI, PoCL and Intel's CPU runtime (tools/install-deps.sh --intel).
@@ -43,7 +50,7 @@ set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 model=mlp limit=60000 epochs=2 batch=128 target=0.80 devs="pocl intel" repeat=2
 nodes="" rate="" models="mlp cnn" device=pocl opts="fp32 b1 fp16 b1fp16 stale local4"
-limit_set="" epochs_set="" bind=""
+limit_set="" epochs_set="" bind="" tune=yes
 while [ $# -gt 0 ]; do
   case "$1" in
     --nodes) nodes=$2; shift 2 ;;
@@ -59,10 +66,12 @@ while [ $# -gt 0 ]; do
     --devices) devs=$2; shift 2 ;;
     --repeat) repeat=$2; shift 2 ;;
     --bind) bind=$2; shift 2 ;;
-    -h|--help) sed -n '2,41p' "$0"; exit 0 ;;
+    --tune) tune=$2; shift 2 ;;
+    -h|--help) sed -n '2,/^set -eu/{/^#/p}' "$0"; exit 0 ;;
     *) echo "bench-scaling.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
+case "$tune" in yes|no) ;; *) echo "bench-scaling.sh: --tune: expected yes or no, got '$tune'" >&2; exit 2 ;; esac
 T=$root/build/cltrain
 [ -x "$T" ] || { echo "bench-scaling.sh: build/cltrain not found: build first" >&2; exit 1; }
 case "$repeat" in ''|*[!0-9]*|0) echo "bench-scaling.sh: --repeat takes a positive integer, got '$repeat'" >&2; exit 2 ;; esac
@@ -246,6 +255,17 @@ corun() {   # name, batch, device measured, its pin, device training in a loop b
   bg=""
 }
 trap 'exit 1' INT TERM HUP
+case "$tune" in
+  yes)  # each device on its core, the two at once; a rank's share first, then the whole batch
+    for b in "$half" "$batch"; do
+      echo "tuning (where the caches lack them) the GEMMs of $model at batch $b on $d0 and $d1" >&2
+      $pin0 "$T" --device "$d0" --model "$model" --batch "$b" --tune --limit "$b" --test-limit "$b" \
+        --epochs 1 --log-every 0 >"$work/tune0.out" 2>&1 & t0=$!
+      $pin1 "$T" --device "$d1" --model "$model" --batch "$b" --tune --limit "$b" --test-limit "$b" \
+        --epochs 1 --log-every 0 >"$work/tune1.out" 2>&1 || { cat "$work/tune1.out" >&2; echo "bench-scaling.sh: tuning $d1 failed" >&2; exit 1; }
+      wait "$t0" || { cat "$work/tune0.out" >&2; echo "bench-scaling.sh: tuning $d0 failed" >&2; exit 1; }
+    done ;;
+esac
 for round in $(seq 1 "$repeat"); do
   run solo_$d0.$round "$batch" "$T" --device "$d0"
   run solo_$d1.$round "$batch" "$T" --device "$d1"
@@ -301,6 +321,13 @@ side = {d0: parse("side_" + d0)["sps"], d1: parse("side_" + d1)["sps"]}
 print(f"scaling: --model {model} --limit {limit} --epochs {epochs} --batch {batch}, one thread per device; "
       f"target accuracy {target}; fastest of {repeat} runs each; "
       + ("ranks bound to cores 0 and 1" if bind == "core" else "ranks unbound"))
+def plans(name):   # the GEMM plans a run used, as cltrain's device line names them
+    m = re.search(r"GEMMs: (.*)$", open(f"{work}/{name}.1.out").read(), re.M)
+    return m.group(1) if m else "?"
+def plans2(d):   # at --batch and at a rank's share: once when the same
+    a, h = plans("solo_" + d), plans("half_" + d)
+    return f"{d}: {a}" if a == h else f"{d}: {a} (batch {batch}), {h} (batch {half})"
+print("GEMM plans: " + "; ".join(plans2(d) for d in (d0, d1)))
 print("%-14s %-8s %-10s %5s %10s %10s %6s %7s %8s %-13s %7s %-9s %6s %9s" % (
     "devices", "sync", "balance", "batch", "samples/s", "sum solo", "eff.", "eff.@sh", "speed-up",
     "wait % r0/r1", "exposed", "shares", "acc", "to target"))
