@@ -78,13 +78,33 @@ ct_status ct_blas_apply_clblast(ct_device *dev, const char *kernel, const char *
   return CT_OK;
 }
 
+// The tile of the own kernel for the shapes without a plan on a CPU. Untuned, CLBlast (even
+// with the Xgemm parameters below) ran the mlp's products at 1-9 GFLOP/s on Intel's CPU runtime
+// and at 6 on PoCL once a rank's share fell under 128 rows (its direct kernel: PoCL alone 1,207
+// samples/s at batch 64, 7,664 at 128; Intel 1,012 at 128); this tile, the one the tuner chose
+// most often for them, ran the mlp at 14,500-19,700 samples/s on both (batch 32-128, one thread:
+// the tuned rates) and the cnn at 1,250-1,320 on PoCL (CLBlast 416-463) and 990-1,120 on Intel
+// (100-106). cltrain-tune still measures and replaces it per shape.
+static const ct_gemm_tile cpu_default_tile = {4, 2, 8, 16, 256};
+
+const ct_gemm_plan *ct_blas_default_plan(const ct_device *dev) {
+  return dev->blas && dev->blas->have_dflt ? &dev->blas->dflt : NULL;
+}
+
 ct_status ct_blas_init(ct_device *dev) {
   dev->blas = calloc(1, sizeof *dev->blas);
   if (!dev->blas) return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
   snprintf(dev->blas->source, sizeof dev->blas->source, "defaults");
   if (getenv("CLTRAIN_BLAS_DEFAULTS")) return CT_OK;   // measure CLBlast's own choice
   if ((dev->info.type & CL_DEVICE_TYPE_CPU) && !dev->info.simulator) {
-    // Xgemm without local memory, wide vectors: on a 2-core AVX2 CPU under PoCL, with the
+    ct_gemm_plan *d = &dev->blas->dflt;
+    d->impl = CT_GEMM_OWN;
+    d->tile = cpu_default_tile;
+    d->m = (size_t)(cpu_default_tile.lm * cpu_default_tile.mr);   // the rows one group covers
+    if (ct_gemm_tile_check(dev, &d->tile) == CT_OK) dev->blas->have_dflt = 1;
+    else ct_error_clear();   // a CPU with too little local memory: CLBlast
+    // For CLBlast (where a plan chooses it, or without the default above): Xgemm without
+    // local memory, wide vectors: on a 2-core AVX2 CPU under PoCL, with the
     // threshold below, training ran about 3x faster than with CLBlast's untuned defaults.
     // cltrain-tune replaces both by what it measures on the device at hand.
     size_t values[16];
@@ -346,6 +366,7 @@ ct_status ct_gemm(ct_device *dev, const char *role, int trans_a, int trans_b, si
   trans_a = !!trans_a, trans_b = !!trans_b;
   if (dev->blas->recording) CT_TRY(record_call(dev->blas, role, trans_a, trans_b, m, n, k));
   const ct_gemm_plan *p = ct_blas_find_plan(dev, trans_a, trans_b, m, n, k);
+  if (!p) p = ct_blas_default_plan(dev);
   int own = p && p->impl == CT_GEMM_OWN;
   // Profiling: our kernel is one command with its own event; CLBlast may run several (padding,
   // transposes), so its span starts at a marker.

@@ -138,7 +138,7 @@ START_TEST(dispatch_follows_the_plans) {
   ck_assert_int_eq(ct_blas_find_plan(&dev, 1, 0, 512, 784, 128)->impl, CT_GEMM_CLBLAST);
   // through ct_gemm: right results either way, and recorded
   ck_assert_ct(ct_blas_record(&dev, 1));
-  check_one(&dev, 0, 1, 0, 1, 96, 40, 70, 2.0f, 1);   // no plan near it: CLBlast
+  check_one(&dev, 0, 1, 0, 1, 96, 40, 70, 2.0f, 1);   // no plan near it: the device's default
   check_one(&dev, 0, 1, 0, 1, 100, 300, 500, 0.0f, 0);   // nearest plan: own kernel
   check_one(&dev, 0, 1, 1, 0, 300, 500, 100, 2.0f, 0);   // nearest plan: CLBlast
   // other row counts than the plan's: the work-group is fitted to them (on a CPU: the number of
@@ -175,6 +175,42 @@ START_TEST(dispatch_follows_the_plans) {
 }
 END_TEST
 
+// Without a plan, a CPU runs the own kernel with the default tile (the mlp's and cnn's shapes
+// at small shares, odd sizes, both transposes, beta 0 and 2, padded leading dimensions: right
+// results); other devices, and CLTRAIN_BLAS_DEFAULTS, keep CLBlast.
+START_TEST(cpu_default_is_the_own_kernel) {
+  ct_device_list list;
+  ct_test_devices(&list);
+  for (int i = 0; i < list.count; i++) {
+    if (list.dev[i].simulator) continue;
+    ct_device dev;
+    ck_assert_ct(ct_device_open(&list.dev[i], &dev));
+    const ct_gemm_plan *d = ct_blas_default_plan(&dev);
+    if (dev.info.type & CL_DEVICE_TYPE_CPU) {
+      ck_assert_ptr_nonnull(d);
+      ck_assert_int_eq(d->impl, CT_GEMM_OWN);
+      ck_assert_ct(ct_gemm_tile_check(&dev, &d->tile));
+    } else {
+      ck_assert_ptr_null(d);
+    }
+    static const size_t shapes[][3] = {{64, 512, 784}, {24, 10, 512}, {32, 9, 300},
+                                       {1, 1, 1}, {72, 13, 9}, {130, 31, 5}};
+    for (int s = 0; s < 6; s++)
+      for (int t = 0; t < 4; t++)
+        check_one(&dev, 0, 1, t & 1, t >> 1, shapes[s][0], shapes[s][1], shapes[s][2],
+                  (s + t) % 2 ? 2.0f : 0.0f, (s + t) % 3 == 2 ? 3 : 0);
+    ct_device_close(&dev);
+    setenv("CLTRAIN_BLAS_DEFAULTS", "1", 1);
+    ck_assert_ct(ct_device_open(&list.dev[i], &dev));
+    ck_assert_ptr_null(ct_blas_default_plan(&dev));
+    check_one(&dev, 0, 1, 0, 1, 24, 10, 512, 0.0f, 0);
+    ct_device_close(&dev);
+    unsetenv("CLTRAIN_BLAS_DEFAULTS");
+  }
+  ct_device_list_free(&list);
+}
+END_TEST
+
 // The own kernel under Oclgrind in a child: any invalid access or race it reports fails.
 START_TEST(oclgrind_finds_no_invalid_access) {
   ct_test_oclgrind_child("test_blas", 1);
@@ -199,6 +235,7 @@ int main(int argc, char **argv) {
   } else {
     tcase_add_test(tc, gemm_matches_reference_on_every_device);
     tcase_add_test(tc, dispatch_follows_the_plans);
+    tcase_add_test(tc, cpu_default_is_the_own_kernel);
     tcase_add_test(tc, oclgrind_finds_no_invalid_access);
   }
   suite_add_tcase(s, tc);

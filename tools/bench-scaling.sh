@@ -23,10 +23,12 @@
 # --tune yes (the default): first, each device's GEMMs are tuned for the model at --batch and at
 # half of it (a rank's share) where its tuning cache lacks them (cltrain --tune: nothing to do
 # when they are there; on a fresh machine a few minutes, the two devices at once, each on its
-# core), so that the report measures tuned devices as a user runs them; the default GEMM plans
-# run some row counts several times slower than others (PoCL untuned: 7,664 samples/s at batch
-# 128, 1,207 at 64), and a report of them measures those cliffs, not the scaling. The table's
-# header says which plans each device ran. --tune no measures whatever the caches hold.
+# core), so that the report measures tuned devices as a user runs them (untuned, a CPU runs
+# every product with one fixed tile of cltrain's kernel, other devices CLBlast's defaults, which
+# can run some row counts several times slower than others: on the CPUs here, before that
+# default, PoCL ran 7,664 samples/s at batch 128 and 1,207 at 64, and a report of that measured
+# the cliff, not the scaling). The table's header says which plans each device ran. --tune no
+# measures whatever the caches hold.
 # Every configuration runs --repeat times, in rounds (each round runs them all, so that a slow
 # spell of a shared machine hits all of them alike); the table shows each one's fastest run.
 # Needs build/cltrain, Open MPI, PoCL and Intel's CPU runtime (tools/install-deps.sh --intel).

@@ -4,8 +4,8 @@
 //
 // Defines: ct_gemm_impl, ct_gemm_tile (+ ct_gemm_tile_options, ct_gemm_tile_check),
 // ct_gemm_plan, ct_gemm_call, struct ct_blas_state, ct_blas_init / _free, ct_blas_set_plans,
-// ct_blas_find_plan, ct_gemm_fit_tile, ct_blas_record, ct_gemm, ct_gemm_clblast, ct_gemm_own,
-// ct_blas_apply_clblast, ct_clblast_version, ct_clblast_library, ct_blas_cpu_xgemm,
+// ct_blas_find_plan, ct_blas_default_plan, ct_gemm_fit_tile, ct_blas_record, ct_gemm,
+// ct_gemm_clblast, ct_gemm_own, ct_blas_apply_clblast, ct_clblast_version, ct_clblast_library, ct_blas_cpu_xgemm,
 // CT_CLBLAST_XGEMM_NAMES, CT_CLBLAST_XGEMM_DIRECT_NAMES.
 //
 // Row-major throughout: C(m,n) = alpha * op(A)(m,k) * op(B)(k,n) + beta * C, where op(X) is X or
@@ -14,9 +14,10 @@
 // Which implementation runs a call: the plan of the same shape and transposes when the device's
 // plan table has one; otherwise the plan with the same transposes whose shape is nearest (by the
 // sum of log ratios; n and k within a factor of 4, m any: m follows the batch share, which
-// changes with the shares and in the epoch's last batch); otherwise CLBlast. Without
-// a plan table (no cache loaded) everything is CLBlast, with the Xgemm parameters below on CPUs
-// that CLBlast's database does not know.
+// changes with the shares and in the epoch's last batch); otherwise the device's default:
+// on a CPU (not a simulator) cltrain's own kernel with a fixed tile (ct_blas_default_plan),
+// elsewhere CLBlast (with the Xgemm parameters below on CPUs that CLBlast's database does not
+// know, where a plan chooses CLBlast).
 #ifndef CLTRAIN_BLAS_H
 #define CLTRAIN_BLAS_H
 
@@ -51,6 +52,8 @@ typedef struct {
 
 struct ct_blas_state {
   int overridden;            // Xgemm parameters were overridden for this device
+  ct_gemm_plan dflt;         // the shapes without a plan: own kernel when have_dflt, else CLBlast
+  int have_dflt;
   ct_gemm_plan *plans;       // per-shape choices (ct_blas_set_plans), may be NULL
   int nplans;
   double best_gflops;        // best SGEMM rate measured on this device (tuning cache), 0 = unknown
@@ -64,9 +67,14 @@ struct ct_blas_state {
 ct_status ct_blas_init(ct_device *dev);
 void ct_blas_free(ct_device *dev);
 
+// What runs a shape that has no plan: cltrain's own kernel with a fixed tile on a CPU (NULL
+// elsewhere: CLBlast; and everywhere with CLTRAIN_BLAS_DEFAULTS set, to measure CLBlast's own
+// choice).
+const ct_gemm_plan *ct_blas_default_plan(const ct_device *dev);
+
 // Replaces the device's plan table by a copy of plans[0..n) (n = 0 clears it).
 ct_status ct_blas_set_plans(ct_device *dev, const ct_gemm_plan *plans, int n);
-// The plan ct_gemm would use for this shape, or NULL for CLBlast.
+// The plan of the tuning cache ct_gemm would use for this shape, or NULL (the device's default).
 const ct_gemm_plan *ct_blas_find_plan(const ct_device *dev, int ta, int tb, size_t m, size_t n,
                                       size_t k);
 // The tile ct_gemm runs plan p's own kernel with at m rows (p->tile at p->m; another row count
