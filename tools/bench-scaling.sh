@@ -264,7 +264,8 @@ case "$tune" in
       $pin0 "$T" --device "$d0" --model "$model" --batch "$b" --tune --limit "$b" --test-limit "$b" \
         --epochs 1 --log-every 0 >"$work/tune0.out" 2>&1 & t0=$!
       $pin1 "$T" --device "$d1" --model "$model" --batch "$b" --tune --limit "$b" --test-limit "$b" \
-        --epochs 1 --log-every 0 >"$work/tune1.out" 2>&1 || { cat "$work/tune1.out" >&2; echo "bench-scaling.sh: tuning $d1 failed" >&2; exit 1; }
+        --epochs 1 --log-every 0 >"$work/tune1.out" 2>&1 ||
+        { kill "$t0" 2>/dev/null; cat "$work/tune1.out" >&2; echo "bench-scaling.sh: tuning $d1 failed" >&2; exit 1; }
       wait "$t0" || { cat "$work/tune0.out" >&2; echo "bench-scaling.sh: tuning $d0 failed" >&2; exit 1; }
     done ;;
 esac
