@@ -82,9 +82,9 @@ ct_status ct_blas_apply_clblast(ct_device *dev, const char *kernel, const char *
 // with the Xgemm parameters below) ran the mlp's products at 1-9 GFLOP/s on Intel's CPU runtime
 // and at 6 on PoCL once a rank's share fell under 128 rows (its direct kernel: PoCL alone 1,207
 // samples/s at batch 64, 7,664 at 128; Intel 1,012 at 128); this tile, the one the tuner chose
-// most often for them, ran the mlp at 14,500-19,700 samples/s on both (batch 32-128, one thread:
-// the tuned rates) and the cnn at 1,250-1,320 on PoCL (CLBlast 416-463) and 990-1,120 on Intel
-// (100-106). cltrain-tune still measures and replaces it per shape.
+// most often for them, ran the mlp at 14,200-18,400 samples/s on both (batch 32-128, one thread:
+// the tuned rates) and the cnn at 1,246-1,324 on PoCL (CLBlast 416-463) and 1,013-1,118 on
+// Intel (100-106). cltrain-tune still measures and replaces it per shape.
 static const ct_gemm_tile cpu_default_tile = {4, 2, 8, 16, 256};
 
 const ct_gemm_plan *ct_blas_default_plan(const ct_device *dev) {

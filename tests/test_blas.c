@@ -195,15 +195,20 @@ START_TEST(cpu_default_is_the_own_kernel) {
     }
     static const size_t shapes[][3] = {{64, 512, 784}, {24, 10, 512}, {32, 9, 300},
                                        {1, 1, 1}, {72, 13, 9}, {130, 31, 5}};
+    ck_assert_int_eq(dev.blas->nkernels, 0);
     for (int s = 0; s < 6; s++)
       for (int t = 0; t < 4; t++)
         check_one(&dev, 0, 1, t & 1, t >> 1, shapes[s][0], shapes[s][1], shapes[s][2],
                   (s + t) % 2 ? 2.0f : 0.0f, (s + t) % 3 == 2 ? 3 : 0);
+    // ct_gemm took the default: the own kernel was built (CLBlast's kernels are not counted)
+    if (d) ck_assert_int_gt(dev.blas->nkernels, 0);
+    else ck_assert_int_eq(dev.blas->nkernels, 0);
     ct_device_close(&dev);
     setenv("CLTRAIN_BLAS_DEFAULTS", "1", 1);
     ck_assert_ct(ct_device_open(&list.dev[i], &dev));
     ck_assert_ptr_null(ct_blas_default_plan(&dev));
     check_one(&dev, 0, 1, 0, 1, 24, 10, 512, 0.0f, 0);
+    ck_assert_int_eq(dev.blas->nkernels, 0);   // CLBlast ran it
     ct_device_close(&dev);
     unsetenv("CLTRAIN_BLAS_DEFAULTS");
   }

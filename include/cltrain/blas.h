@@ -5,8 +5,8 @@
 // Defines: ct_gemm_impl, ct_gemm_tile (+ ct_gemm_tile_options, ct_gemm_tile_check),
 // ct_gemm_plan, ct_gemm_call, struct ct_blas_state, ct_blas_init / _free, ct_blas_set_plans,
 // ct_blas_find_plan, ct_blas_default_plan, ct_gemm_fit_tile, ct_blas_record, ct_gemm,
-// ct_gemm_clblast, ct_gemm_own, ct_blas_apply_clblast, ct_clblast_version, ct_clblast_library, ct_blas_cpu_xgemm,
-// CT_CLBLAST_XGEMM_NAMES, CT_CLBLAST_XGEMM_DIRECT_NAMES.
+// ct_gemm_clblast, ct_gemm_own, ct_blas_apply_clblast, ct_clblast_version, ct_clblast_library,
+// ct_blas_cpu_xgemm, CT_CLBLAST_XGEMM_NAMES, CT_CLBLAST_XGEMM_DIRECT_NAMES.
 //
 // Row-major throughout: C(m,n) = alpha * op(A)(m,k) * op(B)(k,n) + beta * C, where op(X) is X or
 // its transpose; offsets and leading dimensions are in floats.
