@@ -428,6 +428,56 @@ START_TEST(wire_pack_matches_the_reference_rounding) {
 }
 END_TEST
 
+// The receive side's conversions (vectorized for bf16, F16C or a table for fp16) and the
+// rounding of finished sums give the scalar code's bits: every exponent, both signs, NaNs,
+// infinities, subnormals, halfway cases; odd lengths and offsets (the vector loops' tails).
+START_TEST(wire_unpack_and_round_match_the_scalar_code) {
+  size_t n = (1 << 18) + 7, bad = 0;
+  float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y), *acc = malloc(n * sizeof *acc);
+  uint16_t *h = malloc(n * sizeof *h);
+  ck_assert_ptr_nonnull(x);
+  ck_assert_ptr_nonnull(y);
+  ck_assert_ptr_nonnull(acc);
+  ck_assert_ptr_nonnull(h);
+  for (size_t i = 0; i < n; i++) {
+    uint32_t b = (uint32_t)(i * 2654435761u) ^ (uint32_t)(i << 13);
+    if (i % 7 == 3) b = (b & 0xFFFF0000u) | 0x8000u;    // halfway for bf16
+    if (i % 11 == 5) b = (b & 0xFFFFE000u) | 0x1000u;   // halfway for fp16
+    memcpy(&x[i], &b, 4);
+    h[i] = (uint16_t)(b ^ (b >> 16));
+    acc[i] = (float)((int)(i % 2001) - 1000) * 0.125f;
+  }
+  for (int w = CT_WIRE_FP16; w <= CT_WIRE_BF16; w++) {
+    for (size_t off = 0; off < 3; off++) {
+      size_t m = n - off;
+      memcpy(y, x, n * sizeof *y);
+      ct_wire_round_n((ct_wire)w, y + off, m);
+      for (size_t i = off; i < n; i++) {
+        float r = ct_wire_round((ct_wire)w, x[i]);
+        if (memcmp(&r, &y[i], 4) && !(r != r && y[i] != y[i])) bad++;
+      }
+      for (int add = 0; add <= 1; add++) {
+        memcpy(y, acc, n * sizeof *y);
+        ct_wire_unpack((ct_wire)w, y + off, h + off, m, add);
+        for (size_t i = off; i < n; i++) {   // one at a time: the scalar code
+          float r = acc[i];
+          ct_wire_unpack((ct_wire)w, &r, &h[i], 1, add);
+          if (memcmp(&r, &y[i], 4) && !(r != r && y[i] != y[i])) bad++;
+          float v;   // and the wire value is what rounding a float to it gives back
+          ct_wire_unpack((ct_wire)w, &v, &h[i], 1, 0);
+          if (!add && v == v && ct_wire_round((ct_wire)w, v) != v) bad++;
+        }
+      }
+    }
+  }
+  free(x);
+  free(y);
+  free(acc);
+  free(h);
+  ck_assert_msg(bad == 0, "%zu conversions differ from the scalar code", bad);
+}
+END_TEST
+
 // A layout reduced window by window (buckets) gives the same bits as reduced whole, for any
 // cut, in fp32 and fp16 (with the wire format ending inside a window).
 START_TEST(device_windows_give_the_bits_of_the_whole) {
@@ -732,6 +782,7 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, host_ring_rejects_mismatched_counts);
   tcase_add_test(tc, host_ring_wire_formats_are_exact_on_representable_values);
   tcase_add_test(tc, wire_pack_matches_the_reference_rounding);
+  tcase_add_test(tc, wire_unpack_and_round_match_the_scalar_code);
   tcase_add_test(tc, small_path_gives_the_rings_bits);
   tcase_add_test(tc, nonfinite_sums_are_reported_on_every_rank);
   tcase_add_test(tc, algo_sizes_from_the_environment);

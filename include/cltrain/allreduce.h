@@ -1,7 +1,8 @@
 // allreduce.h: the ring all-reduce (SUM of floats) over MPI, with device buffers staged through
 // host memory.
 //
-// Defines: ct_wire (+ ct_wire_name / _parse / _bytes / _round), ct_ring_opts,
+// Defines: ct_wire (+ ct_wire_name / _parse / _bytes / _round / _pack / _unpack / _round_n),
+// ct_ring_opts,
 // ct_allreduce_algo (+ ct_allreduce_algo_default / _small / _name), ct_allreduce_stats,
 // ct_allreduce (opaque) + ct_allreduce_init / _free / _agree / _set_algo / _get_algo,
 // ct_allreduce_device (+ _after), ct_allreduce_start / _test / _wait (ct_allreduce_req),
@@ -50,6 +51,11 @@ float ct_wire_round(ct_wire w, float x);        // x as the wire carries it (int
 // fp32 -> wire (fp16 or bf16) as the ring sends it (F16C instructions where the CPU has them,
 // unless CLTRAIN_NO_F16C=1): the same bits as ct_wire_round but for NaN payloads.
 void ct_wire_pack(ct_wire w, uint16_t *dst, const float *src, size_t n);
+// wire -> fp32 as the ring receives it: dst = the values of src, or dst += them (add).
+void ct_wire_unpack(ct_wire w, float *dst, const uint16_t *src, size_t n, int add);
+// x[i] = ct_wire_round(w, x[i]) for n floats, as the owner of a finished segment rounds it
+// (vectorized where it can be: the same bits as ct_wire_round but for NaN payloads).
+void ct_wire_round_n(ct_wire w, float *x, size_t n);
 
 // Options of one call of the _after and _mapped forms (NULL: fp32, the range is the layout).
 typedef struct {
