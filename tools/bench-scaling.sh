@@ -16,10 +16,14 @@
 #   tools/bench-scaling.sh --nodes N [--rate R] [--models "mlp cnn"] [--limit 12800] [--epochs 1]
 #                          [--device pocl] [--options "fp32 b1 fp16 b1fp16 stale local4"] [--repeat 1]
 # --bind core (the default where the machine has two cores or more; Open MPI's own default for
-# two ranks): each job's rank k runs on core k (mpirun --bind-to core), and the `apart` rows pin
-# each device's process to the core its rank has in the jobs (taskset), so that both compare
-# alike; unbound, the ring's exposed time was 9-14 % of the step against 8-11 % bound (7 runs
-# each, two PoCL+Intel ranks on 2 cores). --bind none lets the scheduler move them.
+# two ranks): each job's rank k runs on core k (mpirun --bind-to core), and every run of a
+# device alone (the solo rows, those at half the batch and the `apart` rows) is pinned to the
+# core its rank has in the jobs (taskset), so that a device has one core alone as in a job:
+# unpinned, a run alone also puts its host threads (the queue's driver, the batch loader, the
+# runtime's own) on the idle second core, which the ranks of a job do not have (1.5-3 % faster
+# here, PoCL and Intel). Unbound, the ring's exposed time was 9-14 % of the step against 8-11 %
+# bound (7 runs each, two PoCL+Intel ranks on 2 cores). --bind none lets the scheduler move
+# them all.
 # --tune yes (the default): first, each device's GEMMs are tuned for the model at --batch and at
 # half of it (a rank's share) where its tuning cache lacks them (cltrain --tune: nothing to do
 # when they are there; on a fresh machine a few minutes, the two devices at once, each on its
@@ -270,11 +274,11 @@ case "$tune" in
     done ;;
 esac
 for round in $(seq 1 "$repeat"); do
-  run solo_$d0.$round "$batch" "$T" --device "$d0"
-  run solo_$d1.$round "$batch" "$T" --device "$d1"
+  run solo_$d0.$round "$batch" $pin0 "$T" --device "$d0"
+  run solo_$d1.$round "$batch" $pin1 "$T" --device "$d1"
   # each device alone at a rank's share of the batch: what a rank could do without the others
-  run half_$d0.$round "$half" "$T" --device "$d0"
-  run half_$d1.$round "$half" "$T" --device "$d1"
+  run half_$d0.$round "$half" $pin0 "$T" --device "$d0"
+  run half_$d1.$round "$half" $pin1 "$T" --device "$d1"
   # the same, while the other device trains beside it (its own process, no communication):
   # what two ranks could do sharing this machine's cores, caches and memory
   corun side_$d0.$round "$half" "$d0" "$pin0" "$d1" "$pin1"
@@ -323,7 +327,7 @@ at_half = {d0: res["half_" + d0]["sps"], d1: res["half_" + d1]["sps"]}
 side = {d0: parse("side_" + d0)["sps"], d1: parse("side_" + d1)["sps"]}
 print(f"scaling: --model {model} --limit {limit} --epochs {epochs} --batch {batch}, one thread per device; "
       f"target accuracy {target}; fastest of {repeat} runs each; "
-      + ("ranks bound to cores 0 and 1" if bind == "core" else "ranks unbound"))
+      + ("ranks bound to cores 0 and 1, each device alone pinned to its rank's core" if bind == "core" else "ranks unbound"))
 def plans(name):   # the GEMM plans a run used, as cltrain's device line names them
     m = re.search(r"GEMMs: (.*)$", open(f"{work}/{name}.1.out").read(), re.M)
     return m.group(1) if m else "?"
