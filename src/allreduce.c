@@ -390,6 +390,9 @@ typedef struct {
   size_t base, total;
   ct_wire wire;           // the format of the messages (sums are fp32 on every rank)
   int idle;               // ct_ring_opts.idle: yield between tests instead of napping
+  int part;               // ct_ring_opts.part: 0 the whole ring, or one of its halves
+  int t_lo, t_hi;         // the steps this call runs: [0, 2N-2), [0, N-1) or [N-1, 2N-2)
+  int s0;                 // the segment the first step sends: r, or r+1 (all-gather only)
   unsigned *nf_out;       // ct_ring_opts.nonfinite: segments with a non-finite sum, added to
   size_t nf_end;          // ... among the layout's elements [0, nf_end)
   unsigned nf_seen;       // chunks of our finished segment with a non-finite sum, so far
@@ -463,13 +466,17 @@ static void *slot_ptr(const ring *g, size_t p, const float *region) {
 static size_t seg_chunks(const ring *g, int s) { return (seg_len(g, s) + g->chunk - 1) / g->chunk; }
 static int recv_seg(const ring *g, int t) { return mod(g->rank - t - 1, g->size); }
 
-// Fills rstart; returns the number of receive items.
+// Fills rstart (steps outside [t_lo, t_hi) have no items) and the steps and first segment of
+// the call's part; returns the number of receive items.
 static size_t ring_layout(ring *g) {
   int steps = 2 * g->size - 2;
+  g->t_lo = g->part == CT_RING_ALL_GATHER ? g->size - 1 : 0;
+  g->t_hi = g->part == CT_RING_REDUCE_SCATTER ? g->size - 1 : steps;
+  g->s0 = g->part == CT_RING_ALL_GATHER ? mod(g->rank + 1, g->size) : g->rank;
   size_t n = 0;
   for (int t = 0; t < steps; t++) {
     g->rstart[t] = n;
-    n += seg_chunks(g, recv_seg(g, t));
+    if (t >= g->t_lo && t < g->t_hi) n += seg_chunks(g, recv_seg(g, t));
   }
   g->rstart[steps] = n;
   return n;
@@ -564,17 +571,18 @@ static ct_status mpi_ready(ring *g, MPI_Request *req, int block, int *ready, con
   return mpi_ready_n(g, 1, req, block, ready, what);
 }
 
-// Posts the step-0 sends (our own segment r) of chunks next0 .. upto-1, as far as their reads
-// have landed (all of them with block).
+// Posts the first step's sends (our own segment r; for the all-gather alone, our finished
+// segment r+1) of chunks next0 .. upto-1, as far as their reads have landed (all of them with
+// block).
 static ct_status post_sends0(ring *g, size_t upto, int block) {
-  int s = g->rank;
+  int s = g->s0;
   size_t off = seg_off(g, s), len = seg_len(g, s);
   for (; g->next0 < upto; g->next0++) {
     size_t c = g->next0, lo = c * g->chunk, n = len - lo < g->chunk ? len - lo : g->chunk;
     int ready;
     CT_TRY(d2h_ready(g, s, c, block, &ready));
     if (!ready) break;
-    CT_TRY(isend(g, g->data + off + lo, n, 0, c));
+    CT_TRY(isend(g, g->data + off + lo, n, g->t_lo, c));
   }
   return CT_OK;
 }
@@ -613,7 +621,8 @@ static ct_status post_recvs(ring *g, size_t done, size_t n0) {
   while (*p < items && *p < done + RING_SLOTS) {
     while (*p >= g->rstart[*pt + 1]) (*pt)++;
     int t = *pt;
-    if (t >= g->size - 1) {
+    if (t >= g->size - 1 && g->part == 0) {   // (the all-gather alone never receives into a
+                                              // region it sends from: no such wait)
       int td = t - g->size + 1;
       size_t c = *p - g->rstart[t];
       int posted = td == 0 ? c < g->next0 : g->rstart[td - 1] + c < done;
@@ -686,6 +695,9 @@ static void nf_tally(const ring *g) {
   unsigned bad = 0;
   for (int s = 0; s < g->size; s++) {
     size_t lo, hi;
+    // the reduce-scatter alone: only the segment this rank finished (r+1) holds sums
+    if (g->part == CT_RING_REDUCE_SCATTER && g->size > 1 && s != mod(g->rank + 1, g->size))
+      continue;
     if (!nf_part(g, s, &lo, &hi)) continue;
     bad += (unsigned)(g->small || g->size < 2 ? any_nonfinite(g->data + lo, hi - lo)
                                               : any_nonfinite(g->data + hi - 1, 1));
@@ -709,13 +721,18 @@ static void nf_tally(const ring *g) {
 // the same order on every rank, and a request starts when its data is ready, which differs).
 // At hundreds of ranks the N-1 messages per rank would want a log2(N)-step gather instead.
 
-// The ring's sums of the window from all: (N, count), rank k's window in row k.
+// The ring's sums of the window from all: (N, count), rank k's window in row k. The all-gather
+// alone: each segment as its owner (rank s-1) holds it.
 static void small_sum(const ring *g, const float *all, float *out) {
   int N = g->size;
   for (int s = 0; s < N; s++) {
     size_t off = seg_off(g, s), len = seg_len(g, s);
     if (len == 0) continue;
     float *o = out + off;
+    if (g->part == CT_RING_ALL_GATHER) {
+      memcpy(o, all + (size_t)mod(s - 1, N) * g->count + off, len * sizeof(float));
+      continue;
+    }
     memcpy(o, all + (size_t)s * g->count + off, len * sizeof(float));
     for (int k = 1; k < N; k++) {
       if (g->wire != CT_WIRE_FP32) round_wire(g->wire, o, len);   // as rank s+k-1 sent it
@@ -777,7 +794,7 @@ fail:
 static ct_status ring_advance(ring *g, int block, int *done) {
   if (g->small) return small_advance(g, block, done);
   const int N = g->size, steps = 2 * N - 2;
-  const size_t items = g->rstart[steps], n0 = seg_chunks(g, g->rank);
+  const size_t items = g->rstart[steps], n0 = seg_chunks(g, g->s0);
   ct_status st = CT_OK;
   int ready;
   *done = 0;
@@ -799,17 +816,19 @@ static ct_status ring_advance(ring *g, int block, int *done) {
     size_t c = i - g->rstart[t], len = seg_len(g, s), lo = c * g->chunk;
     size_t n = len - lo < g->chunk ? len - lo : g->chunk;
     float *region = g->data + seg_off(g, s) + lo;
-    if (t >= 1) {
+    if (t > g->t_lo) {
       CT_GOTO(post_sends0(g, n0, block), st, fail);
       if (g->next0 < n0) return CT_OK;
-    } else {   // step 0: our sends up to RING_SLOTS ahead (a start that found reads still
+    } else {   // the first step: our sends up to RING_SLOTS ahead (a start that found reads still
                // landing posted fewer; waiting for a receive without them would deadlock)
       CT_GOTO(post_sends0(g, c + RING_SLOTS < n0 ? c + RING_SLOTS : n0, block), st, fail);
     }
     if (g->p == i) {   // an all-gather receive that could not be posted ahead: post it now
-      CT_GOTO(mpi_ready(g, &g->sreq[ag_dep(g, t, c, n0)], block, &ready, "MPI_Wait(send)"), st,
-              fail);
-      if (!ready) return CT_OK;
+      if (g->part == 0) {
+        CT_GOTO(mpi_ready(g, &g->sreq[ag_dep(g, t, c, n0)], block, &ready, "MPI_Wait(send)"), st,
+                fail);
+        if (!ready) return CT_OK;
+      }
       CT_GOTO(post_recv(g, g->p, t), st, fail);
       g->p++;
     }
@@ -835,9 +854,9 @@ static ct_status ring_advance(ring *g, int block, int *done) {
       g->st.reduce_s += ct_now() - t0;
     }
     if (t >= N - 2) CT_GOTO(write_back(g, region, n), st, fail);   // finished
-    if (t + 1 < steps) CT_GOTO(isend(g, region, n, t + 1, n0 + i), st, fail);
+    if (t + 1 < g->t_hi) CT_GOTO(isend(g, region, n, t + 1, n0 + i), st, fail);
     g->i++;
-    if (t == 0) {
+    if (t == g->t_lo) {
       size_t want = c + 1 + RING_SLOTS;
       CT_GOTO(post_sends0(g, want < n0 ? want : n0, block), st, fail);
     }
@@ -1328,6 +1347,15 @@ static ct_status check_call(ct_allreduce *ar, size_t count, const float *patch, 
   if (patch && patch_at + patch_n > count)
     return CT_FAIL(CT_ERR_INTERNAL, "all-reduce patch [%zu, %zu) is outside the range of %zu",
                    patch_at, patch_at + patch_n, count);
+  int part = o ? o->part : 0;
+  if (part != 0 && part != CT_RING_REDUCE_SCATTER && part != CT_RING_ALL_GATHER)
+    return CT_FAIL(CT_ERR_INTERNAL, "all-reduce part %d is none of 0, reduce-scatter, all-gather",
+                   part);
+  if (part && !ar->zero_copy && !ar->host_only && ar->comm->size > 1)
+    return CT_FAIL(CT_ERR_INTERNAL, "the reduce-scatter or all-gather alone runs on host arrays "
+                   "or mapped device memory only");
+  if (part == CT_RING_ALL_GATHER && (o->nonfinite || patch))
+    return CT_FAIL(CT_ERR_INTERNAL, "the all-gather alone takes no patch and no non-finite test");
   return CT_OK;
 }
 
@@ -1377,6 +1405,9 @@ static ct_status req_start(ct_allreduce *ar, cl_mem buf, float *host, size_t off
   size_t base = o ? o->base : 0, total = o && o->total ? o->total : base + count;
   ct_wire wire;
   CT_TRY(window_wire(o, base, count, &wire));
+  if (o && o->part == CT_RING_ALL_GATHER && wire != CT_WIRE_FP32)
+    return CT_FAIL(CT_ERR_INTERNAL, "the all-gather alone moves fp32 values (the window is in %s)",
+                   ct_wire_name(wire));
   // The slot (and so the tags) follows the order of the starts, which every rank shares: the
   // first free slot would depend on which requests a rank happened to finish first.
   ct_allreduce_req *q = &ar->req[ar->seq % CT_ALLREDUCE_INFLIGHT];
@@ -1391,7 +1422,7 @@ static ct_status req_start(ct_allreduce *ar, cl_mem buf, float *host, size_t off
   q->patch = patch, q->patch_at = patch_at, q->patch_n = patch ? patch_n : 0;
   q->g = (ring){.comm = comm->comm, .rank = comm->rank, .size = comm->size, .count = count,
                 .chunk = ar->chunk, .base = base, .total = total, .wire = wire,
-                .idle = o ? o->idle : 0,
+                .idle = o ? o->idle : 0, .part = o ? o->part : 0,
                 .nf_out = o ? o->nonfinite : NULL, .nf_end = o ? o->nonfinite_n : 0,
                 .slots = r->slots, .slot_stride = r->slot_stride, .rreq = r->rreq,
                 .sreq = r->sreq, .rstart = r->rstart, .buf = buf, .offset = offset,

@@ -617,6 +617,81 @@ static ct_status host_handle_reduce(float *x, size_t n, ct_wire w, int gather,
   return handle_reduce(x, n, w, gather, NULL, 0, stats);
 }
 
+// The layout's segment s of total floats over N ranks (as the ring cuts it): [*lo, *hi).
+static void layout_seg(size_t total, int N, int s, size_t *lo, size_t *hi) {
+  size_t q = total / (size_t)N, rem = total % (size_t)N;
+  *lo = (size_t)s * q + ((size_t)s < rem ? (size_t)s : rem);
+  *hi = (size_t)(s + 1) * q + ((size_t)(s + 1) < rem ? (size_t)(s + 1) : rem);
+}
+
+// The ring's halves (ct_ring_opts.part), by the ring and by the gather path, for fp32 and
+// fp16, whole layouts and a window of a larger one: after the reduce-scatter, rank r's segment
+// r+1 holds the whole ring's bits; the owner then doubles it (a sharded update) and after the
+// all-gather every rank holds every owner's segment: twice the whole ring's result, bitwise.
+// The non-finite test of the reduce-scatter counts the owner's segment only: a NaN on one rank
+// is counted once over all ranks.
+START_TEST(ring_halves_give_the_whole_rings_bits) {
+  int N = g_comm.size, r = g_comm.rank, ok = 1;
+  size_t counts[16], nc = test_counts(counts);
+  for (int gather = 0; gather <= 1; gather++)
+    for (int w = CT_WIRE_FP32; w <= CT_WIRE_FP16; w++)
+      for (size_t k = 0; k < nc; k++)
+        for (size_t extra = 0; extra <= 5; extra += 5) {
+          size_t n = counts[k], total = n + extra;
+          if (gather && n > 5000) continue;   // the gather path is for small windows
+          size_t alloc = total ? total : 1;
+          float *a = malloc(alloc * sizeof *a), *b = malloc(alloc * sizeof *b);
+          ck_assert(a && b);
+          for (size_t i = 0; i < total; i++)   // (for fp16 small enough that no sum overflows)
+            a[i] = b[i] = w == CT_WIRE_FP16 ? ldexpf(rough(r, i), -12) : rough(r, i);
+          if (n > 0 && r == N - 1) b[n / 2] = NAN;   // b only: the non-finite test
+          ct_allreduce *ar = NULL;
+          ct_status st = ct_allreduce_init(&g_comm, NULL, total ? total : 1, 0, &ar);
+          ct_allreduce_algo al;
+          if (st == CT_OK) {
+            ct_allreduce_get_algo(ar, &al);
+            al.small_bytes = gather ? (size_t)1 << 30 : 0;
+            st = ct_allreduce_set_algo(ar, &al);
+          }
+          if (st == CT_OK) st = ct_allreduce_agree(ar, total ? total : 1);
+          ct_ring_opts o = {.wire = (ct_wire)w, .wire_n = n, .total = total};
+          if (st == CT_OK) st = ct_allreduce_mapped(ar, a, n, NULL, 0, 0, &o, NULL);   // whole
+          unsigned bad = 0;
+          ct_ring_opts rs = o;
+          rs.part = CT_RING_REDUCE_SCATTER, rs.nonfinite = &bad, rs.nonfinite_n = n;
+          if (st == CT_OK) st = ct_allreduce_mapped(ar, b, n, NULL, 0, 0, &rs, NULL);
+          size_t lo, hi;
+          layout_seg(total, N, (r + 1) % N, &lo, &hi);
+          if (hi > n) hi = n;
+          // the NaN's owner finds it and marks its segment's last element too: skip both
+          int nan_here = n > 0 && n / 2 >= lo && n / 2 < hi;
+          size_t wrong = 0;
+          for (size_t i = lo; i < hi; i++) {
+            int skip = nan_here && (i == n / 2 || i == hi - 1);
+            wrong += !skip && memcmp(&a[i], &b[i], sizeof *a) != 0;
+            b[i] = skip ? 2.0f * a[i] : 2.0f * b[i];   // the owner's update
+          }
+          ct_ring_opts ag = {.total = total, .part = CT_RING_ALL_GATHER};
+          if (st == CT_OK) st = ct_allreduce_mapped(ar, b, n, NULL, 0, 0, &ag, NULL);
+          for (size_t i = 0; i < n; i++) wrong += !(b[i] == 2.0f * a[i]);
+          int sum_bad = (int)bad;
+          if (MPI_Allreduce(MPI_IN_PLACE, &sum_bad, 1, MPI_INT, MPI_SUM, g_comm.comm) !=
+              MPI_SUCCESS)
+            sum_bad = -1;
+          int good = st == CT_OK && wrong == 0 && (int)bad == nan_here && sum_bad == (n > 0);
+          if (!good)
+            fprintf(stderr, "rank %d: halves, %s, %s, count %zu of %zu: %s, %zu wrong, bad %u "
+                    "(sum %d)\n", r, gather ? "gather" : "ring", ct_wire_name((ct_wire)w), n,
+                    total, ct_strerror(st), wrong, bad, sum_bad);
+          ct_error_clear();
+          ok &= good;
+          ct_allreduce_free(ar);
+          free(a), free(b);
+        }
+  ck_assert_msg(agree(ok), "the ring's halves must give the whole ring's bits");
+}
+END_TEST
+
 // The gather path gives the ring's bits: exact on small integers, the same bits as the ring on
 // values whose sums round (the order and, for fp16 and bf16, the rounding of every partial sum
 // are the ring's), on every rank; and it is the path that ran (its bytes: (N-1) x count x 4).
@@ -784,6 +859,7 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, wire_pack_matches_the_reference_rounding);
   tcase_add_test(tc, wire_unpack_and_round_match_the_scalar_code);
   tcase_add_test(tc, small_path_gives_the_rings_bits);
+  tcase_add_test(tc, ring_halves_give_the_whole_rings_bits);
   tcase_add_test(tc, nonfinite_sums_are_reported_on_every_rank);
   tcase_add_test(tc, algo_sizes_from_the_environment);
   suite_add_tcase(s, tc);

@@ -76,7 +76,19 @@ typedef struct {
   // over the array. A window of the layout tests its part (and adds its own count).
   unsigned *nonfinite;
   size_t nonfinite_n;
+  // One half of the ring only (0: the whole all-reduce). CT_RING_REDUCE_SCATTER: on return
+  // rank r holds the finished sums of the layout's segment r+1 (mod N) within the range (the
+  // same bits the whole ring gives there, wire rounding included); the rest of the range holds
+  // partial sums. A non-finite test counts that segment only. CT_RING_ALL_GATHER: each rank's
+  // segment r+1 holds final values; on return every rank holds every segment as its owner
+  // (rank s-1 for segment s) had it. fp32 only (wire_n 0 over the range), no patch, no
+  // non-finite test. The two together move what the whole ring moves; between them the owner
+  // may change its segment (a sharded optimizer step). Host arrays and devices that share host
+  // memory (ct_allreduce_zero_copy) only.
+  int part;
 } ct_ring_opts;
+#define CT_RING_REDUCE_SCATTER 1
+#define CT_RING_ALL_GATHER 2
 
 typedef struct {
   double d2h_s, h2d_s;    // time in device<->host copies (host wall time waiting on them)
