@@ -158,16 +158,19 @@ static void sgd_items(__global float *out, __global const float *p, __global con
 }
 
 // p (n), grad (n), v (n; momentum, untouched when mu == 0).
+// The elements [base, n) (all of them: base 0; a sharded update: one rank's segment).
 __kernel void sgd_step(__global float *p, __global const float *grad, __global float *v,
                        const uint n, const float lr, const float mu, const float wd,
-                       const int nesterov, __global const uint *skip, const uint skip_at) {
+                       const int nesterov, __global const uint *skip, const uint skip_at,
+                       const uint base) {
   if (skip_at != CT_NO_SKIP && skip[skip_at] != 0u) return;
 #ifdef CT_SGD_CHUNK   // CPUs: a contiguous chunk per work-item, CT_PER_ITEM at a time
-  uint lo = (uint)get_global_id(0) * CT_SGD_CHUNK, hi = min(lo + CT_SGD_CHUNK, n);
+  uint lo = base + (uint)get_global_id(0) * CT_SGD_CHUNK, hi = min(lo + CT_SGD_CHUNK, n);
   for (uint i0 = lo; i0 < hi; i0 += CT_PER_ITEM)
     sgd_items(p, p, grad, v, n, i0, 1.0f, lr, mu, wd, nesterov, 1);
 #else
-  sgd_items(p, p, grad, v, n, (uint)get_global_id(0) * CT_PER_ITEM, 1.0f, lr, mu, wd, nesterov, 1);
+  sgd_items(p, p, grad, v, n, base + (uint)get_global_id(0) * CT_PER_ITEM, 1.0f, lr, mu, wd,
+            nesterov, 1);
 #endif
 }
 
@@ -194,10 +197,11 @@ __kernel void sgd_predict(__global float *out, __global const float *p,
 __kernel void adamw_step(__global float *p, __global const float *grad, __global float *state,
                          const uint n, const float lrwd, const float b1, const float omb1,
                          const float b2, const float omb2, const float step, const float c2,
-                         const float eps, __global const uint *skip, const uint skip_at) {
+                         const float eps, __global const uint *skip, const uint skip_at,
+                         const uint base, const uint hi) {
   if (skip_at != CT_NO_SKIP && skip[skip_at] != 0u) return;
-  uint i0 = (uint)get_global_id(0) * CT_PER_ITEM;
-  uint end = min(i0 + CT_PER_ITEM, n);
+  uint i0 = base + (uint)get_global_id(0) * CT_PER_ITEM;   // the elements [base, hi) of n
+  uint end = min(i0 + CT_PER_ITEM, hi);
   for (uint i = i0; i < end; i++) {
     size_t iv = (size_t)n + i;
     float w = p[i];

@@ -216,13 +216,15 @@ void ct_optim_free(ct_optim *opt) {
 
 void ct_optim_count(ct_optim *opt) { opt->t++; }
 
-// One launch of an update kernel over the parameters: per_item elements per work-item.
-// SGD on a CPU (chunk > 0): chunk elements per work-item, in groups of one, so that a runtime
-// that vectorizes across work-items (Intel's) does not turn each item's float8 into gathers.
-static ct_status launch(ct_optim *opt, cl_kernel k, const char *name) {
+// One launch of an update kernel over the parameters [lo, hi): per_item elements per
+// work-item. SGD on a CPU (chunk > 0): chunk elements per work-item, in groups of one, so that
+// a runtime that vectorizes across work-items (Intel's) does not turn each item's float8 into
+// gathers.
+static ct_status launch(ct_optim *opt, cl_kernel k, const char *name, size_t lo, size_t hi) {
   int chunked = opt->chunk > 0;   // (set for SGD only: sgd_step and sgd_predict)
   size_t per = chunked ? opt->chunk : (size_t)opt->per_item, one = 1;
-  size_t items = (opt->count + per - 1) / per;
+  size_t items = (hi - lo + per - 1) / per;
+  if (items == 0) return CT_OK;
   size_t global = chunked ? items : (items + 63) / 64 * 64;
   CL_CHECK(clEnqueueNDRangeKernel(opt->dev->queue, k, 1, NULL, &global, chunked ? &one : NULL,
                                   0, NULL,
@@ -252,7 +254,7 @@ ct_status ct_optim_sgd_predict(ct_optim *opt, cl_mem out, cl_mem params, cl_mem 
   CL_CHECK(clSetKernelArg(k, 4, sizeof n, &n));
   CL_CHECK(clSetKernelArg(k, 5, sizeof gscale, &gscale));
   CT_TRY(set_sgd_args(k, 6, lr, &opt->cfg));
-  return launch(opt, k, "sgd_predict");
+  return launch(opt, k, "sgd_predict", 0, opt->count);
 }
 
 // The skip-flag arguments: a buffer (any valid one when there is no flag) and the index, or
@@ -272,10 +274,19 @@ ct_status ct_optim_step(ct_optim *opt, cl_mem params, cl_mem grads, float lr) {
 
 ct_status ct_optim_step_unless(ct_optim *opt, cl_mem params, cl_mem grads, float lr, cl_mem skip,
                                size_t skip_at) {
+  return ct_optim_step_range(opt, params, grads, lr, skip, skip_at, 0, opt->count);
+}
+
+ct_status ct_optim_step_range(ct_optim *opt, cl_mem params, cl_mem grads, float lr, cl_mem skip,
+                              size_t skip_at, size_t lo, size_t hi) {
   if (!opt->kernel) return CT_FAIL(CT_ERR_INTERNAL, "ct_optim_step on an uninitialised optimizer");
+  if (lo > hi || hi > opt->count)
+    return CT_FAIL(CT_ERR_INTERNAL, "optimizer range [%zu, %zu) of %zu parameters", lo, hi,
+                   opt->count);
   cl_kernel k = opt->kernel;
   const ct_optim_config *c = &opt->cfg;
-  cl_uint n = (cl_uint)opt->count;
+  cl_uint n = (cl_uint)(c->kind == CT_OPT_SGD ? hi : opt->count), base = (cl_uint)lo;
+  cl_uint end = (cl_uint)hi;
   CL_CHECK(clSetKernelArg(k, 0, sizeof params, &params));
   CL_CHECK(clSetKernelArg(k, 1, sizeof grads, &grads));
   CL_CHECK(clSetKernelArg(k, 2, sizeof opt->state, &opt->state));
@@ -283,6 +294,7 @@ ct_status ct_optim_step_unless(ct_optim *opt, cl_mem params, cl_mem grads, float
   if (c->kind == CT_OPT_SGD) {
     CT_TRY(set_sgd_args(k, 4, lr, c));
     CL_CHECK(set_skip(k, 8, skip ? skip : grads, skip, skip_at));
+    CL_CHECK(clSetKernelArg(k, 10, sizeof base, &base));
   } else {
     long t = opt->t + 1;   // this update's index, from 1
     double b1 = c->beta1, b2 = c->beta2;
@@ -299,8 +311,10 @@ ct_status ct_optim_step_unless(ct_optim *opt, cl_mem params, cl_mem grads, float
     CL_CHECK(clSetKernelArg(k, 10, sizeof c2, &c2));
     CL_CHECK(clSetKernelArg(k, 11, sizeof c->eps, &c->eps));
     CL_CHECK(set_skip(k, 12, skip ? skip : grads, skip, skip_at));
+    CL_CHECK(clSetKernelArg(k, 14, sizeof base, &base));
+    CL_CHECK(clSetKernelArg(k, 15, sizeof end, &end));
   }
-  return launch(opt, k, c->kind == CT_OPT_SGD ? "sgd_step" : "adamw_step");
+  return launch(opt, k, c->kind == CT_OPT_SGD ? "sgd_step" : "adamw_step", lo, hi);
 }
 
 ct_status ct_optim_read_state(ct_optim *opt, float *host) {

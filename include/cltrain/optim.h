@@ -103,6 +103,11 @@ ct_status ct_optim_step(ct_optim *opt, cl_mem params, cl_mem grads, float lr);
 // The update uses t + 1 as its index (AdamW's bias correction).
 ct_status ct_optim_step_unless(ct_optim *opt, cl_mem params, cl_mem grads, float lr, cl_mem skip,
                                size_t skip_at);
+// The same update of the parameters [lo, hi) only (a sharded update: each rank its segment;
+// the other elements of params and of the state are left as they are). Element by element the
+// same operations, so the same bits as the whole update there.
+ct_status ct_optim_step_range(ct_optim *opt, cl_mem params, cl_mem grads, float lr, cl_mem skip,
+                              size_t skip_at, size_t lo, size_t hi);
 void ct_optim_count(ct_optim *opt);   // t++
 // SGD only (CT_ERR_INTERNAL otherwise): out = the parameters after an update of params with
 // gradient grads * gscale at learning rate lr, with the momentum as it is now (read, not
