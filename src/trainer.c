@@ -69,6 +69,7 @@ void ct_train_config_defaults(ct_train_config *c) {
   c->inject_slow_rank = -1;
   c->local_k = 1;
   c->accumulate = 1;
+  c->shard_update = 1;
   c->trace_last = 1L << 62;
   c->balance_every = 10;
 }
@@ -295,6 +296,8 @@ typedef struct {
                            // ones, before the step; sync: this step's, behind its kernels)
   cl_event pend_map_ev;    //   and the map's event
   size_t P;                // parameters
+  int shard;               // --shard-update in effect: this rank updates [sh_lo, sh_hi) only
+  size_t sh_lo, sh_hi;     //   its segment of the parameters (the ring's segment rank+1)
   size_t tail;             // status words after the gradients: 2 + world
   int max_share;           // largest share any rank gets
   int micro;               // the model's max batch: rows per forward/backward (--accumulate
@@ -411,7 +414,10 @@ static ct_status check_replicas(run_state *s, const char *when, int *diverged) {
   return CT_OK;
 }
 
+static ct_status shard_gather_state(run_state *s);
+
 static ct_status resync(run_state *s) {
+  CT_TRY(shard_gather_state(s));
   CT_TRY(ct_model_download_params(&s->model, s->host_params));
   CT_TRY(ct_comm_bcast(s->comm, s->host_params, s->arch.param_count * sizeof(float), 0));
   CT_TRY(ct_model_upload_params(&s->model, s->host_params));
@@ -601,8 +607,52 @@ static ct_status balance_setup(run_state *s) {
 }
 
 static ct_status prebuild_share_sizes(run_state *s);
+static ct_status shard_setup(run_state *s);
 static ct_status metrics_open(run_state *s);
 static ct_status check_output_path(run_state *s, const char *flag, const char *path);
+
+// --shard-update (sync, no buckets, fp32 on the wire, every rank's device sharing host memory):
+// the gradients are reduce-scattered, rank r applies the optimizer to the parameters of the
+// ring's segment r+1 only, and the parameters are all-gathered (the owner's values, copied).
+// Every element goes through the same operations as when every rank updates everything, so the
+// bits are the same; what changes is that each rank runs 1/N of the update (on a CPU device a
+// few % of a step, taken from the cores that compute), and that the optimizer state of the
+// other segments is not kept current on this rank: it is gathered before a checkpoint or a
+// resync, the only readers of the whole state. Devices with their own memory keep the whole
+// update (the halves of the ring run on host memory, and staging them would add a copy each
+// way). Collective.
+static ct_status shard_setup(run_state *s) {
+  const ct_train_config *cfg = s->cfg;
+  int N = s->comm->size, r = s->comm->rank;
+  int bad = !ct_allreduce_zero_copy(s->ar);
+  CT_TRY(ct_comm_allreduce_int_max(s->comm, &bad, 1));   // every rank, or none
+  // (a 16-bit wire is for slow links: the parameters' all-gather in fp32 would send 1.5 times
+  // the bytes of the gradients' in fp16)
+  s->shard = cfg->shard_update && cfg->sync == CT_SYNC_SYNC && !(cfg->bucket_mb > 0) &&
+             cfg->wire == CT_WIRE_FP32 && !bad;
+  if (!s->shard) return CT_OK;
+  size_t total = REDUCED(s), q = total / (size_t)N, rem = total % (size_t)N;
+  size_t seg = (size_t)((r + 1) % N);
+  size_t lo = seg * q + (seg < rem ? seg : rem), hi = lo + q + (seg < rem ? 1 : 0);
+  s->sh_lo = lo < s->P ? lo : s->P, s->sh_hi = hi < s->P ? hi : s->P;
+  if (r == 0) {
+    printf("cltrain: optimizer update sharded over %d ranks (reduce-scatter, each rank its "
+           "segment of about %zu parameters, all-gather)\n", N, q);
+    fflush(stdout);
+  }
+  return CT_OK;
+}
+
+// The optimizer state of every segment from its owner (before a checkpoint or a resync reads
+// it whole). Collective.
+static ct_status shard_gather_state(run_state *s) {
+  if (!s->shard) return CT_OK;
+  ct_ring_opts o = {.total = REDUCED(s), .part = CT_RING_ALL_GATHER, .idle = 1};
+  for (size_t off = 0; off < s->opt.state_count; off += s->P)
+    CT_TRY(ct_allreduce_device_after(s->ar, s->opt.state, off, s->P, NULL, NULL, 0, 0, &o,
+                                     NULL));
+  return CT_OK;
+}
 
 // --bucket-mb X: the gradients cut into windows of whole layers, from the last layer back, each
 // closed once it holds X MiB (the first layers' remainder is the last window). Parameters are
@@ -777,11 +827,12 @@ static ct_status setup(run_state *s) {
     CL_CHECK((s->pred = ct_device_buffer(&s->dev, s->P * sizeof(float), &err), err));
   }
   CT_TRY(prebuild_share_sizes(s));
-  if (comm->size > 1) {
-    CT_TRY(ct_allreduce_init(comm, &s->dev, REDUCED(s), 0, &s->ar));
-    CT_TRY(ct_allreduce_agree(s->ar, REDUCED(s)));
+  if (comm->size > 1) {   // (one float more: the sharded update's status window, shard_setup)
+    CT_TRY(ct_allreduce_init(comm, &s->dev, REDUCED(s) + 1, 0, &s->ar));
+    CT_TRY(ct_allreduce_agree(s->ar, REDUCED(s) + 1));
   }
   s->wire = (ct_ring_opts){.wire = (ct_wire)cfg->wire, .wire_n = s->P};
+  if (comm->size > 1) CT_TRY(shard_setup(s));
   if (comm->size > 1 && cfg->bucket_mb > 0 && cfg->sync == CT_SYNC_SYNC) CT_TRY(bucket_setup(s));
   if ((comm->size > 1 && cfg->sync == CT_SYNC_STALE) || (cfg->profile && cfg->trace)) {
     CT_TRY(clock_setup(s));
@@ -1225,9 +1276,25 @@ static ct_status phase_reduce(run_state *s, computed *c, double t_start, double 
     // goes where the count kernel would have put it, and that kernel's pass is saved
     unsigned bad = 0;
     o.nonfinite = &bad, o.nonfinite_n = AT_LOSS(s) + 1;
-    if (st == CT_OK)
+    if (st == CT_OK && s->shard) {
+      // --shard-update: the reduce-scatter of the gradients (this rank's segment finished and
+      // tested), then the status words with the count of non-finite segments in the count's
+      // place (the layout one float longer, so that the sums keep the whole ring's order),
+      // gathered: every rank learns whether any segment was not finite
+      o.part = CT_RING_REDUCE_SCATTER, o.total = REDUCED(s), o.base = 0;
+      st = ct_allreduce_mapped(s->ar, p, s->P, NULL, 0, 0, &o, &s->ars);
+      unsigned bad_loss = 0;
+      ct_ring_opts os = {.total = AT_COUNT(s) + 1, .base = s->P, .idle = 1,
+                         .nonfinite = &bad_loss, .nonfinite_n = AT_LOSS(s) + 1};
+      p[AT_COUNT(s)] = (float)bad;
+      if (st == CT_OK)
+        st = ct_allreduce_mapped(s->ar, p + s->P, AT_COUNT(s) + 1 - s->P, s->tail_host,
+                                 AT_TIMES(s) - s->P, (size_t)comm->size, &os, &s->ars);
+      bad = bad_loss + (p[AT_COUNT(s)] > 0.0f || p[AT_COUNT(s)] != p[AT_COUNT(s)]);
+    } else if (st == CT_OK) {
       st = ct_allreduce_mapped(s->ar, p, REDUCED(s), s->tail_host, AT_TIMES(s),
                                (size_t)comm->size, &o, &s->ars);
+    }
     if (st == CT_OK) {
       cl_uint n = bad;
       memcpy(p + AT_COUNT(s), &n, sizeof n);
@@ -1270,7 +1337,37 @@ static ct_status phase_apply(run_state *s, computed *c) {
   cl_mem g = c->grads;
   if (!c->counted) CT_TRY(ct_count_nonfinite(&s->dev, g, AT_LOSS(s) + 1, g, AT_COUNT(s)));
   float lr = ct_schedule_lr(&s->sched, s->cfg->optim.lr, c->step);
-  CT_TRY(ct_optim_step_unless(&s->opt, mod->params, g, lr, g, AT_COUNT(s)));
+  if (s->shard) {   // this rank's segment, then every segment from its owner
+    CT_TRY(ct_optim_step_range(&s->opt, mod->params, g, lr, g, AT_COUNT(s), s->sh_lo, s->sh_hi));
+    // mapped behind the update on its queue (the map completing ends the update, which is
+    // compute, not communication), and unmapped there ahead of the next step's kernels
+    cl_int err;
+    cl_event ev = NULL;
+    float *p = clEnqueueMapBuffer(s->dev.queue, mod->params, CL_FALSE, CL_MAP_READ | CL_MAP_WRITE,
+                                  0, s->P * sizeof(float), 0, NULL, &ev, &err);
+    if (err != CL_SUCCESS)
+      return CT_FAIL(CT_ERR_CL, "mapping the parameters failed: %s", ct_cl_errname(err));
+    err = clFlush(s->dev.queue);
+    if (err == CL_SUCCESS) err = clWaitForEvents(1, &ev);
+    clReleaseEvent(ev);
+    double t0 = ct_now();
+    ct_ring_opts o = {.total = REDUCED(s), .part = CT_RING_ALL_GATHER, .idle = 1};
+    ct_status st = err == CL_SUCCESS ? ct_allreduce_mapped(s->ar, p, s->P, NULL, 0, 0, &o, &s->ars)
+                                     : CT_FAIL(CT_ERR_CL, "mapping the parameters failed: %s",
+                                               ct_cl_errname(err));
+    err = clEnqueueUnmapMemObject(s->dev.queue, mod->params, p, 0, NULL, NULL);
+    CT_TRY(st);
+    if (err != CL_SUCCESS)
+      return CT_FAIL(CT_ERR_CL, "unmapping the parameters failed: %s", ct_cl_errname(err));
+    double t1 = ct_now();
+    ct_trace_span(&s->trace, 0, "all-gather (parameters)", t0, t1);
+    if (s->measuring) {
+      s->allreduce_s += t1 - t0;
+      s->exposed_s += t1 - t0;
+    }
+  } else {
+    CT_TRY(ct_optim_step_unless(&s->opt, mod->params, g, lr, g, AT_COUNT(s)));
+  }
   step_status *st = &s->status[c->step & 1];
   st->step = c->step, st->n = c->n, st->m = c->m;
   memcpy(st->shares, c->shares, (size_t)s->comm->size * sizeof *st->shares);
@@ -1604,6 +1701,7 @@ static void count_finishing(run_state *s, double tf, double fc, double *t_train)
 // A failed write ends the job from rank 0 (ct_comm_abort), which ends this barrier too.
 static ct_status save_checkpoint(run_state *s, const ct_checkpoint_pos *p) {
   const ct_train_config *cfg = s->cfg;
+  CT_TRY(shard_gather_state(s));
   CT_TRY(ct_checkpoint_save(cfg->checkpoint, &s->model, &s->opt, p, cfg->seed, cfg->shuffle,
                             s->comm, s->host_params));
   if (s->comm->size > 1) CT_TRY(ct_comm_barrier(s->comm));
@@ -1836,6 +1934,7 @@ static ct_status metrics_config(run_state *s) {
   ct_json_str(&j, "balance", bn[s->balance_kind]);
   ct_json_str(&j, "wire", ct_wire_name((ct_wire)c->wire));
   ct_json_num(&j, "bucket_mb", c->bucket_mb);
+  ct_json_int(&j, "shard_update", s->shard);
   json_shares(s, &j);
   ct_json_raw(&j, "devices", s->devices_json ? s->devices_json : "[]");
   return metrics_put(s, &j);
@@ -2272,7 +2371,9 @@ static ct_status report(run_state *s) {
       if (measured > 0 && s->cfg->sync != CT_SYNC_LOCAL)
         printf("all-reduce: %.4g MB sent per step and rank (gradients as %s on the wire%s)\n",
                sent / (double)measured / 1e6, ct_wire_name((ct_wire)s->cfg->wire),
-               s->nb > 0 ? ", in buckets" : "");
+               s->nb > 0   ? ", in buckets"
+               : s->shard ? "; reduce-scattered, parameters all-gathered"
+                          : "");
     }
     if (s->metrics.f) {
       ct_json j;

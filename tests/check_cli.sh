@@ -377,7 +377,7 @@ mpi_sync_modes)   # --sync stale and local:K: train like sync, identical replica
     [ "$rc" -eq 2 ] && echo "$err" | grep -q -- "--sync" || fail "--sync $bad: exit $rc, $err"
   done
   ;;
-mpi_comm_options)   # --bucket-mb, --wire, --accumulate
+mpi_comm_options)   # --bucket-mb, --shard-update, --wire, --accumulate
   A="--model $SMALL --limit 1200 --test-limit 300 --batch 40 --log-every 0 --seed 3 --device pocl --epochs 1"
   # buckets: the same bits as one reduction, with 2 and 3 ranks (3: the order of additions
   # differs by segment, so only windows of one layout keep it)
@@ -391,6 +391,31 @@ mpi_comm_options)   # --bucket-mb, --wire, --accumulate
     CLTRAIN_ALLREDUCE_STAGED=1 POCL_MAX_PTHREAD_COUNT=1 timeout 300 $MPI -n $n "$T" $A --bucket-mb 0.01 --save-params "$work/b2" >"$work/out2" 2>&1 || { cat "$work/out2"; fail "np $n staged buckets"; }
     $cmp_params "$work/b0" "$work/b2" --exact || fail "np $n: staged buckets changed the result"
   done
+  # --shard-update (auto: every rank updates its segment, then the parameters are all-gathered)
+  # gives the bits of every rank updating everything: SGD with momentum and AdamW, 2 and 3
+  # ranks, a NaN in one element of one rank's gradients (a segment another rank owns: the
+  # step is skipped on every rank), and a checkpoint holding the whole optimizer state
+  for n in 2 3; do
+    for opt in "--momentum 0.9" "--optimizer adamw"; do
+      for sh in off auto; do
+        CLTRAIN_INJECT_NAN_STEP=4 CLTRAIN_INJECT_NAN_RANK=0 POCL_MAX_PTHREAD_COUNT=1 $MPI -n $n \
+          "$T" $A $opt --shard-update $sh \
+          --check-every 5 --checkpoint "$work/sh_$sh.ck" --save-params "$work/sh_$sh" >"$work/sh_$sh.out" 2>&1 ||
+          { cat "$work/sh_$sh.out"; fail "np $n $opt --shard-update $sh"; }
+        grep -q "(1 skipped), 0 divergences" "$work/sh_$sh.out" || { cat "$work/sh_$sh.out"; fail "np $n $opt --shard-update $sh: the NaN step"; }
+      done
+      grep -q "optimizer update sharded over $n ranks" "$work/sh_auto.out" || { cat "$work/sh_auto.out"; fail "np $n: not sharded"; }
+      ! grep -q "sharded" "$work/sh_off.out" || fail "np $n: sharded with --shard-update off"
+      $cmp_params "$work/sh_off" "$work/sh_auto" --exact || fail "np $n $opt: --shard-update changed the result"
+      cmp -s "$work/sh_off.ck" "$work/sh_auto.ck" || fail "np $n $opt: the checkpoints differ (optimizer state)"
+    done
+  done
+  for o in "--wire fp16" "--bucket-mb 0.01" "--sync stale"; do   # (auto: not with these)
+    POCL_MAX_PTHREAD_COUNT=1 $MPI -n 2 "$T" $A $o --max-steps 3 >"$work/out" 2>&1 || { cat "$work/out"; fail "$o"; }
+    ! grep -q "sharded" "$work/out" || fail "sharded with $o"
+  done
+  err=$("$T" --shard-update on 2>&1 >/dev/null); rc=$?
+  [ "$rc" -eq 2 ] && echo "$err" | grep -q -- "--shard-update" || fail "--shard-update on: exit $rc, $err"
   # wire formats: identical replicas, accuracy near fp32's, half the bytes
   POCL_MAX_PTHREAD_COUNT=1 $MPI -n 2 "$T" $A --check-every 5 >"$work/w32" 2>&1 || { cat "$work/w32"; fail "fp32"; }
   sent32=$(sed -n 's/^all-reduce: \([0-9.e+-]*\) MB sent.*/\1/p' "$work/w32")

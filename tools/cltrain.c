@@ -22,7 +22,7 @@ enum {
   O_BETA2, O_EPS, O_SCHED, O_WARMUP, O_STEP_SIZE, O_GAMMA, O_MIN_LR, O_SEED, O_DEVICE, O_DATA,
   O_LIMIT, O_TEST_LIMIT, O_NORMALIZE, O_SHARD, O_NO_SHUFFLE, O_LOG_EVERY, O_MAX_STEPS,
   O_SAVE_PARAMS, O_QUIET, O_CHECKPOINT, O_CHECKPOINT_EVERY, O_RESUME, O_MAX_BAD, O_CHECK_EVERY,
-  O_ON_DIVERGENCE, O_PROFILE, O_TIMING, O_TUNE, O_TUNE_BUDGET, O_BALANCE, O_SYNC, O_WIRE, O_BUCKET_MB, O_ACCUMULATE, O_METRICS, O_SAVE_ST, O_TRACE, O_TRACE_STEPS, O_CLASSES, O_HELP,
+  O_ON_DIVERGENCE, O_PROFILE, O_TIMING, O_TUNE, O_TUNE_BUDGET, O_BALANCE, O_SYNC, O_WIRE, O_BUCKET_MB, O_SHARD_UPDATE, O_ACCUMULATE, O_METRICS, O_SAVE_ST, O_TRACE, O_TRACE_STEPS, O_CLASSES, O_HELP,
 };
 
 static const struct option options[] = {
@@ -70,6 +70,7 @@ static const struct option options[] = {
     {"sync", required_argument, 0, O_SYNC},
     {"wire", required_argument, 0, O_WIRE},
     {"bucket-mb", required_argument, 0, O_BUCKET_MB},
+    {"shard-update", required_argument, 0, O_SHARD_UPDATE},
     {"accumulate", required_argument, 0, O_ACCUMULATE},
     {"metrics", required_argument, 0, O_METRICS},
     {"save-safetensors", required_argument, 0, O_SAVE_ST},
@@ -129,6 +130,10 @@ static void usage(FILE *f) {
 "  --bucket-mb X            reduce the gradients in buckets of about X MiB, each as soon\n"
 "                           as backward has written it, while backward goes on (the same\n"
 "                           bits as one reduction; 0: one reduction after backward) [0]\n"
+"  --shard-update auto|off  sync: each rank applies the optimizer to its segment of the\n"
+"                           gradients only (reduce-scatter, update, all-gather of the\n"
+"                           parameters; the same bits). auto: where every rank's device\n"
+"                           shares host memory (CPUs), with --wire fp32 and no buckets [auto]\n"
 "  --accumulate K           K micro-batches of --batch per optimizer step, one reduction\n"
 "                           per step (the step of a K x batch batch, in K x less memory) [1]\n"
 "  --tune                   when the device's GEMM tuning cache is missing or lacks this\n"
@@ -299,6 +304,13 @@ static ct_status parse(int argc, char **argv, ct_train_config *c) {
         break;
       }
       case O_BUCKET_MB: CT_TRY(ct_arg_float("--bucket-mb", optarg, 0, 0, 1 << 20, 0, &bucket)); c->bucket_mb = bucket; break;
+      case O_SHARD_UPDATE: {
+        static const char *const kinds[] = {"auto", "off", NULL};
+        int k;
+        CT_TRY(ct_arg_choice("--shard-update", optarg, kinds, &k));
+        c->shard_update = k == 0;
+        break;
+      }
       case O_TRACE:
         if (!*optarg) return CT_FAIL(CT_ERR_USAGE, "--trace: empty path");
         c->trace = optarg;

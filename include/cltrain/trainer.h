@@ -67,6 +67,10 @@ typedef struct {
   int wire;                  // ct_wire (allreduce.h): the gradients' format on the wire
   double bucket_mb;          // reduce the gradients in buckets of this size as backward
                              // produces them (0: one reduction after backward)
+  int shard_update;          // sync: reduce-scatter, each rank updates its segment, all-gather
+                             // the parameters, where every rank's device shares host memory
+                             // and there are no buckets (1, the default); 0: every rank
+                             // updates everything
   int accumulate;            // micro-batches of `batch` per optimizer step (>= 1)
   const char *metrics;       // JSON Lines metrics file (rank 0 writes; docs/metrics.md)
   const char *save_safetensors;   // the final weights as safetensors (export.h)
