@@ -8,9 +8,10 @@
 # share in the jobs), and the jobs are also measured against those rates (eff.@sh), to split
 # what a job loses into the smaller per-rank batch and the rest; each device is also measured at
 # that share while the other trains beside it in its own process (no communication: the row
-# "apart"), which splits the rest into sharing the machine and communicating; a last row runs
-# the throughput job at twice the batch (each rank's share = the solo runs' batch: weak
-# scaling). A benchmark: it prints what it measured, it never passes or fails on it.
+# "apart"), which splits the rest into sharing the machine and communicating; the throughput
+# job also runs with --shard-update off (row sync*: every rank applies the whole update), and a
+# last row runs it at twice the batch (each rank's share = the solo runs' batch: weak scaling).
+# A benchmark: it prints what it measured, it never passes or fails on it.
 #   tools/bench-scaling.sh [--model mlp] [--limit 60000] [--epochs 2] [--batch 128] [--target 0.80]
 #                          [--devices "pocl intel"] [--repeat 2] [--bind core|none] [--tune yes|no]
 #   tools/bench-scaling.sh --nodes N [--rate R] [--models "mlp cnn"] [--limit 12800] [--epochs 1]
@@ -286,6 +287,9 @@ for round in $(seq 1 "$repeat"); do
   run x2_$d0.$round "$batch" $MPI -np 2 "$T" --device "$d0" --balance even
   run mix_even.$round "$batch" $MPI -np 2 "$T" --device "0=$d0,1=$d1" --balance even
   run mix_tp.$round "$batch" $MPI -np 2 "$T" --device "0=$d0,1=$d1" --balance throughput
+  # the same with every rank applying the whole update (what --shard-update saves)
+  run mix_tp_whole.$round "$batch" $MPI -np 2 "$T" --device "0=$d0,1=$d1" --balance throughput \
+    --shard-update off
   run mix_tp_stale.$round "$batch" $MPI -np 2 "$T" --device "0=$d0,1=$d1" --balance throughput --sync stale
   run mix_tp_local4.$round "$batch" $MPI -np 2 "$T" --device "0=$d0,1=$d1" --balance throughput --sync local:4
   # weak scaling: twice the global batch, so that each rank's share is the solo runs' batch
@@ -318,6 +322,7 @@ rows = [("solo_" + d0, d0, "-", "-", [d0], batch), ("solo_" + d1, d1, "-", "-", 
         ("x2_" + d0, d0 + " x2", "sync", "even", [d0, d0], batch),
         ("mix_even", d0 + "+" + d1, "sync", "even", [d0, d1], batch),
         ("mix_tp", d0 + "+" + d1, "sync", "throughput", [d0, d1], batch),
+        ("mix_tp_whole", d0 + "+" + d1, "sync*", "throughput", [d0, d1], batch),
         ("mix_tp_stale", d0 + "+" + d1, "stale", "throughput", [d0, d1], batch),
         ("mix_tp_local4", d0 + "+" + d1, "local:4", "throughput", [d0, d1], batch),
         ("mix_tp_weak", d0 + "+" + d1, "sync", "throughput", [d0, d1], double)]
@@ -368,7 +373,9 @@ print("eff. = samples/s / sum of the solo samples/s (at --batch) of the job's de
       "'to target' = training time until the test accuracy first reached the target; the last row holds "
       "each rank's share at --batch (weak scaling: twice the global batch, other math);\n"
       "%s|%s apart = each device alone at a rank's share while the other trains beside it in its own "
-      "process (no communication): the sum of the two rates (each in the shares column)." % (half, d0, d1))
+      "process (no communication): the sum of the two rates (each in the shares column);\n"
+      "sync* = --shard-update off: every rank applies the whole optimizer update (the other sync rows "
+      "shard it where every rank's device shares host memory, as CPUs do)." % (half, d0, d1))
 tp, ss, sh = res["mix_tp"]["sps"], solo[d0] + solo[d1], at_half[d0] + at_half[d1]
 sb = side[d0] + side[d1]
 print(f"where {d0}+{d1} throughput loses against the sum of the solo rates ({tp:.0f} of {ss:.0f} samples/s, "
