@@ -218,6 +218,14 @@ static void f16_table_build(void) {
   f16_table = t;
 }
 
+// The fp16 conversion table, built once per process when fp16 is first received.
+static ct_status wire_tables(ct_wire w) {
+  if (w != CT_WIRE_FP16) return CT_OK;
+  pthread_once(&f16_once, f16_table_build);
+  if (!f16_table) return CT_FAIL(CT_ERR_NOMEM, "out of host memory (fp16 table)");
+  return CT_OK;
+}
+
 const char *ct_wire_name(ct_wire w) {
   return w == CT_WIRE_FP16 ? "fp16" : w == CT_WIRE_BF16 ? "bf16" : "fp32";
 }
@@ -354,27 +362,16 @@ static void round_wire(ct_wire w, float *x, size_t n) {
   }
 }
 
-void ct_wire_unpack(ct_wire w, float *dst, const uint16_t *src, size_t n, int add) {
-  if (w == CT_WIRE_FP16) {
-    pthread_once(&f16_once, f16_table_build);
-    if (!f16_table) {   // out of memory for the table: the integer code
-      for (size_t i = 0; i < n; i++)
-        dst[i] = add ? dst[i] + f16_to_f32(src[i]) : f16_to_f32(src[i]);
-      return;
-    }
-  }
+ct_status ct_wire_unpack(ct_wire w, float *dst, const uint16_t *src, size_t n, int add) {
+  CT_TRY(wire_tables(w));
   from_wire(w, dst, src, n, add);
+  return CT_OK;
 }
 
-void ct_wire_round_n(ct_wire w, float *x, size_t n) {
-  if (w == CT_WIRE_FP16) {
-    pthread_once(&f16_once, f16_table_build);
-    if (!f16_table) {
-      for (size_t i = 0; i < n; i++) x[i] = ct_wire_round(w, x[i]);
-      return;
-    }
-  }
+ct_status ct_wire_round_n(ct_wire w, float *x, size_t n) {
+  CT_TRY(wire_tables(w));
   if (w != CT_WIRE_FP32) round_wire(w, x, n);
+  return CT_OK;
 }
 
 // ---- the ring -------------------------------------------------------------------------------
@@ -426,9 +423,15 @@ typedef struct {
 } ring;
 
 static int mod(int a, int n) { return ((a % n) + n) % n; }
+static size_t seg_start(size_t total, int size, int s) {   // the remainder on the first ones
+  size_t rem = total % (size_t)size;
+  return (size_t)s * (total / (size_t)size) + ((size_t)s < rem ? (size_t)s : rem);
+}
+void ct_ring_segment(size_t total, int size, int s, size_t *lo, size_t *hi) {
+  *lo = seg_start(total, size, s), *hi = seg_start(total, size, s + 1);
+}
 static size_t gseg_off(const ring *g, int s) {   // segment s of the whole layout
-  size_t total = g->total ? g->total : g->count, rem = total % (size_t)g->size;
-  return (size_t)s * (total / (size_t)g->size) + ((size_t)s < rem ? (size_t)s : rem);
+  return seg_start(g->total ? g->total : g->count, g->size, s);
 }
 static size_t seg_off(const ring *g, int s) {     // its part of the window, from the window
   size_t lo = gseg_off(g, s), end = g->base + g->count;
@@ -652,14 +655,6 @@ static void ring_abandon(ring *g, size_t nsend, size_t nrecv) {
     if (g->sreq[i] != MPI_REQUEST_NULL) MPI_Request_free(&g->sreq[i]);
 }
 
-// The fp16 conversion table, built once per process when a ring first sends fp16.
-static ct_status wire_tables(const ring *g) {
-  if (g->wire != CT_WIRE_FP16) return CT_OK;
-  pthread_once(&f16_once, f16_table_build);
-  if (!f16_table) return CT_FAIL(CT_ERR_NOMEM, "out of host memory (fp16 table)");
-  return CT_OK;
-}
-
 // ---- the non-finite test (ct_ring_opts.nonfinite) -------------------------------------------
 
 static int any_nonfinite(const float *x, size_t n) {
@@ -750,7 +745,7 @@ static ct_status small_advance(ring *g, int block, int *done) {
   int ready;
   *done = 0;
   if (!g->started) {
-    CT_TRY(wire_tables(g));
+    CT_TRY(wire_tables(g->wire));
     CT_TRY(d2h_ready(g, 0, 0, block, &ready));   // staged small windows are read whole
     if (!ready) return CT_OK;
     float *mine = g->gath + (size_t)r * g->count;   // sent from here: g->data gets the sums
@@ -799,7 +794,7 @@ static ct_status ring_advance(ring *g, int block, int *done) {
   int ready;
   *done = 0;
   if (!g->started) {
-    CT_TRY(wire_tables(g));
+    CT_TRY(wire_tables(g->wire));
     for (size_t i = 0; i < items; i++) g->rreq[i] = MPI_REQUEST_NULL;
     for (size_t i = 0; i < n0 + items; i++) g->sreq[i] = MPI_REQUEST_NULL;
     g->i = g->p = g->next0 = 0;

@@ -631,13 +631,12 @@ static ct_status shard_setup(run_state *s) {
   s->shard = cfg->shard_update && cfg->sync == CT_SYNC_SYNC && !(cfg->bucket_mb > 0) &&
              cfg->wire == CT_WIRE_FP32 && !bad;
   if (!s->shard) return CT_OK;
-  size_t total = REDUCED(s), q = total / (size_t)N, rem = total % (size_t)N;
-  size_t seg = (size_t)((r + 1) % N);
-  size_t lo = seg * q + (seg < rem ? seg : rem), hi = lo + q + (seg < rem ? 1 : 0);
+  size_t lo, hi;
+  ct_ring_segment(REDUCED(s), N, (r + 1) % N, &lo, &hi);
   s->sh_lo = lo < s->P ? lo : s->P, s->sh_hi = hi < s->P ? hi : s->P;
   if (r == 0) {
     printf("cltrain: optimizer update sharded over %d ranks (reduce-scatter, each rank its "
-           "segment of about %zu parameters, all-gather)\n", N, q);
+           "segment of about %zu parameters, all-gather)\n", N, REDUCED(s) / (size_t)N);
     fflush(stdout);
   }
   return CT_OK;
@@ -1290,7 +1289,7 @@ static ct_status phase_reduce(run_state *s, computed *c, double t_start, double 
       if (st == CT_OK)
         st = ct_allreduce_mapped(s->ar, p + s->P, AT_COUNT(s) + 1 - s->P, s->tail_host,
                                  AT_TIMES(s) - s->P, (size_t)comm->size, &os, &s->ars);
-      bad = bad_loss + (p[AT_COUNT(s)] > 0.0f || p[AT_COUNT(s)] != p[AT_COUNT(s)]);
+      bad = bad_loss + (p[AT_COUNT(s)] != 0.0f);
     } else if (st == CT_OK) {
       st = ct_allreduce_mapped(s->ar, p, REDUCED(s), s->tail_host, AT_TIMES(s),
                                (size_t)comm->size, &o, &s->ars);

@@ -451,20 +451,20 @@ START_TEST(wire_unpack_and_round_match_the_scalar_code) {
     for (size_t off = 0; off < 3; off++) {
       size_t m = n - off;
       memcpy(y, x, n * sizeof *y);
-      ct_wire_round_n((ct_wire)w, y + off, m);
+      ck_assert_ct(ct_wire_round_n((ct_wire)w, y + off, m));
       for (size_t i = off; i < n; i++) {
         float r = ct_wire_round((ct_wire)w, x[i]);
         if (memcmp(&r, &y[i], 4) && !(r != r && y[i] != y[i])) bad++;
       }
       for (int add = 0; add <= 1; add++) {
         memcpy(y, acc, n * sizeof *y);
-        ct_wire_unpack((ct_wire)w, y + off, h + off, m, add);
+        ck_assert_ct(ct_wire_unpack((ct_wire)w, y + off, h + off, m, add));
         for (size_t i = off; i < n; i++) {   // one at a time: the scalar code
           float r = acc[i];
-          ct_wire_unpack((ct_wire)w, &r, &h[i], 1, add);
+          bad += ct_wire_unpack((ct_wire)w, &r, &h[i], 1, add) != CT_OK;
           if (memcmp(&r, &y[i], 4) && !(r != r && y[i] != y[i])) bad++;
           float v;   // and the wire value is what rounding a float to it gives back
-          ct_wire_unpack((ct_wire)w, &v, &h[i], 1, 0);
+          bad += ct_wire_unpack((ct_wire)w, &v, &h[i], 1, 0) != CT_OK;
           if (!add && v == v && ct_wire_round((ct_wire)w, v) != v) bad++;
         }
       }
@@ -617,13 +617,6 @@ static ct_status host_handle_reduce(float *x, size_t n, ct_wire w, int gather,
   return handle_reduce(x, n, w, gather, NULL, 0, stats);
 }
 
-// The layout's segment s of total floats over N ranks (as the ring cuts it): [*lo, *hi).
-static void layout_seg(size_t total, int N, int s, size_t *lo, size_t *hi) {
-  size_t q = total / (size_t)N, rem = total % (size_t)N;
-  *lo = (size_t)s * q + ((size_t)s < rem ? (size_t)s : rem);
-  *hi = (size_t)(s + 1) * q + ((size_t)(s + 1) < rem ? (size_t)(s + 1) : rem);
-}
-
 // The ring's halves (ct_ring_opts.part), by the ring and by the gather path, for fp32 and
 // fp16, whole layouts and a window of a larger one: after the reduce-scatter, rank r's segment
 // r+1 holds the whole ring's bits; the owner then doubles it (a sharded update) and after the
@@ -661,7 +654,7 @@ START_TEST(ring_halves_give_the_whole_rings_bits) {
           rs.part = CT_RING_REDUCE_SCATTER, rs.nonfinite = &bad, rs.nonfinite_n = n;
           if (st == CT_OK) st = ct_allreduce_mapped(ar, b, n, NULL, 0, 0, &rs, NULL);
           size_t lo, hi;
-          layout_seg(total, N, (r + 1) % N, &lo, &hi);
+          ct_ring_segment(total, N, (r + 1) % N, &lo, &hi);
           if (hi > n) hi = n;
           // the NaN's owner finds it and marks its segment's last element too: skip both
           int nan_here = n > 0 && n / 2 >= lo && n / 2 < hi;

@@ -2,7 +2,7 @@
 // host memory.
 //
 // Defines: ct_wire (+ ct_wire_name / _parse / _bytes / _round / _pack / _unpack / _round_n),
-// ct_ring_opts,
+// ct_ring_opts (+ ct_ring_segment),
 // ct_allreduce_algo (+ ct_allreduce_algo_default / _small / _name), ct_allreduce_stats,
 // ct_allreduce (opaque) + ct_allreduce_init / _free / _agree / _set_algo / _get_algo,
 // ct_allreduce_device (+ _after), ct_allreduce_start / _test / _wait (ct_allreduce_req),
@@ -52,10 +52,11 @@ float ct_wire_round(ct_wire w, float x);        // x as the wire carries it (int
 // unless CLTRAIN_NO_F16C=1): the same bits as ct_wire_round but for NaN payloads.
 void ct_wire_pack(ct_wire w, uint16_t *dst, const float *src, size_t n);
 // wire -> fp32 as the ring receives it: dst = the values of src, or dst += them (add).
-void ct_wire_unpack(ct_wire w, float *dst, const uint16_t *src, size_t n, int add);
+// CT_ERR_NOMEM when fp16's table cannot be built.
+ct_status ct_wire_unpack(ct_wire w, float *dst, const uint16_t *src, size_t n, int add);
 // x[i] = ct_wire_round(w, x[i]) for n floats, as the owner of a finished segment rounds it
 // (vectorized where it can be: the same bits as ct_wire_round but for NaN payloads).
-void ct_wire_round_n(ct_wire w, float *x, size_t n);
+ct_status ct_wire_round_n(ct_wire w, float *x, size_t n);
 
 // Options of one call of the _after and _mapped forms (NULL: fp32, the range is the layout).
 typedef struct {
@@ -89,6 +90,9 @@ typedef struct {
 } ct_ring_opts;
 #define CT_RING_REDUCE_SCATTER 1
 #define CT_RING_ALL_GATHER 2
+// Segment s of a layout of total floats over size ranks, [*lo, *hi): the one rank s-1 finishes
+// in the reduce-scatter (the remainder of total / size goes to the first segments).
+void ct_ring_segment(size_t total, int size, int s, size_t *lo, size_t *hi);
 
 typedef struct {
   double d2h_s, h2d_s;    // time in device<->host copies (host wall time waiting on them)
