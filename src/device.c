@@ -176,7 +176,8 @@ static int parse_uint(const char *s, const char *end, int *out) {
 }
 
 ct_status ct_device_spec_for_rank(const char *spec, int rank, char *out, size_t size) {
-  if (!spec || !*spec) return CT_FAIL(CT_ERR_USAGE, "--device: empty spec (expected auto, gpu, cpu, P:D or a name)");
+  if (!spec || !*spec)
+    return CT_FAIL(CT_ERR_USAGE, "--device: empty spec (expected " CT_DEVICE_SPEC_FORMS ")");
   const char *fallback = NULL, *chosen = NULL;
   size_t fallback_len = 0, chosen_len = 0;
   const char *p = spec;
@@ -219,55 +220,135 @@ static int auto_rank(const ct_device_info *d) {
   return 2;
 }
 
-ct_status ct_device_select(const ct_device_list *list, const char *spec, int local_rank,
-                           int *index) {
-  if (!spec || !*spec) return CT_FAIL(CT_ERR_USAGE, "--device: empty spec (expected auto, gpu, cpu, P:D or a name)");
+static cl_device_type type_word(const char *s, size_t n) {
+  if (n == 3 && !strncmp(s, "gpu", 3)) return CL_DEVICE_TYPE_GPU;
+  if (n == 3 && !strncmp(s, "cpu", 3)) return CL_DEVICE_TYPE_CPU;
+  if (n == 11 && !strncmp(s, "accelerator", 11)) return CL_DEVICE_TYPE_ACCELERATOR;
+  return 0;
+}
+
+static const char *const tier_names[] = {"", "platform name", "platform vendor",
+                                         "device name or vendor"};
+
+// The first name tier that TEXT matches for device d: 1 platform name, 2 platform vendor, 3 device
+// name or device vendor; 0 none. Case-insensitive substrings.
+static int name_tier(const ct_device_info *d, const char *text) {
+  if (ci_contains(d->platform_name, text)) return 1;
+  if (ci_contains(d->platform_vendor, text)) return 2;
+  if (ci_contains(d->name, text) || ci_contains(d->vendor, text)) return 3;
+  return 0;
+}
+
+ct_status ct_device_match(const ct_device_list *list, const char *spec, int *match, int *count,
+                          char *how, size_t how_size) {
+  *count = 0;
+  if (how_size) how[0] = 0;
+  if (!spec || !*spec)
+    return CT_FAIL(CT_ERR_USAGE, "--device: empty spec (expected " CT_DEVICE_SPEC_FORMS ")");
   if (strchr(spec, ',') || strchr(spec, '='))
     return CT_FAIL(CT_ERR_USAGE, "--device '%s': a per-rank list must be resolved first", spec);
-  if (local_rank < 0) local_rank = 0;
   char avail[2048];
   ct_device_list_describe(list, avail, sizeof avail);
 
-  const char *colon = strchr(spec, ':');
+  // NAME:TYPE or P:D
+  char name[256];
+  cl_device_type want = 0;
+  const char *colon = strrchr(spec, ':');
   if (colon) {
     int p, d;
-    if (!parse_uint(spec, colon, &p) || !parse_uint(colon + 1, colon + strlen(colon), &d))
-      return CT_FAIL(CT_ERR_USAGE, "--device '%s': expected P:D with two numbers", spec);
-    for (int i = 0; i < list->count; i++)
-      if (list->dev[i].platform == p && list->dev[i].index == d) { *index = i; return CT_OK; }
-    return CT_FAIL(CT_ERR_NOTFOUND, "--device '%s': no such device; devices: %s", spec, avail);
+    if (parse_uint(spec, colon, &p) && parse_uint(colon + 1, colon + strlen(colon), &d)) {
+      for (int i = 0; i < list->count; i++)
+        if (list->dev[i].platform == p && list->dev[i].index == d) {
+          match[(*count)++] = i;
+          snprintf(how, how_size, "platform %d, device %d", p, d);
+          return CT_OK;
+        }
+      return CT_FAIL(CT_ERR_NOTFOUND, "--device '%s': no such device; devices: %s", spec, avail);
+    }
+    want = type_word(colon + 1, strlen(colon + 1));
+    if (!want || colon == spec || (size_t)(colon - spec) >= sizeof name)
+      return CT_FAIL(CT_ERR_USAGE, "--device '%s': expected P:D with two numbers, or NAME:TYPE "
+                     "with TYPE gpu, cpu or accelerator", spec);
+    memcpy(name, spec, (size_t)(colon - spec));
+    name[colon - spec] = 0;
+  } else if (strlen(spec) >= sizeof name) {
+    return CT_FAIL(CT_ERR_USAGE, "--device '%.40s...': spec too long", spec);
+  } else {
+    snprintf(name, sizeof name, "%s", spec);
   }
 
-  int best = 99, nmatch = 0;
-  int *match = list->count ? malloc((size_t)list->count * sizeof *match) : NULL;
-  if (list->count && !match) return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
-  int is_auto = strcmp(spec, "auto") == 0;
-  cl_device_type want = 0;
-  if (!strcmp(spec, "gpu")) want = CL_DEVICE_TYPE_GPU;
-  else if (!strcmp(spec, "cpu")) want = CL_DEVICE_TYPE_CPU;
-  else if (!strcmp(spec, "accelerator")) want = CL_DEVICE_TYPE_ACCELERATOR;
+  int is_auto = !want && !strcmp(name, "auto");
+  cl_device_type only_type = want ? 0 : type_word(name, strlen(name));
+  if (is_auto || only_type) {   // a kind of device: every platform's, round-robin
+    int best = 99;
+    for (int i = 0; i < list->count; i++) {
+      const ct_device_info *d = &list->dev[i];
+      if (is_auto) {
+        int r = auto_rank(d);
+        if (r < best) { best = r; *count = 0; }
+        if (r == best) match[(*count)++] = i;
+      } else if ((d->type & only_type) && !d->simulator) {
+        match[(*count)++] = i;
+      }
+    }
+    snprintf(how, how_size, "%s", is_auto ? "auto: GPUs, else accelerators, else CPUs, else "
+             "simulators" : "devices of that type, simulators excluded");
+    if (*count == 0)
+      return CT_FAIL(CT_ERR_NOTFOUND, "--device '%s' matches no device; devices: %s", spec, avail);
+    return CT_OK;
+  }
+
+  // a name: the first tier with a match wins
+  int tier = 4;
   for (int i = 0; i < list->count; i++) {
     const ct_device_info *d = &list->dev[i];
-    int ok;
-    if (is_auto) {
-      int r = auto_rank(d);
-      if (r < best) { best = r; nmatch = 0; }
-      ok = r == best;
-    } else if (want) {
-      ok = (d->type & want) && !d->simulator;
-    } else {
-      ok = ci_contains(d->platform_name, spec) || ci_contains(d->platform_vendor, spec) ||
-           ci_contains(d->name, spec) || ci_contains(d->vendor, spec);
-    }
-    if (ok) match[nmatch++] = i;
+    if (want && !(d->type & want)) continue;
+    int t = name_tier(d, name);
+    if (!t || t > tier) continue;
+    if (t < tier) { tier = t; *count = 0; }
+    match[(*count)++] = i;
   }
-  if (nmatch == 0) {
-    free(match);
+  if (*count == 0)
     return CT_FAIL(CT_ERR_NOTFOUND, "--device '%s' matches no device; devices: %s", spec, avail);
+  snprintf(how, how_size, "by %s", tier_names[tier]);
+  int platforms = 0;
+  for (int k = 0; k < *count; k++) {
+    int seen = 0;
+    for (int j = 0; j < k; j++)
+      if (list->dev[match[j]].platform == list->dev[match[k]].platform) seen = 1;
+    platforms += !seen;
   }
-  *index = match[local_rank % nmatch];
-  free(match);
+  if (platforms > 1) {   // never picked silently: name the candidates
+    char cand[2048];
+    size_t off = 0;
+    cand[0] = 0;
+    for (int k = 0; k < *count && off < sizeof cand; k++) {
+      const ct_device_info *d = &list->dev[match[k]];
+      int n = snprintf(cand + off, sizeof cand - off, "%s%d:%d %s [%s] (%s)", k ? ", " : "",
+                       d->platform, d->index, d->name, d->platform_name,
+                       d->simulator ? "simulator" : ct_device_type_name(d->type));
+      if (n < 0) break;
+      off += (size_t)n;
+    }
+    int n = *count;
+    *count = 0;
+    return CT_FAIL(CT_ERR_USAGE, "--device '%s' is ambiguous: by %s it matches %d devices of %d "
+                   "platforms: %s; name the platform, add :gpu or :cpu, or give P:D", spec,
+                   tier_names[tier], n, platforms, cand);
+  }
   return CT_OK;
+}
+
+ct_status ct_device_select(const ct_device_list *list, const char *spec, int local_rank,
+                           int *index) {
+  int *match = malloc((size_t)(list->count > 0 ? list->count : 1) * sizeof *match);
+  if (!match) return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
+  int n = 0;
+  char how[128];
+  ct_status st = ct_device_match(list, spec, match, &n, how, sizeof how);
+  if (st == CT_OK) *index = match[(local_rank < 0 ? 0 : local_rank) % n];
+  free(match);
+  return st;
 }
 
 // ---- an opened device -----------------------------------------------------------------------

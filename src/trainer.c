@@ -724,6 +724,24 @@ static ct_status clock_setup(run_state *s) {
   return CT_OK;
 }
 
+// Opens this rank's device. A spec that is wrong for one rank only (ambiguous on its node, say)
+// is a usage error of the whole job: every rank returns the lowest such rank's message, so that
+// rank 0 says it once and no rank waits in a collective for one that has gone.
+static ct_status open_device(run_state *s) {
+  ct_comm *comm = s->comm;
+  ct_status st = ct_device_open_spec(s->cfg->device, comm->rank, comm->local_rank, &s->dev);
+  if (comm->size == 1 || (st != CT_OK && st != CT_ERR_USAGE)) return st;   // the job ends
+  int bad = st == CT_ERR_USAGE ? comm->size - comm->rank : 0;   // max: the lowest failing rank
+  CT_TRY(ct_comm_allreduce_int_max(comm, &bad, 1));
+  if (!bad) return CT_OK;
+  int from = comm->size - bad;
+  char msg[1024] = "";
+  if (comm->rank == from) snprintf(msg, sizeof msg, "%s", ct_error_text());
+  CT_TRY(ct_comm_bcast(comm, msg, sizeof msg, from));
+  msg[sizeof msg - 1] = 0;
+  return ct_error_replace(CT_ERR_USAGE, __FILE__, __LINE__, "rank %d: %s", from, msg);
+}
+
 static ct_status setup(run_state *s) {
   const ct_train_config *cfg = s->cfg;
   ct_comm *comm = s->comm;
@@ -750,7 +768,7 @@ static ct_status setup(run_state *s) {
                    cfg->batch, comm->size);
   CT_TRY(ct_arch_parse(cfg->arch, s->train.channels, s->train.rows, s->train.cols,
                        s->train.classes, &s->arch));
-  CT_TRY(ct_device_open_spec(cfg->device, comm->rank, comm->local_rank, &s->dev));
+  CT_TRY(open_device(s));
   CT_TRY(metrics_open(s));
   if (cfg->trace) CT_TRY(ct_trace_init(&s->trace, cfg->trace_first, cfg->trace_last));
   if (cfg->save_safetensors)

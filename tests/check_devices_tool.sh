@@ -47,6 +47,22 @@ err=$("$tool" --device nosuchthing 2>&1 >/dev/null); rc=$?
 [ $rc -ne 0 ] || fail "--device nosuchthing exited 0"
 [ "$(echo "$err" | wc -l)" -eq 1 ] || fail "--device nosuchthing printed more than one line: $err"
 echo "$err" | grep -q "Oclgrind" && echo "$err" | grep -q "Portable" || fail "error does not list devices: $err"
+# --spec: the device each local rank takes, by the platform a name names
+sp=$("$tool" --spec pocl --ranks 2) || fail "--spec pocl exited $?"
+echo "$sp"
+[ "$(echo "$sp" | grep -c '^local rank [01]: [0-9]*:[0-9]* .* \[Portable Computing Language\] (CPU)$')" -eq 2 ] \
+  || fail "--spec pocl --ranks 2: both local ranks on PoCL expected"
+echo "$sp" | grep -q "^--device pocl: 1 device (by platform vendor)$" || fail "--spec pocl: how it matched"
+sp=$("$tool" --spec 0=oclgrind,1=pocl) || fail "--spec with a per-rank list exited $?"
+echo "$sp" | grep -q "^local rank 0: .* \[Oclgrind\] (simulator)  spec oclgrind, by platform name$" \
+  && echo "$sp" | grep -q "^local rank 1: .* \[Portable Computing Language\]" || fail "--spec per rank: $sp"
+if have "Intel(R) OpenCL"; then   # the platform, whatever PoCL's device is called on this host
+  "$tool" --spec intel | grep -q "^local rank 0: .* \[Intel(R) OpenCL\] (CPU)$" || fail "--spec intel"
+fi
+"$tool" --spec pocl:gpu >/dev/null 2>&1; [ $? -eq 1 ] || fail "--spec pocl:gpu (no such device) did not exit 1"
+"$tool" --spec pocl:fpga >/dev/null 2>&1; [ $? -eq 2 ] || fail "--spec pocl:fpga did not exit 2"
+"$tool" --ranks 2 >/dev/null 2>&1; [ $? -eq 2 ] || fail "--ranks without --spec did not exit 2"
+"$tool" --spec pocl --ranks 0 >/dev/null 2>&1; [ $? -eq 2 ] || fail "--ranks 0 did not exit 2"
 "$tool" --bogus 2>/dev/null; [ $? -eq 2 ] || fail "--bogus did not exit 2"
 "$tool" --device 2>/dev/null; [ $? -eq 2 ] || fail "--device without a value did not exit 2"
 # no platform at all: says so with a hint, exits 0

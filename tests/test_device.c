@@ -67,6 +67,156 @@ START_TEST(select_by_spec) {
 }
 END_TEST
 
+// ---- hosts of every vendor: a name selects the platform it names first ----------------------
+
+typedef struct {
+  const char *pname, *pvendor, *name, *vendor;
+  cl_device_type t;
+} fake_dev;
+
+// A synthetic host: one device per entry, platform p = entry index unless the entry repeats the
+// platform name of the one before (then the same platform, the next device index).
+static ct_device_info host_devs[8];
+static ct_device_list host;
+static void host_init(const fake_dev *f, int n) {
+  memset(host_devs, 0, sizeof host_devs);
+  int p = -1, idx = 0;
+  for (int k = 0; k < n; k++) {
+    ct_device_info *d = &host_devs[k];
+    if (k > 0 && !strcmp(f[k].pname, f[k - 1].pname)) idx++;
+    else p++, idx = 0;
+    d->platform = p;
+    d->index = idx;
+    snprintf(d->platform_name, sizeof d->platform_name, "%s", f[k].pname);
+    snprintf(d->platform_vendor, sizeof d->platform_vendor, "%s", f[k].pvendor);
+    snprintf(d->name, sizeof d->name, "%s", f[k].name);
+    snprintf(d->vendor, sizeof d->vendor, "%s", f[k].vendor);
+    d->type = f[k].t;
+    d->simulator = strstr(f[k].pname, "Oclgrind") != NULL;
+  }
+  host.dev = host_devs;
+  host.count = n;
+  host.platform_count = p + 1;
+}
+
+static int on_host(const char *spec, int local_rank) {
+  int idx = -1;
+  ct_error_clear();
+  ct_status st = ct_device_select(&host, spec, local_rank, &idx);
+  return st == CT_OK ? idx : -(int)st;
+}
+
+static const fake_dev POCL_INTEL = {"Portable Computing Language", "The pocl project",
+                                    "pthread-skylake-avx512-Intel(R) Xeon(R) Processor @ 2.80GHz",
+                                    "GenuineIntel", CL_DEVICE_TYPE_CPU};
+static const fake_dev POCL_AMD = {"Portable Computing Language", "The pocl project",
+                                  "pthread-znver3-AMD EPYC 7763 64-Core Processor",
+                                  "AuthenticAMD", CL_DEVICE_TYPE_CPU};
+static const fake_dev OCLGRIND = {"Oclgrind", "University of Bristol", "Oclgrind Simulator",
+                                  "University of Bristol",
+                                  CL_DEVICE_TYPE_GPU | CL_DEVICE_TYPE_CPU |
+                                      CL_DEVICE_TYPE_ACCELERATOR};
+
+// An Intel CPU host: PoCL, Intel's CPU runtime, an Intel GPU, Oclgrind.
+START_TEST(intel_host) {
+  const fake_dev f[] = {
+      POCL_INTEL,
+      {"Intel(R) OpenCL", "Intel(R) Corporation", "Intel(R) Xeon(R) Processor @ 2.80GHz",
+       "Intel(R) Corporation", CL_DEVICE_TYPE_CPU},
+      {"Intel(R) OpenCL Graphics", "Intel(R) Corporation", "Intel(R) Arc(TM) A770 Graphics",
+       "Intel(R) Corporation", CL_DEVICE_TYPE_GPU},
+      OCLGRIND};
+  host_init(f, 4);
+  ck_assert_int_eq(on_host("pocl", 0), 0);
+  ck_assert_int_eq(on_host("pocl", 1), 0);
+  ck_assert_int_eq(on_host("intel:cpu", 0), 1);    // Intel's runtime, not PoCL's "...Intel(R)..."
+  ck_assert_int_eq(on_host("intel:cpu", 1), 1);
+  ck_assert_int_eq(on_host("intel:gpu", 0), 2);
+  ck_assert_int_eq(on_host("Intel(R) OpenCL Graphics", 0), 2);
+  ck_assert_int_eq(on_host("graphics", 0), 2);
+  ck_assert_int_eq(on_host("oclgrind", 0), 3);
+  ck_assert_int_eq(on_host("auto", 0), 2);
+  ck_assert_int_eq(on_host("cpu", 0), 0);          // a type: every platform's, round-robin
+  ck_assert_int_eq(on_host("cpu", 1), 1);
+  ck_assert_int_eq(on_host("1:0", 0), 1);
+  // two Intel platforms: listed, never picked
+  ck_assert_int_eq(on_host("intel", 0), -CT_ERR_USAGE);
+  ck_assert_ptr_nonnull(strstr(ct_error_text(), "1:0 Intel(R) Xeon(R) Processor @ 2.80GHz "
+                                                "[Intel(R) OpenCL] (CPU)"));
+  ck_assert_ptr_nonnull(strstr(ct_error_text(), "2:0 Intel(R) Arc(TM) A770 Graphics "
+                                                "[Intel(R) OpenCL Graphics] (GPU)"));
+  ck_assert_ptr_null(strstr(ct_error_text(), "Portable"));
+  ck_assert_int_eq(on_host("xeon", 0), -CT_ERR_USAGE);   // PoCL's and Intel's device names
+  ck_assert_int_eq(on_host("nvidia", 0), -CT_ERR_NOTFOUND);
+  ck_assert_int_eq(on_host("intel:fpga", 0), -CT_ERR_USAGE);
+  ck_assert_int_eq(on_host(":gpu", 0), -CT_ERR_USAGE);
+}
+END_TEST
+
+// An AMD CPU host: PoCL and AMD's GPU platform with two GPUs.
+START_TEST(amd_host) {
+  const fake_dev f[] = {
+      POCL_AMD,
+      {"AMD Accelerated Parallel Processing", "Advanced Micro Devices, Inc.",
+       "gfx90a:sramecc+:xnack-", "Advanced Micro Devices, Inc.", CL_DEVICE_TYPE_GPU},
+      {"AMD Accelerated Parallel Processing", "Advanced Micro Devices, Inc.",
+       "gfx90a:sramecc+:xnack-", "Advanced Micro Devices, Inc.", CL_DEVICE_TYPE_GPU}};
+  host_init(f, 3);
+  ck_assert_int_eq(host.platform_count, 2);
+  ck_assert_int_eq(on_host("amd", 0), 1);          // AMD's platform, not PoCL's "...AMD EPYC..."
+  ck_assert_int_eq(on_host("amd", 1), 2);          // round-robin within the platform
+  ck_assert_int_eq(on_host("amd", 2), 1);
+  ck_assert_int_eq(on_host("AMD:gpu", 1), 2);
+  ck_assert_int_eq(on_host("pocl", 1), 0);
+  ck_assert_int_eq(on_host("epyc", 0), 0);         // a device name of one platform
+  ck_assert_int_eq(on_host("auto", 1), 2);
+  ck_assert_int_eq(on_host("amd:cpu", 0), 0);      // no AMD-platform CPU: PoCL's by device name
+  ck_assert_int_eq(on_host("intel", 0), -CT_ERR_NOTFOUND);
+}
+END_TEST
+
+// An NVIDIA GPU beside PoCL on an Intel CPU.
+START_TEST(nvidia_host) {
+  const fake_dev f[] = {
+      {"NVIDIA CUDA", "NVIDIA Corporation", "NVIDIA H100 80GB HBM3", "NVIDIA Corporation",
+       CL_DEVICE_TYPE_GPU},
+      POCL_INTEL};
+  host_init(f, 2);
+  ck_assert_int_eq(on_host("nvidia", 0), 0);
+  ck_assert_int_eq(on_host("cuda", 3), 0);
+  ck_assert_int_eq(on_host("pocl", 0), 1);
+  ck_assert_int_eq(on_host("intel", 0), 1);        // the one Intel device is PoCL's
+  ck_assert_int_eq(on_host("auto", 0), 0);
+  ck_assert_int_eq(on_host("cpu", 0), 1);
+  ck_assert_int_eq(on_host("nvidia:cpu", 0), -CT_ERR_NOTFOUND);
+}
+END_TEST
+
+// Mesa's Rusticl on an AMD GPU beside PoCL on an AMD CPU.
+START_TEST(rusticl_host) {
+  const fake_dev f[] = {
+      POCL_AMD,
+      {"rusticl", "Mesa/X.org", "AMD Radeon RX 7900 XTX (radeonsi, navi31, LLVM 15.0.7)", "AMD",
+       CL_DEVICE_TYPE_GPU}};
+  host_init(f, 2);
+  ck_assert_int_eq(on_host("rusticl", 0), 1);
+  ck_assert_int_eq(on_host("mesa", 0), 1);
+  ck_assert_int_eq(on_host("pocl", 0), 0);
+  ck_assert_int_eq(on_host("radeon", 0), 1);
+  ck_assert_int_eq(on_host("amd:gpu", 0), 1);
+  ck_assert_int_eq(on_host("amd", 0), -CT_ERR_USAGE);   // the GPU and PoCL's CPU: named, not picked
+  ck_assert_ptr_nonnull(strstr(ct_error_text(), "[rusticl]"));
+  ck_assert_ptr_nonnull(strstr(ct_error_text(), "[Portable Computing Language]"));
+  ck_assert_ptr_null(strchr(ct_error_text(), '\n'));   // one line
+  // how a spec was matched, for cltrain-devices --spec
+  int m[2], n = 0;
+  char how[128];
+  ck_assert_ct(ct_device_match(&host, "mesa", m, &n, how, sizeof how));
+  ck_assert_int_eq(n, 1);
+  ck_assert_str_eq(how, "by platform vendor");
+}
+END_TEST
+
 START_TEST(select_on_empty_node) {
   ct_device_list none = {0};
   int idx = -1;
@@ -227,6 +377,10 @@ int main(void) {
   tcase_add_test(spec, select_by_spec);
   tcase_add_test(spec, select_on_empty_node);
   tcase_add_test(spec, per_rank_specs);
+  tcase_add_test(spec, intel_host);
+  tcase_add_test(spec, amd_host);
+  tcase_add_test(spec, nvidia_host);
+  tcase_add_test(spec, rusticl_host);
   suite_add_tcase(s, spec);
   TCase *real = tcase_create("present");
   tcase_set_timeout(real, 300);

@@ -228,6 +228,11 @@ set -- $devs
 [ $# -eq 2 ] || { echo "bench-scaling.sh: --devices takes two device specs" >&2; exit 2; }
 d0=$1 d1=$2
 export POCL_MAX_PTHREAD_COUNT=1 CL_CONFIG_CPU_TBB_NUM_WORKERS=1
+# the two specs must name two devices (cltrain-devices --spec says which each one takes)
+w0=$("${T%/*}/cltrain-devices" --spec "$d0" --ranks 1 | sed -n 's/^local rank 0: //p') || exit $?
+w1=$("${T%/*}/cltrain-devices" --spec "$d1" --ranks 1 | sed -n 's/^local rank 0: //p') || exit $?
+[ "$w0" != "$w1" ] || { echo "bench-scaling.sh: --devices: '$d0' and '$d1' both select $w0" >&2; exit 2; }
+echo "bench-scaling.sh: $d0 -> $w0; $d1 -> $w1" >&2
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 [ -n "$bind" ] || { [ "$(nproc)" -ge 2 ] && bind=core || bind=none; }
 case "$bind" in

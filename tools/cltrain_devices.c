@@ -6,6 +6,8 @@
 //   cltrain-devices --bench         + host<->device bandwidth, SGEMM GFLOP/s (as cltrain runs it:
 //                                   the device's GEMM tuning cache, or the defaults), kernel build time
 //   cltrain-devices --device SPEC   only the device SPEC selects (see include/cltrain/device.h)
+//   cltrain-devices --spec SPEC [--ranks N]
+//                                   which device each local rank 0..N-1 of a node would take
 //   cltrain-devices --version       cltrain's version, the OpenCL platforms', CLBlast's and MPI's
 //                                   (--json carries the same under "versions")
 #include <getopt.h>
@@ -35,16 +37,29 @@ typedef struct {
 static void usage(FILE *f) {
   fprintf(f,
           "usage: cltrain-devices [--json] [--bench] [--device SPEC] [--version]\n"
+          "       cltrain-devices --spec SPEC [--ranks N]\n"
           "Lists OpenCL platforms and devices with the indices --device takes.\n"
           "  --json          print JSON instead of a tree\n"
           "  --bench         measure host-to-device and device-to-host bandwidth (GB/s),\n"
           "                  SGEMM (GFLOP/s, with the device's GEMM tuning cache if there is one)\n"
           "                  and the build time of the embedded kernels\n"
-          "  --device SPEC   only the device SPEC selects: auto, gpu, cpu, accelerator, P:D, or\n"
-          "                  a platform/vendor/device name substring (default: all devices)\n"
+          "  --device SPEC   only the device SPEC selects (default: all devices)\n"
+          "  --spec SPEC     which device each local rank would take with --device SPEC, and\n"
+          "                  why; a per-rank list (0=pocl,1=intel) is read with rank = local rank\n"
+          "  --ranks N       local ranks to show with --spec (default: the devices it matches)\n"
           "  --version       cltrain's version and those of the OpenCL platforms, CLBlast and\n"
           "                  MPI found at run time (--json carries them under \"versions\")\n"
-          "  -h, --help      this text\n");
+          "  -h, --help      this text\n"
+          "\nSPEC is one of\n"
+          "  auto            GPUs, else accelerators, else CPUs; simulators (Oclgrind) last\n"
+          "  gpu, cpu, accelerator   devices of that type on any platform (no simulators)\n"
+          "  P:D             platform P, device D (the indices listed here)\n"
+          "  NAME            a case-insensitive substring of, first, a platform name; if no\n"
+          "                  platform name holds it, a platform vendor; then a device name or\n"
+          "                  vendor. intel, amd, nvidia, pocl, oclgrind, rusticl name platforms.\n"
+          "                  Matches on several platforms are an error that lists them.\n"
+          "  NAME:TYPE       the same among devices of TYPE gpu, cpu or accelerator (intel:gpu)\n"
+          "Several devices match: local rank k takes match k mod count (round-robin).\n");
 }
 
 static double mib(cl_ulong b) { return (double)b / (1024.0 * 1024.0); }
@@ -244,12 +259,44 @@ static void print_json_device(const ct_device_info *d, const bench_result *r) {
   printf("}");
 }
 
+// --spec SPEC: the device of each local rank 0..ranks-1 (rank = local rank for per-rank lists).
+static ct_status show_spec(const ct_device_list *list, const char *spec, int ranks) {
+  int *match = malloc((size_t)(list->count > 0 ? list->count : 1) * sizeof *match);
+  if (!match) return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
+  ct_status st = CT_OK;
+  char mine[256], how[128];
+  int n = 0, plain = !strchr(spec, '=');
+  if (plain) {   // one spec for all: say how it matched
+    CT_GOTO(ct_device_spec_for_rank(spec, 0, mine, sizeof mine), st, out);
+    CT_GOTO(ct_device_match(list, mine, match, &n, how, sizeof how), st, out);
+    printf("--device %s: %d device%s (%s)\n", spec, n, n == 1 ? "" : "s", how);
+    if (!ranks) ranks = n;
+  } else if (!ranks) {
+    ranks = 1;
+    for (const char *p = spec; *p; p++) ranks += *p == ',';
+  }
+  for (int r = 0; r < ranks; r++) {
+    CT_GOTO(ct_device_spec_for_rank(spec, r, mine, sizeof mine), st, out);
+    CT_GOTO(ct_device_match(list, mine, match, &n, how, sizeof how), st, out);
+    const ct_device_info *d = &list->dev[match[r % n]];
+    printf("local rank %d: %d:%d %s [%s] (%s)", r, d->platform, d->index, d->name,
+           d->platform_name, d->simulator ? "simulator" : ct_device_type_name(d->type));
+    if (!plain) printf("  spec %s, %s", mine, how);
+    printf("\n");
+  }
+out:
+  free(match);
+  return st;
+}
+
 int main(int argc, char **argv) {
-  int json = 0, bench = 0;
-  const char *spec = NULL;
+  int json = 0, bench = 0, ranks = 0;
+  const char *spec = NULL, *show = NULL;
   static const struct option opts[] = {{"json", no_argument, 0, 'j'},
                                        {"bench", no_argument, 0, 'b'},
                                        {"device", required_argument, 0, 'd'},
+                                       {"spec", required_argument, 0, 's'},
+                                       {"ranks", required_argument, 0, 'r'},
                                        {"help", no_argument, 0, 'h'},
                                        {"version", no_argument, 0, 'V'},
                                        {0, 0, 0, 0}};
@@ -260,6 +307,18 @@ int main(int argc, char **argv) {
       case 'j': json = 1; break;
       case 'b': bench = 1; break;
       case 'd': spec = optarg; break;
+      case 's': show = optarg; break;
+      case 'r': {
+        char *end;
+        long v = strtol(optarg, &end, 10);
+        if (*optarg < '0' || *optarg > '9' || *end || v < 1 || v > 4096) {
+          fprintf(stderr, "cltrain-devices: --ranks: expected a number of local ranks in "
+                  "1..4096, got '%s'\n", optarg);
+          return 2;
+        }
+        ranks = (int)v;
+        break;
+      }
       case 'h': usage(stdout); return 0;
       case 'V': {
         ct_status vst = ct_version_print(stdout, "cltrain-devices");
@@ -279,11 +338,25 @@ int main(int argc, char **argv) {
     return 2;
   }
 
+  if (ranks && !show) {
+    fprintf(stderr, "cltrain-devices: --ranks: needs --spec SPEC\n");
+    return 2;
+  }
+  if (show && (spec || bench || json)) {
+    fprintf(stderr, "cltrain-devices: --spec: not with --device, --bench or --json\n");
+    return 2;
+  }
   ct_device_list list;
   ct_status st = ct_device_list_init(&list);
   if (st != CT_OK) {
     fprintf(stderr, "cltrain-devices: %s\n", ct_error_text());
     return 1;
+  }
+  if (show) {
+    st = show_spec(&list, show, ranks);
+    if (st != CT_OK) fprintf(stderr, "cltrain-devices: %s\n", ct_error_text());
+    ct_device_list_free(&list);
+    return ct_exit_code(st);
   }
   int only = -1;
   if (spec) {

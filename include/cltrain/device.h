@@ -1,24 +1,36 @@
 // device.h: OpenCL platform/device discovery, the `--device` spec, and an opened device.
 //
 // Defines: ct_device_info, ct_device_list (+ _init/_free/_describe), the device-spec functions
-// (ct_device_spec_for_rank, ct_device_select), ct_device (+ ct_device_open/_open_spec/_close).
+// (CT_DEVICE_SPEC_FORMS, ct_device_spec_for_rank, ct_device_match, ct_device_select), ct_device
+// (+ ct_device_open/_open_spec/_close), ct_device_buffer.
 //
 // Indices: device i of platform p is "p:d", in the order the ICD loader reports them; the same
 // numbers cltrain-devices prints. A spec is one of
 //   auto          best device: GPU, then accelerator, then CPU; simulators (Oclgrind) last
-//   gpu | cpu | accelerator   devices of that type (simulators excluded)
+//   gpu | cpu | accelerator   devices of that type on any platform (simulators excluded)
 //   P:D           platform P, device D
-//   TEXT          devices whose platform name, platform vendor, device name or device vendor
-//                 contains TEXT, case-insensitively (nvidia, amd, intel, pocl, oclgrind, ...)
+//   NAME          a name, matched case-insensitively as a substring in tiers: (1) the platform
+//                 name, (2) the platform vendor, (3) the device name or device vendor; the
+//                 first tier where any device matches wins. So `intel` is Intel's OpenCL
+//                 platform even where PoCL's CPU device is called "...-Intel(R) Xeon(R)...",
+//                 `amd` is AMD's platform, `nvidia` NVIDIA CUDA, `pocl` PoCL (its vendor is
+//                 "The pocl project"), `oclgrind` Oclgrind, `rusticl` Mesa's Rusticl. When the
+//                 winning tier's matches lie on more than one platform, the spec is ambiguous:
+//                 CT_ERR_USAGE, one line naming the candidates (never a silent pick).
+//   NAME:TYPE     the same among devices of TYPE gpu, cpu or accelerator (`intel:gpu`)
 // When a spec matches several devices, local rank k takes match k mod count (round-robin), so
 // `mpirun -np 4 cltrain --device gpu` spreads four ranks over the GPUs of a node.
 // Per-rank specs: "0=pocl,1=oclgrind,gpu" gives rank 0 PoCL, rank 1 Oclgrind, others a GPU.
+// `cltrain-devices --spec SPEC --ranks N` shows which device each local rank would take.
 #ifndef CLTRAIN_DEVICE_H
 #define CLTRAIN_DEVICE_H
 
 #include <stddef.h>
 
 #include "cltrain/status.h"
+
+// For messages: the forms a --device spec takes.
+#define CT_DEVICE_SPEC_FORMS "auto, gpu, cpu, accelerator, P:D, NAME or NAME:TYPE"
 
 typedef struct {
   int platform, index;              // "platform:index", as --device takes it
@@ -53,8 +65,13 @@ const char *ct_device_type_name(cl_device_type type);   // "GPU", "CPU", "accele
 // Picks this rank's spec out of a per-rank list ("0=pocl,1=oclgrind,gpu"); a plain spec is
 // returned as it is. CT_ERR_USAGE for an empty or malformed list.
 ct_status ct_device_spec_for_rank(const char *spec, int rank, char *out, size_t size);
-// Selects a device: *index into list->dev. CT_ERR_USAGE for a malformed spec, CT_ERR_NOTFOUND
-// when nothing matches (the message lists the devices that exist).
+// The devices a resolved spec matches, in the order local ranks take them: match[0..*count)
+// (match holds list->count entries), and how they were chosen ("by platform name", ...) in how.
+// CT_ERR_USAGE for a malformed or ambiguous spec, CT_ERR_NOTFOUND when nothing matches (the
+// message lists the devices that exist).
+ct_status ct_device_match(const ct_device_list *list, const char *spec, int *match, int *count,
+                          char *how, size_t how_size);
+// Selects a device: *index into list->dev, local rank k taking match k mod count.
 ct_status ct_device_select(const ct_device_list *list, const char *spec, int local_rank,
                            int *index);
 
