@@ -2057,7 +2057,7 @@ static ct_status train(run_state *s) {
   long step = pos.step;
   int epoch = pos.epoch;
   long si = pos.step_in_epoch;
-  double t_log = ct_now(), samples_log = 0, t_train = 0, samples_total = 0, samples_epoch = 0;
+  double train_log = 0, samples_log = 0, t_train = 0, samples_total = 0, samples_epoch = 0;
   progress prog = {.on = R0 && isatty(STDERR_FILENO), .si_epoch = pos.step_in_epoch};
   int stop = 0, k = 0;
 #define HAS_STEP(e, st) ((e) < cfg->epochs && (cfg->max_steps <= 0 || (st) < cfg->max_steps))
@@ -2150,13 +2150,15 @@ static ct_status train(run_state *s) {
       UNPROFILED(s, replica_check(s, when));
     }
     if (log) {
-      double now = ct_now();
+      // exactly the samples and the training time since the previous line (evaluation,
+      // checkpoint writes and replica checks are not training time, as in the final figure)
+      double rate = t_train > train_log ? samples_log / (t_train - train_log) : 0;
       if (!cfg->quiet) progress_end(&prog);
       res->last_loss = s->loss_n > 0 ? s->loss_acc / s->loss_n : NAN;
       double lr_now = ct_schedule_lr(&s->sched, cfg->optim.lr, step - 1);
       if (!cfg->quiet)
         say(s, "step %6ld  epoch %3d  loss %.4f  lr %.5f  %.1f samples/s\n", step, epoch + 1,
-            res->last_loss, lr_now, samples_log / (now - t_log));
+            res->last_loss, lr_now, rate);
       if (R0 && s->metrics.f) {
         ct_json j;
         ct_json_begin(&j);
@@ -2166,13 +2168,13 @@ static ct_status train(run_state *s) {
         ct_json_int(&j, "epoch", epoch + 1);
         ct_json_num(&j, "loss", res->last_loss);
         ct_json_num(&j, "lr", lr_now);
-        ct_json_num(&j, "samples_per_s", samples_log / (now - t_log));
+        ct_json_num(&j, "samples_per_s", rate);
         ct_json_num(&j, "train_s", t_train);
         json_shares(s, &j);
         CT_TRY(metrics_put(s, &j));
       }
       s->loss_acc = s->loss_n = samples_log = 0;
-      t_log = now;
+      train_log = t_train;
     }
     if (ckpt) {
       ct_checkpoint_pos p = {step, epoch, si + 1, world, cfg->batch};
@@ -2205,7 +2207,6 @@ static ct_status train(run_state *s) {
         ct_checkpoint_pos p = {step, epoch + 1, 0, world, cfg->batch};
         UNPROFILED(s, save_checkpoint(s, &p));
       }
-      t_log = ct_now();   // the next log line's samples/s counts training only
     }
     epoch = next_epoch, si = next_si;
     k ^= 1;

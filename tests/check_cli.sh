@@ -22,7 +22,7 @@ QUICK="--limit 1200 --test-limit 500 --batch 40 --log-every 0"
 need_data
 
 case "$case_" in
-# ---- issue 3: one device -------------------------------------------------------------------
+# ---- one device ------------------------------------------------------------------------------
 train_subset)   # the mlp preset, 6,000 images, one epoch: >= 75 % on the 10,000 test images
   "$T" --model mlp --limit 6000 --epochs 1 --log-every 10 >"$work/out" 2>&1 || { cat "$work/out"; fail "exit $?"; }
   cat "$work/out"
@@ -40,6 +40,31 @@ train_subset)   # the mlp preset, 6,000 images, one epoch: >= 75 % on the 10,000
     grep -q '^final: test accuracy' "$work/tty" || fail "no final line under a terminal"
   fi
   ;;
+log_rates)   # every log line's samples/s: the samples and the training time since the line before
+  # 24 steps an epoch, a line every 10: lines straddle epoch ends (evaluation, checkpoints)
+  "$T" --model mlp --limit 2400 --batch 100 --epochs 3 --log-every 10 --test-limit 2000 \
+    --checkpoint "$work/ck" --metrics "$work/m.jsonl" >"$work/out" 2>&1 || { cat "$work/out"; fail "exit $?"; }
+  cat "$work/out"
+  python3 - "$work/m.jsonl" "$work/out" <<'PY' || fail "log lines' samples/s do not match their interval"
+import json, re, sys
+recs = [json.loads(l) for l in open(sys.argv[1])]
+logs = [r for r in recs if r["type"] == "log"]
+final = [r for r in recs if r["type"] == "final"][0]
+printed = [float(m.group(1)) for m in re.finditer(r"^step +\d+ .* ([0-9.]+) samples/s$", open(sys.argv[2]).read(), re.M)]
+assert len(logs) == 7 and len(printed) == 7, (len(logs), len(printed))
+prev_step, prev_t, bad = 0, 0.0, 0
+for r, p in zip(logs, printed):
+    samples = (r["step"] - prev_step) * 100
+    rate = samples / (r["train_s"] - prev_t)
+    ok = abs(r["samples_per_s"] - rate) <= 1e-3 * rate and abs(p - r["samples_per_s"]) <= 0.051
+    print("step %3d: %6d samples in %.4f s of training: %.1f samples/s, the line says %.1f (record %.1f)%s"
+          % (r["step"], samples, r["train_s"] - prev_t, rate, p, r["samples_per_s"], "" if ok else "  WRONG"))
+    bad += not ok
+    prev_step, prev_t = r["step"], r["train_s"]
+print("final: %.1f samples/s" % final["samples_per_s"])
+sys.exit(1 if bad else 0)
+PY
+  ;;
 help)
   "$T" --help >"$work/h" || fail "--help exited $?"
   for f in --model --epochs --batch --optimizer --lr --momentum --weight-decay --schedule --warmup \
@@ -50,7 +75,7 @@ help)
     grep -q -- "$f" "$work/h" || fail "--help does not list $f"
   done
   ;;
-# ---- issue 5: bad input ----------------------------------------------------------------------
+# ---- bad input -------------------------------------------------------------------------------
 bad_input)
   mkdir -p "$work/bad"
   cp "$DATA"/*-ubyte* "$work/bad/"
@@ -120,7 +145,7 @@ open(f,'wb').write(gzip.compress(r[:len(r)//2]) if f.endswith('.gz') else r[:len
   fi
   echo "$n bad inputs, each one line with the expected exit code"
   ;;
-# ---- issue 5: determinism, checkpoint and resume ------------------------------------------------
+# ---- determinism, checkpoint and resume --------------------------------------------------------
 determinism)
   A="--model conv3x3:8,relu,maxpool2,dense:32,relu,dropout:0.25,dense:10 $QUICK --epochs 2 --seed 7"
   "$T" $A --save-params "$work/a" >/dev/null || fail "run a"
@@ -191,7 +216,7 @@ nonfinite)
   # the checkpoint written before the bad steps holds finite values and loads
   "$T" $A --epochs 2 --resume "$work/ck2" --max-steps 4 >/dev/null || fail "checkpoint after bad steps does not load"
   ;;
-# ---- issue 8: speed on one device ----------------------------------------------------------------
+# ---- speed on one device -----------------------------------------------------------------------
 profile)   # --profile: a table per rank whose rows account for the step time (within 10 %)
   CLTRAIN_CACHE_DIR="$work/cache" POCL_MAX_PTHREAD_COUNT=1 "$T" --device pocl --model "$SMALL" --limit 2400 \
     --test-limit 200 --batch 40 --epochs 1 --log-every 0 --profile >"$work/out" 2>&1 || { cat "$work/out"; fail "exit $?"; }
@@ -280,7 +305,7 @@ tune_bad_input)   # cltrain-tune: one line, exit 2 for the command line, 1 at ru
   tb 1 "--device 'nosuchthing' matches no device" --device nosuchthing --list
   "$D/cltrain-tune" --help | grep -q -- "--budget" || fail "--help"
   ;;
-# ---- issue 4: data parallel under mpiexec --------------------------------------------------------
+# ---- data parallel under mpiexec ---------------------------------------------------------------
 mpi_equivalence)   # -np 3 with uneven shares == -np 1 with the same global batch
   A="--model $SMALL --limit 3000 --test-limit 300 --batch 61 --max-steps 20 --log-every 0 --seed 3"
   POCL_MAX_PTHREAD_COUNT=2 "$T" $A --save-params "$work/p1" >/dev/null || fail "np 1"
@@ -311,7 +336,9 @@ mpi_three_platforms)   # PoCL, Intel's CPU runtime and Oclgrind in one job: iden
     --model dense:16,relu,dense:10 --limit 400 --test-limit 40 --batch 24 --max-steps 4 --log-every 1 \
     --check-every 1 >"$work/out" 2>&1 || { cat "$work/out"; fail "exit $?"; }
   cat "$work/out"
-  grep -q "rank 1 on .*Intel" "$work/out" || fail "rank 1 is not on Intel's runtime"
+  # (the platform in brackets: on an Intel host PoCL's device name holds "Intel" too)
+  grep -q "rank 1 on .*\[Intel(R) OpenCL\]" "$work/out" || fail "rank 1 is not on Intel's runtime"
+  grep -q "rank 0 on .*\[Portable Computing Language\]" "$work/out" || fail "rank 0 is not on PoCL"
   grep -q " 0 divergences" "$work/out" || fail "replicas differ"
   for mode in stale local:2; do
     CL_CONFIG_CPU_TBB_NUM_WORKERS=1 POCL_MAX_PTHREAD_COUNT=1 $MPI -n 3 "$T" --device 0=pocl,1=intel,2=oclgrind \
