@@ -4,7 +4,7 @@
 //   step s:  global batch = order[s*B .. s*B+B)        (the last one may be shorter)
 //            mine = ct_shard_take(global batch, shares) (this rank's share)
 //
-// One step, as phases (../shared/DESIGN.md, "One step, as phases"):
+// One step, as phases (docs/design.md, "A training step"):
 //
 //   prepare    the loader thread gathers step t+1's share into the other of two host slots
 //              while the device computes step t (double-buffered input)

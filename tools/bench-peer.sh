@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Training throughput of cltrain next to PyTorch's (../shared/bench/peer_torch.py) on the same
+# Training throughput of cltrain next to PyTorch's (tools/peer_torch.py) on the same
 # machine, same model, global batch and thread count, measured in the same run. A benchmark:
 # prints figures and their ratio, never passes or fails on them.
 #   tools/bench-peer.sh [--threads T] [--batch B] [--limit-mlp N] [--limit-cnn N] [--models "mlp cnn"]
@@ -11,7 +11,7 @@
 # tuned first (a few minutes, once; not counted in samples/s); --no-tune measures as it is.
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
-peer=${CLTRAIN_PEER:-$root/../shared/bench/peer_torch.py}
+peer=${CLTRAIN_PEER:-$root/tools/peer_torch.py}
 threads=1 batch=128 limit_mlp=30000 limit_cnn=6000 models="mlp cnn" lr=0.05 tune=--tune
 while [ $# -gt 0 ]; do
   case "$1" in

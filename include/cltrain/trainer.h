@@ -3,7 +3,7 @@
 // Defines: ct_train_config (+ ct_train_config_defaults), ct_train_result, ct_train_run,
 // ct_params_checksum.
 //
-// One step, on every rank (see ../shared/DESIGN.md):
+// One step, on every rank (see docs/design.md):
 //   global batch (same on all ranks) -> this rank's share (--shard) -> forward -> loss scaled by
 //   1/GLOBAL batch -> backward -> ring all-reduce (SUM) of the ONE gradient buffer -> non-finite
 //   check -> optimizer (same bytes on every rank).

@@ -9,10 +9,7 @@
 # (two tests at once, or someone else's) never meet: every interface is made inside the
 # cluster's own namespaces, none in the machine's. Addresses repeat across clusters, harmlessly:
 # each cluster has its own bridge.
-#
-# From ../shared/netns-cluster/ of the cltrain workplace (up.sh, down.sh, mpirun.sh, nsrsh),
-# copied here so that a fresh clone has it; changed: the CT_NETNS prefix, veth pairs made in the
-# switch's namespace (not the machine's), down.sh also ends what still runs in the namespaces.
+# The veth pairs are made in the switch's namespace, never in the machine's.
 set -eu
 n=${1:?usage: up.sh N [RATE]}; rate=${2:-}
 case "$n" in ''|*[!0-9]*|0) echo "up.sh: N must be a positive integer, got '$n'" >&2; exit 2 ;; esac
