@@ -18,11 +18,13 @@ __kernel void bias_relu_rows(__global float *y, __global const float *b, const u
 }
 
 // The gradient through a ReLU whose output is y, and the bias gradient, in one pass:
-// dy[r*n + i] = y[r*n + i] > 0 ? dy[r*n + i] : 0 (in place), db[db_off + i] = sum over r.
+// dy[r*n + i] = y[r*n + i] > 0 ? dy[r*n + i] : 0 (in place), db[db_off + i] = sum over r
+// (acc != 0: db[db_off + i] += the sum, for a bias used twice).
 // Each work-item owns 8 adjacent columns (vector loads along a row), walking the rows in order;
 // range ceil(n / 8).
 __kernel void relu_bias_grad_cols(__global float *dy, __global const float *y, const uint rows,
-                                  const uint n, __global float *db, const uint db_off) {
+                                  const uint n, __global float *db, const uint db_off,
+                                  const uint acc) {
   uint i0 = get_global_id(0) * 8;
   if (i0 >= n) return;
   if (i0 + 8 <= n) {
@@ -33,6 +35,7 @@ __kernel void relu_bias_grad_cols(__global float *dy, __global const float *y, c
       vstore8(g, 0, dy + at);
       s += g;
     }
+    if (acc) s += vload8(0, db + db_off + i0);
     vstore8(s, 0, db + db_off + i0);
     return;
   }
@@ -43,25 +46,26 @@ __kernel void relu_bias_grad_cols(__global float *dy, __global const float *y, c
       dy[r * n + i] = g;
       s += g;
     }
-    db[db_off + i] = s;
+    db[db_off + i] = acc ? db[db_off + i] + s : s;
   }
 }
 
-// db[db_off + i] = sum over r of dy[r*n + i]; dy (rows, n) row-major. Each work-item owns 8
-// adjacent columns (vector loads along a row); range ceil(n / 8).
+// db[db_off + i] = sum over r of dy[r*n + i] (acc != 0: += the sum); dy (rows, n) row-major.
+// Each work-item owns 8 adjacent columns (vector loads along a row); range ceil(n / 8).
 __kernel void bias_grad_cols(__global const float *dy, const uint rows, const uint n,
-                             __global float *db, const uint db_off) {
+                             __global float *db, const uint db_off, const uint acc) {
   uint i0 = get_global_id(0) * 8;
   if (i0 >= n) return;
   if (i0 + 8 <= n) {
     float8 s = (float8)(0.0f);
     for (uint r = 0; r < rows; r++) s += vload8(0, dy + (size_t)r * n + i0);
+    if (acc) s += vload8(0, db + db_off + i0);
     vstore8(s, 0, db + db_off + i0);
     return;
   }
   for (uint i = i0; i < n; i++) {
     float s = 0.0f;
     for (uint r = 0; r < rows; r++) s += dy[r * n + i];
-    db[db_off + i] = s;
+    db[db_off + i] = acc ? db[db_off + i] + s : s;
   }
 }

@@ -114,6 +114,18 @@ ct_status ct_fill(ct_device *dev, cl_mem x, size_t n, float value) {
   return enqueue(dev, k, "fill_f32", n, WG_1D);
 }
 
+ct_status ct_axpy(ct_device *dev, cl_mem y, cl_mem x, size_t n, float alpha) {
+  if (n == 0) return CT_OK;
+  CT_TRY(fits_u32("axpy", n, 1, 1));
+  cl_kernel k;
+  CT_TRY(ct_kernel(dev, "util", "axpy_f32", &k));
+  ARG_MEM(k, 0, y);
+  ARG_MEM(k, 1, x);
+  ARG_U(k, 2, n);
+  ARG_F(k, 3, alpha);
+  return enqueue(dev, k, "axpy_f32", n, WG_1D);
+}
+
 ct_status ct_count_nonfinite(ct_device *dev, cl_mem x, size_t n, cl_mem counter, size_t at) {
   if (n == 0) return CT_OK;
   CT_TRY(fits_u32("non-finite count", n, 1, 1));
@@ -139,10 +151,14 @@ ct_status ct_dense_forward(ct_device *dev, int batch, int in, int out, cl_mem x,
                            size_t w_off, cl_mem b, size_t b_off, cl_mem y, int relu) {
   CT_TRY(check_positive("dense forward", batch, in, out));
   CT_TRY(fits_u32("dense forward", (size_t)batch, (size_t)(in > out ? in : out), 1));
-  CT_TRY(fits_u32("dense forward", b_off + (size_t)out, 1, 1));
+  if (b) CT_TRY(fits_u32("dense forward", b_off + (size_t)out, 1, 1));
   // y (batch, out) = x (batch, in) * w^T, w (out, in)
   CT_TRY(ct_gemm(dev, "dense fwd", 0, 1, (size_t)batch, (size_t)out, (size_t)in, 1.0f, x, 0,
                  (size_t)in, w, w_off, (size_t)in, 0.0f, y, 0, (size_t)out));
+  if (!b) {
+    if (relu) return CT_FAIL(CT_ERR_INTERNAL, "dense forward: a fused ReLU needs the bias pass");
+    return CT_OK;
+  }
   const char *name = relu ? "bias_relu_rows" : "bias_add_rows";
   cl_kernel k;
   CT_TRY(ct_kernel(dev, "dense", name, &k));
@@ -157,12 +173,21 @@ ct_status ct_dense_forward(ct_device *dev, int batch, int in, int out, cl_mem x,
 ct_status ct_dense_backward(ct_device *dev, int batch, int in, int out, cl_mem x, cl_mem w,
                             size_t w_off, cl_mem dy, cl_mem dw, size_t dw_off, cl_mem db,
                             size_t db_off, cl_mem dx, cl_mem relu_y) {
+  return ct_dense_backward_acc(dev, batch, in, out, x, w, w_off, dy, dw, dw_off, db, db_off, dx,
+                               relu_y, 0, 0);
+}
+
+ct_status ct_dense_backward_acc(ct_device *dev, int batch, int in, int out, cl_mem x, cl_mem w,
+                                size_t w_off, cl_mem dy, cl_mem dw, size_t dw_off, cl_mem db,
+                                size_t db_off, cl_mem dx, cl_mem relu_y, int dw_add,
+                                int dx_add) {
   CT_TRY(check_positive("dense backward", batch, in, out));
   CT_TRY(fits_u32("dense backward", (size_t)batch, (size_t)(in > out ? in : out), 1));
-  CT_TRY(fits_u32("dense backward", db_off + (size_t)out, 1, 1));
+  if (db) CT_TRY(fits_u32("dense backward", db_off + (size_t)out, 1, 1));
   // db (out) = column sums of dy; with relu_y, dy is first masked in place (same pass)
   cl_kernel k;
   if (relu_y) {
+    if (!db) return CT_FAIL(CT_ERR_INTERNAL, "dense backward: a fused ReLU needs the bias pass");
     CT_TRY(ct_kernel(dev, "dense", "relu_bias_grad_cols", &k));
     ARG_MEM(k, 0, dy);
     ARG_MEM(k, 1, relu_y);
@@ -170,23 +195,25 @@ ct_status ct_dense_backward(ct_device *dev, int batch, int in, int out, cl_mem x
     ARG_U(k, 3, out);
     ARG_MEM(k, 4, db);
     ARG_U(k, 5, db_off);
+    ARG_U(k, 6, dw_add ? 1 : 0);
     CT_TRY(enqueue(dev, k, "relu_bias_grad_cols", ((size_t)out + 7) / 8, WG_FEW));
-  } else {
+  } else if (db) {
     CT_TRY(ct_kernel(dev, "dense", "bias_grad_cols", &k));
     ARG_MEM(k, 0, dy);
     ARG_U(k, 1, batch);
     ARG_U(k, 2, out);
     ARG_MEM(k, 3, db);
     ARG_U(k, 4, db_off);
+    ARG_U(k, 5, dw_add ? 1 : 0);
     CT_TRY(enqueue(dev, k, "bias_grad_cols", ((size_t)out + 7) / 8, WG_FEW));
   }
   // dw (out, in) = dy^T (out, batch) * x (batch, in)
   CT_TRY(ct_gemm(dev, "dense bwd-w", 1, 0, (size_t)out, (size_t)in, (size_t)batch, 1.0f, dy, 0,
-                 (size_t)out, x, 0, (size_t)in, 0.0f, dw, dw_off, (size_t)in));
+                 (size_t)out, x, 0, (size_t)in, dw_add ? 1.0f : 0.0f, dw, dw_off, (size_t)in));
   // dx (batch, in) = dy (batch, out) * w (out, in)
   if (dx)
     CT_TRY(ct_gemm(dev, "dense bwd-x", 0, 0, (size_t)batch, (size_t)in, (size_t)out, 1.0f, dy, 0,
-                   (size_t)out, w, w_off, (size_t)in, 0.0f, dx, 0, (size_t)in));
+                   (size_t)out, w, w_off, (size_t)in, dx_add ? 1.0f : 0.0f, dx, 0, (size_t)in));
   return CT_OK;
 }
 

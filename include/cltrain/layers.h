@@ -1,11 +1,11 @@
 // layers.h: the layers of cltrain, each a forward / backward pair that enqueues OpenCL kernels
 // (cl/dense.cl, conv.cl, pool.cl, activation.cl, loss.cl) and ct_gemm products on dev->queue.
 //
-// Defines: ct_conv_geom (+ ct_conv_out_size), ct_dense_forward/_backward, ct_conv_scratch
-// (+ ct_conv2d_scratch_floats), ct_conv2d_forward/_backward,
+// Defines: ct_conv_geom (+ ct_conv_out_size), ct_dense_forward/_backward/_backward_acc,
+// ct_conv_scratch (+ ct_conv2d_scratch_floats), ct_conv2d_forward/_backward,
 // ct_maxpool_forward/_backward, ct_relu_forward/_backward,
 // ct_dropout_forward/_backward (+ ct_dropout_hash, ct_dropout_threshold, ct_dropout_keeps),
-// ct_softmax_xent, ct_fill.
+// ct_softmax_xent, ct_fill, ct_axpy, ct_count_nonfinite.
 //
 // Conventions: activations are float, NCHW for images and (batch, features) row-major for
 // vectors (so flatten is a no-op). Parameters live in one flat buffer: each function takes the
@@ -45,6 +45,13 @@ ct_status ct_dense_forward(ct_device *dev, int batch, int in, int out, cl_mem x,
 ct_status ct_dense_backward(ct_device *dev, int batch, int in, int out, cl_mem x, cl_mem w,
                             size_t w_off, cl_mem dy, cl_mem dw, size_t dw_off, cl_mem db,
                             size_t db_off, cl_mem dx, cl_mem relu_y);
+// The same, adding into the gradients instead of overwriting them where asked: dw_add for dw
+// and db (a weight used twice), dx_add for dx (an input that feeds several nodes). b = NULL in
+// ct_dense_forward, db = NULL here: no bias.
+ct_status ct_dense_backward_acc(ct_device *dev, int batch, int in, int out, cl_mem x, cl_mem w,
+                                size_t w_off, cl_mem dy, cl_mem dw, size_t dw_off, cl_mem db,
+                                size_t db_off, cl_mem dx, cl_mem relu_y, int dw_add,
+                                int dx_add);
 
 // ---- conv2d: im2col over the whole batch, one GEMM per product, permutes + bias -------------
 // Scratch buffers of a convolution (contents need not survive between calls; sizes in floats
@@ -111,6 +118,8 @@ ct_status ct_softmax_xent(ct_device *dev, int batch, int classes, cl_mem logits,
 // ---- helpers ---------------------------------------------------------------------------------
 // x[0..n) = value (fill_f32 of cl/util.cl).
 ct_status ct_fill(ct_device *dev, cl_mem x, size_t n, float value);
+// y[0..n) += alpha * x[0..n) (axpy_f32).
+ct_status ct_axpy(ct_device *dev, cl_mem y, cl_mem x, size_t n, float alpha);
 // counter[at] (a uint, zeroed before) becomes non-zero when x[0..n) holds a NaN or an infinity
 // (count_nonfinite_f32 of cl/util.cl; the value counts the work-items that found one). x and
 // counter may be the same buffer when `at` lies outside [0, n).
