@@ -178,16 +178,17 @@ __kernel void sgd_step(__global float *p, __global const float *grad, __global f
 // taken with grad * gscale as that update's gradient (v is read, not written). One rank:
 // exactly the next parameters; several: this rank's share of the gradient, scaled up, stands
 // for the reduced one.
+// The elements [base, n), as sgd_step.
 __kernel void sgd_predict(__global float *out, __global const float *p,
                           __global const float *grad, __global float *v, const uint n,
                           const float gscale, const float lr, const float mu, const float wd,
-                          const int nesterov) {
+                          const int nesterov, const uint base) {
 #ifdef CT_SGD_CHUNK
-  uint lo = (uint)get_global_id(0) * CT_SGD_CHUNK, hi = min(lo + CT_SGD_CHUNK, n);
+  uint lo = base + (uint)get_global_id(0) * CT_SGD_CHUNK, hi = min(lo + CT_SGD_CHUNK, n);
   for (uint i0 = lo; i0 < hi; i0 += CT_PER_ITEM)
     sgd_items(out, p, grad, v, n, i0, gscale, lr, mu, wd, nesterov, 0);
 #else
-  sgd_items(out, p, grad, v, n, (uint)get_global_id(0) * CT_PER_ITEM, gscale, lr, mu, wd,
+  sgd_items(out, p, grad, v, n, base + (uint)get_global_id(0) * CT_PER_ITEM, gscale, lr, mu, wd,
             nesterov, 0);
 #endif
 }

@@ -208,6 +208,7 @@ ct_status ct_optim_init(ct_device *dev, const ct_optim_config *cfg, size_t count
 }
 
 void ct_optim_free(ct_optim *opt) {
+  free(opt->no_decay);
   if (opt->state) clReleaseMemObject(opt->state);
   if (opt->kernel) clReleaseKernel(opt->kernel);
   if (opt->predict) clReleaseKernel(opt->predict);
@@ -242,19 +243,66 @@ static ct_status set_sgd_args(cl_kernel k, cl_uint first, float lr, const ct_opt
   return CT_OK;
 }
 
+// Calls piece(lo', hi', decay) for the runs of [lo, hi) with and without weight decay.
+typedef ct_status (*piece_fn)(ct_optim *opt, const void *ctx, size_t lo, size_t hi, int decay);
+static ct_status by_decay(ct_optim *opt, size_t lo, size_t hi, piece_fn piece, const void *ctx) {
+  size_t at = lo;
+  for (int r = 0; r < opt->n_no_decay && at < hi; r++) {
+    size_t a = opt->no_decay[2 * r], b = opt->no_decay[2 * r + 1];
+    if (b <= at) continue;
+    if (a >= hi) break;
+    if (a > at) CT_TRY(piece(opt, ctx, at, a, 1));
+    size_t e = b < hi ? b : hi;
+    CT_TRY(piece(opt, ctx, a > at ? a : at, e, 0));
+    at = e;
+  }
+  if (at < hi) CT_TRY(piece(opt, ctx, at, hi, 1));
+  return CT_OK;
+}
+
+ct_status ct_optim_set_no_decay(ct_optim *opt, const size_t *lo, const size_t *hi, int n) {
+  free(opt->no_decay);
+  opt->no_decay = NULL;
+  opt->n_no_decay = 0;
+  if (n <= 0) return CT_OK;
+  opt->no_decay = malloc(2 * (size_t)n * sizeof *opt->no_decay);
+  if (!opt->no_decay) return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
+  for (int r = 0; r < n; r++) {
+    if (lo[r] > hi[r] || hi[r] > opt->count || (r > 0 && lo[r] < hi[r - 1]))
+      return CT_FAIL(CT_ERR_INTERNAL, "no-decay range %d [%zu, %zu) out of order", r, lo[r], hi[r]);
+    opt->no_decay[2 * r] = lo[r], opt->no_decay[2 * r + 1] = hi[r];
+  }
+  opt->n_no_decay = n;
+  return CT_OK;
+}
+
+typedef struct {
+  cl_mem out, params, grads;
+  float gscale, lr;
+} predict_ctx;
+
+static ct_status predict_piece(ct_optim *opt, const void *ctx, size_t lo, size_t hi, int decay) {
+  const predict_ctx *c = ctx;
+  cl_kernel k = opt->predict;
+  cl_uint n = (cl_uint)hi, base = (cl_uint)lo;
+  ct_optim_config cfg = opt->cfg;
+  if (!decay) cfg.weight_decay = 0.0f;
+  CL_CHECK(clSetKernelArg(k, 0, sizeof c->out, &c->out));
+  CL_CHECK(clSetKernelArg(k, 1, sizeof c->params, &c->params));
+  CL_CHECK(clSetKernelArg(k, 2, sizeof c->grads, &c->grads));
+  CL_CHECK(clSetKernelArg(k, 3, sizeof opt->state, &opt->state));
+  CL_CHECK(clSetKernelArg(k, 4, sizeof n, &n));
+  CL_CHECK(clSetKernelArg(k, 5, sizeof c->gscale, &c->gscale));
+  CT_TRY(set_sgd_args(k, 6, c->lr, &cfg));
+  CL_CHECK(clSetKernelArg(k, 10, sizeof base, &base));
+  return launch(opt, k, "sgd_predict", lo, hi);
+}
+
 ct_status ct_optim_sgd_predict(ct_optim *opt, cl_mem out, cl_mem params, cl_mem grads,
                                float gscale, float lr) {
   if (!opt->predict) return CT_FAIL(CT_ERR_INTERNAL, "the prediction is for SGD only");
-  cl_kernel k = opt->predict;
-  cl_uint n = (cl_uint)opt->count;
-  CL_CHECK(clSetKernelArg(k, 0, sizeof out, &out));
-  CL_CHECK(clSetKernelArg(k, 1, sizeof params, &params));
-  CL_CHECK(clSetKernelArg(k, 2, sizeof grads, &grads));
-  CL_CHECK(clSetKernelArg(k, 3, sizeof opt->state, &opt->state));
-  CL_CHECK(clSetKernelArg(k, 4, sizeof n, &n));
-  CL_CHECK(clSetKernelArg(k, 5, sizeof gscale, &gscale));
-  CT_TRY(set_sgd_args(k, 6, lr, &opt->cfg));
-  return launch(opt, k, "sgd_predict", 0, opt->count);
+  predict_ctx c = {out, params, grads, gscale, lr};
+  return by_decay(opt, 0, opt->count, predict_piece, &c);
 }
 
 // The skip-flag arguments: a buffer (any valid one when there is no flag) and the index, or
@@ -277,14 +325,21 @@ ct_status ct_optim_step_unless(ct_optim *opt, cl_mem params, cl_mem grads, float
   return ct_optim_step_range(opt, params, grads, lr, skip, skip_at, 0, opt->count);
 }
 
-ct_status ct_optim_step_range(ct_optim *opt, cl_mem params, cl_mem grads, float lr, cl_mem skip,
-                              size_t skip_at, size_t lo, size_t hi) {
-  if (!opt->kernel) return CT_FAIL(CT_ERR_INTERNAL, "ct_optim_step on an uninitialised optimizer");
-  if (lo > hi || hi > opt->count)
-    return CT_FAIL(CT_ERR_INTERNAL, "optimizer range [%zu, %zu) of %zu parameters", lo, hi,
-                   opt->count);
+typedef struct {
+  cl_mem params, grads, skip;
+  size_t skip_at;
+  float lr;
+} step_ctx;
+
+static ct_status step_piece(ct_optim *opt, const void *ctx, size_t lo, size_t hi, int decay) {
+  const step_ctx *x = ctx;
   cl_kernel k = opt->kernel;
-  const ct_optim_config *c = &opt->cfg;
+  ct_optim_config cfg = opt->cfg;
+  if (!decay) cfg.weight_decay = 0.0f;
+  const ct_optim_config *c = &cfg;
+  cl_mem params = x->params, grads = x->grads, skip = x->skip;
+  size_t skip_at = x->skip_at;
+  float lr = x->lr;
   cl_uint n = (cl_uint)(c->kind == CT_OPT_SGD ? hi : opt->count), base = (cl_uint)lo;
   cl_uint end = (cl_uint)hi;
   CL_CHECK(clSetKernelArg(k, 0, sizeof params, &params));
@@ -315,6 +370,16 @@ ct_status ct_optim_step_range(ct_optim *opt, cl_mem params, cl_mem grads, float 
     CL_CHECK(clSetKernelArg(k, 15, sizeof end, &end));
   }
   return launch(opt, k, c->kind == CT_OPT_SGD ? "sgd_step" : "adamw_step", lo, hi);
+}
+
+ct_status ct_optim_step_range(ct_optim *opt, cl_mem params, cl_mem grads, float lr, cl_mem skip,
+                              size_t skip_at, size_t lo, size_t hi) {
+  if (!opt->kernel) return CT_FAIL(CT_ERR_INTERNAL, "ct_optim_step on an uninitialised optimizer");
+  if (lo > hi || hi > opt->count)
+    return CT_FAIL(CT_ERR_INTERNAL, "optimizer range [%zu, %zu) of %zu parameters", lo, hi,
+                   opt->count);
+  step_ctx x = {params, grads, skip, skip_at, lr};
+  return by_decay(opt, lo, hi, step_piece, &x);
 }
 
 ct_status ct_optim_read_state(ct_optim *opt, float *host) {

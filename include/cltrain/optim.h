@@ -3,7 +3,8 @@
 //
 // Defines: ct_optim_kind, ct_optim_config (+ ct_optim_config_defaults, ct_optim_parse),
 // ct_sched_kind, ct_schedule (+ ct_schedule_parse, ct_schedule_lr), ct_optim (+ ct_optim_init /
-// _free / _step / _step_unless / _count / _read_state / _write_state).
+// _free / _step / _step_unless / _step_range / _count / _set_no_decay / _sgd_predict /
+// _read_state / _write_state).
 //
 // The update kernels (cl/optim.cl) give the SAME BITS on every device for the same inputs, so
 // replicas on different vendors stay identical: no contraction into FMA, no native_ or mad
@@ -87,6 +88,8 @@ typedef struct ct_optim {
   int per_item;              // elements per work-item of the update kernel (CT_PER_ITEM)
   size_t chunk;              // SGD on a CPU: elements per work-item (CT_SGD_CHUNK), else 0
   cl_kernel predict;         // SGD: sgd_predict (ct_optim_sgd_predict)
+  size_t *no_decay;          // ranges [no_decay[2r], no_decay[2r+1]) without weight decay,
+  int n_no_decay;            // ascending (ct_optim_set_no_decay); none: decay everywhere
 } ct_optim;
 
 // Creates the state buffer (zeroed) and the update kernel; t = 0. On failure *opt is left zeroed
@@ -109,6 +112,10 @@ ct_status ct_optim_step_unless(ct_optim *opt, cl_mem params, cl_mem grads, float
 ct_status ct_optim_step_range(ct_optim *opt, cl_mem params, cl_mem grads, float lr, cl_mem skip,
                               size_t skip_at, size_t lo, size_t hi);
 void ct_optim_count(ct_optim *opt);   // t++
+// The parameters [lo[r], hi[r]) (ascending, not overlapping) get no weight decay in any update
+// (biases and LayerNorm weights of a model whose tensor table says so); the rest gets
+// --weight-decay. Each update then runs as one launch per run of the same decay.
+ct_status ct_optim_set_no_decay(ct_optim *opt, const size_t *lo, const size_t *hi, int n);
 // SGD only (CT_ERR_INTERNAL otherwise): out = the parameters after an update of params with
 // gradient grads * gscale at learning rate lr, with the momentum as it is now (read, not
 // changed). Enqueued on dev->queue, no blocking. --sync stale computes the next step there.
