@@ -1,9 +1,10 @@
-// model.c: architecture parsing (presets and token strings), parameter initialisation, device
-// buffers of a model, and the forward / backward pass over the layer list (see model.h).
+// model.c: a model as a graph of ops (op.h): building it from an --arch string, planning it
+// (fusions, which values need gradients, who writes each gradient first, where every buffer
+// goes), initialising the named tensors, and the forward / backward passes that walk the nodes.
+// No op kind is known here: everything an op does goes through its table entry.
 #include "cltrain/model.h"
 
 #include <ctype.h>
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,220 +13,340 @@
 #include "cltrain/layers.h"
 #include "cltrain/prof.h"
 
-// ---- architecture parsing -------------------------------------------------------------------
+// ---- the graph ----------------------------------------------------------------------------
 
-#define EXPECTED_TOKENS "dense:N, convKxK:N[/sS][/pP], relu, maxpoolK, flatten or dropout:P"
-
-// Parses a decimal integer in [lo, hi] at *s (digits only, no sign); advances *s.
-static int parse_int(const char **s, long lo, long hi, int *out) {
-  const char *p = *s;
-  if (!isdigit((unsigned char)*p)) return 0;
-  long v = 0;
-  while (isdigit((unsigned char)*p)) {
-    v = v * 10 + (*p - '0');
-    if (v > 1000000000L) return 0;
-    p++;
-  }
-  if (v < lo || v > hi) return 0;
-  *out = (int)v;
-  *s = p;
-  return 1;
+size_t ct_shape_count(const ct_shape *s) {
+  size_t n = 1;
+  for (int i = 0; i < s->nd; i++) n *= (size_t)(s->d[i] > 0 ? s->d[i] : 0);
+  return s->nd > 0 ? n : 0;
 }
 
-// Shortest "%.*g" that reads back as the same float.
-static void format_float(float v, char *buf, size_t size) {
-  for (int prec = 1; prec <= 9; prec++) {
-    snprintf(buf, size, "%.*g", prec, (double)v);
-    if ((float)strtod(buf, NULL) == v) return;
-  }
+const ct_tensor *ct_graph_tensor(const ct_graph *g, int id) { return &g->tensors[id]; }
+
+const ct_tensor *ct_op_io_tensor(const ct_op_io *io, const ct_node *n, int k) {
+  return &io->g->tensors[n->param[k]];
 }
 
-static const char *kind_name(ct_layer_kind k) {
-  switch (k) {
-    case CT_LAYER_DENSE: return "dense";
-    case CT_LAYER_CONV2D: return "conv2d";
-    case CT_LAYER_MAXPOOL: return "maxpool";
-    case CT_LAYER_RELU: return "relu";
-    case CT_LAYER_FLATTEN: return "flatten";
-    case CT_LAYER_DROPOUT: return "dropout";
-  }
-  return "?";
+size_t ct_op_io_value_count(const ct_op_io *io, int value) {
+  return ct_shape_count(&io->g->values[value].shape);
 }
 
-// Parses one token into L (kind, k, stride, pad, p, and out_c for dense/conv) and its canonical
-// text. Shapes are filled in by the caller.
-static ct_status parse_token(const char *tok, int index, ct_layer *L, char *canon, size_t size) {
-  memset(L, 0, sizeof *L);
-  const char *s = tok;
-  int n;
-  if (!strcmp(tok, "relu")) {
-    L->kind = CT_LAYER_RELU;
-    snprintf(canon, size, "relu");
+ct_status ct_graph_param(ct_graph *g, ct_node *n, const char *what, int nd,
+                         const long long *shape, int decay, ct_init init) {
+  if (n->n_param < CT_OP_MAX_PARAMS && n->tied[n->n_param] > 0) {   // an existing tensor
+    int id = n->tied[n->n_param] - 1;
+    const ct_tensor *t = id < g->nt ? &g->tensors[id] : NULL;
+    int same = t && t->nd == nd;
+    for (int d = 0; same && d < nd; d++) same = t->shape[d] == shape[d];
+    if (!same)
+      return CT_FAIL(CT_ERR_USAGE, "%s.%s: tied to tensor %s of another shape", n->prefix, what,
+                     t ? t->name : "?");
+    n->param[n->n_param++] = id;
     return CT_OK;
   }
-  if (!strcmp(tok, "flatten")) {
-    L->kind = CT_LAYER_FLATTEN;
-    snprintf(canon, size, "flatten");
-    return CT_OK;
-  }
-  if (!strncmp(tok, "dense", 5)) {
-    s += 5;
-    if (*s++ != ':' || !parse_int(&s, 1, 1 << 24, &n) || *s)
-      return CT_FAIL(CT_ERR_USAGE, "--arch: token %d '%.60s': expected dense:N with 1 <= N <= %d",
-                     index, tok, 1 << 24);
-    L->kind = CT_LAYER_DENSE;
-    L->out_c = n;
-    snprintf(canon, size, "dense:%d", n);
-    return CT_OK;
-  }
-  if (!strncmp(tok, "conv", 4)) {
-    int k1, k2;
-    s += 4;
-    if (!parse_int(&s, 1, 1 << 16, &k1) || *s++ != 'x' || !parse_int(&s, 1, 1 << 16, &k2) ||
-        *s++ != ':' || !parse_int(&s, 1, 1 << 24, &n))
-      return CT_FAIL(CT_ERR_USAGE, "--arch: token %d '%.60s': expected convKxK:N[/sS][/pP]",
-                     index, tok);
-    if (k1 != k2)
-      return CT_FAIL(CT_ERR_USAGE,
-                     "--arch: token %d '%.60s': expected a square kernel convKxK:N (got %dx%d)",
-                     index, tok, k1, k2);
-    int stride = -1, pad = -1;
-    while (*s) {
-      int v;
-      char which = s[0] == '/' ? s[1] : 0;
-      if ((which != 's' && which != 'p') || (s += 2, !parse_int(&s, 0, 1 << 16, &v)))
-        return CT_FAIL(CT_ERR_USAGE,
-                       "--arch: token %d '%.60s': expected convKxK:N with optional /sS (stride) "
-                       "and /pP (padding)", index, tok);
-      int *slot = which == 's' ? &stride : &pad;
-      if (*slot >= 0)
-        return CT_FAIL(CT_ERR_USAGE, "--arch: token %d '%.60s': %s given twice", index, tok,
-                       which == 's' ? "stride" : "padding");
-      *slot = v;
-    }
-    if (stride < 0) stride = 1;
-    if (pad < 0) pad = k1 / 2;
-    if (stride < 1)
-      return CT_FAIL(CT_ERR_USAGE, "--arch: token %d '%.60s': stride must be >= 1", index, tok);
-    if (pad >= k1)
-      return CT_FAIL(CT_ERR_USAGE,
-                     "--arch: token %d '%.60s': padding %d must be smaller than the kernel size %d",
-                     index, tok, pad, k1);
-    L->kind = CT_LAYER_CONV2D;
-    L->k = k1;
-    L->stride = stride;
-    L->pad = pad;
-    L->out_c = n;
-    int len = snprintf(canon, size, "conv%dx%d:%d", k1, k1, n);
-    if (stride != 1 && len > 0 && (size_t)len < size)
-      len += snprintf(canon + len, size - (size_t)len, "/s%d", stride);
-    if (pad != k1 / 2 && len > 0 && (size_t)len < size)
-      snprintf(canon + len, size - (size_t)len, "/p%d", pad);
-    return CT_OK;
-  }
-  if (!strncmp(tok, "maxpool", 7)) {
-    s += 7;
-    if (!parse_int(&s, 1, 1 << 16, &n) || *s)
-      return CT_FAIL(CT_ERR_USAGE, "--arch: token %d '%.60s': expected maxpoolK with K >= 1",
-                     index, tok);
-    L->kind = CT_LAYER_MAXPOOL;
-    L->k = L->stride = n;
-    snprintf(canon, size, "maxpool%d", n);
-    return CT_OK;
-  }
-  if (!strncmp(tok, "dropout", 7)) {
-    s += 7;
-    int ok = *s++ == ':' && *s;
-    for (const char *c = s; ok && *c; c++)
-      if (!isdigit((unsigned char)*c) && !strchr(".eE+-", *c)) ok = 0;
-    double p = 0;
-    if (ok) {
-      char *end;
-      errno = 0;
-      p = strtod(s, &end);
-      ok = !*end && !errno && p >= 0.0 && p < 1.0 && (float)p < 1.0f;
-    }
-    if (!ok)
-      return CT_FAIL(CT_ERR_USAGE, "--arch: token %d '%.60s': expected dropout:P with 0 <= P < 1",
-                     index, tok);
-    L->kind = CT_LAYER_DROPOUT;
-    L->p = p > 0.0 ? (float)p : 0.0f;   // no -0
-    char num[32];
-    format_float(L->p, num, sizeof num);
-    snprintf(canon, size, "dropout:%s", num);
-    return CT_OK;
-  }
-  return CT_FAIL(CT_ERR_USAGE, "--arch: token %d '%.60s': unknown layer (expected %s)", index, tok,
-                 EXPECTED_TOKENS);
-}
-
-// Fills in shapes and parameter slices of L given the current sample shape (c, h, w) and
-// whether it is still an image (spatial) or already a feature vector.
-static ct_status shape_layer(ct_layer *L, int index, const char *tok, int *c, int *h, int *w,
-                             int *spatial, const char *prev, size_t *params) {
-  long long feat = (long long)*c * *h * *w;
-  L->in_c = *c, L->in_h = *h, L->in_w = *w;
-  switch (L->kind) {
-    case CT_LAYER_DENSE:
-      L->in_c = (int)feat, L->in_h = L->in_w = 1;
-      L->out_h = L->out_w = 1;
-      L->w_count = (size_t)feat * (size_t)L->out_c;
-      L->b_count = (size_t)L->out_c;
-      *spatial = 0;
-      break;
-    case CT_LAYER_CONV2D:
-    case CT_LAYER_MAXPOOL: {
-      const char *what = L->kind == CT_LAYER_CONV2D ? "a convolution" : "max pooling";
-      if (!*spatial)
-        return CT_FAIL(CT_ERR_USAGE,
-                       "--arch: token %d '%.60s': %s needs an image (C x H x W) input, but gets "
-                       "%lld features (after '%.60s')", index, tok, what, feat, prev);
-      int pad = L->kind == CT_LAYER_CONV2D ? L->pad : 0;
-      int oh = ct_conv_out_size(*h, L->k, L->stride, pad);
-      int ow = ct_conv_out_size(*w, L->k, L->stride, pad);
-      if (oh < 1 || ow < 1)
-        return CT_FAIL(CT_ERR_USAGE,
-                       "--arch: token %d '%.60s': input %dx%dx%d is too small for %s with window "
-                       "%d, stride %d and padding %d (the output would be empty)", index, tok,
-                       *c, *h, *w, what, L->k, L->stride, pad);
-      if (L->kind == CT_LAYER_CONV2D) {
-        size_t wc;
-        size_t kk = (size_t)L->k * (size_t)L->k;
-        if (__builtin_mul_overflow((size_t)L->out_c * (size_t)*c, kk, &wc) || wc > 0xffffffffULL)
-          return CT_FAIL(CT_ERR_USAGE,
-                         "--arch: token %d '%.60s': the layer would have more than %u parameters",
-                         index, tok, 0xffffffffU);
-        L->w_count = wc;
-        L->b_count = (size_t)L->out_c;
-      } else {
-        L->out_c = *c;
-      }
-      L->out_h = oh, L->out_w = ow;
-      break;
-    }
-    case CT_LAYER_FLATTEN:
-      if (feat > 0x7fffffff) break;   // reported below
-      L->out_c = (int)feat, L->out_h = L->out_w = 1;
-      *spatial = 0;
-      break;
-    case CT_LAYER_RELU:
-    case CT_LAYER_DROPOUT:
-      L->out_c = *c, L->out_h = *h, L->out_w = *w;
-      break;
-  }
-  long long out = (long long)L->out_c * L->out_h * L->out_w;
-  if (feat > 0x7fffffff || out > 0x7fffffff || out < 1)
-    return CT_FAIL(CT_ERR_USAGE, "--arch: token %d '%.60s': %lld values per sample is too many",
-                   index, tok, feat > out ? feat : out);
-  L->w_off = *params;
-  L->b_off = *params + L->w_count;
-  *params += L->w_count + L->b_count;
-  if (*params > 0xffffffffULL)
+  if (g->nt == CT_MAX_TENSORS || n->n_param == CT_OP_MAX_PARAMS)
+    return CT_FAIL(CT_ERR_USAGE, "--arch: token %d '%.60s': more than %d parameter tensors",
+                   g->plan_index, g->plan_tok, CT_MAX_TENSORS);
+  ct_tensor *t = &g->tensors[g->nt];
+  memset(t, 0, sizeof *t);
+  snprintf(t->name, sizeof t->name, "%s.%s", n->prefix, what);
+  t->nd = nd;
+  size_t count = 1;
+  for (int d = 0; d < nd; d++) t->shape[d] = shape[d], count *= (size_t)shape[d];
+  t->off = g->param_count;
+  t->count = count;
+  t->decay = decay;
+  t->exported = 1;
+  t->init = init;
+  t->owner = (int)(n - g->nodes);
+  t->first_writer = t->last_writer = -1;
+  g->param_count += count;
+  if (g->param_count > 0xffffffffULL)
     return CT_FAIL(CT_ERR_USAGE,
                    "--arch: token %d '%.60s': the model would have %zu parameters (at most %u)",
-                   index, tok, *params, 0xffffffffU);
-  *c = L->out_c, *h = L->out_h, *w = L->out_w;
+                   g->plan_index, g->plan_tok, g->param_count, 0xffffffffU);
+  n->param[n->n_param++] = g->nt++;
   return CT_OK;
+}
+
+void ct_node_saved(ct_node *n, size_t count, int is_int) {
+  if (n->n_saved == CT_OP_MAX_SAVED) return;   // (a bug in an op: its saved[] is short)
+  n->saved[n->n_saved] = count;
+  n->saved_int[n->n_saved] = is_int;
+  n->n_saved++;
+}
+
+void ct_node_scratch(ct_node *n, int id, size_t count) {
+  if (n->n_scratch == CT_OP_MAX_SCRATCH) return;
+  n->scratch_id[n->n_scratch] = id;
+  n->scratch[n->n_scratch] = count;
+  n->n_scratch++;
+}
+
+int ct_arch_tensor_find(const ct_arch *arch, const char *name) {
+  for (int t = 0; t < arch->nt; t++)
+    if (!strcmp(arch->tensors[t].name, name)) return t;
+  return -1;
+}
+
+// Appends node `op` reading `in` (n_in values) and shapes it; its output is a new value.
+// tok: the token as written (messages), prev: the one before.
+static ct_status add_node(ct_arch *a, ct_node *proto, const int *in, int n_in, const char *tok,
+                          const char *prev, int index) {
+  if (a->n == CT_MAX_NODES || a->nv == CT_MAX_VALUES)
+    return CT_FAIL(CT_ERR_USAGE, "--arch: token %d '%.60s': more than %d layers", index, tok,
+                   CT_MAX_NODES - 1);
+  ct_node *n = &a->nodes[a->n];
+  *n = *proto;
+  n->n_in = n_in;
+  const ct_shape *shapes[CT_OP_MAX_IN];
+  for (int i = 0; i < n_in; i++) n->in[i] = in[i], shapes[i] = &a->values[in[i]].shape;
+  a->plan_index = index;
+  snprintf(a->plan_tok, sizeof a->plan_tok, "%s", tok);
+  ct_shape out;
+  memset(&out, 0, sizeof out);
+  CT_TRY(n->op->shape(a, n, shapes, tok, prev, index, &out));
+  long long feat = (long long)ct_shape_count(shapes[0]), cnt = (long long)ct_shape_count(&out);
+  int too_big = feat > 0x7fffffff || cnt > 0x7fffffff || cnt < 1;
+  for (int d = 0; d < out.nd; d++) too_big |= out.d[d] < 1;
+  if (too_big)
+    return CT_FAIL(CT_ERR_USAGE, "--arch: token %d '%.60s': %lld values per sample is too many",
+                   index, tok, feat > cnt ? feat : cnt);
+  ct_value *v = &a->values[a->nv];
+  memset(v, 0, sizeof *v);
+  v->shape = out;
+  v->producer = a->n;
+  v->alias = -1;
+  v->grad_buf = -1;
+  n->out = a->nv++;
+  a->n++;
+  return CT_OK;
+}
+
+// ---- planning -------------------------------------------------------------------------------
+
+// Whether a ReLU follows node i (past nodes that move no values): He init for it.
+static int followed_by_relu(const ct_arch *a, int i) {
+  for (int j = i + 1; j < a->n; j++) {
+    unsigned f = a->nodes[j].op->flags;
+    if (f & CT_OP_RELU) return 1;
+    if (!(f & CT_OP_SHAPE_ONLY)) return 0;
+  }
+  return 0;
+}
+
+// The root value whose buffer v uses.
+static int root_of(const ct_arch *a, int v) {
+  while (a->values[v].alias >= 0) v = a->values[v].alias;
+  return v;
+}
+
+// Takes a free gradient pool buffer for value v.
+static ct_status pool_take(ct_arch *a, int *owner, int v) {
+  for (int k = 0; k < a->n_pool; k++)
+    if (owner[k] < 0) {
+      owner[k] = v;
+      a->values[v].grad_buf = k;
+      return CT_OK;
+    }
+  if (a->n_pool == CT_MAX_POOL)
+    return CT_FAIL(CT_ERR_USAGE, "the model needs more than %d gradient buffers at once",
+                   CT_MAX_POOL);
+  owner[a->n_pool] = v;
+  a->values[v].grad_buf = a->n_pool++;
+  return CT_OK;
+}
+
+// The backward plan: who writes each gradient first (it overwrites, later ones add), which
+// input gradients share the output's buffer, and the pool buffers of the values' gradients,
+// each freed once its producer's backward has consumed it.
+static ct_status plan_backward(ct_arch *a) {
+  int owner[CT_MAX_POOL], written[CT_MAX_VALUES] = {0}, touched[CT_SCRATCH_SLOTS] = {0};
+  for (int k = 0; k < CT_MAX_POOL; k++) owner[k] = -1;
+  a->n_pool = 0;
+  a->pool_floats = 0;
+  a->need_tmp = 0;
+  for (int v = 0; v < a->nv; v++) {
+    a->values[v].grad_buf = -1;
+    if (a->values[v].needs_grad) {
+      size_t c = ct_shape_count(&a->values[v].shape);
+      if (c > a->pool_floats) a->pool_floats = c;
+    }
+  }
+  {   // evaluation's loss writes its (unused) gradient into pool buffer 0
+    size_t c = ct_shape_count(&a->values[a->logits].shape);
+    if (c > a->pool_floats) a->pool_floats = c;
+  }
+  for (int i = a->n - 1; i >= 0; i--) {
+    ct_node *n = &a->nodes[i];
+    const ct_op *op = n->op;
+    memset(n->dx_mode, CT_GRAD_NONE, sizeof n->dx_mode);
+    memset(n->scratch_valid, 0, sizeof n->scratch_valid);
+    if (!n->backward) continue;
+    if (!op->is_loss && !written[n->out])
+      return CT_FAIL(CT_ERR_USAGE, "node %d (%s) does not reach the loss", i, n->token);
+    for (int k = 0; k < n->n_scratch; k++) {
+      int slot = n->scratch_id[k];
+      n->scratch_valid[k] = !touched[slot] && a->scratch_last[slot] == i;
+      touched[slot] = 1;
+    }
+    for (int k = 0; k < n->n_param; k++) {
+      ct_tensor *t = &a->tensors[n->param[k]];
+      if (t->first_writer < 0) {
+        t->first_writer = i;
+        n->dp_mode[k] = CT_GRAD_WRITE;
+      } else {
+        if (!op->can_add_dp)
+          return CT_FAIL(CT_ERR_USAGE, "tensor %s is used twice, but op %s cannot add to its "
+                         "gradient", t->name, op->name);
+        n->dp_mode[k] = CT_GRAD_ADD;
+      }
+      t->last_writer = i;
+    }
+    int given = 0;   // the output's gradient buffer went to an input
+    for (int j = 0; j < n->n_in; j++) {
+      int u = n->in[j];
+      if (!a->values[u].needs_grad) continue;
+      if (written[u]) {
+        n->dx_mode[j] = CT_GRAD_ADD;
+        if (!op->can_add_dx) a->need_tmp = 1;
+      } else if (!op->is_loss && !given &&
+                 (n->fused || (op->passes_grad && op->passes_grad(n, j)))) {
+        int k = a->values[n->out].grad_buf;
+        owner[k] = u;
+        a->values[u].grad_buf = k;
+        n->dx_mode[j] = CT_GRAD_SHARED;
+        given = 1;
+      } else {
+        CT_TRY(pool_take(a, owner, u));
+        n->dx_mode[j] = CT_GRAD_WRITE;
+      }
+      written[u] = 1;
+    }
+    if (!op->is_loss && !given) owner[a->values[n->out].grad_buf] = -1;
+  }
+  // the nodes after whose backward some tensor's gradient is complete
+  for (int i = 0; i < a->n; i++) a->nodes[i].marks = 0;
+  for (int t = 0; t < a->nt; t++)
+    if (a->tensors[t].last_writer >= 0) a->nodes[a->tensors[t].last_writer].marks = 1;
+  if (a->n_pool == 0) a->n_pool = 1;
+  return CT_OK;
+}
+
+// Everything the graph implies once its nodes are there: consumers, fusions, aliases, which
+// values need gradients, the tensors' initialisation, the scratch slots and the backward plan.
+static ct_status plan_graph(ct_arch *a) {
+  for (int v = 0; v < a->nv; v++) a->values[v].consumers = 0, a->values[v].needs_grad = 0;
+  for (int i = 0; i < a->n; i++)
+    for (int j = 0; j < a->nodes[i].n_in; j++) a->values[a->nodes[i].in[j]].consumers++;
+  // fusions: a node takes over the only consumer of its output, right after it
+  for (int i = 0; i + 1 < a->n; i++) {
+    ct_node *n = &a->nodes[i], *next = &a->nodes[i + 1];
+    if (n->fused || !n->op->fuse_next || a->values[n->out].consumers != 1 || next->n_in != 1 ||
+        next->in[0] != n->out || next->op->is_loss)
+      continue;
+    if (n->op->fuse_next(n, next)) {
+      next->fused = 1;
+      a->values[next->out].alias = n->out;
+    }
+  }
+  for (int i = 0; i < a->n; i++) {
+    ct_node *n = &a->nodes[i];
+    if (n->op->out_aliases_in) a->values[n->out].alias = n->in[0];
+    int grad = n->n_param > 0;
+    for (int j = 0; j < n->n_in; j++) grad |= a->values[n->in[j]].needs_grad;
+    n->backward = grad;
+    a->values[n->out].needs_grad = grad && !n->op->is_loss;
+  }
+  for (int t = 0; t < a->nt; t++) {
+    ct_tensor *x = &a->tensors[t];
+    if (x->init.kind != CT_INIT_HE_OR_XAVIER) continue;
+    x->init.std = followed_by_relu(a, x->owner) ? sqrt(2.0 / x->init.fan_in)
+                                                : sqrt(2.0 / (x->init.fan_in + x->init.fan_out));
+    x->init.kind = CT_INIT_NORMAL;
+  }
+  for (int s = 0; s < CT_SCRATCH_SLOTS; s++) a->scratch[s] = 0, a->scratch_last[s] = -1;
+  for (int i = 0; i < a->n; i++) {
+    const ct_node *n = &a->nodes[i];
+    for (int k = 0; k < n->n_scratch; k++) {
+      int slot = n->scratch_id[k];
+      if (n->scratch[k] > a->scratch[slot]) a->scratch[slot] = n->scratch[k];
+      a->scratch_last[slot] = i;
+    }
+  }
+  for (int t = 0; t < a->nt; t++) a->tensors[t].first_writer = a->tensors[t].last_writer = -1;
+  return plan_backward(a);
+}
+
+// ---- --arch strings -------------------------------------------------------------------------
+
+static const ct_op *op_for_token(const char *tok) {
+  for (int i = 0; i < ct_op_count; i++)
+    if (ct_ops[i]->syntax && ct_ops[i]->claims(tok)) return ct_ops[i];
+  return NULL;
+}
+
+static ct_status parse_chain(char *buf, ct_arch *arch) {
+  char expected[256];
+  ct_op_list(expected, sizeof expected);
+  size_t text_len = 0;
+  char prev[96] = "input";
+  int index = 0, last = 0;
+  // strtok_r would skip empty tokens; walk the commas by hand so "a,,b" is an error.
+  char *tok = buf;
+  for (;;) {
+    char *comma = strchr(tok, ',');
+    if (comma) *comma = 0;
+    index++;
+    while (isspace((unsigned char)*tok)) tok++;
+    char *end = tok + strlen(tok);
+    while (end > tok && isspace((unsigned char)end[-1])) *--end = 0;
+    if (!*tok) {
+      if (index == 1 && !comma)
+        return CT_FAIL(CT_ERR_USAGE, "--arch: empty architecture (expected mlp, cnn or a list of "
+                       "%s)", expected);
+      return CT_FAIL(CT_ERR_USAGE, "--arch: token %d is empty (expected %s)", index, expected);
+    }
+    for (const char *q = tok; *q; q++)
+      if (iscntrl((unsigned char)*q))
+        return CT_FAIL(CT_ERR_USAGE, "--arch: token %d contains a control character", index);
+    if (arch->n == CT_MAX_NODES - 1)
+      return CT_FAIL(CT_ERR_USAGE, "--arch: token %d '%.60s': more than %d layers", index, tok,
+                     CT_MAX_NODES - 1);
+    const ct_op *op = op_for_token(tok);
+    if (!op)
+      return CT_FAIL(CT_ERR_USAGE, "--arch: token %d '%.60s': unknown layer (expected %s)", index,
+                     tok, expected);
+    ct_node proto;
+    memset(&proto, 0, sizeof proto);
+    proto.op = op;
+    snprintf(proto.prefix, sizeof proto.prefix, "%d", arch->n);
+    CT_TRY(op->parse(tok, index, &proto));
+    CT_TRY(add_node(arch, &proto, &last, 1, tok, prev, index));
+    last = arch->nodes[arch->n - 1].out;
+    const char *canon = arch->nodes[arch->n - 1].token;
+    size_t clen = strlen(canon);
+    if (text_len + clen + 2 > sizeof arch->text)
+      return CT_FAIL(CT_ERR_USAGE, "--arch: the canonical architecture text is longer than %zu "
+                     "characters", sizeof arch->text - 1);
+    if (text_len) arch->text[text_len++] = ',';
+    memcpy(arch->text + text_len, canon, clen + 1);
+    text_len += clen;
+    snprintf(prev, sizeof prev, "%s", canon);
+    if (!comma) break;
+    tok = comma + 1;
+  }
+  const ct_shape *o = &arch->values[last].shape;
+  long long out = (long long)ct_shape_count(o);
+  if (out != arch->classes) {
+    int c = o->d[0], h = o->nd == 3 ? o->d[1] : 1, w = o->nd == 3 ? o->d[2] : 1;
+    if (o->nd == 2) c = o->d[0], h = o->d[1];
+    return CT_FAIL(CT_ERR_USAGE,
+                   "--arch: token %d '%s': the last layer gives %lld outputs (%dx%dx%d) but the "
+                   "data has %d classes", arch->n, prev, out, c, h, w, arch->classes);
+  }
+  // the loss: softmax cross-entropy of the logits against one label per sample
+  return ct_arch_end(arch, "softmax_xent", last, 1);
 }
 
 ct_status ct_arch_parse(const char *spec, int in_c, int in_h, int in_w, int classes,
@@ -248,104 +369,112 @@ ct_status ct_arch_parse(const char *spec, int in_c, int in_h, int in_w, int clas
                    "at most %zu)", strlen(spec), sizeof buf - 1);
   else
     snprintf(buf, sizeof buf, "%s", spec);
-
+  ct_shape input = {3, {in_c, in_h, in_w}, 0};
+  ct_arch_begin(arch, &input);
   arch->in_c = in_c, arch->in_h = in_h, arch->in_w = in_w, arch->classes = classes;
-  int c = in_c, h = in_h, w = in_w, spatial = 1;
-  size_t params = 0, text_len = 0;
-  char prev[96] = "input";
-  int index = 0;
-  // strtok_r would skip empty tokens; walk the commas by hand so "a,,b" is an error.
-  char *tok = buf;
-  for (;;) {
-    char *comma = strchr(tok, ',');
-    if (comma) *comma = 0;
-    index++;
-    while (isspace((unsigned char)*tok)) tok++;
-    char *end = tok + strlen(tok);
-    while (end > tok && isspace((unsigned char)end[-1])) *--end = 0;
-    if (!*tok) {
-      memset(arch, 0, sizeof *arch);
-      if (index == 1 && !comma)
-        return CT_FAIL(CT_ERR_USAGE, "--arch: empty architecture (expected mlp, cnn or a list of "
-                       "%s)", EXPECTED_TOKENS);
-      return CT_FAIL(CT_ERR_USAGE, "--arch: token %d is empty (expected %s)", index,
-                     EXPECTED_TOKENS);
-    }
-    for (const char *q = tok; *q; q++)
-      if (iscntrl((unsigned char)*q)) {
-        memset(arch, 0, sizeof *arch);
-        return CT_FAIL(CT_ERR_USAGE, "--arch: token %d contains a control character", index);
-      }
-    if (arch->n == CT_MAX_LAYERS) {
-      memset(arch, 0, sizeof *arch);
-      return CT_FAIL(CT_ERR_USAGE, "--arch: token %d '%.60s': more than %d layers", index, tok,
-                     CT_MAX_LAYERS);
-    }
-    ct_layer *L = &arch->layers[arch->n];
-    char canon[96];
-    ct_status st = parse_token(tok, index, L, canon, sizeof canon);
-    if (st == CT_OK) st = shape_layer(L, index, tok, &c, &h, &w, &spatial, prev, &params);
-    if (st != CT_OK) {
-      memset(arch, 0, sizeof *arch);
-      return st;
-    }
-    size_t clen = strlen(canon);
-    if (text_len + clen + 2 > sizeof arch->text) {
-      memset(arch, 0, sizeof *arch);
-      return CT_FAIL(CT_ERR_USAGE, "--arch: the canonical architecture text is longer than %zu "
-                     "characters", sizeof arch->text - 1);
-    }
-    if (text_len) arch->text[text_len++] = ',';
-    memcpy(arch->text + text_len, canon, clen + 1);
-    text_len += clen;
-    snprintf(prev, sizeof prev, "%s", canon);
-    arch->n++;
-    if (!comma) break;
-    tok = comma + 1;
-  }
-  long long out = (long long)c * h * w;
-  if (out != classes) {
-    int n = arch->n;
-    char last[96];
-    snprintf(last, sizeof last, "%s", prev);
-    memset(arch, 0, sizeof *arch);
-    return CT_FAIL(CT_ERR_USAGE,
-                   "--arch: token %d '%s': the last layer gives %lld outputs (%dx%dx%d) but the "
-                   "data has %d classes", n, last, out, c, h, w, classes);
-  }
-  arch->param_count = params;
+  ct_status st = parse_chain(buf, arch);
+  if (st != CT_OK) memset(arch, 0, sizeof *arch);
+  return st;
+}
+
+void ct_arch_begin(ct_arch *a, const ct_shape *input) {
+  memset(a, 0, sizeof *a);
+  ct_value *in = &a->values[0];
+  in->shape = *input;
+  in->producer = in->alias = in->grad_buf = -1;
+  a->nv = 1;
+}
+
+int ct_arch_value(ct_arch *a, const ct_shape *shape) {
+  if (a->nv == CT_MAX_VALUES) return -1;
+  ct_value *v = &a->values[a->nv];
+  memset(v, 0, sizeof *v);
+  v->shape = *shape;
+  v->producer = v->alias = v->grad_buf = -1;
+  return a->nv++;
+}
+
+ct_status ct_arch_add(ct_arch *a, const char *op_name, const char *token, const int *in,
+                      int n_in, const char *prefix, const int *tied, int *out) {
+  const ct_op *op = ct_op_find(op_name);
+  if (!op) return CT_FAIL(CT_ERR_INTERNAL, "no op called '%s'", op_name);
+  if (n_in < 1 || n_in > CT_OP_MAX_IN)
+    return CT_FAIL(CT_ERR_INTERNAL, "op %s with %d inputs", op_name, n_in);
+  for (int j = 0; j < n_in; j++)
+    if (in[j] < 0 || in[j] >= a->nv)
+      return CT_FAIL(CT_ERR_INTERNAL, "op %s reads value %d of %d", op_name, in[j], a->nv);
+  ct_node proto;
+  memset(&proto, 0, sizeof proto);
+  proto.op = op;
+  snprintf(proto.prefix, sizeof proto.prefix, "%s", prefix);
+  for (int k = 0; tied && k < CT_OP_MAX_PARAMS; k++) proto.tied[k] = tied[k] + 1;
+  int index = a->n + 1;
+  CT_TRY(op->parse(token, index, &proto));
+  CT_TRY(add_node(a, &proto, in, n_in, token, a->n ? a->nodes[a->n - 1].token : "input", index));
+  *out = a->nodes[a->n - 1].out;
   return CT_OK;
+}
+
+ct_status ct_arch_end(ct_arch *a, const char *loss, int logits, int labels) {
+  int out;
+  CT_TRY(ct_arch_add(a, loss, loss, &logits, 1, "loss", NULL, &out));
+  if (!a->nodes[a->n - 1].op->is_loss)
+    return CT_FAIL(CT_ERR_INTERNAL, "op %s is not a loss", loss);
+  a->logits = logits;
+  a->labels_per_sample = labels;
+  return plan_graph(a);
 }
 
 void ct_arch_describe(const ct_arch *arch, char *buf, size_t size) {
   if (!size) return;
   buf[0] = 0;
   size_t len = 0;
-  for (int i = 0; i < arch->n && len < size; i++) {
-    const ct_layer *L = &arch->layers[i];
-    int r = snprintf(buf + len, size - len, "%2d %-8s %dx%dx%d -> %dx%dx%d", i,
-                     kind_name(L->kind), L->in_c, L->in_h, L->in_w, L->out_c, L->out_h, L->out_w);
-    if (r < 0) return;
-    len += (size_t)r;
-    if (len >= size) return;
-    if (L->kind == CT_LAYER_CONV2D)
-      r = snprintf(buf + len, size - len, "  k %d stride %d pad %d", L->k, L->stride, L->pad);
-    else if (L->kind == CT_LAYER_MAXPOOL)
-      r = snprintf(buf + len, size - len, "  window %d", L->k);
-    else if (L->kind == CT_LAYER_DROPOUT)
-      r = snprintf(buf + len, size - len, "  p %g", (double)L->p);
-    else
-      r = 0;
-    if (r < 0) return;
-    len += (size_t)r;
-    if (len >= size) return;
-    r = L->w_count ? snprintf(buf + len, size - len, "  params %zu\n", L->w_count + L->b_count)
-                   : snprintf(buf + len, size - len, "\n");
-    if (r < 0) return;
-    len += (size_t)r;
+#define OUT(...)                                                                  \
+  do {                                                                            \
+    int r_ = snprintf(buf + len, size - len, __VA_ARGS__);                        \
+    if (r_ < 0) return;                                                           \
+    len += (size_t)r_;                                                            \
+    if (len >= size) return;                                                      \
+  } while (0)
+  for (int i = 0; i < arch->n; i++) {
+    const ct_node *n = &arch->nodes[i];
+    if (n->op->is_loss) continue;
+    const ct_shape *x = &arch->values[n->in[0]].shape, *y = &arch->values[n->out].shape;
+    int xc = x->nd == 1 ? x->d[0] : x->d[0], xh = x->nd >= 2 ? x->d[1] : 1, xw = x->nd == 3 ? x->d[2] : 1;
+    int yc = y->d[0], yh = y->nd >= 2 ? y->d[1] : 1, yw = y->nd == 3 ? y->d[2] : 1;
+    if (n->param[0] >= 0 && n->n_param && arch->tensors[n->param[0]].nd == 2 && x->nd != 2)
+      xc = (int)ct_shape_count(x), xh = xw = 1;   // a dense node flattens its input
+    OUT("%2d %-8s %dx%dx%d -> %dx%dx%d", i, n->op->name, xc, xh, xw, yc, yh, yw);
+    if (n->op->describe) {
+      char tail[128];
+      n->op->describe(n, tail, sizeof tail);
+      OUT("%s", tail);
+    }
+    size_t params = 0;
+    for (int k = 0; k < n->n_param; k++) params += arch->tensors[n->param[k]].count;
+    if (params) OUT("  params %zu\n", params);
+    else OUT("\n");
   }
-  if (len < size)
-    snprintf(buf + len, size - len, "total %zu parameters", arch->param_count);
+  OUT("total %zu parameters", arch->param_count);
+#undef OUT
+}
+
+void ct_arch_flops(const ct_arch *arch, double *forward, double *train) {
+  double fwd = 0, bwd = 0;
+  for (int i = 0; i < arch->n; i++) {
+    const ct_node *n = &arch->nodes[i];
+    if (!n->op->flops || n->fused) continue;
+    double f[3] = {0, 0, 0};
+    n->op->flops(n, arch, f);
+    fwd += f[0];
+    if (!n->backward) continue;
+    if (n->n_param) bwd += f[1];
+    int dx = 0;
+    for (int j = 0; j < n->n_in; j++) dx |= arch->values[n->in[j]].needs_grad;
+    if (dx) bwd += f[2];
+  }
+  *forward = fwd;
+  *train = fwd + bwd;
 }
 
 // ---- initialisation -------------------------------------------------------------------------
@@ -378,117 +507,47 @@ static double normal_next(normal_gen *g) {
   return r * cos(a);
 }
 
-// Whether the output of layer i goes through a ReLU next (past flatten and dropout).
-static int followed_by_relu(const ct_arch *arch, int i) {
-  for (int j = i + 1; j < arch->n; j++) {
-    ct_layer_kind k = arch->layers[j].kind;
-    if (k == CT_LAYER_RELU) return 1;
-    if (k != CT_LAYER_FLATTEN && k != CT_LAYER_DROPOUT) return 0;
-  }
-  return 0;
-}
-
 void ct_model_init_params(const ct_arch *arch, uint64_t seed, float *params) {
-  normal_gen g = {seed, 0, 0.0};
-  for (int i = 0; i < arch->n; i++) {
-    const ct_layer *L = &arch->layers[i];
-    if (!L->w_count) continue;
-    double fan_in, fan_out;
-    if (L->kind == CT_LAYER_CONV2D) {
-      fan_in = (double)L->in_c * L->k * L->k;
-      fan_out = (double)L->out_c * L->k * L->k;
-    } else {
-      fan_in = (double)L->in_c;
-      fan_out = (double)L->out_c;
+  normal_gen g = {seed, 0, 0.0};   // one stream over the tensors in table order
+  for (int t = 0; t < arch->nt; t++) {
+    const ct_tensor *x = &arch->tensors[t];
+    float *p = params + x->off;
+    switch (x->init.kind) {   // (the kinds of initialisation, not of ops)
+      case CT_INIT_NORMAL:
+      case CT_INIT_HE_OR_XAVIER:   // (resolved to NORMAL by the planner)
+        for (size_t j = 0; j < x->count; j++) p[j] = (float)(x->init.std * normal_next(&g));
+        break;
+      case CT_INIT_ONE:
+        for (size_t j = 0; j < x->count; j++) p[j] = 1.0f;
+        break;
+      case CT_INIT_ZERO:
+        for (size_t j = 0; j < x->count; j++) p[j] = 0.0f;
+        break;
     }
-    double std = followed_by_relu(arch, i) ? sqrt(2.0 / fan_in)            // He
-                                           : sqrt(2.0 / (fan_in + fan_out));  // Xavier
-    for (size_t j = 0; j < L->w_count; j++) params[L->w_off + j] = (float)(std * normal_next(&g));
-    for (size_t j = 0; j < L->b_count; j++) params[L->b_off + j] = 0.0f;
   }
 }
 
-void ct_arch_flops(const ct_arch *arch, double *forward, double *train) {
-  double fwd = 0, bwd = 0;
-  int first = 1;
-  for (int i = 0; i < arch->n; i++) {
-    const ct_layer *L = &arch->layers[i];
-    double f = 0;
-    if (L->kind == CT_LAYER_DENSE) f = 2.0 * L->in_c * (double)L->out_c;
-    else if (L->kind == CT_LAYER_CONV2D)
-      f = 2.0 * L->out_c * (double)L->out_h * L->out_w * L->in_c * L->k * L->k;
-    if (!f) continue;
-    fwd += f;
-    bwd += first ? f : 2 * f;   // weights; and inputs, except for the first layer
-    first = 0;
-  }
-  *forward = fwd;
-  *train = fwd + bwd;
-}
-
-uint64_t ct_model_dropout_seed(uint64_t dropout_seed, int layer) {
-  uint64_t s = dropout_seed ^ (0xd1b54a32d192ed03ULL * (uint64_t)(layer + 1));
+uint64_t ct_model_dropout_seed(uint64_t dropout_seed, int node) {
+  uint64_t s = dropout_seed ^ (0xd1b54a32d192ed03ULL * (uint64_t)(node + 1));
   return splitmix64(&s);
 }
 
 // ---- device buffers -------------------------------------------------------------------------
 
-typedef struct {
-  size_t act[CT_MAX_LAYERS + 1];  // floats of act[i], i >= 1; 0 when it aliases act[i-1]
-  size_t idx[CT_MAX_LAYERS];      // ints
-  ct_conv_scratch_size conv;      // floats, the maximum over the convolutions
-  size_t dact;                    // floats
-  size_t input;                   // floats
-  int first_param;
-} buffer_plan;
+static size_t elem_size(const ct_shape *s) { return s->is_int ? sizeof(cl_int) : sizeof(float); }
 
-static ct_conv_geom geom(const ct_layer *L, int batch) {
-  ct_conv_geom g = {batch, L->in_c, L->in_h, L->in_w, L->out_c, L->out_h, L->out_w,
-                    L->k, L->stride, L->kind == CT_LAYER_CONV2D ? L->pad : 0};
-  return g;
-}
-
-static size_t max_size(size_t a, size_t b) { return a > b ? a : b; }
-
-// Layer i is a ReLU right after a dense or conv layer: the two run as one (the bias pass applies
-// the ReLU, and the ReLU's output buffer is the layer's own), and in the backward pass the
-// ReLU's mask is applied inside the layer's first pass over its output gradient.
-static int fused_relu(const ct_arch *arch, int i) {
-  return i > 0 && arch->layers[i].kind == CT_LAYER_RELU &&
-         (arch->layers[i - 1].kind == CT_LAYER_DENSE || arch->layers[i - 1].kind == CT_LAYER_CONV2D);
-}
-
-static void plan_buffers(const ct_arch *arch, int max_batch, buffer_plan *p) {
-  memset(p, 0, sizeof *p);
+size_t ct_model_device_bytes(const ct_arch *a, int max_batch) {
   size_t B = max_batch > 0 ? (size_t)max_batch : 0;
-  p->input = B * (size_t)arch->in_c * arch->in_h * arch->in_w;
-  p->first_param = arch->n;
-  for (int i = 0; i < arch->n; i++) {
-    const ct_layer *L = &arch->layers[i];
-    if (L->w_count && p->first_param == arch->n) p->first_param = i;
-    size_t out = B * (size_t)L->out_c * L->out_h * L->out_w;
-    p->act[i + 1] = L->kind == CT_LAYER_FLATTEN || fused_relu(arch, i) ? 0 : out;
-    if (out > p->dact) p->dact = out;
-    if (L->kind == CT_LAYER_CONV2D) {
-      ct_conv_geom g = geom(L, max_batch > 0 ? max_batch : 0);
-      ct_conv_scratch_size s = ct_conv2d_scratch_floats(&g);
-      p->conv.col = max_size(p->conv.col, s.col);
-      p->conv.t = max_size(p->conv.t, s.t);
-
-    }
-    if (L->kind == CT_LAYER_MAXPOOL) p->idx[i] = out;
-  }
-}
-
-size_t ct_model_device_bytes(const ct_arch *arch, int max_batch) {
-  buffer_plan p;
-  plan_buffers(arch, max_batch, &p);
-  size_t B = max_batch > 0 ? (size_t)max_batch : 0;
-  size_t floats = 2 * arch->param_count + p.input + B /* losses */ + p.conv.col + p.conv.t +
-                  2 * p.dact;
-  size_t ints = B /* labels */;
-  for (int i = 0; i < arch->n; i++) floats += p.act[i + 1], ints += p.idx[i];
-  return 4 * floats + sizeof(cl_int) * ints;
+  size_t bytes = 2 * 4 * a->param_count;
+  bytes += B * a->labels_per_sample * sizeof(cl_int);
+  for (int v = 0; v < a->nv; v++)
+    if (a->values[v].alias < 0)
+      bytes += B * ct_shape_count(&a->values[v].shape) * elem_size(&a->values[v].shape);
+  for (int i = 0; i < a->n; i++)
+    for (int k = 0; k < a->nodes[i].n_saved; k++) bytes += B * a->nodes[i].saved[k] * 4;
+  for (int s = 0; s < CT_SCRATCH_SLOTS; s++) bytes += B * a->scratch[s] * 4;
+  bytes += B * a->pool_floats * 4 * (size_t)(a->n_pool + a->need_tmp);
+  return bytes;
 }
 
 static ct_status alloc(ct_model *m, size_t bytes, const char *what, cl_mem *out) {
@@ -521,51 +580,56 @@ ct_status ct_model_init_tail(ct_device *dev, const ct_arch *arch, int max_batch,
   memset(m, 0, sizeof *m);
   if (max_batch < 1)
     return CT_FAIL(CT_ERR_USAGE, "batch size %d: expected at least 1", max_batch);
-  if (arch->n < 1 || arch->n > CT_MAX_LAYERS)
-    return CT_FAIL(CT_ERR_INTERNAL, "ct_model_init: architecture with %d layers", arch->n);
+  if (arch->n < 2 || arch->n > CT_MAX_NODES || !arch->nodes[arch->n - 1].op->is_loss)
+    return CT_FAIL(CT_ERR_INTERNAL, "ct_model_init: a graph of %d nodes without its loss",
+                   arch->n);
   size_t need = ct_model_device_bytes(arch, max_batch);
   if (need > dev->info.global_mem)
     return CT_FAIL(CT_ERR_NOMEM, "the model (%s) with batches of %d needs %zu bytes of device "
                    "memory, but %s has %llu bytes", arch->text, max_batch, need, dev->info.name,
                    (unsigned long long)dev->info.global_mem);
-  buffer_plan p;
-  plan_buffers(arch, max_batch, &p);
-  // Kernels index with 32 bits.
-  size_t biggest = max_size(max_size(p.input, p.dact), max_size(p.conv.col, p.conv.t));
-  if (biggest > 0xffffffffULL)
+  size_t B = (size_t)max_batch, biggest = B * arch->pool_floats;
+  for (int v = 0; v < arch->nv; v++)
+    if (B * ct_shape_count(&arch->values[v].shape) > biggest)
+      biggest = B * ct_shape_count(&arch->values[v].shape);
+  for (int s = 0; s < CT_SCRATCH_SLOTS; s++)
+    if (B * arch->scratch[s] > biggest) biggest = B * arch->scratch[s];
+  if (biggest > 0xffffffffULL)   // kernels index with 32 bits
     return CT_FAIL(CT_ERR_NOMEM, "the model (%s) with batches of %d needs a buffer of %zu "
                    "elements; at most 2^32-1 are supported", arch->text, max_batch, biggest);
-
   m->dev = dev;
   m->arch = *arch;
   m->max_batch = max_batch;
-  m->first_param = p.first_param;
-  m->last_conv = -1;
-  for (int i = 0; i < arch->n; i++)
-    if (arch->layers[i].kind == CT_LAYER_CONV2D) m->last_conv = i;
-  size_t B = (size_t)max_batch;
+  const ct_arch *a = &m->arch;
   ct_status st;
-  CT_GOTO(alloc(m, 4 * arch->param_count, "parameter", &m->params), st, fail);
-  CT_GOTO(alloc(m, 4 * (arch->param_count + grad_tail), "gradient", &m->grads), st, fail);
+  CT_GOTO(alloc(m, 4 * a->param_count, "parameter", &m->params), st, fail);
+  CT_GOTO(alloc(m, 4 * (a->param_count + grad_tail), "gradient", &m->grads), st, fail);
   m->grad_tail = grad_tail;
-  CT_GOTO(alloc(m, 4 * p.input, "input", &m->input), st, fail);
-  CT_GOTO(alloc(m, sizeof(cl_int) * B, "label", &m->labels), st, fail);
-  CT_GOTO(alloc(m, 4 * B, "loss", &m->losses), st, fail);
-  m->act[0] = m->input;
-  for (int i = 0; i < arch->n; i++) {
-    if (p.act[i + 1]) {
-      CT_GOTO(alloc(m, 4 * p.act[i + 1], "activation", &m->act[i + 1]), st, fail);
-      m->act_owned[i + 1] = 1;
-    } else {
-      m->act[i + 1] = m->act[i];
-    }
-    CT_GOTO(alloc(m, sizeof(cl_int) * p.idx[i], "pooling index", &m->idx[i]), st, fail);
+  CT_GOTO(alloc(m, sizeof(cl_int) * B * (size_t)a->labels_per_sample, "label", &m->labels), st,
+          fail);
+  for (int v = 0; v < a->nv; v++) {   // aliases come after their roots
+    const ct_value *x = &a->values[v];
+    if (x->alias >= 0) continue;
+    const char *what = v == 0 ? "input" : a->nodes[x->producer].op->is_loss ? "loss"
+                                                                            : "activation";
+    CT_GOTO(alloc(m, B * ct_shape_count(&x->shape) * elem_size(&x->shape), what, &m->act[v]), st,
+            fail);
+    m->act_owned[v] = 1;
   }
-  m->logits = m->act[arch->n];
-  CT_GOTO(alloc(m, 4 * p.conv.col, "im2col", &m->conv_col), st, fail);
-  CT_GOTO(alloc(m, 4 * p.conv.t, "convolution output", &m->conv_t), st, fail);
-  CT_GOTO(alloc(m, 4 * p.dact, "activation gradient", &m->dact[0]), st, fail);
-  CT_GOTO(alloc(m, 4 * p.dact, "activation gradient", &m->dact[1]), st, fail);
+  for (int v = 0; v < a->nv; v++) m->act[v] = m->act[root_of(a, v)];
+  m->input = m->act[0];
+  m->logits = m->act[a->logits];
+  m->losses = m->act[a->nodes[a->n - 1].out];
+  for (int i = 0; i < a->n; i++)
+    for (int k = 0; k < a->nodes[i].n_saved; k++)
+      CT_GOTO(alloc(m, 4 * B * a->nodes[i].saved[k], "saved activation", &m->saved[i][k]), st,
+              fail);
+  for (int s = 0; s < CT_SCRATCH_SLOTS; s++)
+    CT_GOTO(alloc(m, 4 * B * a->scratch[s], "scratch", &m->scratch[s]), st, fail);
+  for (int k = 0; k < a->n_pool; k++)
+    CT_GOTO(alloc(m, 4 * B * a->pool_floats, "activation gradient", &m->pool[k]), st, fail);
+  if (a->need_tmp)
+    CT_GOTO(alloc(m, 4 * B * a->pool_floats, "activation gradient", &m->tmp), st, fail);
   return CT_OK;
 fail:
   ct_model_free(m);
@@ -582,17 +646,15 @@ void ct_model_free(ct_model *m) {
   release(&m->params);
   release(&m->grads);
   release(&m->labels);
-  release(&m->losses);
-  for (int i = 1; i <= CT_MAX_LAYERS; i++)
-    if (m->act_owned[i]) release(&m->act[i]);
-  release(&m->input);
-  for (int i = 0; i < CT_MAX_LAYERS; i++) release(&m->idx[i]);
-  release(&m->conv_col);
-  release(&m->conv_t);
-  release(&m->dact[0]);
-  release(&m->dact[1]);
-  for (int i = 0; i < CT_MAX_LAYERS; i++)
-    if (m->grad_done[i]) clReleaseEvent(m->grad_done[i]);
+  for (int v = 0; v < CT_MAX_VALUES; v++)
+    if (m->act_owned[v]) release(&m->act[v]);
+  for (int i = 0; i < CT_MAX_NODES; i++) {
+    for (int k = 0; k < CT_OP_MAX_SAVED; k++) release(&m->saved[i][k]);
+    if (m->done[i]) clReleaseEvent(m->done[i]);
+  }
+  for (int s = 0; s < CT_SCRATCH_SLOTS; s++) release(&m->scratch[s]);
+  for (int k = 0; k < CT_MAX_POOL; k++) release(&m->pool[k]);
+  release(&m->tmp);
   memset(m, 0, sizeof *m);
 }
 
@@ -604,8 +666,10 @@ static ct_status check_batch(const ct_model *m, int batch, const char *what) {
   return CT_OK;
 }
 
-static size_t sample_size(const ct_model *m) {
-  return (size_t)m->arch.in_c * m->arch.in_h * m->arch.in_w;
+static size_t sample_size(const ct_model *m) { return ct_shape_count(&m->arch.values[0].shape); }
+
+size_t ct_model_loss_count(const ct_model *m, int batch) {
+  return (size_t)batch * (size_t)m->arch.labels_per_sample;
 }
 
 ct_status ct_model_upload_params(ct_model *m, const float *params) {
@@ -628,7 +692,7 @@ ct_status ct_model_set_batch(ct_model *m, const float *x, const int *y, int batc
   CL_CHECK(clEnqueueWriteBuffer(m->dev->queue, m->input, CL_TRUE, 0,
                                 4 * (size_t)batch * sample_size(m), x, 0, NULL, NULL));
   CL_CHECK(clEnqueueWriteBuffer(m->dev->queue, m->labels, CL_TRUE, 0,
-                                sizeof(cl_int) * (size_t)batch, y, 0, NULL, NULL));
+                                sizeof(cl_int) * ct_model_loss_count(m, batch), y, 0, NULL, NULL));
   return CT_OK;
 }
 
@@ -642,7 +706,7 @@ ct_status ct_model_set_batch_async(ct_model *m, const float *x, const int *y, in
                                 4 * (size_t)batch * sample_size(m), x, 0, NULL,
                                 ct_prof_event(dev, "write batch (inputs)", 0, CT_PROF_TRANSFER)));
   CL_CHECK(clEnqueueWriteBuffer(dev->queue, m->labels, CL_FALSE, 0,
-                                sizeof(cl_int) * (size_t)batch, y, 0, NULL, done));
+                                sizeof(cl_int) * ct_model_loss_count(m, batch), y, 0, NULL, done));
   if (dev->prof) {   // the labels' write: profiled through a copy of its event
     cl_event *ev = ct_prof_event(dev, "write batch (labels)", 0, CT_PROF_TRANSFER);
     if (ev) {
@@ -656,8 +720,8 @@ ct_status ct_model_set_batch_async(ct_model *m, const float *x, const int *y, in
 ct_status ct_model_read_losses(ct_model *m, int batch, float *losses) {
   CT_TRY(check_batch(m, batch, "ct_model_read_losses"));
   if (!batch) return CT_OK;
-  CL_CHECK(clEnqueueReadBuffer(m->dev->queue, m->losses, CL_TRUE, 0, 4 * (size_t)batch, losses,
-                               0, NULL, NULL));
+  CL_CHECK(clEnqueueReadBuffer(m->dev->queue, m->losses, CL_TRUE, 0,
+                               4 * ct_model_loss_count(m, batch), losses, 0, NULL, NULL));
   return CT_OK;
 }
 
@@ -665,19 +729,39 @@ ct_status ct_model_read_logits(ct_model *m, int batch, float *logits) {
   CT_TRY(check_batch(m, batch, "ct_model_read_logits"));
   if (!batch) return CT_OK;
   CL_CHECK(clEnqueueReadBuffer(m->dev->queue, m->logits, CL_TRUE, 0,
-                               4 * (size_t)batch * m->arch.classes, logits, 0, NULL, NULL));
+                               4 * (size_t)batch * ct_shape_count(&m->arch.values[m->arch.logits].shape),
+                               logits, 0, NULL, NULL));
   return CT_OK;
 }
 
 // ---- forward / backward ---------------------------------------------------------------------
 
-static size_t out_elems(const ct_layer *L, int batch) {
-  return (size_t)batch * L->out_c * L->out_h * L->out_w;
-}
-
-// Index (mod 2^32) of the first element of a share starting at sample `offset` of the batch.
-static uint32_t dropout_first(const ct_layer *L, int offset) {
-  return (uint32_t)offset * (uint32_t)((size_t)L->out_c * L->out_h * L->out_w);
+// The buffers of node i for a pass over `batch` samples (what the last forward recorded).
+static void node_io(ct_model *m, int i, int batch, ct_op_io *io) {
+  const ct_arch *a = &m->arch;
+  const ct_node *n = &a->nodes[i];
+  memset(io, 0, sizeof *io);
+  io->dev = m->dev;
+  io->g = a;
+  io->batch = batch;
+  io->train = m->fwd_train;
+  io->seed = ct_model_dropout_seed(m->fwd_seed, i);
+  io->sample_offset = (uint32_t)m->fwd_offset;
+  for (int j = 0; j < n->n_in; j++) io->x[j] = m->act[n->in[j]];
+  io->y = m->act[n->out];
+  io->params = m->params;
+  io->grads = m->grads;
+  for (int k = 0; k < n->n_param; k++) {
+    io->p[k] = a->tensors[n->param[k]].off;
+    io->dp_mode[k] = (ct_grad_mode)n->dp_mode[k];
+  }
+  for (int k = 0; k < n->n_saved; k++) io->saved[k] = m->saved[i][k];
+  for (int k = 0; k < n->n_scratch; k++) {
+    io->scratch[k] = m->scratch[n->scratch_id[k]];
+    io->scratch_valid[k] = n->scratch_valid[k];
+  }
+  io->labels = m->labels;
+  io->losses = m->losses;
 }
 
 ct_status ct_model_forward(ct_model *m, int batch, int train, uint64_t dropout_seed) {
@@ -689,102 +773,84 @@ ct_status ct_model_forward(ct_model *m, int batch, int train, uint64_t dropout_s
   m->fwd_seed = dropout_seed;
   m->fwd_offset = m->sample_offset;
   if (!batch) return CT_OK;
-  ct_device *dev = m->dev;
-  ct_conv_scratch cs = {m->conv_col, m->conv_t};
   for (int i = 0; i < m->arch.n; i++) {
-    const ct_layer *L = &m->arch.layers[i];
-    cl_mem x = m->act[i], y = m->act[i + 1];
-    ct_conv_geom g = geom(L, batch);
-    switch (L->kind) {
-      case CT_LAYER_DENSE:
-        CT_TRY(ct_dense_forward(dev, batch, L->in_c, L->out_c, x, m->params, L->w_off, m->params,
-                                L->b_off, y, fused_relu(&m->arch, i + 1)));
-        break;
-      case CT_LAYER_CONV2D:
-        CT_TRY(ct_conv2d_forward(dev, &g, x, m->params, L->w_off, m->params, L->b_off, &cs, y,
-                                 fused_relu(&m->arch, i + 1)));
-        break;
-      case CT_LAYER_MAXPOOL:
-        CT_TRY(ct_maxpool_forward(dev, &g, x, y, m->idx[i]));
-        break;
-      case CT_LAYER_RELU:
-        if (!fused_relu(&m->arch, i)) CT_TRY(ct_relu_forward(dev, out_elems(L, batch), x, y));
-        break;   // fused: done by the layer before, y aliases x
-      case CT_LAYER_FLATTEN:
-        break;   // y aliases x
-      case CT_LAYER_DROPOUT:
-        CT_TRY(ct_dropout_forward(dev, out_elems(L, batch), train ? L->p : 0.0f,
-                                  ct_model_dropout_seed(dropout_seed, i),
-                                  dropout_first(L, m->fwd_offset), x, y));
-        break;
-    }
+    const ct_node *n = &m->arch.nodes[i];
+    if (n->fused || n->op->is_loss) continue;   // (fused: done by the node before)
+    ct_op_io io;
+    node_io(m, i, batch, &io);
+    CT_TRY(n->op->forward(n, &io));
   }
+  return CT_OK;
+}
+
+ct_status ct_model_loss(ct_model *m, int batch) {
+  CT_TRY(check_batch(m, batch, "ct_model_loss"));
+  if (batch != m->fwd_batch)
+    return CT_FAIL(CT_ERR_INTERNAL, "ct_model_loss on a batch of %d after a forward of %d",
+                   batch, m->fwd_batch);
+  if (!batch) return CT_OK;
+  int i = m->arch.n - 1;
+  ct_op_io io;
+  node_io(m, i, batch, &io);
+  io.dx[0] = m->pool[0];   // the loss's gradient, unused: a gradient buffer is free now
+  return m->arch.nodes[i].op->forward(&m->arch.nodes[i], &io);
+}
+
+static ct_status mark(ct_model *m, int i) {
+  if (m->done[i]) clReleaseEvent(m->done[i]);
+  m->done[i] = NULL;
+  CL_CHECK(clEnqueueMarkerWithWaitList(m->dev->queue, 0, NULL, &m->done[i]));
   return CT_OK;
 }
 
 ct_status ct_model_backward(ct_model *m, int batch, float loss_scale) {
   CT_TRY(check_batch(m, batch, "ct_model_backward"));
   ct_device *dev = m->dev;
+  const ct_arch *a = &m->arch;
   if (!batch) {   // an empty share: zero gradients (written, for mark_grads, by the fill)
-    CT_TRY(ct_fill(dev, m->grads, m->arch.param_count, 0.0f));
-    for (int i = m->first_param; m->mark_grads && i < m->arch.n; i++) {
-      if (m->grad_done[i]) clReleaseEvent(m->grad_done[i]);
-      m->grad_done[i] = NULL;
-      if (m->arch.layers[i].w_count + m->arch.layers[i].b_count > 0)
-        CL_CHECK(clEnqueueMarkerWithWaitList(dev->queue, 0, NULL, &m->grad_done[i]));
-    }
+    CT_TRY(ct_fill(dev, m->grads, a->param_count, 0.0f));
+    for (int i = 0; m->mark_grads && i < a->n; i++)
+      if (a->nodes[i].marks) CT_TRY(mark(m, i));
     return CT_OK;
   }
   if (batch != m->fwd_batch)
     return CT_FAIL(CT_ERR_INTERNAL, "ct_model_backward on a batch of %d after a forward of %d",
                    batch, m->fwd_batch);
-  cl_mem g = m->dact[0], other = m->dact[1], tmp;
-  ct_conv_scratch cs = {m->conv_col, m->conv_t};
-  CT_TRY(ct_softmax_xent(dev, batch, m->arch.classes, m->logits, m->labels, loss_scale,
-                         m->losses, g));
-  for (int i = m->arch.n - 1; i >= m->first_param; i--) {
-    const ct_layer *L = &m->arch.layers[i];
-    int need_dx = i > m->first_param;
-    cl_mem dx = need_dx ? other : NULL;
-    ct_conv_geom gm = geom(L, batch);
-    // the ReLU after this layer, fused: its output masks this layer's output gradient
-    cl_mem relu_y = i + 1 < m->arch.n && fused_relu(&m->arch, i + 1) ? m->act[i + 2] : NULL;
-    switch (L->kind) {
-      case CT_LAYER_DENSE:
-        CT_TRY(ct_dense_backward(dev, batch, L->in_c, L->out_c, m->act[i], m->params, L->w_off, g,
-                                 m->grads, L->w_off, m->grads, L->b_off, dx, relu_y));
-        break;
-      case CT_LAYER_CONV2D:
-        CT_TRY(ct_conv2d_backward(dev, &gm, m->act[i], m->params, L->w_off, g, m->grads,
-                                  L->w_off, m->grads, L->b_off, &cs, dx, relu_y,
-                                  i == m->last_conv));
-        break;
-      case CT_LAYER_MAXPOOL:
-        CT_TRY(ct_maxpool_backward(dev, &gm, g, m->idx[i], other));
-        break;
-      case CT_LAYER_RELU:
-        if (fused_relu(&m->arch, i)) dx = NULL;   // the layer before applies the mask
-        else CT_TRY(ct_relu_backward(dev, out_elems(L, batch), m->act[i + 1], g, other));
-        break;
-      case CT_LAYER_FLATTEN:
-        dx = NULL;   // the gradient passes through unchanged
-        break;
-      case CT_LAYER_DROPOUT:
-        if (m->fwd_train && L->p > 0.0f)
-          CT_TRY(ct_dropout_backward(dev, out_elems(L, batch), L->p,
-                                     ct_model_dropout_seed(m->fwd_seed, i),
-                                     dropout_first(L, m->fwd_offset), g, other));
-        else
-          dx = NULL;   // identity
-        break;
+  for (int i = a->n - 1; i >= 0; i--) {
+    const ct_node *n = &a->nodes[i];
+    if (!n->backward) continue;
+    if (!n->fused) {   // (fused: the node before applies it; its input's gradient is shared)
+      ct_op_io io;
+      node_io(m, i, batch, &io);
+      io.loss_scale = loss_scale;
+      if (!n->op->is_loss) io.dy = m->pool[a->values[n->out].grad_buf];
+      int through_tmp = -1;   // an input whose gradient is added through m->tmp
+      for (int j = 0; j < n->n_in; j++) {
+        io.dx_mode[j] = (ct_grad_mode)n->dx_mode[j];
+        if (io.dx_mode[j] == CT_GRAD_NONE) continue;
+        io.dx[j] = m->pool[a->values[n->in[j]].grad_buf];
+        if (io.dx_mode[j] == CT_GRAD_ADD && !n->op->can_add_dx) {
+          io.dx[j] = m->tmp;
+          io.dx_mode[j] = CT_GRAD_WRITE;
+          through_tmp = j;
+        }
+      }
+      CT_TRY(n->op->backward(n, &io));
+      if (through_tmp >= 0) {
+        int v = n->in[through_tmp];
+        CT_TRY(ct_axpy(dev, m->pool[a->values[v].grad_buf], m->tmp,
+                       (size_t)batch * ct_shape_count(&a->values[v].shape), 1.0f));
+      }
     }
-    if (dx) tmp = g, g = other, other = tmp;
-    if (m->mark_grads && L->w_count + L->b_count > 0) {
-      if (m->grad_done[i]) clReleaseEvent(m->grad_done[i]);
-      m->grad_done[i] = NULL;
-      CL_CHECK(clEnqueueMarkerWithWaitList(dev->queue, 0, NULL, &m->grad_done[i]));
-      CL_CHECK(clFlush(dev->queue));   // the layers' kernels start while the host goes on
+    if (m->mark_grads && n->marks) {
+      CT_TRY(mark(m, i));
+      CL_CHECK(clFlush(dev->queue));   // the nodes' kernels start while the host goes on
     }
   }
   return CT_OK;
+}
+
+cl_event ct_model_tensor_ready(const ct_model *m, int t) {
+  int i = m->arch.tensors[t].last_writer;
+  return i >= 0 ? m->done[i] : NULL;
 }

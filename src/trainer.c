@@ -223,6 +223,8 @@ typedef struct {
   int in_flight;
 } step_status;
 
+#define CT_MAX_BUCKETS 256   // --bucket-mb: gradient windows at most
+
 // A step whose gradients are computed (or being computed), with what its reduce and apply need.
 typedef struct {
   long step;
@@ -248,9 +250,9 @@ typedef struct {
   // bucket b may be reduced once bk_ev[b] has completed (its layers' backward; the last
   // bucket, which holds element 0, and the status words wait for compute_end)
   int nb;
-  size_t bk_lo[CT_MAX_LAYERS], bk_hi[CT_MAX_LAYERS];
-  int bk_layer[CT_MAX_LAYERS];
-  cl_event bk_ev[CT_MAX_LAYERS];
+  size_t bk_lo[CT_MAX_BUCKETS], bk_hi[CT_MAX_BUCKETS];
+  int bk_tensor[CT_MAX_BUCKETS];   // the tensor whose "gradient ready" event the bucket waits for
+  cl_event bk_ev[CT_MAX_BUCKETS];
   cl_event compute_end;    // buckets: marker after the step's compute
   double clock_off;        // stale: host clock - device profiling clock (s)
   double exposed_s, warm_exposed;
@@ -654,30 +656,40 @@ static ct_status shard_gather_state(run_state *s) {
   return CT_OK;
 }
 
-// --bucket-mb X: the gradients cut into windows of whole layers, from the last layer back, each
-// closed once it holds X MiB (the first layers' remainder is the last window). Parameters are
-// laid out in layer order, so every window is contiguous.
+// --bucket-mb X: the gradients cut into windows of whole groups of tensors (the tensors whose
+// gradients complete together: a layer's weight and bias), from the end of the parameter
+// buffer back, each closed once it holds X MiB (the first tensors' remainder is the last
+// window). The tensor table lays the parameters out so that the later a tensor's gradient is
+// complete in backward, the nearer the buffer's start it lies: every window is contiguous and
+// ready once its earliest-placed group is.
 static ct_status bucket_setup(run_state *s) {
   double cap_f = s->cfg->bucket_mb * 1048576.0 / sizeof(float);
   size_t cap = cap_f < 1 ? 1 : (size_t)cap_f, hi = s->P;
-  int open_layer = -1;
+  const ct_arch *a = &s->arch;
+  int open = -1;   // the window's group that completes last (its first tensor), if any
   s->nb = 0;
-  for (int i = s->arch.n - 1; i >= 0; i--) {
-    const ct_layer *L = &s->arch.layers[i];
-    if (L->w_count + L->b_count == 0) continue;
-    size_t lo = L->w_count ? L->w_off : L->b_off;
-    open_layer = i;
+  for (int t = a->nt - 1; t >= 0; t--) {
+    if (t > 0 && a->tensors[t - 1].last_writer == a->tensors[t].last_writer)
+      continue;   // not the group's first tensor
+    size_t lo = a->tensors[t].off;
+    open = t;
     if (hi - lo >= cap) {
-      s->bk_lo[s->nb] = lo, s->bk_hi[s->nb] = hi, s->bk_layer[s->nb] = i;
+      if (s->nb == CT_MAX_BUCKETS)
+        return CT_FAIL(CT_ERR_USAGE, "--bucket-mb %g: more than %d buckets", s->cfg->bucket_mb,
+                       CT_MAX_BUCKETS);
+      s->bk_lo[s->nb] = lo, s->bk_hi[s->nb] = hi, s->bk_tensor[s->nb] = t;
       s->nb++;
       hi = lo;
-      open_layer = -1;
+      open = -1;
     }
   }
-  if (hi > 0 && open_layer >= 0) {
-    s->bk_lo[s->nb] = 0, s->bk_hi[s->nb] = hi, s->bk_layer[s->nb] = open_layer;
+  if (hi > 0 && open >= 0) {
+    if (s->nb == CT_MAX_BUCKETS)
+      return CT_FAIL(CT_ERR_USAGE, "--bucket-mb %g: more than %d buckets", s->cfg->bucket_mb,
+                     CT_MAX_BUCKETS);
+    s->bk_lo[s->nb] = 0, s->bk_hi[s->nb] = hi, s->bk_tensor[s->nb] = open;
     s->nb++;
-  } else if (hi > 0 && s->nb > 0) {   // (parameters below the first layer's: none in practice)
+  } else if (hi > 0 && s->nb > 0) {   // (parameters below the first tensor's: none in practice)
     s->bk_lo[s->nb - 1] = 0;
   }
   // markers per layer; with --accumulate the gradients are complete only after the last chunk's
@@ -722,6 +734,23 @@ static ct_status clock_setup(run_state *s) {
     if (t1 - t0 < best) best = t1 - t0, s->clock_off = 0.5 * (t0 + t1) - (double)end * 1e-9;
   }
   return CT_OK;
+}
+
+// Weight decay follows the tensor table: the runs of tensors that the table says not to decay.
+static ct_status optim_decay_setup(run_state *s) {
+  const ct_arch *a = &s->arch;
+  size_t *lo = malloc((size_t)(a->nt + 1) * 2 * sizeof *lo), *hi = lo ? lo + a->nt + 1 : NULL;
+  if (!lo) return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
+  int n = 0;
+  for (int t = 0; t < a->nt; t++) {
+    const ct_tensor *x = &a->tensors[t];
+    if (x->decay) continue;
+    if (n > 0 && hi[n - 1] == x->off) hi[n - 1] += x->count;
+    else lo[n] = x->off, hi[n] = x->off + x->count, n++;
+  }
+  ct_status st = ct_optim_set_no_decay(&s->opt, lo, hi, n);
+  free(lo);
+  return st;
 }
 
 // Opens this rank's device. A spec that is wrong for one rank only (ambiguous on its node, say)
@@ -841,6 +870,7 @@ static ct_status setup(run_state *s) {
     CL_CHECK((s->gbuf[1] = ct_device_buffer(&s->dev, (s->P + s->tail) * sizeof(float), &err), err));
   }
   CT_TRY(ct_optim_init(&s->dev, &cfg->optim, s->arch.param_count, &s->opt));
+  CT_TRY(optim_decay_setup(s));
   if (cfg->sync == CT_SYNC_STALE && cfg->optim.kind == CT_OPT_SGD &&
       !(getenv("CLTRAIN_STALE_NO_PREDICT") && *getenv("CLTRAIN_STALE_NO_PREDICT"))) {
     cl_int err;
@@ -1116,8 +1146,9 @@ static ct_status phase_compute(run_state *s, slot *b, cl_mem grads, computed *c)
     release_event(&s->compute_end);
     CL_CHECK(clEnqueueMarkerWithWaitList(s->dev.queue, 0, NULL, &s->compute_end));
     for (int k = 0; k < s->nb; k++)
-      s->bk_ev[k] = s->model.mark_grads && s->bk_lo[k] > 0 ? s->model.grad_done[s->bk_layer[k]]
-                                                            : s->compute_end;
+      s->bk_ev[k] = s->model.mark_grads && s->bk_lo[k] > 0
+                        ? ct_model_tensor_ready(&s->model, s->bk_tensor[k])
+                        : s->compute_end;
   }
   if (cfg->sync != CT_SYNC_STALE) CL_CHECK(clFlush(s->dev.queue));
   if (s->comm->rank == cfg->inject_slow_rank && cfg->inject_slow_us > 0 && b->m > 0)
@@ -1164,9 +1195,9 @@ static void bucket_span(run_state *s, int k, double t0) {
 static ct_status reduce_buckets(run_state *s, computed *c, double t_start, double *compute_s) {
   ct_comm *comm = s->comm;
   int nb = s->nb, next = 0, first = 0;
-  ct_allreduce_req *q[CT_MAX_LAYERS];
-  cl_event fin[CT_MAX_LAYERS];
-  double t_bk[CT_MAX_LAYERS];
+  ct_allreduce_req *q[CT_MAX_BUCKETS];
+  cl_event fin[CT_MAX_BUCKETS];
+  double t_bk[CT_MAX_BUCKETS];
   double t_done = 0, t2 = ct_now();
   ct_status st = CT_OK;
   cl_int err, stat;

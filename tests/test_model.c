@@ -9,39 +9,59 @@
 
 #include "cltrain/layers.h"
 #include "cltrain/model.h"
+#include "op_ref.h"
 #include "testutil.h"
 
 static ct_device g_dev;
 
 // ---- architecture parsing --------------------------------------------------------------------
 
+// The named tensor `name` of a; fails when there is none.
+static const ct_tensor *tensor(const ct_arch *a, const char *name) {
+  int t = ct_arch_tensor_find(a, name);
+  ck_assert_msg(t >= 0, "%s has no tensor %s", a->text, name);
+  return &a->tensors[t];
+}
+static const ct_shape *in_of(const ct_arch *a, int i) { return &a->values[a->nodes[i].in[0]].shape; }
+static const ct_shape *out_of(const ct_arch *a, int i) { return &a->values[a->nodes[i].out].shape; }
+
 START_TEST(presets_have_the_reference_shapes) {
   ct_arch a;
   ck_assert_ct(ct_arch_parse("mlp", 1, 28, 28, 10, &a));
   ck_assert_uint_eq(a.param_count, 669706);
-  ck_assert_int_eq(a.n, 6);
+  ck_assert_int_eq(a.n, 7);   // six layers and the loss
+  ck_assert_str_eq(a.nodes[6].op->name, "softmax_xent");
   ck_assert_str_eq(a.text, "flatten,dense:512,relu,dense:512,relu,dense:10");
-  ck_assert_int_eq(a.layers[1].in_c, 784);
-  ck_assert_int_eq(a.layers[1].in_h, 1);
-  ck_assert_uint_eq(a.layers[1].w_count, 784 * 512);
-  ck_assert_uint_eq(a.layers[5].b_off + a.layers[5].b_count, a.param_count);
+  ck_assert_int_eq(in_of(&a, 1)->nd, 1);
+  ck_assert_int_eq(in_of(&a, 1)->d[0], 784);
+  ck_assert_uint_eq(tensor(&a, "1.weight")->count, 784 * 512);
+  ck_assert_int_eq(tensor(&a, "1.weight")->shape[0], 512);
+  ck_assert_int_eq(tensor(&a, "1.weight")->shape[1], 784);
+  ck_assert_uint_eq(tensor(&a, "5.bias")->off + tensor(&a, "5.bias")->count, a.param_count);
+  ck_assert_int_eq(a.nt, 6);
+  ck_assert_int_eq(a.nodes[2].fused, 1);   // the ReLUs after dense are fused into it
+  ck_assert_int_eq(a.nodes[4].fused, 1);
+  ck_assert_int_eq(a.n_pool, 2);           // a chain's gradient ping-pong
 
   ck_assert_ct(ct_arch_parse("cnn", 1, 28, 28, 10, &a));
   ck_assert_uint_eq(a.param_count, 421642);
-  ck_assert_int_eq(a.n, 10);
+  ck_assert_int_eq(a.n, 11);
   ck_assert_str_eq(a.text, "conv3x3:32,relu,maxpool2,conv3x3:64,relu,maxpool2,flatten,"
                            "dense:128,relu,dense:10");
-  const ct_layer *c1 = &a.layers[0], *c2 = &a.layers[3], *d1 = &a.layers[7];
-  ck_assert_int_eq(c1->kind, CT_LAYER_CONV2D);
-  ck_assert_int_eq(c1->k, 3); ck_assert_int_eq(c1->pad, 1); ck_assert_int_eq(c1->stride, 1);
-  ck_assert_int_eq(c1->out_c, 32); ck_assert_int_eq(c1->out_h, 28);
-  ck_assert_uint_eq(c1->w_off, 0); ck_assert_uint_eq(c1->w_count, 288);
-  ck_assert_uint_eq(c1->b_off, 288); ck_assert_uint_eq(c1->b_count, 32);
-  ck_assert_int_eq(c2->in_c, 32); ck_assert_int_eq(c2->in_h, 14);
-  ck_assert_uint_eq(c2->w_off, 320); ck_assert_uint_eq(c2->w_count, 64 * 32 * 9);
-  ck_assert_int_eq(a.layers[5].out_h, 7);
-  ck_assert_int_eq(d1->kind, CT_LAYER_DENSE);
-  ck_assert_int_eq(d1->in_c, 3136); ck_assert_int_eq(d1->out_c, 128);
+  ck_assert_str_eq(a.nodes[0].op->name, "conv2d");
+  ck_assert_int_eq(out_of(&a, 0)->d[0], 32); ck_assert_int_eq(out_of(&a, 0)->d[1], 28);
+  const ct_tensor *w1 = tensor(&a, "0.weight"), *b1 = tensor(&a, "0.bias");
+  ck_assert_uint_eq(w1->off, 0); ck_assert_uint_eq(w1->count, 288);
+  ck_assert_int_eq(w1->nd, 4); ck_assert_int_eq(w1->shape[1], 1); ck_assert_int_eq(w1->shape[3], 3);
+  ck_assert_uint_eq(b1->off, 288); ck_assert_uint_eq(b1->count, 32);
+  ck_assert_int_eq(in_of(&a, 3)->d[0], 32); ck_assert_int_eq(in_of(&a, 3)->d[1], 14);
+  ck_assert_uint_eq(tensor(&a, "3.weight")->off, 320);
+  ck_assert_uint_eq(tensor(&a, "3.weight")->count, 64 * 32 * 9);
+  ck_assert_int_eq(out_of(&a, 5)->d[1], 7);
+  ck_assert_str_eq(a.nodes[7].op->name, "dense");
+  ck_assert_int_eq(tensor(&a, "7.weight")->shape[1], 3136);
+  ck_assert_int_eq(tensor(&a, "7.weight")->shape[0], 128);
+  for (int t = 0; t < a.nt; t++) ck_assert_int_eq(a.tensors[t].decay, 1);   // as PyTorch's SGD
   // The canonical text parses to the same architecture.
   ct_arch b;
   ck_assert_ct(ct_arch_parse(a.text, 1, 28, 28, 10, &b));
@@ -50,6 +70,7 @@ START_TEST(presets_have_the_reference_shapes) {
   char desc[4096];
   ct_arch_describe(&a, desc, sizeof desc);
   ck_assert_ptr_nonnull(strstr(desc, "total 421642 parameters"));
+  ck_assert_ptr_nonnull(strstr(desc, " 7 dense    3136x1x1 -> 128x1x1  params 401536"));
 }
 END_TEST
 
@@ -58,10 +79,10 @@ START_TEST(good_strings_parse) {
   ck_assert_ct(ct_arch_parse("conv5x5:16/s2/p2,relu,maxpool2,dropout:0.25,dense:10", 1, 28, 28,
                              10, &a));
   ck_assert_str_eq(a.text, "conv5x5:16/s2,relu,maxpool2,dropout:0.25,dense:10");
-  ck_assert_int_eq(a.layers[0].out_h, 14); ck_assert_int_eq(a.layers[0].stride, 2);
-  ck_assert_int_eq(a.layers[2].out_c, 16); ck_assert_int_eq(a.layers[2].out_h, 7);
-  ck_assert_float_eq(a.layers[3].p, 0.25f);
-  ck_assert_int_eq(a.layers[4].in_c, 16 * 7 * 7);   // dense flattens implicitly
+  ck_assert_int_eq(out_of(&a, 0)->d[1], 14);
+  ck_assert_int_eq(out_of(&a, 2)->d[0], 16); ck_assert_int_eq(out_of(&a, 2)->d[1], 7);
+  ck_assert_str_eq(a.nodes[3].token, "dropout:0.25");
+  ck_assert_int_eq(tensor(&a, "4.weight")->shape[1], 16 * 7 * 7);   // dense flattens implicitly
   ck_assert_uint_eq(a.param_count, 16 * 25 + 16 + 784 * 10 + 10);
   ck_assert_ct(ct_arch_parse(a.text, 1, 28, 28, 10, &b));
   ck_assert_str_eq(b.text, a.text);
@@ -72,16 +93,16 @@ START_TEST(good_strings_parse) {
   ck_assert_str_eq(a.text, "dense:32,relu,dense:10");
   ck_assert_ct(ct_arch_parse("conv3x3:8/p0/s2,flatten,dense:3", 3, 13, 11, 3, &a));
   ck_assert_str_eq(a.text, "conv3x3:8/s2/p0,flatten,dense:3");
-  ck_assert_int_eq(a.layers[0].out_h, 6); ck_assert_int_eq(a.layers[0].out_w, 5);
-  ck_assert_int_eq(a.layers[1].out_c, 8 * 6 * 5);
+  ck_assert_int_eq(out_of(&a, 0)->d[1], 6); ck_assert_int_eq(out_of(&a, 0)->d[2], 5);
+  ck_assert_int_eq(out_of(&a, 1)->d[0], 8 * 6 * 5);
   ck_assert_ct(ct_arch_parse("dropout:-0,dense:10", 1, 28, 28, 10, &a));
   ck_assert_str_eq(a.text, "dropout:0,dense:10");
   ck_assert_ct(ct_arch_parse("dropout:0.1,conv1x1:10,maxpool3", 2, 3, 3, 10, &a));
   ck_assert_str_eq(a.text, "dropout:0.1,conv1x1:10,maxpool3");
-  ck_assert_int_eq(a.layers[1].pad, 0);
+  ck_assert_int_eq(out_of(&a, 1)->d[1], 3);   // padding 1/2 = 0 keeps 3x3
   // Presets follow the number of classes.
   ck_assert_ct(ct_arch_parse("mlp", 1, 28, 28, 26, &a));
-  ck_assert_int_eq(a.layers[a.n - 1].out_c, 26);
+  ck_assert_int_eq(out_of(&a, a.n - 2)->d[0], 26);
 }
 END_TEST
 
@@ -147,13 +168,89 @@ START_TEST(bad_strings_name_the_token) {
   expect_bad("dense:200000,dense:200000,dense:10", 1, 28, 28, 10, "token 2", "parameters", NULL);
   expect_bad("conv1x1:16777216,conv60000x60000:16777216/p59999,dense:10", 1, 1, 1, 10,
              "token 2", "parameters", NULL);
-  char many[1024] = "";
-  for (int i = 0; i < 70; i++) strcat(many, "relu,");
+  char many[4096] = "";
+  for (int i = 0; i < 520; i++) strcat(many, "relu,");
   strcat(many, "dense:10");
-  expect_bad(many, 1, 28, 28, 10, "token 65", "more than 64 layers", NULL);
+  expect_bad(many, 1, 28, 28, 10, "canonical architecture text is longer than 1023", NULL, NULL);
   expect_bad("dense:10", 0, 28, 28, 10, "data shape", NULL, NULL);
   expect_bad("dense:32,re\nlu,dense:10", 1, 28, 28, 10, "token 2 contains a control character",
              NULL, NULL);
+}
+END_TEST
+
+// The graph builder: a tied tensor is one tensor whose gradient gets both contributions (the
+// first in backward order writes, the next adds), a dangling branch is refused, and the graph
+// has a cap that is one line. (A value with two consumers: the residual add's lines.)
+START_TEST(builder_shares_values_and_tensors) {
+  ct_arch *a = malloc(sizeof *a);
+  ct_shape in = {1, {12, 0, 0}, 0};
+  ct_arch_begin(a, &in);
+  int x = 0, h, r, y, z, tied[1];
+  ck_assert_ct(ct_arch_add(a, "dense", "dense:8", &x, 1, "fc", NULL, &h));
+  ck_assert_ct(ct_arch_add(a, "relu", "relu", &h, 1, "act", NULL, &r));
+  ck_assert_ct(ct_arch_add(a, "dense", "dense:8/nobias", &r, 1, "p1", NULL, &y));
+  tied[0] = ct_arch_tensor_find(a, "p1.weight");
+  ck_assert_int_ge(tied[0], 0);
+  ck_assert_ct(ct_arch_add(a, "dense", "dense:8/nobias", &y, 1, "p2", tied, &z));
+  ck_assert_ct(ct_arch_end(a, "softmax_xent", z, 1));
+  ck_assert_int_eq(a->nt, 3);                       // fc.weight, fc.bias, p1.weight
+  ck_assert_int_eq(ct_arch_tensor_find(a, "p2.weight"), -1);
+  ck_assert_int_eq(a->nodes[1].fused, 1);           // the relu, into fc
+  const ct_node *p1 = &a->nodes[2], *p2 = &a->nodes[3];
+  // backward runs p2 first: it writes p1.weight's gradient, p1 adds to it
+  ck_assert_int_eq(p2->dp_mode[0], CT_GRAD_WRITE);
+  ck_assert_int_eq(p1->dp_mode[0], CT_GRAD_ADD);
+  ck_assert_int_eq(a->tensors[tied[0]].first_writer, 3);
+  ck_assert_int_eq(a->tensors[tied[0]].last_writer, 2);   // complete after p1's backward
+  ck_assert_int_eq(a->nodes[2].marks, 1);
+  ck_assert_int_eq(a->nodes[3].marks, 0);
+  // through the model: the tied weight's gradient is the sum of both uses (finite differences)
+  ct_model *m = malloc(sizeof *m);
+  ck_assert_ct(ct_model_init(&g_dev, a, 3, m));
+  float *p = malloc(a->param_count * 4), xin[36], g0;
+  int lab[3] = {1, 5, 7};
+  ct_model_init_params(a, 4, p);
+  ct_test_rand_fill(xin, 36, 8, -1, 1);
+  ck_assert_ct(ct_model_set_batch(m, xin, lab, 3));
+  double l[2];
+  size_t j = a->tensors[tied[0]].off + 11;
+  for (int k = 0; k < 3; k++) {
+    if (k < 2) p[j] += k ? -2e-3f : 1e-3f;   // +eps, then -eps, then back
+    else p[j] += 1e-3f;
+    ck_assert_ct(ct_model_upload_params(m, p));
+    ck_assert_ct(ct_model_forward(m, 3, 0, 0));
+    ck_assert_ct(ct_model_backward(m, 3, 1.0f));
+    float losses[3];
+    ck_assert_ct(ct_model_read_losses(m, 3, losses));
+    if (k < 2) l[k] = (double)losses[0] + losses[1] + losses[2];
+  }
+  ck_assert_int_eq(clEnqueueReadBuffer(g_dev.queue, m->grads, CL_TRUE, j * 4, 4, &g0, 0, NULL,
+                                       NULL), CL_SUCCESS);
+  double fd = (l[0] - l[1]) / 2e-3;
+  ck_assert_msg(fabs(fd - g0) <= 2e-3 + 2e-2 * fabs(g0), "tied weight: gradient %g, finite "
+                "differences %g", (double)g0, fd);
+  ct_model_free(m);
+  free(m), free(p);
+  // a graph with a dangling branch is refused
+  ct_arch_begin(a, &in);
+  ck_assert_ct(ct_arch_add(a, "dense", "dense:8", &x, 1, "fc", NULL, &h));
+  ck_assert_ct(ct_arch_add(a, "dense", "dense:4", &x, 1, "dangling", NULL, &y));
+  ct_error_clear();
+  ck_assert_int_eq(ct_arch_end(a, "softmax_xent", h, 1), CT_ERR_USAGE);
+  ck_assert_ptr_nonnull(strstr(ct_error_text(), "does not reach the loss"));
+  ct_error_clear();
+  // the node cap
+  ct_arch_begin(a, &in);
+  int v = 0;
+  ct_status st = CT_OK;
+  for (int i = 0; i < CT_MAX_NODES + 2 && st == CT_OK; i++)
+    st = ct_arch_add(a, "relu", "relu", &v, 1, "r", NULL, &v);
+  ck_assert_int_eq(st, CT_ERR_USAGE);
+  char want[64];
+  snprintf(want, sizeof want, "more than %d layers", CT_MAX_NODES - 1);
+  ck_assert_ptr_nonnull(strstr(ct_error_text(), want));
+  ct_error_clear();
+  free(a);
 }
 END_TEST
 
@@ -178,15 +275,17 @@ START_TEST(init_is_seeded) {
   size_t same = 0;
   for (size_t i = 0; i < n; i++) same += p1[i] == p3[i];
   ck_assert_msg(same < n / 100, "seeds 1 and 2 agree on %zu of %zu parameters", same, n);
-  for (int i = 0; i < a.n; i++) {
-    const ct_layer *L = &a.layers[i];
-    for (size_t j = 0; j < L->b_count; j++) ck_assert_float_eq(p1[L->b_off + j], 0.0f);
-    for (size_t j = 0; j < L->w_count; j++) ck_assert(isfinite(p1[L->w_off + j]));
+  for (int t = 0; t < a.nt; t++) {
+    const ct_tensor *x = &a.tensors[t];
+    int bias = strstr(x->name, ".bias") != NULL;
+    for (size_t j = 0; j < x->count; j++)
+      if (bias) ck_assert_float_eq(p1[x->off + j], 0.0f);
+      else ck_assert(isfinite(p1[x->off + j]));
   }
   // He normal before ReLU: conv2 (fan_in 288), dense 3136->128; Xavier for the last dense.
-  double s_conv2 = std_of(p1 + a.layers[3].w_off, a.layers[3].w_count);
-  double s_dense = std_of(p1 + a.layers[7].w_off, a.layers[7].w_count);
-  double s_last = std_of(p1 + a.layers[9].w_off, a.layers[9].w_count);
+  double s_conv2 = std_of(p1 + tensor(&a, "3.weight")->off, tensor(&a, "3.weight")->count);
+  double s_dense = std_of(p1 + tensor(&a, "7.weight")->off, tensor(&a, "7.weight")->count);
+  double s_last = std_of(p1 + tensor(&a, "9.weight")->off, tensor(&a, "9.weight")->count);
   ck_assert_msg(fabs(s_conv2 / sqrt(2.0 / 288) - 1) < 0.03, "conv2 std %g", s_conv2);
   ck_assert_msg(fabs(s_dense / sqrt(2.0 / 3136) - 1) < 0.02, "dense std %g", s_dense);
   ck_assert_msg(fabs(s_last / sqrt(2.0 / 138) - 1) < 0.1, "last dense std %g", s_last);
@@ -196,69 +295,30 @@ END_TEST
 
 // ---- a plain-C forward pass of a whole model ---------------------------------------------------
 
-// logits (batch, classes) of the model on x, double precision, dropout as the device does it.
+// logits (batch, classes) of the model on x, double precision, dropout as the device does it:
+// the ops' references (op_ref.c) node by node.
 static void ref_forward(const ct_arch *a, const float *params, const float *x, int batch,
                         int train, uint64_t seed, int offset, double *logits) {
-  size_t in = (size_t)a->in_c * a->in_h * a->in_w;
-  double *cur = malloc((size_t)batch * in * sizeof *cur);
-  for (size_t i = 0; i < (size_t)batch * in; i++) cur[i] = x[i];
-  for (int li = 0; li < a->n; li++) {
-    const ct_layer *L = &a->layers[li];
-    size_t isz = (size_t)L->in_c * L->in_h * L->in_w, osz = (size_t)L->out_c * L->out_h * L->out_w;
-    double *nxt = calloc((size_t)batch * osz, sizeof *nxt);
-    const float *w = params + L->w_off, *b = params + L->b_off;
-    for (int n = 0; n < batch; n++) {
-      const double *xi = cur + (size_t)n * isz;
-      double *yo = nxt + (size_t)n * osz;
-      switch (L->kind) {
-        case CT_LAYER_DENSE:
-          for (int o = 0; o < L->out_c; o++) {
-            double s = b[o];
-            for (int i = 0; i < L->in_c; i++) s += w[(size_t)o * L->in_c + i] * xi[i];
-            yo[o] = s;
-          }
-          break;
-        case CT_LAYER_CONV2D:
-        case CT_LAYER_MAXPOOL:
-          for (int o = 0; o < L->out_c; o++)
-            for (int oy = 0; oy < L->out_h; oy++)
-              for (int ox = 0; ox < L->out_w; ox++) {
-                int conv = L->kind == CT_LAYER_CONV2D, pad = conv ? L->pad : 0;
-                double s = conv ? b[o] : -INFINITY;
-                for (int c = conv ? 0 : o; c < (conv ? L->in_c : o + 1); c++)
-                  for (int ki = 0; ki < L->k; ki++)
-                    for (int kj = 0; kj < L->k; kj++) {
-                      int yy = oy * L->stride - pad + ki, xx = ox * L->stride - pad + kj;
-                      if (yy < 0 || yy >= L->in_h || xx < 0 || xx >= L->in_w) continue;
-                      double v = xi[((size_t)c * L->in_h + yy) * L->in_w + xx];
-                      if (conv)
-                        s += w[(((size_t)o * L->in_c + c) * L->k + ki) * L->k + kj] * v;
-                      else
-                        s = fmax(s, v);
-                    }
-                yo[((size_t)o * L->out_h + oy) * L->out_w + ox] = s;
-              }
-          break;
-        case CT_LAYER_RELU:
-          for (size_t i = 0; i < osz; i++) yo[i] = xi[i] > 0 ? xi[i] : 0;
-          break;
-        case CT_LAYER_FLATTEN:
-          for (size_t i = 0; i < osz; i++) yo[i] = xi[i];
-          break;
-        case CT_LAYER_DROPOUT:
-          for (size_t i = 0; i < osz; i++) {
-            uint32_t idx = (uint32_t)((size_t)(offset + n) * osz + i);
-            int keep = !train || ct_dropout_keeps(ct_model_dropout_seed(seed, li), idx, L->p);
-            yo[i] = keep ? xi[i] * (double)(train ? ct_dropout_scale(L->p) : 1.0f) : 0.0;
-          }
-          break;
-      }
-    }
-    free(cur);
-    cur = nxt;
+  double **val = calloc((size_t)a->nv, sizeof *val);
+  double *p = malloc((a->param_count ? a->param_count : 1) * sizeof *p);
+  for (size_t i = 0; i < a->param_count; i++) p[i] = params[i];
+  size_t in = ct_shape_count(&a->values[0].shape);
+  val[0] = malloc((size_t)batch * in * sizeof **val);
+  for (size_t i = 0; i < (size_t)batch * in; i++) val[0][i] = x[i];
+  for (int i = 0; i < a->n; i++) {
+    const ct_node *n = &a->nodes[i];
+    if (n->op->is_loss) continue;
+    const ct_ref_op *r = ct_ref_find(n->op->name);
+    ck_assert_msg(r != NULL, "no reference for op %s", n->op->name);
+    ct_ref_ctx c = {batch, train, ct_model_dropout_seed(seed, i), (uint32_t)offset, NULL, 1.0};
+    const double *xs[CT_OP_MAX_IN] = {0};
+    for (int j = 0; j < n->n_in; j++) xs[j] = val[n->in[j]];
+    val[n->out] = calloc((size_t)batch * ct_shape_count(&a->values[n->out].shape), sizeof **val);
+    r->forward(a, n, &c, xs, p, val[n->out]);
   }
-  memcpy(logits, cur, (size_t)batch * a->classes * sizeof *logits);
-  free(cur);
+  memcpy(logits, val[a->logits], (size_t)batch * a->classes * sizeof *logits);
+  for (int v = 0; v < a->nv; v++) free(val[v]);
+  free(val), free(p);
 }
 
 // ---- a small model on the device -------------------------------------------------------------
@@ -283,9 +343,10 @@ static void fixture_init(fixture *f, const char *spec, int c, int h, int w, int 
   f->y = malloc((size_t)batch * sizeof(int));
   ct_model_init_params(&f->arch, seed, f->params);
   uint64_t s = seed * 7 + 1;
-  for (int i = 0; i < f->arch.n; i++)   // non-zero biases exercise the bias paths
-    for (size_t j = 0; j < f->arch.layers[i].b_count; j++)
-      f->params[f->arch.layers[i].b_off + j] = ct_test_rand_uniform(&s, -0.2f, 0.2f);
+  for (int t = 0; t < f->arch.nt; t++)   // non-zero biases exercise the bias paths
+    if (strstr(f->arch.tensors[t].name, ".bias"))
+      for (size_t j = 0; j < f->arch.tensors[t].count; j++)
+        f->params[f->arch.tensors[t].off + j] = ct_test_rand_uniform(&s, -0.2f, 0.2f);
   ct_test_rand_fill(f->x, nx, seed + 100, -1, 1);
   for (int i = 0; i < batch; i++) f->y[i] = (int)(ct_test_rand_u64(&s) % (uint64_t)classes);
   ck_assert_ct(ct_model_upload_params(&f->m, f->params));
@@ -366,10 +427,10 @@ static void gradcheck(const char *spec, int c, int h, int w, int classes, int ba
   float *g = read_grads(&f.m);
   const double eps = 1e-2;
   size_t kinks = 0, checked = 0;
-  for (int li = 0; li < f.arch.n; li++) {
-    const ct_layer *L = &f.arch.layers[li];
+  for (int li = 0; li < f.arch.nt; li++) {   // per tensor
+    const ct_tensor *L = &f.arch.tensors[li];
     size_t layer_checked = 0;
-    for (size_t j = L->w_off; j < L->b_off + L->b_count; j++) {
+    for (size_t j = L->off; j < L->off + L->count; j++) {
       double p = f.params[j];
       double fd = (loss_at(&f, j, (float)(p + eps), train, seed) -
                    loss_at(&f, j, (float)(p - eps), train, seed)) / (2 * eps);
@@ -390,14 +451,12 @@ static void gradcheck(const char *spec, int c, int h, int w, int classes, int ba
         kinks++;
         continue;
       }
-      ck_assert_msg(0, "%s: d loss / d param %zu (layer %d %s) is %.6g, central differences "
-                    "give %.6g", f.arch.text, j, li, L->kind == CT_LAYER_DENSE ? "dense" : "conv",
-                    (double)g[j], fd);
+      ck_assert_msg(0, "%s: d loss / d param %zu (tensor %s) is %.6g, central differences "
+                    "give %.6g", f.arch.text, j, L->name, (double)g[j], fd);
     }
-    if (L->w_count)
-      ck_assert_msg(layer_checked > (L->w_count + L->b_count) / 2,
-                    "%s: only %zu of layer %d's parameters could be checked", f.arch.text,
-                    layer_checked, li);
+    ck_assert_msg(layer_checked > L->count / 2,
+                  "%s: only %zu of tensor %s's parameters could be checked", f.arch.text,
+                  layer_checked, L->name);
     checked += layer_checked;
   }
   ck_assert_msg(kinks * 10 <= f.arch.param_count, "%s: %zu of %zu parameters sit on kinks",
@@ -579,6 +638,7 @@ int main(void) {
   tcase_add_test(parse, presets_have_the_reference_shapes);
   tcase_add_test(parse, good_strings_parse);
   tcase_add_test(parse, bad_strings_name_the_token);
+  tcase_add_test(parse, builder_shares_values_and_tensors);
   tcase_add_test(parse, init_is_seeded);
   suite_add_tcase(s, parse);
   TCase *dev = tcase_create("device");

@@ -5,9 +5,10 @@
 // dropped); any other first byte is part of the spec, parsed for 1x28x28 and 10 classes.
 // Checks, besides "no crash, no leak, no UB":
 //   - a failure is CT_ERR_USAGE with a message;
-//   - a success has 1..CT_MAX_LAYERS layers chained shape to shape, from the data shape to
-//     `classes` outputs, parameter slices laid end to end, and a canonical text that parses
-//     back to the same architecture (model.h promises this).
+//   - a success has 2..CT_MAX_NODES nodes (the layers, then the loss) chained value to value,
+//     from the data shape to `classes` outputs, tensors laid end to end in the parameter
+//     buffer, a backward plan that writes every needed gradient, and a canonical text that
+//     parses back to the same architecture (model.h promises this).
 //   build-fuzz/tests/fuzz/fuzz_arch tests/fuzz/corpus/arch     (see tests/fuzz/CMakeLists.txt)
 #include <stdint.h>
 #include <stdlib.h>
@@ -31,26 +32,34 @@ static const struct { int c, h, w, classes; } shapes[] = {
 };
 
 static void check_arch(const ct_arch *a, int c, int h, int w, int classes) {
-  CHECK(a->n >= 1 && a->n <= CT_MAX_LAYERS);
+  CHECK(a->n >= 2 && a->n <= CT_MAX_NODES);
   CHECK(a->in_c == c && a->in_h == h && a->in_w == w && a->classes == classes);
   CHECK(memchr(a->text, 0, sizeof a->text) != NULL && a->text[0]);
-  size_t off = 0;
-  long long feat = (long long)c * h * w;
+  CHECK(ct_shape_count(&a->values[0].shape) == (size_t)c * h * w);
   for (int i = 0; i < a->n; i++) {
-    const ct_layer *L = &a->layers[i];
-    CHECK((long long)L->in_c * L->in_h * L->in_w == feat);   // dense sees it flattened
-    CHECK(L->out_c >= 1 && L->out_h >= 1 && L->out_w >= 1);
-    CHECK(L->w_off == off && L->b_off == off + L->w_count);
-    off += L->w_count + L->b_count;
-    if (L->kind == CT_LAYER_CONV2D)
-      CHECK(L->k >= 1 && L->stride >= 1 && L->pad >= 0 && L->pad < L->k);
-    if (L->kind == CT_LAYER_MAXPOOL) CHECK(L->k >= 1 && L->stride == L->k);
-    if (L->kind == CT_LAYER_DROPOUT) CHECK(L->p >= 0.0f && L->p < 1.0f);
-    feat = (long long)L->out_c * L->out_h * L->out_w;
-    CHECK(feat <= 0x7fffffff);
+    const ct_node *n = &a->nodes[i];
+    CHECK(n->op != NULL && n->n_in == 1);
+    CHECK(n->in[0] == (i == 0 ? 0 : a->nodes[i - 1].out));   // a chain
+    CHECK(n->op->is_loss == (i == a->n - 1));
+    size_t feat = ct_shape_count(&a->values[n->out].shape);
+    CHECK(feat >= 1 && feat <= 0x7fffffff);
+    for (int d = 0; d < a->values[n->out].shape.nd; d++) CHECK(a->values[n->out].shape.d[d] >= 1);
+    if (n->fused) CHECK(i > 0 && a->values[n->out].alias == a->nodes[i - 1].out);
+    for (int j = 0; j < n->n_in; j++)   // a needed gradient is written or shared
+      CHECK(!n->backward || !a->values[n->in[j]].needs_grad ||
+            n->dx_mode[j] == CT_GRAD_WRITE || n->dx_mode[j] == CT_GRAD_SHARED);
   }
-  CHECK(feat == classes);
+  CHECK(ct_shape_count(&a->values[a->logits].shape) == (size_t)classes);
+  size_t off = 0;
+  for (int t = 0; t < a->nt; t++) {
+    const ct_tensor *x = &a->tensors[t];
+    CHECK(x->off == off && x->count >= 1);
+    CHECK(x->first_writer >= 0 && x->last_writer == x->first_writer);   // a chain: once
+    CHECK(x->init.kind != CT_INIT_HE_OR_XAVIER);                          // resolved
+    off += x->count;
+  }
   CHECK(off == a->param_count);
+  CHECK(a->n_pool >= 1 && a->n_pool <= 2);   // a chain's ping-pong
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -80,13 +89,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   CHECK(ct_arch_parse(a->text, c, h, w, classes, b) == CT_OK);
   CHECK(strcmp(a->text, b->text) == 0);
   CHECK(a->n == b->n && a->param_count == b->param_count);
-  for (int i = 0; i < a->n; i++) {
-    const ct_layer *x = &a->layers[i], *y = &b->layers[i];
-    CHECK(x->kind == y->kind && x->out_c == y->out_c && x->out_h == y->out_h &&
-          x->out_w == y->out_w && x->k == y->k && x->stride == y->stride && x->pad == y->pad &&
-          memcmp(&x->p, &y->p, sizeof x->p) == 0 && x->w_count == y->w_count &&
-          x->b_count == y->b_count);
-  }
+  CHECK(a->nt == b->nt && a->nv == b->nv);
+  for (int i = 0; i < a->n; i++)
+    CHECK(a->nodes[i].op == b->nodes[i].op && !strcmp(a->nodes[i].token, b->nodes[i].token) &&
+          memcmp(a->nodes[i].cfg, b->nodes[i].cfg, sizeof a->nodes[i].cfg) == 0);
+  for (int v = 0; v < a->nv; v++)
+    CHECK(memcmp(&a->values[v].shape, &b->values[v].shape, sizeof a->values[v].shape) == 0);
+  for (int t = 0; t < a->nt; t++)
+    CHECK(!strcmp(a->tensors[t].name, b->tensors[t].name) &&
+          a->tensors[t].count == b->tensors[t].count);
   // Descriptions, whole and truncated at every small size.
   ct_arch_describe(a, desc, 8192);
   CHECK(memchr(desc, 0, 8192) != NULL);
