@@ -13,13 +13,17 @@
 #                     /tmp/cltrain-slurm-<name>); made afresh, so an earlier cluster's jobs never
 #                     come back
 #   CT_SLURM_WAIT=s   seconds to wait for every node to be idle (default 60)
+#   CT_SLURM_CRED_EXPIRE=s  job credentials' lifetime (AuthInfo cred_expire; Slurm's default
+#                     120, at least 5): a requeued job waits that long before it starts again
+#   CT_SLURM_EXTRA='K=V ...'  further slurm.conf lines, one per word (e.g. SchedulerParameters=
+#                     bf_interval=5: a job whose wait ended starts within 5 s, not 30-60 s)
 # Configuration for a VM or a container: no cgroups (proctrack/linuxproc, task/none,
 # jobacct_gather/none, no cgroup.conf), no accounting database, everything as root, MUNGE with a
 # key and socket of its own (so a machine's own munged, if any, is neither needed nor touched).
 # Every daemon lives in one of the cluster's namespaces, so down.sh's sweep of those namespaces
 # ends them all, also when this script's caller was killed.
 set -eu
-case "${1:-}" in -h|--help) sed -n '2,20p' "$0"; exit 0 ;; esac
+case "${1:-}" in -h|--help) sed -n '2,24p' "$0"; exit 0 ;; esac
 n=${1:-}; rate=${2:-}
 case "$n" in ''|*[!0-9]*|0) echo "slurm-up.sh: N must be a positive integer, got '$n' (usage: slurm-up.sh N [RATE])" >&2; exit 2 ;; esac
 [ "$n" -le 253 ] || { echo "slurm-up.sh: at most 253 nodes (10.231.0.254 is the head), got $n" >&2; exit 2; }
@@ -33,6 +37,11 @@ p=${CT_NETNS:-ct}
 here=$(cd "$(dirname "$0")" && pwd)
 dir=${CT_SLURM_DIR:-/tmp/cltrain-slurm-$p}
 wait_s=${CT_SLURM_WAIT:-60}
+cred=${CT_SLURM_CRED_EXPIRE:-}
+case "$cred" in
+  '') ;;
+  *[!0-9]*|[0-4]|0*) echo "slurm-up.sh: CT_SLURM_CRED_EXPIRE must be an integer of at least 5, got '$cred'" >&2; exit 2 ;;
+esac
 head=${p}head
 die() { echo "slurm-up.sh: $*" >&2; exit 1; }
 
@@ -74,7 +83,7 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$dir/munge/munge.socket
+AuthInfo=socket=$dir/munge/munge.socket${cred:+,cred_expire=$cred}
 # no cgroups: processes tracked by parent pid, no task containment or binding
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
@@ -111,6 +120,7 @@ EOF
   # each node's address (Slurm knows the nodes by host name, which no resolver knows here)
   for i in $(seq 1 "$n"); do echo "NodeName=${p}node$i NodeAddr=10.231.0.$i CPUs=$slots State=UNKNOWN"; done
   echo "PartitionName=nodes Nodes=ALL Default=YES MaxTime=INFINITE State=UP"
+  for line in ${CT_SLURM_EXTRA:-}; do echo "$line"; done
 } > "$conf"
 
 # ---- daemons, each in a namespace of the cluster (down.sh ends them) ---------------------------
