@@ -152,7 +152,7 @@ cpu_platforms() {
 # ---- Slurm (the slurm_* cases) ---------------------------------------------------------------
 need_slurm() {
   local c
-  for c in slurmctld slurmd munged mungekey srun sbatch scontrol nsenter; do
+  for c in slurmctld slurmd munged mungekey srun sbatch scontrol; do
     command -v $c >/dev/null || skip "no '$c': no Slurm here (tools/install-deps.sh --cluster installs it)"
   done
 }

@@ -18,19 +18,20 @@
 #   CT_SLURM_EXTRA='K=V ...'  further slurm.conf lines, one per word (e.g. SchedulerParameters=
 #                     bf_interval=5: a job whose wait ended starts within 5 s, not 30-60 s)
 # Configuration for a VM or a container: no cgroups (proctrack/linuxproc, task/none,
-# jobacct_gather/none, no cgroup.conf), no accounting database, everything as root, MUNGE with a
-# key and socket of its own (so a machine's own munged, if any, is neither needed nor touched).
+# jobacct_gather/none; cgroup.conf pins the cgroup plugin whose start does nothing), no
+# accounting database, everything as root, MUNGE with a key and socket of its own (so a
+# machine's own munged, if any, is neither needed nor touched).
 # Every daemon lives in one of the cluster's namespaces, so down.sh's sweep of those namespaces
 # ends them all, also when this script's caller was killed.
 set -eu
-case "${1:-}" in -h|--help) sed -n '2,24p' "$0"; exit 0 ;; esac
+case "${1:-}" in -h|--help) sed -n '2,25p' "$0"; exit 0 ;; esac
 n=${1:-}; rate=${2:-}
 case "$n" in ''|*[!0-9]*|0) echo "slurm-up.sh: N must be a positive integer, got '$n' (usage: slurm-up.sh N [RATE])" >&2; exit 2 ;; esac
 [ "$n" -le 253 ] || { echo "slurm-up.sh: at most 253 nodes (10.231.0.254 is the head), got $n" >&2; exit 2; }
 slots=${SLOTS:-2}
 case "$slots" in ''|*[!0-9]*|0) echo "slurm-up.sh: SLOTS must be a positive integer, got '$slots'" >&2; exit 2 ;; esac
 [ "$(id -u)" = 0 ] || { echo "slurm-up.sh: needs root (network namespaces, daemons)" >&2; exit 1; }
-for c in slurmctld slurmd munged mungekey sinfo ip unshare nsenter; do
+for c in slurmctld slurmd munged mungekey sinfo ip unshare; do
   command -v $c >/dev/null || { echo "slurm-up.sh: no '$c' (tools/install-deps.sh --cluster installs Slurm and MUNGE)" >&2; exit 1; }
 done
 p=${CT_NETNS:-ct}
@@ -122,6 +123,14 @@ EOF
   echo "PartitionName=nodes Nodes=ALL Default=YES MaxTime=INFINITE State=UP"
   for line in ${CT_SLURM_EXTRA:-}; do echo "$line"; done
 } > "$conf"
+# Slurm 22.05's slurmd and slurmstepd always load a cgroup plugin, whatever the proctrack and
+# task plugins. The default, "autodetect", reads /sys/fs/cgroup: under `ip netns exec` (a fresh
+# /sys) it found none and slurmd stopped ("No filesystem mounted on /sys/fs/cgroup", "Unable to
+# initialize cgroup plugin"), and on a cgroup v2 host it would load cgroup/v2, whose start moves
+# slurmd into a cgroup scope of its own. cgroup/v1's start does nothing (its functions act only
+# when a cgroup plugin of proctrack, task or jobacct_gather calls them, and none is configured):
+# pinned, no cgroup is read, made or used, on any host.
+echo "CgroupPlugin=cgroup/v1" > "$dir/cgroup.conf"
 
 # ---- daemons, each in a namespace of the cluster (down.sh ends them) ---------------------------
 # munged in the head's namespace; its socket is a file, which every namespace reaches
@@ -132,13 +141,10 @@ ip netns exec "$head" munged --force --socket="$dir/munge/munge.socket" \
 # slurmctld: its host name must be SlurmctldHost's
 ip netns exec "$head" unshare --uts /bin/sh -c 'hostname "$0" && exec "$@"' "$head" \
   slurmctld -f "$conf" || die "slurmctld did not start: $(tail -3 "$dir/log/slurmctld.log" 2>/dev/null)"
-# slurmd: entered with nsenter, not `ip netns exec`: that one mounts a fresh /sys, without
-# /sys/fs/cgroup's mounts, and Slurm 22.05's slurmd always initializes a cgroup plugin (it
-# autodetects the version from /sys/fs/cgroup; with a bare sysfs there it stops: "No filesystem
-# mounted on /sys/fs/cgroup"). Nothing here makes or uses a cgroup.
+# a slurmd per node, under the node's name, as host name too
 for i in $(seq 1 "$n"); do
   ns=${p}node$i
-  nsenter --net=/run/netns/"$ns" unshare --uts /bin/sh -c 'hostname "$0" && exec "$@"' "$ns" \
+  ip netns exec "$ns" unshare --uts /bin/sh -c 'hostname "$0" && exec "$@"' "$ns" \
     slurmd -f "$conf" -N "$ns" || die "slurmd on $ns did not start: $(tail -3 "$dir/log/slurmd.$ns.log" 2>/dev/null)"
 done
 idle=""
