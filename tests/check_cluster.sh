@@ -160,7 +160,8 @@ need_slurm() {
 slurm_up() {
   "$nc/down.sh"
   export CT_SLURM_DIR=$work/slurm
-  local t0=$(date +%s.%N)
+  local t0
+  t0=$(date +%s.%N)
   SLOTS=$2 CT_SLURM_WAIT=60 timeout -k 5 120 "$nc/slurm-up.sh" "$1" >"$work/slurm-up" 2>&1 \
     || { cat "$work/slurm-up"; tail -20 "$work"/slurm/log/*.log; fail "slurm-up.sh $* failed"; }
   echo "slurm up on $1 nodes: $(python3 -c "print(round($(date +%s.%N)-$t0,1))") s"
