@@ -14,8 +14,18 @@
 #              an MPMD launch): PoCL on node 1, Intel on node 2
 #   kill       a rank on node 2 killed with SIGKILL: the job started on node 1 ends, non-zero,
 #              within 30 s
+#   slurm_srun, slurm_mpirun
+#              a Slurm cluster on 2 stand-in nodes (tools/netns-cluster/slurm-up.sh: slurmctld
+#              and munged on a head namespace, a slurmd per node); the batch script
+#              tools/slurm/cltrain-srun.sbatch (srun --mpi=pmix) or cltrain-mpirun.sbatch
+#              (mpirun in the allocation) trains the mlp over 2 nodes x 1 rank as one rank does
+#              (the tolerance of cli_mpi_equivalence), 0 divergences; then 2 nodes x 2 ranks,
+#              --device cpu, ranks dealt round-robin over the nodes: local rank 0 takes the first
+#              CPU device and local rank 1 the second on each node. Skipped (77) without Slurm
+#              (tools/install-deps.sh --cluster installs it)
 #   sweep      (ctest's fixture cleanup, after the others) removes the namespaces of any case
-#              that was killed before its own trap ran (a ctest timeout sends SIGKILL)
+#              that was killed before its own trap ran (a ctest timeout sends SIGKILL), and with
+#              them whatever still runs there (a Slurm case's daemons and jobs)
 # Exit 77 (skipped) where namespaces cannot be made: not root, no `ip` or `unshare`, or the
 # kernel refuses (a container without CAP_SYS_ADMIN). Every case tears its namespaces down on
 # the way out (trap), also on failure, and bounds each job with `timeout`, below ctest's limit.
@@ -38,7 +48,7 @@ for c in ip unshare mpirun; do command -v $c >/dev/null || skip "no '$c'"; done
 # Namespaces of cases that ended without their trap (their pid is gone): removed.
 sweep() {
   local p pid
-  for p in $(ip netns list 2>/dev/null | awk '{print $1}' | sed -n 's/^\(ctc[0-9]*x\)\(node[0-9]*\|switch\)$/\1/p' | sort -u); do
+  for p in $(ip netns list 2>/dev/null | awk '{print $1}' | sed -n 's/^\(ctc[0-9]*x\)\(node[0-9]*\|switch\|head\)$/\1/p' | sort -u); do
     pid=${p#ctc}; pid=${pid%x}
     kill -0 "$pid" 2>/dev/null && continue
     echo "sweep: removing the stand-in nodes of a case that is gone: ${p}*"
@@ -47,7 +57,7 @@ sweep() {
 }
 if [ "$case_" = sweep ]; then
   sweep
-  left=$(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^ctc[0-9]+x(node[0-9]+|switch)$' \
+  left=$(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^ctc[0-9]+x(node[0-9]+|switch|head)$' \
          | while read -r ns; do pid=${ns#ctc}; pid=${pid%%x*}; kill -0 "$pid" 2>/dev/null || echo "$ns"; done)
   [ -z "$left" ] || fail "namespaces of ended cases remain: $left"
   echo "no namespaces of ended cases remain"
@@ -106,6 +116,82 @@ ranks_of() {
   sed -n 's/^cltrain: rank \([0-9]*\) on [0-9]*:[0-9]* \(.*\) \[\(.*\)\] (node \([0-9]*\) of [0-9]*, \([^,]*\), local rank \([0-9]*\)),.*/\1 \4 \6 \5 \3/p' "$1"
 }
 SMALL="conv3x3:8,relu,maxpool2,conv3x3:8/s2/p1,relu,flatten,dense:32,relu,dense:10"
+# placement RANKS CPU0 CPU1 [HOST1 HOST2]: the per-rank lines (ranks_of) of 2 nodes x 2 ranks
+# show, on each node, local rank 0 on platform CPU0 and local rank 1 on CPU1, one host name per
+# node, different on the two (HOST1 and HOST2 in node order, where given)
+placement() {
+  python3 - "$@" <<'PY'
+import sys
+cpu = sys.argv[2:4]
+hosts = sys.argv[4:6]
+rows = [l.split(" ", 4) for l in open(sys.argv[1]).read().splitlines()]
+by = {}
+for rank, node, local, host, dev in rows:
+    by.setdefault(node, {})[int(local)] = (int(rank), host, dev)
+assert sorted(by) == ["0", "1"], by
+for node, locs in by.items():
+    assert sorted(locs) == [0, 1], (node, locs)
+    assert len({h for _, h, _ in locs.values()}) == 1, ("one host name per node", node, locs)
+    assert locs[0][2].endswith(cpu[0]), ("local rank 0 takes the first CPU", cpu, node, locs)
+    assert locs[1][2].endswith(cpu[1]), ("local rank 1 takes the second CPU", cpu, node, locs)
+assert by["0"][0][1] != by["1"][0][1], "the two nodes have different host names"
+if hosts:
+    assert [by[n][0][1] for n in ("0", "1")] == hosts, ("host names", hosts, by)
+print("on both nodes: local rank 0 on", cpu[0], "and local rank 1 on", cpu[1], "(global ranks",
+      {n: sorted(r for r, _, _ in l.values()) for n, l in by.items()}, ")")
+PY
+}
+# the platforms local ranks 0 and 1 take with --device cpu (the ICD loader's order decides)
+cpu_platforms() {
+  local cpus
+  cpus=$("${T%/*}/cltrain-devices" --spec cpu --ranks 2 | sed -n 's/^local rank [01]: .* \[\(.*\)\] (CPU)$/\1/p')
+  cpu0=$(echo "$cpus" | sed -n 1p) cpu1=$(echo "$cpus" | sed -n 2p)
+  [ -n "$cpu0" ] && [ -n "$cpu1" ] && [ "$cpu0" != "$cpu1" ] || fail "cltrain-devices --spec cpu: $cpus"
+}
+
+# ---- Slurm (the slurm_* cases) ---------------------------------------------------------------
+need_slurm() {
+  local c
+  for c in slurmctld slurmd munged mungekey srun sbatch scontrol; do
+    command -v $c >/dev/null || skip "no '$c': no Slurm here (tools/install-deps.sh --cluster installs it)"
+  done
+}
+# slurm_up NODES CPUS_PER_NODE: a fresh Slurm cluster on fresh stand-in nodes
+slurm_up() {
+  "$nc/down.sh"
+  export CT_SLURM_DIR=$work/slurm
+  local t0
+  t0=$(date +%s.%N)
+  SLOTS=$2 CT_SLURM_WAIT=60 timeout -k 5 120 "$nc/slurm-up.sh" "$1" >"$work/slurm-up" 2>&1 \
+    || { cat "$work/slurm-up"; tail -20 "$work"/slurm/log/*.log; fail "slurm-up.sh $* failed"; }
+  echo "slurm up on $1 nodes: $(python3 -c "print(round($(date +%s.%N)-$t0,1))") s"
+}
+sl() { timeout -k 5 30 "$nc/slurm.sh" "$@"; }
+# sjob NAME [sbatch args...] -- SCRIPT [script args...]: submits a batch job (output in
+# $work/NAME), waits for its end (bounded: LIMIT), prints its wall time; fails unless it
+# COMPLETED with exit code 0. sbatch --wait would do, but it polls at growing intervals (a 3 s
+# job took 10 s, a 12 s one 42 s); scontrol every 0.3 s costs nothing.
+sjob() {
+  local name=$1 id st t0 i info; shift
+  local sargs=()
+  while [ $# -gt 0 ] && [ "$1" != -- ]; do sargs+=("$1"); shift; done
+  shift
+  t0=$(date +%s.%N)
+  id=$(sl sbatch --parsable -o "$work/$name" "${sargs[@]}" "$@") || fail "$name: sbatch failed: $id"
+  id=${id%%;*}
+  for i in $(seq 1 $((LIMIT * 10 / 3))); do
+    info=$(sl scontrol -o show job "$id" 2>&1)
+    st=$(echo "$info" | sed -n 's/.* JobState=\([A-Z_]*\) .*/\1/p')
+    case "$st" in PENDING|CONFIGURING|RUNNING|COMPLETING|"") sleep 0.3 ;; *) break ;; esac
+  done
+  echo "$name: job $id $st, $(python3 -c "print(round($(date +%s.%N)-$t0,1))") s, $(echo "$info" | grep -o 'ExitCode=[0-9:]*')"
+  case "$st" in
+    COMPLETED) echo "$info" | grep -q "ExitCode=0:0" || fail "$name: $info" ;;
+    PENDING|CONFIGURING|RUNNING|COMPLETING|"")
+      sl scancel "$id"; cat "$work/$name" 2>/dev/null; fail "$name: job $id still $st after $LIMIT s" ;;
+    *) tail -40 "$work/$name" 2>/dev/null; echo "$info"; tail -20 "$work"/slurm/log/slurmd.*.log; fail "$name: job $id $st" ;;
+  esac
+}
 
 case "$case_" in
 allreduce)
@@ -146,10 +232,7 @@ train)
 devices)
   need_data
   have_dev pocl && have_dev intel || skip "needs PoCL and Intel's CPU runtime"
-  # the platforms local ranks 0 and 1 take with --device cpu (the ICD loader's order decides)
-  cpus=$("${T%/*}/cltrain-devices" --spec cpu --ranks 2 | sed -n 's/^local rank [01]: .* \[\(.*\)\] (CPU)$/\1/p')
-  cpu0=$(echo "$cpus" | sed -n 1p) cpu1=$(echo "$cpus" | sed -n 2p)
-  [ -n "$cpu0" ] && [ -n "$cpu1" ] && [ "$cpu0" != "$cpu1" ] || fail "cltrain-devices --spec cpu: $cpus"
+  cpu_platforms
   up 2 2
   # --map-by node: ranks 0 and 2 on node 0, 1 and 3 on node 1, so a choice by global rank
   # would put both ranks of a node on the same device
@@ -157,23 +240,7 @@ devices)
     --test-limit 40 --batch 24 --max-steps 2 --log-every 0 --check-every 1
   ranks_of "$work/devices_2x2" | tee "$work/ranks"
   [ "$(wc -l <"$work/ranks")" -eq 4 ] || { cat "$work/devices_2x2"; fail "expected 4 per-rank device lines"; }
-  python3 - "$work/ranks" "$cpu0" "$cpu1" <<'PY' || fail "device choice is not per node by local rank"
-import sys
-cpu = sys.argv[2:4]
-rows = [l.split(" ", 4) for l in open(sys.argv[1]).read().splitlines()]
-by = {}
-for rank, node, local, host, dev in rows:
-    by.setdefault(node, {})[int(local)] = (int(rank), host, dev)
-assert sorted(by) == ["0", "1"], by
-for node, locs in by.items():
-    assert sorted(locs) == [0, 1], (node, locs)
-    assert len({h for _, h, _ in locs.values()}) == 1, ("one host name per node", node, locs)
-    assert locs[0][2].endswith(cpu[0]), ("local rank 0 takes the first CPU", cpu, node, locs)
-    assert locs[1][2].endswith(cpu[1]), ("local rank 1 takes the second CPU", cpu, node, locs)
-assert by["0"][0][1] != by["1"][0][1], "the two nodes have different host names"
-print("on both nodes: local rank 0 on", cpu[0], "and local rank 1 on", cpu[1], "(global ranks",
-      {n: sorted(r for r, _, _ in l.values()) for n, l in by.items()}, ")")
-PY
+  placement "$work/ranks" "$cpu0" "$cpu1" || fail "device choice is not per node by local rank"
   grep -q " 0 divergences" "$work/devices_2x2" || fail "replicas differ"
   # a spec per node (README, "Running on a cluster"): CLTRAIN_DEVICE set per node in an MPMD
   # launch, PoCL on node 1 and Intel's runtime on node 2
@@ -208,6 +275,47 @@ kill)
   [ $rc -ne 0 ] || fail "mpirun exited 0 after a rank was killed"
   left=$(for n in 1 2; do ip netns pids "${CT_NETNS}node$n"; done | xargs -r -n1 sh -c 'cat /proc/$0/comm 2>/dev/null' | grep -c cltrain)
   [ "$left" -eq 0 ] || fail "$left cltrain processes still run on the stand-in nodes"
+  ;;
+slurm_srun|slurm_mpirun)
+  need_data
+  need_slurm
+  have_dev pocl || skip "no PoCL device"
+  how=${case_#slurm_}
+  script=$here/../tools/slurm/cltrain-$how.sbatch
+  export CLTRAIN=$T   # the batch scripts' binary
+  A="--device pocl --model mlp --limit 2400 --test-limit 1000 --batch 64 --epochs 1 --log-every 0 --seed 3"
+  timeout -k 5 $LIMIT "$T" $A --save-params "$work/p1" >"$work/np1" 2>&1 || { cat "$work/np1"; fail "one rank: exit $?"; }
+  slurm_up 2 2
+  sl sinfo -N -o "%N %T %c"
+  # 2 nodes x 1 rank, as one rank
+  sjob "train_$how" -N 2 --ntasks-per-node=1 -- "$script" $A --check-every 1 --save-params "$work/p_$how"
+  ranks_of "$work/train_$how" | tee "$work/ranks1"
+  [ "$(awk '{print $2 " " $4}' "$work/ranks1" | sort -u | tr '\n' ' ')" = "0 ${CT_NETNS}node1 1 ${CT_NETNS}node2 " ] \
+    || fail "$how: ranks not one on each of the Slurm nodes ${CT_NETNS}node1 and ${CT_NETNS}node2"
+  grep -q " 0 divergences" "$work/train_$how" || fail "$how: replicas differ"
+  python3 "$here/compare_params.py" "$work/p_$how" "$work/p1" --rtol 1e-5 --atol 1e-7 \
+    || fail "$how: differs from one rank"
+  grep "^final:" "$work/train_$how" "$work/np1"
+  # 2 nodes x 2 ranks, --device cpu, ranks round-robin over the nodes (srun's cyclic
+  # distribution; mpirun's --map-by node through its environment): the device by local rank
+  if have_dev intel; then
+    cpu_platforms
+    B="--device cpu --model dense:16,relu,dense:10 --limit 400 --test-limit 40 --batch 24 --max-steps 2 --log-every 0 --check-every 1"
+    if [ "$how" = srun ]; then
+      sjob "devices_$how" -N 2 --ntasks-per-node=2 --distribution=cyclic -- "$script" $B
+    else
+      OMPI_MCA_rmaps_base_mapping_policy=node sjob "devices_$how" -N 2 --ntasks-per-node=2 -- "$script" $B
+    fi
+    ranks_of "$work/devices_$how" | tee "$work/ranks2"
+    [ "$(wc -l <"$work/ranks2")" -eq 4 ] || { cat "$work/devices_$how"; fail "expected 4 per-rank device lines"; }
+    [ "$(awk '$2 == 0 {print $1}' "$work/ranks2" | sort | tr '\n' ' ')" = "0 2 " ] \
+      || fail "$how: ranks 0 and 2 expected on node 0 (round-robin)"
+    placement "$work/ranks2" "$cpu0" "$cpu1" "${CT_NETNS}node1" "${CT_NETNS}node2" \
+      || fail "$how: device choice is not per node by local rank"
+    grep -q " 0 divergences" "$work/devices_$how" || fail "$how, --device cpu: replicas differ"
+  else
+    echo "(no Intel CPU runtime: the per-local-rank device check of 2 CPU platforms is left out)"
+  fi
   ;;
 *) echo "check_cluster.sh: unknown case '$case_'" >&2; exit 2 ;;
 esac

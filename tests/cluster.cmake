@@ -6,12 +6,13 @@
 # names, so cases never share them. RUN_SERIAL all the same: the kill case's time bound and the
 # ranks of several nodes on a small machine want the cores to themselves. cluster_sweep runs
 # after them (a fixture's cleanup runs even when a case failed or timed out) and removes the
-# namespaces of a case that was killed before its trap could.
+# namespaces of a case that was killed before its trap could. The slurm_* cases also need Slurm
+# (tools/install-deps.sh --cluster, which the test command runs) and skip (77) without it.
 if(TARGET cltrain AND TARGET test_mpi_allreduce AND TARGET cltrain-bench-allreduce)
   set(_cluster_cmd ${CMAKE_CURRENT_SOURCE_DIR}/check_cluster.sh)
   set(_cluster_args $<TARGET_FILE:cltrain> $<TARGET_FILE:test_mpi_allreduce>
       $<TARGET_FILE:cltrain-bench-allreduce>)
-  foreach(case allreduce train devices kill)
+  foreach(case allreduce train devices kill slurm_srun slurm_mpirun)
     add_test(NAME cluster_${case} COMMAND ${_cluster_cmd} ${case} ${_cluster_args})
     set_tests_properties(cluster_${case} PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600
                          LABELS "cluster;slow" RUN_SERIAL ON FIXTURES_REQUIRED cluster_netns

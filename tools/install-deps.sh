@@ -4,18 +4,23 @@
 #   tools/install-deps.sh            # as root (or through sudo)
 #   tools/install-deps.sh --bench    # also PyTorch and OpenBLAS, the peer of tools/bench-peer.sh
 #   tools/install-deps.sh --intel    # also Intel's CPU OpenCL runtime (a third OpenCL platform)
+#   tools/install-deps.sh --cluster  # also Slurm and MUNGE, for the Slurm tests on stand-in nodes
 # Options combine. --intel installs PyPI's intel-opencl-rt and intel-cmplr-lib-rt into a virtual
 # environment under /opt/intel-opencl (about 830 MB) and registers its libintelocl.so with the
 # ICD loader (/etc/OpenCL/vendors/intel-cpu.icd); `clinfo -l` then lists "Intel(R) OpenCL".
-# CL_CONFIG_CPU_TBB_NUM_WORKERS=N limits it to N worker threads.
+# CL_CONFIG_CPU_TBB_NUM_WORKERS=N limits it to N worker threads. --cluster installs Slurm's
+# controller, node daemon and commands and MUNGE (tools/netns-cluster/slurm-up.sh starts them on
+# the stand-in nodes with a configuration, key and sockets of its own, so it neither needs nor
+# disturbs the services that Debian may start where systemd runs).
 set -eu
-bench=0 intel=0
+bench=0 intel=0 cluster=0
 for a in "$@"; do
   case "$a" in
     --bench) bench=1 ;;
     --intel) intel=1 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
-    *) echo "install-deps.sh: unknown option '$a' (expected --bench, --intel)" >&2; exit 2 ;;
+    --cluster) cluster=1 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    *) echo "install-deps.sh: unknown option '$a' (expected --bench, --intel, --cluster)" >&2; exit 2 ;;
   esac
 done
 pkgs="cmake make gcc pkg-config ocl-icd-opencl-dev ocl-icd-libopencl1 opencl-headers clinfo
@@ -24,6 +29,7 @@ pkgs="cmake make gcc pkg-config ocl-icd-opencl-dev ocl-icd-libopencl1 opencl-hea
 [ "${CLTRAIN_FUZZ_DEPS:-1}" = 1 ] && pkgs="$pkgs clang libclang-rt-14-dev"
 [ "$bench" = 1 ] && pkgs="$pkgs python3-torch libopenblas0-pthread"
 [ "$intel" = 1 ] && pkgs="$pkgs python3-venv"
+[ "$cluster" = 1 ] && pkgs="$pkgs slurmctld slurmd slurm-client munge"
 sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
 missing=""
 for p in $pkgs; do

@@ -13,7 +13,8 @@ case "$what" in
   *) echo "usage: tools/quickstart.sh run [cltrain flags] | test" >&2; exit 2 ;;
 esac
 if [ "$what" = test ]; then
-  tools/install-deps.sh --intel   # the tests cover Intel's CPU OpenCL runtime too
+  # the tests cover Intel's CPU OpenCL runtime too, and Slurm on stand-in nodes (cluster label)
+  tools/install-deps.sh --intel --cluster
 else
   tools/install-deps.sh
 fi
