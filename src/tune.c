@@ -906,11 +906,10 @@ ct_status ct_tune_model_shapes(ct_device *dev, const ct_arch *arch, const int *b
     const ct_gemm_call *c = &bs->record[i];
     int dup = 0;   // the same shape under two roles is tuned once
     for (int j = 0; j < k; j++)
-      dup |= out[j].ta == c->ta && out[j].tb == c->tb && out[j].m == c->m && out[j].n == c->n &&
-             out[j].k == c->k;
+      dup |= ct_gemm_same_shape(&out[j].shape, &c->shape);
     if (dup) continue;
     snprintf(out[k].role, sizeof out[k].role, "%s", c->role);
-    out[k].ta = c->ta, out[k].tb = c->tb, out[k].m = c->m, out[k].n = c->n, out[k].k = c->k;
+    out[k].shape = c->shape;
     k++;
   }
   *shapes = out;
@@ -949,7 +948,7 @@ ct_status ct_tune_and_save(ct_device *dev, ct_tune_shape *shapes, int n,
         int tuned = 0;
         for (int j = 0; j < out->nplans; j++) {
           const ct_gemm_plan *q = &out->plans[j];
-          tuned |= p->ta == q->ta && p->tb == q->tb && p->m == q->m && p->n == q->n && p->k == q->k;
+          tuned |= ct_gemm_same_shape(&p->shape, &q->shape);
         }
         if (!tuned) old.plans[keep++] = *p;
       }

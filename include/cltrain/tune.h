@@ -74,8 +74,7 @@ void ct_tune_options_defaults(ct_tune_options *o);
 
 typedef struct {
   char role[48];
-  int ta, tb;
-  size_t m, n, k;
+  CT_GEMM_SHAPE_MEMBER;   // blas.h
   double gflops_before;   // with the device's defaults, before the search
   double gflops_after;    // with the chosen implementation
 } ct_tune_shape;
