@@ -169,7 +169,7 @@ __attribute__((target("avx,f16c"))) static void from_f16_f16c(float *dst, const 
 static int have_f16c(void) {
   static int v = -1;
   if (v < 0) {
-    const char *off = getenv("CLTRAIN_NO_F16C");   // the tests compare both paths
+    const char *off = getenv("CLTRAIN_NO_F16C");   // (the integer code instead, to compare)
     // CPUID leaf 1: ECX bit 29 F16C, 28 AVX, 27 OSXSAVE; XCR0 bits 1-2: the OS saves YMM
     // (clang 14's __builtin_cpu_supports does not know "f16c")
     unsigned a, b, c, d;

@@ -86,24 +86,30 @@ static const struct option options[] = {
     {"help", no_argument, 0, O_HELP},
     {0, 0, 0, 0}};
 
-// "  --flag ARG  text [default]", the text wrapped to the help's columns (27 to 92).
+// "  --flag ARG  text [default]", the text wrapped to the help's columns (27 to 92), into out
+// (size bytes; cut short if it does not fit).
 static void option_help(char *out, size_t size, const char *flag, const char *text,
                         const char *dflt) {
-  size_t len = (size_t)snprintf(out, size, "  %-25s", flag), col = 27;
-  const char *p = text;
-  while (*p && len < size) {
+  size_t len = 0, col = 27;
+#define PUT(...)                                                              \
+  do {                                                                        \
+    int w_ = len < size ? snprintf(out + len, size - len, __VA_ARGS__) : 0;   \
+    if (w_ > 0) len = len + (size_t)w_ < size ? len + (size_t)w_ : size;      \
+  } while (0)
+  PUT("  %-25s", flag);
+  for (const char *p = text; *p;) {
     size_t word = strcspn(p, " ");
     if (col + word + 1 > 92 && col > 27) {
-      len += (size_t)snprintf(out + len, len < size ? size - len : 0, "\n%27s", "");
+      PUT("\n%27s", "");
       col = 27;
     }
-    len += (size_t)snprintf(out + len, len < size ? size - len : 0, "%s%.*s",
-                            col > 27 ? " " : "", (int)word, p);
+    PUT("%s%.*s", col > 27 ? " " : "", (int)word, p);
     col += word + (col > 27);
     p += word;
     while (*p == ' ') p++;
   }
-  if (len < size) snprintf(out + len, size - len, " [%s]\n", dflt);
+  PUT(" [%s]\n", dflt);
+#undef PUT
 }
 
 static void usage(FILE *f) {
