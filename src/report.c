@@ -344,6 +344,14 @@ out:
 
 // ---- the end --------------------------------------------------------------------------------
 
+ct_status ct_report_trace(ct_run_state *s) {
+  if (!s->cfg->trace) return CT_OK;
+  char label[400];
+  snprintf(label, sizeof label, "rank %d: %s [%s]", s->comm->rank, s->dev.info.name,
+           s->dev.info.platform_name);
+  return ct_trace_write(&s->trace, s->comm, label, s->cfg->trace);
+}
+
 enum { K = 11 };   // the per-rank figures gathered at the end
 
 // The per-rank table (after the warm-up steps when there were enough) and its mean (mean[K]).

@@ -334,13 +334,7 @@ static ct_status finish_run(ct_run_state *s, loop *L, int stopped) {
     CT_UNPROFILED(s, ct_replica_check(s, "at the end"));
   if (cfg->save_params) CT_TRY(save_params_file(s, cfg->save_params));
   if (cfg->save_safetensors) CT_TRY(save_safetensors_file(s, cfg->save_safetensors));
-  if (cfg->trace) {
-    char label[400];
-    snprintf(label, sizeof label, "rank %d: %s [%s]", s->comm->rank, s->dev.info.name,
-             s->dev.info.platform_name);
-    CT_TRY(ct_trace_write(&s->trace, s->comm, label, cfg->trace));
-  }
-  return CT_OK;
+  return ct_report_trace(s);
 }
 
 ct_status ct_run_train(ct_run_state *s) {

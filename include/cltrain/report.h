@@ -1,9 +1,9 @@
 // report.h: what a run tells: the lines at its start (model, devices, shares), the --metrics
-// records (config, log, epoch, final), the per-rank table at the end, --profile's tables, and
-// the progress line on a terminal.
+// records (config, log, epoch, final), the --trace file, the per-rank table at the end,
+// --profile's tables, and the progress line on a terminal.
 //
 // Defines: ct_report_metrics_open, ct_report_start, ct_report_log, ct_report_epoch,
-// ct_report_end, ct_progress (+ ct_progress_draw / _end).
+// ct_report_trace, ct_report_end, ct_progress (+ ct_progress_draw / _end).
 //
 // Rank 0 prints and writes; the per-rank figures are gathered (collective calls are marked).
 // The records' schema is docs/metrics.md.
@@ -22,6 +22,9 @@ ct_status ct_report_log(ct_run_state *s, long step, int epoch, double loss, doub
                         double rate, double t_train);
 // An epoch's line and record. Collective with --metrics (the per-rank times are gathered).
 ct_status ct_report_epoch(ct_run_state *s, int epoch, long step, double value, double t_train);
+// --trace: every rank's spans gathered, rank 0 writes the file (each rank named after its
+// device). Collective; nothing without --trace.
+ct_status ct_report_trace(ct_run_state *s);
 // The end: --profile's tables, the per-rank table, the shares, the final record and line.
 // Collective.
 ct_status ct_report_end(ct_run_state *s);
