@@ -161,7 +161,7 @@ const ct_gemm_plan *ct_blas_find_plan(const ct_device *dev, int ta, int tb, size
   for (int i = 0; i < b->nplans; i++) {
     const ct_gemm_plan *p = &b->plans[i];
     if (p->ta != !!ta || p->tb != !!tb) continue;
-    if (p->m == m && p->n == n && p->k == k) return p;
+    if (ct_gemm_same_shape(&p->shape, &(ct_gemm_shape){!!ta, !!tb, m, n, k})) return p;
     // M follows the batch share (it varies with the shares and the epoch's last batch): any M;
     // N and K are the model's own sizes: within a factor of 4
     double dm = log_ratio(p->m, m), dn = log_ratio(p->n, n), dk = log_ratio(p->k, k);
@@ -184,10 +184,10 @@ ct_status ct_blas_record(ct_device *dev, int on) {
 
 static ct_status record_call(struct ct_blas_state *b, const char *role, int ta, int tb,
                              size_t m, size_t n, size_t k) {
+  ct_gemm_shape shape = {ta, tb, m, n, k};
   for (int i = 0; i < b->nrecord; i++) {
     ct_gemm_call *c = &b->record[i];
-    if (c->ta == ta && c->tb == tb && c->m == m && c->n == n && c->k == k &&
-        !strcmp(c->role, role)) {
+    if (ct_gemm_same_shape(&c->shape, &shape) && !strcmp(c->role, role)) {
       c->calls++;
       return CT_OK;
     }
@@ -202,7 +202,7 @@ static ct_status record_call(struct ct_blas_state *b, const char *role, int ta, 
   ct_gemm_call *c = &b->record[b->nrecord++];
   memset(c, 0, sizeof *c);
   snprintf(c->role, sizeof c->role, "%s", role);
-  c->ta = ta, c->tb = tb, c->m = m, c->n = n, c->k = k, c->calls = 1;
+  c->shape = shape, c->calls = 1;
   return CT_OK;
 }
 

@@ -340,6 +340,72 @@ static ct_status read_npy(const char *path, uint8_t **file, ct_npy_info *info) {
   return st;
 }
 
+// The images' and labels' headers checked against what a data set needs: N x H x W [x C] images
+// of uint8 or a float type, N integer labels.
+static ct_status check_npy(const char *ipath, const char *lpath, const ct_npy_info *ii,
+                           const ct_npy_info *li) {
+  if (ii->ndim != 3 && ii->ndim != 4)
+    return CT_FAIL(CT_ERR_FORMAT, "%s: images of %d dimensions; expected N x H x W or N x H x W "
+                   "x C", ipath, ii->ndim);
+  if (!(ii->kind == 'u' && ii->item == 1) && ii->kind != 'f')
+    return CT_FAIL(CT_ERR_FORMAT, "%s: images of dtype %c%d; expected uint8 ('|u1') or float32 "
+                   "('<f4', float64 taken too)", ipath, ii->kind, ii->item);
+  uint64_t n = ii->shape[0], h = ii->shape[1], w = ii->shape[2];
+  uint64_t c = ii->ndim == 4 ? ii->shape[3] : 1;
+  if (n == 0 || h == 0 || w == 0 || c == 0)
+    return CT_FAIL(CT_ERR_FORMAT, "%s: a dimension of the images is 0", ipath);
+  if (h * w * c > (uint64_t)INT_MAX)
+    return CT_FAIL(CT_ERR_FORMAT, "%s: %llu values per image, more than %d", ipath,
+                   (unsigned long long)(h * w * c), INT_MAX);
+  if (li->kind == 'f')
+    return CT_FAIL(CT_ERR_FORMAT, "%s: labels of a float dtype; expected an integer type", lpath);
+  if (li->ndim != 1)
+    return CT_FAIL(CT_ERR_FORMAT, "%s: labels of %d dimensions; expected shape (N,)", lpath,
+                   li->ndim);
+  if (li->shape[0] != n)
+    return CT_FAIL(CT_ERR_FORMAT, "%s holds %llu images but %s holds %llu labels", ipath,
+                   (unsigned long long)n, lpath, (unsigned long long)li->shape[0]);
+  return CT_OK;
+}
+
+// n labels of any integer type, narrowed to one byte (0..255).
+static ct_status npy_labels(const char *lpath, const ct_npy_info *li, const uint8_t *ld,
+                            uint64_t n, uint8_t *labels) {
+  for (uint64_t i = 0; i < n; i++) {
+    int64_t v = ct_npy_int(li, ld, i);
+    if (v < 0 || v > 255)
+      return CT_FAIL(CT_ERR_FORMAT, "%s: label %lld at index %llu is out of range 0..255", lpath,
+                     (long long)v, (unsigned long long)i);
+    labels[i] = (uint8_t)v;
+  }
+  return CT_OK;
+}
+
+// The images, channels last (N, H, W, C) in the file -> channels first (N, C, H, W) in memory:
+// as bytes into pixels, or (pixels NULL) as float32 into fpixels, each value checked finite.
+static ct_status npy_images(const char *ipath, const ct_npy_info *ii, const uint8_t *id,
+                            uint8_t *pixels, float *fpixels) {
+  uint64_t n = ii->shape[0], h = ii->shape[1], w = ii->shape[2];
+  uint64_t c = ii->ndim == 4 ? ii->shape[3] : 1;
+  size_t hw = (size_t)(h * w), d = hw * (size_t)c;
+  for (uint64_t i = 0; i < n; i++)
+    for (size_t p = 0; p < hw; p++)
+      for (size_t k = 0; k < (size_t)c; k++) {
+        uint64_t src = i * d + p * (size_t)c + k, dst = i * d + k * hw + p;
+        if (pixels) {
+          pixels[dst] = id[src];
+          continue;
+        }
+        double v = ct_npy_float(ii, id, src);
+        if (!(v >= -3.4e38 && v <= 3.4e38))   // NaN, infinite, or beyond float32
+          return CT_FAIL(CT_ERR_FORMAT, "%s: image %llu holds a value that is not a finite "
+                         "float32 (%g at item %llu)", ipath, (unsigned long long)i, v,
+                         (unsigned long long)src);
+        fpixels[dst] = (float)v;
+      }
+  return CT_OK;
+}
+
 static ct_status load_npy(const char *ipath, const char *lpath, int classes, ct_dataset *ds) {
   uint8_t *ifile = NULL, *lfile = NULL, *pixels = NULL, *labels = NULL;
   float *fpixels = NULL;
@@ -347,39 +413,8 @@ static ct_status load_npy(const char *ipath, const char *lpath, int classes, ct_
   CT_TRY(read_npy(ipath, &ifile, &ii));
   ct_status st = read_npy(lpath, &lfile, &li);
   if (st != CT_OK) goto fail;
-  if (ii.ndim != 3 && ii.ndim != 4) {
-    st = CT_FAIL(CT_ERR_FORMAT, "%s: images of %d dimensions; expected N x H x W or N x H x W x C",
-                 ipath, ii.ndim);
-    goto fail;
-  }
-  if (!(ii.kind == 'u' && ii.item == 1) && ii.kind != 'f') {
-    st = CT_FAIL(CT_ERR_FORMAT, "%s: images of dtype %c%d; expected uint8 ('|u1') or float32 "
-                 "('<f4', float64 taken too)", ipath, ii.kind, ii.item);
-    goto fail;
-  }
+  if ((st = check_npy(ipath, lpath, &ii, &li)) != CT_OK) goto fail;
   uint64_t n = ii.shape[0], h = ii.shape[1], w = ii.shape[2], c = ii.ndim == 4 ? ii.shape[3] : 1;
-  if (n == 0 || h == 0 || w == 0 || c == 0) {
-    st = CT_FAIL(CT_ERR_FORMAT, "%s: a dimension of the images is 0", ipath);
-    goto fail;
-  }
-  if (h * w * c > (uint64_t)INT_MAX) {
-    st = CT_FAIL(CT_ERR_FORMAT, "%s: %llu values per image, more than %d", ipath,
-                 (unsigned long long)(h * w * c), INT_MAX);
-    goto fail;
-  }
-  if (li.kind == 'f') {
-    st = CT_FAIL(CT_ERR_FORMAT, "%s: labels of a float dtype; expected an integer type", lpath);
-    goto fail;
-  }
-  if (li.ndim != 1) {
-    st = CT_FAIL(CT_ERR_FORMAT, "%s: labels of %d dimensions; expected shape (N,)", lpath, li.ndim);
-    goto fail;
-  }
-  if (li.shape[0] != n) {
-    st = CT_FAIL(CT_ERR_FORMAT, "%s holds %llu images but %s holds %llu labels", ipath,
-                 (unsigned long long)n, lpath, (unsigned long long)li.shape[0]);
-    goto fail;
-  }
   labels = malloc(n);
   if (ii.kind == 'f')
     fpixels = malloc(ii.count * sizeof *fpixels);
@@ -390,35 +425,8 @@ static ct_status load_npy(const char *ipath, const char *lpath, int classes, ct_
                  (unsigned long long)n);
     goto fail;
   }
-  const uint8_t *ld = lfile + li.offset, *id = ifile + ii.offset;
-  for (uint64_t i = 0; i < n; i++) {
-    int64_t v = ct_npy_int(&li, ld, i);
-    if (v < 0 || v > 255) {
-      st = CT_FAIL(CT_ERR_FORMAT, "%s: label %lld at index %llu is out of range 0..255", lpath,
-                   (long long)v, (unsigned long long)i);
-      goto fail;
-    }
-    labels[i] = (uint8_t)v;
-  }
-  // channels last (N, H, W, C) in the file -> channels first (N, C, H, W) in memory
-  size_t hw = (size_t)(h * w), d = hw * (size_t)c;
-  for (uint64_t i = 0; i < n; i++)
-    for (size_t p = 0; p < hw; p++)
-      for (size_t k = 0; k < (size_t)c; k++) {
-        uint64_t src = i * d + p * (size_t)c + k, dst = i * d + k * hw + p;
-        if (pixels) {
-          pixels[dst] = id[src];
-          continue;
-        }
-        double v = ct_npy_float(&ii, id, src);
-        if (!(v >= -3.4e38 && v <= 3.4e38)) {   // NaN, infinite, or beyond float32
-          st = CT_FAIL(CT_ERR_FORMAT, "%s: image %llu holds a value that is not a finite float32 "
-                       "(%g at item %llu)", ipath, (unsigned long long)i, v,
-                       (unsigned long long)src);
-          goto fail;
-        }
-        fpixels[dst] = (float)v;
-      }
+  if ((st = npy_labels(lpath, &li, lfile + li.offset, n, labels)) != CT_OK) goto fail;
+  if ((st = npy_images(ipath, &ii, ifile + ii.offset, pixels, fpixels)) != CT_OK) goto fail;
   if (n > (uint64_t)INT_MAX) {
     st = CT_FAIL(CT_ERR_FORMAT, "%s: %llu images, more than %d", ipath, (unsigned long long)n,
                  INT_MAX);

@@ -96,8 +96,10 @@ static ct_status parse_descr(const char *d, const char *name, ct_npy_info *info)
   return CT_OK;
 }
 
-ct_status ct_npy_parse(const uint8_t *buf, size_t size, const char *name, ct_npy_info *info) {
-  memset(info, 0, sizeof *info);
+// The magic, the version and the header's length; the header's bytes checked (printable ASCII,
+// one newline at its end). *start: where the header starts, *hlen: its length.
+static ct_status parse_preamble(const uint8_t *buf, size_t size, const char *name, size_t *start,
+                                uint64_t *hlen) {
   static const uint8_t magic[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
   if (size < 10)
     return CT_FAIL(CT_ERR_FORMAT, "%s: holds %zu bytes, too short for a .npy header", name, size);
@@ -107,98 +109,117 @@ ct_status ct_npy_parse(const uint8_t *buf, size_t size, const char *name, ct_npy
   if (major < 1 || major > 3 || minor != 0)
     return CT_FAIL(CT_ERR_FORMAT, "%s: .npy format version %d.%d; expected 1.0, 2.0 or 3.0", name,
                    major, minor);
-  size_t start = major == 1 ? 10 : 12;
-  if (size < start)
+  *start = major == 1 ? 10 : 12;
+  if (size < *start)
     return CT_FAIL(CT_ERR_FORMAT, "%s: truncated header: holds %zu bytes", name, size);
-  uint64_t hlen = major == 1 ? (uint64_t)buf[8] | (uint64_t)buf[9] << 8
-                             : (uint64_t)buf[8] | (uint64_t)buf[9] << 8 | (uint64_t)buf[10] << 16 |
-                                   (uint64_t)buf[11] << 24;
-  if (hlen > size - start)
+  *hlen = major == 1 ? (uint64_t)buf[8] | (uint64_t)buf[9] << 8
+                     : (uint64_t)buf[8] | (uint64_t)buf[9] << 8 | (uint64_t)buf[10] << 16 |
+                           (uint64_t)buf[11] << 24;
+  if (*hlen > size - *start)
     return CT_FAIL(CT_ERR_FORMAT, "%s: truncated header: it says %llu bytes, the file holds %zu",
-                   name, (unsigned long long)hlen, size - start);
-  if (hlen == 0 || buf[start + hlen - 1] != '\n')
+                   name, (unsigned long long)*hlen, size - *start);
+  if (*hlen == 0 || buf[*start + *hlen - 1] != '\n')
     return CT_FAIL(CT_ERR_FORMAT, "%s: the header does not end with a newline", name);
-  for (size_t i = start; i < start + hlen - 1; i++)   // one newline, at the end; no tabs
+  for (size_t i = *start; i < *start + *hlen - 1; i++)   // one newline, at the end; no tabs
     if (buf[i] < 0x20)
       return CT_FAIL(CT_ERR_FORMAT, "%s: the header holds a control byte 0x%02x at offset %zu",
                      name, buf[i], i);
     else if (buf[i] >= 0x7f)
       return CT_FAIL(CT_ERR_FORMAT, "%s: the header holds a non-ASCII byte 0x%02x at offset %zu",
                      name, buf[i], i);
+  return CT_OK;
+}
 
-  cursor c = {(const char *)buf + start, (const char *)buf + start + hlen - 1};
+// The value of 'shape': a tuple of non-negative integers ('(N,)' for one dimension). *bad: what
+// was expected instead, or NULL.
+static ct_status parse_shape(cursor *c, const char *name, ct_npy_info *info, const char **bad) {
+  if (!eat(c, '(')) {
+    *bad = "a tuple after 'shape'";
+    return CT_OK;
+  }
+  while (!*bad && !eat(c, ')')) {
+    uint64_t v;
+    if (info->ndim == CT_NPY_MAX_DIMS)
+      return CT_FAIL(CT_ERR_FORMAT, "%s: the shape has more than %d dimensions", name,
+                     CT_NPY_MAX_DIMS);
+    if (!integer(c, &v)) {
+      *bad = "a non-negative integer in the shape";
+      break;
+    }
+    info->shape[info->ndim++] = v;
+    if (!eat(c, ',')) {
+      if (!eat(c, ')')) *bad = "',' or ')' in the shape";
+      else if (info->ndim == 1) *bad = "'(N,)' for a shape of one dimension";
+      break;
+    }
+  }
+  return CT_OK;
+}
+
+// One key's value (the cursor after its ':'); seen[3]: descr, fortran_order, shape so far.
+static ct_status parse_value(cursor *c, const char *key, const char *name, ct_npy_info *info,
+                             int *seen, const char **bad) {
+  char val[32];
+  if (!strcmp(key, "descr")) {
+    if (seen[0]++) return CT_FAIL(CT_ERR_FORMAT, "%s: the header repeats 'descr'", name);
+    if (!string_lit(c, val, sizeof val)) {
+      *bad = "a dtype string after 'descr' (structured dtypes are not supported)";
+      return CT_OK;
+    }
+    return parse_descr(val, name, info);
+  }
+  if (!strcmp(key, "fortran_order")) {
+    if (seen[1]++) return CT_FAIL(CT_ERR_FORMAT, "%s: the header repeats 'fortran_order'", name);
+    if (word(c, "True"))
+      return CT_FAIL(CT_ERR_FORMAT, "%s: the array is in Fortran order; save a C-ordered one "
+                     "(numpy.ascontiguousarray)", name);
+    if (!word(c, "False")) *bad = "True or False after 'fortran_order'";
+    return CT_OK;
+  }
+  if (!strcmp(key, "shape")) {
+    if (seen[2]++) return CT_FAIL(CT_ERR_FORMAT, "%s: the header repeats 'shape'", name);
+    return parse_shape(c, name, info, bad);
+  }
+  return CT_FAIL(CT_ERR_FORMAT, "%s: the header has a key '%s'; expected only 'descr', "
+                 "'fortran_order' and 'shape'", name, key);
+}
+
+// The header's dict: exactly the keys 'descr', 'fortran_order' and 'shape', once each.
+static ct_status parse_dict(cursor *c, const char *name, ct_npy_info *info) {
   const char *bad = NULL;
-  int seen_descr = 0, seen_order = 0, seen_shape = 0;
-  if (!eat(&c, '{')) bad = "a dict starting with '{'";
+  int seen[3] = {0, 0, 0};
+  if (!eat(c, '{')) bad = "a dict starting with '{'";
   while (!bad) {
-    if (eat(&c, '}')) break;
-    char key[32], val[32];
-    if (!string_lit(&c, key, sizeof key)) {
+    if (eat(c, '}')) break;
+    char key[32];
+    if (!string_lit(c, key, sizeof key)) {
       bad = "a quoted key or '}'";
       break;
     }
-    if (!eat(&c, ':')) {
+    if (!eat(c, ':')) {
       bad = "':' after a key";
       break;
     }
-    if (!strcmp(key, "descr")) {
-      if (seen_descr++) return CT_FAIL(CT_ERR_FORMAT, "%s: the header repeats 'descr'", name);
-      if (!string_lit(&c, val, sizeof val)) {
-        bad = "a dtype string after 'descr' (structured dtypes are not supported)";
-        break;
-      }
-      CT_TRY(parse_descr(val, name, info));
-    } else if (!strcmp(key, "fortran_order")) {
-      if (seen_order++)
-        return CT_FAIL(CT_ERR_FORMAT, "%s: the header repeats 'fortran_order'", name);
-      if (word(&c, "True"))
-        return CT_FAIL(CT_ERR_FORMAT, "%s: the array is in Fortran order; save a C-ordered one "
-                       "(numpy.ascontiguousarray)", name);
-      if (!word(&c, "False")) {
-        bad = "True or False after 'fortran_order'";
-        break;
-      }
-    } else if (!strcmp(key, "shape")) {
-      if (seen_shape++) return CT_FAIL(CT_ERR_FORMAT, "%s: the header repeats 'shape'", name);
-      if (!eat(&c, '(')) {
-        bad = "a tuple after 'shape'";
-        break;
-      }
-      while (!bad && !eat(&c, ')')) {
-        uint64_t v;
-        if (info->ndim == CT_NPY_MAX_DIMS)
-          return CT_FAIL(CT_ERR_FORMAT, "%s: the shape has more than %d dimensions", name,
-                         CT_NPY_MAX_DIMS);
-        if (!integer(&c, &v)) {
-          bad = "a non-negative integer in the shape";
-          break;
-        }
-        info->shape[info->ndim++] = v;
-        if (!eat(&c, ',')) {
-          if (!eat(&c, ')')) bad = "',' or ')' in the shape";
-          else if (info->ndim == 1) bad = "'(N,)' for a shape of one dimension";
-          break;
-        }
-      }
-    } else {
-      return CT_FAIL(CT_ERR_FORMAT, "%s: the header has a key '%s'; expected only 'descr', "
-                     "'fortran_order' and 'shape'", name, key);
-    }
+    CT_TRY(parse_value(c, key, name, info, seen, &bad));
     if (bad) break;
-    if (!eat(&c, ',')) {
-      if (!eat(&c, '}')) bad = "',' or '}' after a value";
+    if (!eat(c, ',')) {
+      if (!eat(c, '}')) bad = "',' or '}' after a value";
       break;
     }
   }
   if (!bad) {
-    skip_ws(&c);
-    if (c.p != c.end) bad = "only spaces after the dict";
+    skip_ws(c);
+    if (c->p != c->end) bad = "only spaces after the dict";
   }
   if (bad) return CT_FAIL(CT_ERR_FORMAT, "%s: malformed header: expected %s", name, bad);
-  if (!seen_descr || !seen_order || !seen_shape)
+  if (!seen[0] || !seen[1] || !seen[2])
     return CT_FAIL(CT_ERR_FORMAT, "%s: the header lacks '%s'", name,
-                   !seen_descr ? "descr" : !seen_order ? "fortran_order" : "shape");
+                   !seen[0] ? "descr" : !seen[1] ? "fortran_order" : "shape");
+  return CT_OK;
+}
 
+// The element count of the shape within the limit, and the data's size against the file's.
+static ct_status check_sizes(size_t size, const char *name, ct_npy_info *info) {
   uint64_t count = 1;
   for (int i = 0; i < info->ndim; i++) {
     if (info->shape[i] > (uint64_t)INT_MAX)
@@ -210,7 +231,6 @@ ct_status ct_npy_parse(const uint8_t *buf, size_t size, const char *name, ct_npy
                      name, (unsigned long long)CT_NPY_MAX_BYTES);
   }
   info->count = count;
-  info->offset = start + (size_t)hlen;
   uint64_t bytes = count * (uint64_t)info->item, have = size - info->offset;
   char shape[160] = "(";
   for (int i = 0; i < info->ndim; i++) {
@@ -227,6 +247,17 @@ ct_status ct_npy_parse(const uint8_t *buf, size_t size, const char *name, ct_npy
                    "%s: trailing garbage: holds %llu bytes of data, shape %s needs %llu", name,
                    (unsigned long long)have, shape, (unsigned long long)bytes);
   return CT_OK;
+}
+
+ct_status ct_npy_parse(const uint8_t *buf, size_t size, const char *name, ct_npy_info *info) {
+  memset(info, 0, sizeof *info);
+  size_t start = 0;
+  uint64_t hlen = 0;
+  CT_TRY(parse_preamble(buf, size, name, &start, &hlen));
+  cursor c = {(const char *)buf + start, (const char *)buf + start + hlen - 1};
+  CT_TRY(parse_dict(&c, name, info));
+  info->offset = start + (size_t)hlen;
+  return check_sizes(size, name, info);
 }
 
 // Item i of an integer array, as int64 (unsigned 64-bit values above INT64_MAX become -1, which

@@ -491,11 +491,11 @@ START_TEST(device_windows_give_the_bits_of_the_whole) {
     for (size_t i = 0; i < n; i++) a[i] = b[i] = rough(g_comm.rank, i);
     size_t wire_n = n - 1000;
     ct_ring_opts whole = {.wire = (ct_wire)w, .wire_n = wire_n};
-    ct_status st = ct_allreduce_mapped(g_ar, a, n, NULL, 0, 0, &whole, NULL);
+    ct_status st = ct_allreduce_mapped(g_ar, a, n, &whole, NULL);
     size_t cuts[] = {0, 1, 4097, 100000, 250000, 299500, n};
     for (size_t k = 0; k + 1 < sizeof cuts / sizeof *cuts && st == CT_OK; k++) {
       ct_ring_opts o = {.wire = (ct_wire)w, .wire_n = wire_n, .total = n, .base = cuts[k]};
-      st = ct_allreduce_mapped(g_ar, b + cuts[k], cuts[k + 1] - cuts[k], NULL, 0, 0, &o, NULL);
+      st = ct_allreduce_mapped(g_ar, b + cuts[k], cuts[k + 1] - cuts[k], &o, NULL);
     }
     int good = st == CT_OK && memcmp(a, b, n * sizeof *a) == 0;
     if (!good)
@@ -533,7 +533,7 @@ START_TEST(device_requests_in_flight_give_the_bits_of_the_whole) {
     for (int k = 0; k < 2; k++)
       ck_assert_int_eq(clEnqueueWriteBuffer(g_dev.queue, bufs[k], CL_FALSE, 0, n * sizeof *h, h, 0,
                                             NULL, NULL), CL_SUCCESS);
-    ct_status st = ct_allreduce_device_after(g_ar, bufs[0], 0, n, NULL, NULL, 0, 0, &whole, NULL);
+    ct_status st = ct_allreduce_device_after(g_ar, bufs[0], 0, n, NULL, &whole, NULL);
     ct_allreduce_req *q[8] = {0};
     cl_event user = NULL;
     int first = 0;   // oldest in flight
@@ -607,7 +607,7 @@ static ct_status handle_reduce(float *x, size_t n, ct_wire w, int gather, unsign
   ct_status st = ct_allreduce_set_algo(ar, &a);
   if (st == CT_OK) st = ct_allreduce_agree(ar, n);
   ct_ring_opts o = {.wire = w, .wire_n = n, .nonfinite = bad, .nonfinite_n = bad ? nf_n : 0};
-  if (st == CT_OK) st = ct_allreduce_mapped(ar, x, n, NULL, 0, 0, &o, stats);
+  if (st == CT_OK) st = ct_allreduce_mapped(ar, x, n, &o, stats);
   ct_allreduce_free(ar);
   return st;
 }
@@ -648,11 +648,11 @@ START_TEST(ring_halves_give_the_whole_rings_bits) {
           }
           if (st == CT_OK) st = ct_allreduce_agree(ar, total ? total : 1);
           ct_ring_opts o = {.wire = (ct_wire)w, .wire_n = n, .total = total};
-          if (st == CT_OK) st = ct_allreduce_mapped(ar, a, n, NULL, 0, 0, &o, NULL);   // whole
+          if (st == CT_OK) st = ct_allreduce_mapped(ar, a, n, &o, NULL);   // whole
           unsigned bad = 0;
           ct_ring_opts rs = o;
           rs.part = CT_RING_REDUCE_SCATTER, rs.nonfinite = &bad, rs.nonfinite_n = n;
-          if (st == CT_OK) st = ct_allreduce_mapped(ar, b, n, NULL, 0, 0, &rs, NULL);
+          if (st == CT_OK) st = ct_allreduce_mapped(ar, b, n, &rs, NULL);
           size_t lo, hi;
           ct_ring_segment(total, N, (r + 1) % N, &lo, &hi);
           if (hi > n) hi = n;
@@ -665,7 +665,7 @@ START_TEST(ring_halves_give_the_whole_rings_bits) {
             b[i] = skip ? 2.0f * a[i] : 2.0f * b[i];   // the owner's update
           }
           ct_ring_opts ag = {.total = total, .part = CT_RING_ALL_GATHER};
-          if (st == CT_OK) st = ct_allreduce_mapped(ar, b, n, NULL, 0, 0, &ag, NULL);
+          if (st == CT_OK) st = ct_allreduce_mapped(ar, b, n, &ag, NULL);
           for (size_t i = 0; i < n; i++) wrong += !(b[i] == 2.0f * a[i]);
           int sum_bad = (int)bad;
           if (MPI_Allreduce(MPI_IN_PLACE, &sum_bad, 1, MPI_INT, MPI_SUM, g_comm.comm) !=

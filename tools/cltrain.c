@@ -8,12 +8,19 @@
 // 2 bad command line.
 #include <getopt.h>
 #include <limits.h>
+#include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cltrain/allreduce.h"
 #include "cltrain/args.h"
+#include "cltrain/balance.h"
+#include "cltrain/hooks.h"
+#include "cltrain/layers.h"
+#include "cltrain/sync.h"
 #include "cltrain/trainer.h"
 #include "cltrain/version.h"
 
@@ -79,7 +86,40 @@ static const struct option options[] = {
     {"help", no_argument, 0, O_HELP},
     {0, 0, 0, 0}};
 
+// "  --flag ARG  text [default]", the text wrapped to the help's columns (27 to 92), into out
+// (size bytes; cut short if it does not fit).
+static void option_help(char *out, size_t size, const char *flag, const char *text,
+                        const char *dflt) {
+  size_t len = 0, col = 27;
+#define PUT(...)                                                              \
+  do {                                                                        \
+    int w_ = len < size ? snprintf(out + len, size - len, __VA_ARGS__) : 0;   \
+    if (w_ > 0) len = len + (size_t)w_ < size ? len + (size_t)w_ : size;      \
+  } while (0)
+  PUT("  %-25s", flag);
+  for (const char *p = text; *p;) {
+    size_t word = strcspn(p, " ");
+    if (col + word + 1 > 92 && col > 27) {
+      PUT("\n%27s", "");
+      col = 27;
+    }
+    PUT("%s%.*s", col > 27 ? " " : "", (int)word, p);
+    col += word + (col > 27);
+    p += word;
+    while (*p == ' ') p++;
+  }
+  PUT(" [%s]\n", dflt);
+#undef PUT
+}
+
 static void usage(FILE *f) {
+  char modes[512], policies[512], text[600], bal[1024], sync[1024];
+  ct_balance_usage(policies, sizeof policies);
+  snprintf(text, sizeof text, "how the global batch is shared out: %s", policies);
+  option_help(bal, sizeof bal, "--balance KIND", text, ct_balance_policies[0].name);
+  ct_sync_usage(modes, sizeof modes);
+  option_help(sync, sizeof sync, "--sync MODE", modes, ct_sync_modes[0].name);
+  strncat(bal, sync, sizeof bal - strlen(bal) - 1);
   fprintf(f,
 "usage: [mpirun -np N] cltrain [options]\n"
 "Trains a model on Fashion-MNIST (or any MNIST-format or NumPy set), data-parallel across MPI\n"
@@ -125,12 +165,7 @@ static void usage(FILE *f) {
 "                           device\n"
 "  --shard KIND             how a global batch is split over ranks:\n"
 "                           sequential | random | stratified                  [sequential]\n"
-"  --balance KIND           how the global batch is shared out: even | throughput (in\n"
-"                           proportion to each rank's measured speed) | static:W0,W1,... |\n"
-"                           auto (throughput when the ranks' devices differ, else even) [auto]\n"
-"  --sync MODE              sync (reduce, then update) | stale (reduce step t while step\n"
-"                           t+1 computes; updates one step late) | local:K (local SGD:\n"
-"                           parameters averaged every K steps)                  [sync]\n"
+"%s"
 "  --wire fp32|fp16|bf16    gradients' format on the wire (sums stay fp32 on every rank;\n"
 "                           fp16 and bf16 move half the bytes)                  [fp32]\n"
 "  --bucket-mb X            reduce the gradients in buckets of about X MiB, each as soon\n"
@@ -173,62 +208,7 @@ static void usage(FILE *f) {
 "  --version                cltrain's version and those of the OpenCL platforms, CLBlast\n"
 "                           and MPI found at run time (needs no device and no mpirun)\n"
 "  -h, --help               this text\n"
-"\nexit codes: 0 done, 1 run-time failure, 2 bad command line\n");
-}
-
-// --balance auto|even|throughput|static:W0,W1,...
-static ct_status parse_balance(const char *text, ct_train_config *c) {
-  if (!strcmp(text, "auto")) c->balance = CT_BALANCE_AUTO;
-  else if (!strcmp(text, "even")) c->balance = CT_BALANCE_EVEN;
-  else if (!strcmp(text, "throughput")) c->balance = CT_BALANCE_THROUGHPUT;
-  else if (!strncmp(text, "static:", 7)) {
-    c->balance = CT_BALANCE_STATIC;
-    c->n_static_weights = 0;
-    const char *p = text + 7;
-    long sum = 0;
-    for (;;) {
-      char num[32];
-      size_t len = strcspn(p, ",");
-      long v;
-      if (len == 0 || len >= sizeof num || c->n_static_weights >= CT_MAX_STATIC_WEIGHTS)
-        return CT_FAIL(CT_ERR_USAGE, "--balance: expected static:W0,W1,... with integer weights "
-                       ">= 0, one per rank, got '%s'", text);
-      memcpy(num, p, len);
-      num[len] = 0;
-      ct_status st = ct_arg_long("--balance (static weight)", num, 0, 1000000, &v);
-      if (st != CT_OK) return st;
-      c->static_weights[c->n_static_weights++] = (int)v;
-      sum += v;
-      p += len;
-      if (!*p) break;
-      p++;
-    }
-    if (sum == 0)
-      return CT_FAIL(CT_ERR_USAGE, "--balance: static weights '%s' are all 0", text + 7);
-  } else {
-    return CT_FAIL(CT_ERR_USAGE, "--balance: expected auto, even, throughput or static:W0,W1,..., "
-                   "got '%s'", text);
-  }
-  return CT_OK;
-}
-
-// --sync sync|stale|local:K
-static ct_status parse_sync(const char *text, ct_train_config *c) {
-  if (!strcmp(text, "sync")) c->sync = CT_SYNC_SYNC;
-  else if (!strcmp(text, "stale")) c->sync = CT_SYNC_STALE;
-  else if (!strncmp(text, "local:", 6)) {
-    long k;
-    if (ct_arg_long("--sync (local:K)", text + 6, 1, 1000000, &k) != CT_OK) {
-      ct_error_clear();
-      return CT_FAIL(CT_ERR_USAGE, "--sync: expected local:K with an integer K in 1..1000000, got "
-                     "'%s'", text);
-    }
-    c->sync = CT_SYNC_LOCAL;
-    c->local_k = (int)k;
-  } else {
-    return CT_FAIL(CT_ERR_USAGE, "--sync: expected sync, stale or local:K, got '%s'", text);
-  }
-  return CT_OK;
+"\nexit codes: 0 done, 1 run-time failure, 2 bad command line\n", bal);
 }
 
 static ct_status parse(int argc, char **argv, ct_train_config *c) {
@@ -240,6 +220,9 @@ static ct_status parse(int argc, char **argv, ct_train_config *c) {
   int nesterov = 0;
   long v;
   float bucket = 0;
+  static ct_balance_choice balance;   // (checked here, parsed again by the run)
+  const ct_sync_mode *mode = NULL;
+  int k = 1;
   opterr = 0;
   optind = 1;
   int ch;
@@ -292,16 +275,16 @@ static ct_status parse(int argc, char **argv, ct_train_config *c) {
       case O_CHECK_EVERY: CT_TRY(ct_arg_long("--check-every", optarg, 0, 1L << 40, &c->check_every)); break;
       case O_ON_DIVERGENCE: {
         static const char *const kinds[] = {"warn", "resync", "abort", NULL};
-        int k;
-        CT_TRY(ct_arg_choice("--on-divergence", optarg, kinds, &k));
-        c->on_divergence = (ct_divergence)k;
+        int d;
+        CT_TRY(ct_arg_choice("--on-divergence", optarg, kinds, &d));
+        c->on_divergence = (ct_divergence)d;
         break;
       }
       case O_PROFILE: c->profile = 1; break;
       case O_TIMING: c->timing = 1; break;
       case O_TUNE: c->tune = 1; break;
-      case O_BALANCE: CT_TRY(parse_balance(optarg, c)); break;
-      case O_SYNC: CT_TRY(parse_sync(optarg, c)); break;
+      case O_BALANCE: CT_TRY(ct_balance_parse(optarg, &balance)); c->balance = optarg; break;
+      case O_SYNC: CT_TRY(ct_sync_parse(optarg, &mode, &k)); c->sync = optarg; break;
       case O_WIRE: {
         ct_wire w;
         if (!ct_wire_parse(optarg, &w))
@@ -312,9 +295,9 @@ static ct_status parse(int argc, char **argv, ct_train_config *c) {
       case O_BUCKET_MB: CT_TRY(ct_arg_float("--bucket-mb", optarg, 0, 0, 1 << 20, 0, &bucket)); c->bucket_mb = bucket; break;
       case O_SHARD_UPDATE: {
         static const char *const kinds[] = {"auto", "off", NULL};
-        int k;
-        CT_TRY(ct_arg_choice("--shard-update", optarg, kinds, &k));
-        c->shard_update = k == 0;
+        int d;
+        CT_TRY(ct_arg_choice("--shard-update", optarg, kinds, &d));
+        c->shard_update = d == 0;
         break;
       }
       case O_TRACE:
@@ -373,15 +356,108 @@ static ct_status parse(int argc, char **argv, ct_train_config *c) {
   if (c->sched.kind == CT_SCHED_STEP && c->sched.step_size == 0) c->sched.step_size = 1000;
   if (c->trace_last < (1L << 62) && !c->trace)
     return CT_FAIL(CT_ERR_USAGE, "--trace-steps: needs --trace FILE.json");
-  if (c->bucket_mb > 0 && c->sync != CT_SYNC_SYNC)
-    return CT_FAIL(CT_ERR_USAGE, "--bucket-mb: only with --sync sync (stale already reduces "
-                   "while the next step computes; local:K averages parameters)");
+  CT_TRY(ct_sync_parse(c->sync, &mode, &k));
+  CT_TRY(ct_sync_check_buckets(mode, c->bucket_mb));
   return CT_OK;
 }
 
-static long env_long(const char *name, long dflt) {
+// ---- test hooks (hooks.h): the reliability tests' faults, from CLTRAIN_INJECT_* ---------------
+//
+//   CLTRAIN_INJECT_NAN_STEP=S [_COUNT=C] [_RANK=R]   rank R's gradients poisoned (a NaN) in
+//                                                    steps S .. S+C-1 (C 1, R 0)
+//   CLTRAIN_INJECT_DIVERGE_STEP=S [_RANK=R]          one parameter of rank R's replica changed
+//                                                    after step S's update (R 1)
+//   CLTRAIN_INJECT_EXIT_STEP=S [_RANK=R]             rank R exits (code 3) as step S begins (R 1)
+//   CLTRAIN_INJECT_SLOW_RANK=R CLTRAIN_INJECT_SLOW_US=U   rank R's device held U us per sample
+//                                                    of its share, each step: a slower device
+//   CLTRAIN_INJECT_WRITE_KILL=1                      the process killed (SIGKILL) in the middle
+//                                                    of its first atomic file write
+
+typedef struct {
+  long nan_step, nan_count, diverge_step, exit_step, slow_us;
+  int nan_rank, diverge_rank, exit_rank, slow_rank, write_kill;
+} injections;
+
+static void inject_step_begin(void *ctx, int rank, long step) {
+  const injections *in = ctx;
+  if (step == in->exit_step && rank == in->exit_rank) {
+    fprintf(stderr, "cltrain: rank %d exits at step %ld (CLTRAIN_INJECT_EXIT)\n", rank, step);
+    _exit(3);
+  }
+}
+
+// A slower device: its queue held for `us` microseconds behind the step's work, by a marker
+// that waits for a user event the host completes after sleeping. The host's clock (sync) and
+// the device's markers around the step (stale) both see a step at least that long, as they
+// would on a slower device: the trainer's timing needs no correction.
+static ct_status hold_device(ct_device *dev, long us) {
+  cl_int err;
+  cl_event gate = clCreateUserEvent(dev->ctx, &err);
+  if (err != CL_SUCCESS)
+    return CT_FAIL(CT_ERR_CL, "clCreateUserEvent failed: %s", ct_cl_errname(err));
+  err = clEnqueueMarkerWithWaitList(dev->queue, 1, &gate, NULL);
+  if (err == CL_SUCCESS) err = clFlush(dev->queue);   // (the step's kernels run meanwhile)
+  if (err == CL_SUCCESS) usleep((useconds_t)us);
+  cl_int done = clSetUserEventStatus(gate, CL_COMPLETE);
+  clReleaseEvent(gate);
+  if (err != CL_SUCCESS)
+    return CT_FAIL(CT_ERR_CL, "holding the device (CLTRAIN_INJECT_SLOW_*) failed: %s",
+                   ct_cl_errname(err));
+  if (done != CL_SUCCESS)
+    return CT_FAIL(CT_ERR_CL, "clSetUserEventStatus failed: %s", ct_cl_errname(done));
+  return CT_OK;
+}
+
+static ct_status inject_computed(void *ctx, const ct_hook_step *h) {
+  const injections *in = ctx;
+  if (in->nan_step >= 0 && h->step >= in->nan_step && h->step < in->nan_step + in->nan_count &&
+      h->rank == in->nan_rank)   // the guard must catch it on every rank
+    CT_TRY(ct_fill(h->dev, h->buf, 1, NAN));
+  if (h->rank == in->slow_rank && in->slow_us > 0 && h->samples > 0)
+    CT_TRY(hold_device(h->dev, in->slow_us * h->samples));
+  return CT_OK;
+}
+
+static ct_status inject_applied(void *ctx, const ct_hook_step *h) {
+  const injections *in = ctx;
+  if (h->step == in->diverge_step && h->rank == in->diverge_rank) {
+    float v = 1.0f;   // one parameter of this replica only
+    CL_CHECK(clEnqueueWriteBuffer(h->dev->queue, h->buf, CL_TRUE, 0, sizeof v, &v, 0, NULL,
+                                  NULL));
+  }
+  return CT_OK;
+}
+
+static void inject_file_part(void *ctx, const char *path, int part) {
+  const injections *in = ctx;
+  (void)path;
+  if (in->write_kill && part == 0) kill(getpid(), SIGKILL);
+}
+
+static long env_long(const char *name, long dflt, int *any) {
   const char *v = getenv(name);
+  if (v && *v) *any = 1;
   return v && *v ? strtol(v, NULL, 10) : dflt;
+}
+
+// Installs the hooks when any CLTRAIN_INJECT_* variable is set.
+static void install_injections(void) {
+  static injections in;
+  int any = 0;
+  in.nan_step = env_long("CLTRAIN_INJECT_NAN_STEP", -1, &any);
+  in.nan_count = env_long("CLTRAIN_INJECT_NAN_COUNT", 1, &any);
+  in.nan_rank = (int)env_long("CLTRAIN_INJECT_NAN_RANK", 0, &any);
+  in.diverge_step = env_long("CLTRAIN_INJECT_DIVERGE_STEP", -1, &any);
+  in.diverge_rank = (int)env_long("CLTRAIN_INJECT_DIVERGE_RANK", 1, &any);
+  in.exit_step = env_long("CLTRAIN_INJECT_EXIT_STEP", -1, &any);
+  in.exit_rank = (int)env_long("CLTRAIN_INJECT_EXIT_RANK", 1, &any);
+  in.slow_rank = (int)env_long("CLTRAIN_INJECT_SLOW_RANK", -1, &any);
+  in.slow_us = env_long("CLTRAIN_INJECT_SLOW_US", 0, &any);
+  in.write_kill = getenv("CLTRAIN_INJECT_WRITE_KILL") != NULL;
+  if (!any && !in.write_kill) return;
+  ct_hooks h = {.ctx = &in, .step_begin = inject_step_begin, .computed = inject_computed,
+                .applied = inject_applied, .file_part = inject_file_part};
+  ct_hooks_set(&h);
 }
 
 int main(int argc, char **argv) {
@@ -410,16 +486,7 @@ int main(int argc, char **argv) {
     ct_comm_free(&comm);
     return ct_exit_code(st);
   }
-  // fault injection, for the reliability tests only
-  cfg.inject_nan_step = env_long("CLTRAIN_INJECT_NAN_STEP", -1);
-  cfg.inject_nan_count = env_long("CLTRAIN_INJECT_NAN_COUNT", 1);
-  cfg.inject_nan_rank = (int)env_long("CLTRAIN_INJECT_NAN_RANK", 0);
-  cfg.inject_diverge_step = env_long("CLTRAIN_INJECT_DIVERGE_STEP", -1);
-  cfg.inject_diverge_rank = (int)env_long("CLTRAIN_INJECT_DIVERGE_RANK", 1);
-  cfg.inject_exit_step = env_long("CLTRAIN_INJECT_EXIT_STEP", -1);
-  cfg.inject_exit_rank = (int)env_long("CLTRAIN_INJECT_EXIT_RANK", 1);
-  cfg.inject_slow_rank = (int)env_long("CLTRAIN_INJECT_SLOW_RANK", -1);
-  cfg.inject_slow_us = env_long("CLTRAIN_INJECT_SLOW_US", 0);
+  install_injections();   // fault injection, for the reliability tests only
 
   ct_train_result res;
   st = ct_train_run(&cfg, &comm, &res);

@@ -210,11 +210,11 @@ static ct_status run_once(bench *b, int path, size_t count) {
   ct_status r;
   switch (path) {
     case PATH_HOST:
-      r = ct_allreduce_mapped(b->har, b->host, count, NULL, 0, 0, &o, &st);
+      r = ct_allreduce_mapped(b->har, b->host, count, &o, &st);
       b->sent = st.bytes_sent;
       return r;
     case PATH_DEVICE:
-      r = ct_allreduce_device_after(b->ar, b->dbuf, 0, count, NULL, NULL, 0, 0, &o, &st);
+      r = ct_allreduce_device_after(b->ar, b->dbuf, 0, count, NULL, &o, &st);
       b->sent = st.bytes_sent;
       return r;
     default:

@@ -1,13 +1,14 @@
 // allreduce.h: the ring all-reduce (SUM of floats) over MPI, with device buffers staged through
 // host memory.
 //
-// Defines: ct_wire (+ ct_wire_name / _parse / _bytes / _round / _pack / _unpack / _round_n),
-// ct_ring_opts (+ ct_ring_segment),
+// Defines: ct_ring_opts (+ ct_ring_segment),
 // ct_allreduce_algo (+ ct_allreduce_algo_default / _small / _name), ct_allreduce_stats,
 // ct_allreduce (opaque) + ct_allreduce_init / _free / _agree / _set_algo / _get_algo,
 // ct_allreduce_device (+ _after), ct_allreduce_start / _test / _wait (ct_allreduce_req),
 // ct_allreduce_mapped, ct_allreduce_host (+ _wire),
-// ct_allreduce_pinned, ct_allreduce_zero_copy, ct_allreduce_ring_bytes.
+// ct_allreduce_pinned, ct_allreduce_zero_copy, ct_allreduce_ring_bytes, ct_allreduce_sent_bytes.
+// The wire formats are wire.h's; the insides (the ring's schedule, the gathered path, device
+// staging) ring.h's.
 //
 // N ranks form a ring (rank r sends to r+1 and receives from r-1). The count is cut into N
 // segments; N-1 reduce-scatter steps leave rank r with the finished segment r+1, and N-1
@@ -16,6 +17,11 @@
 // and host->device copies of different chunks overlap. The order of the additions is fixed
 // (segment s is summed as ((x_s + x_s+1) + x_s+2) + ... over ranks), so results are the same
 // bits run after run and, because the all-gather copies finished segments, on every rank.
+//
+// One entry: a request (ct_allreduce_start) reduces a window once an event has completed (its
+// producers), and the caller tests it or waits for it; the blocking forms (_device, _device_after,
+// _mapped) are a request started and waited for. What the trainer writes into its range (its
+// status words) it writes itself, before the request's event.
 //
 // Wire formats: with fp16 or bf16 the messages carry 16-bit values; every rank adds what it
 // receives to its own fp32 values (sums are fp32 on each hop) and rounds only what it sends
@@ -42,23 +48,13 @@
 
 #include "cltrain/comm.h"
 #include "cltrain/device.h"
+#include "cltrain/wire.h"
 
-typedef enum { CT_WIRE_FP32 = 0, CT_WIRE_FP16, CT_WIRE_BF16 } ct_wire;
-const char *ct_wire_name(ct_wire w);
-int ct_wire_parse(const char *s, ct_wire *w);   // "fp32", "fp16", "bf16"; 0 if none of them
-size_t ct_wire_bytes(ct_wire w);                // bytes per element on the wire
-float ct_wire_round(ct_wire w, float x);        // x as the wire carries it (integer code)
-// fp32 -> wire (fp16 or bf16) as the ring sends it (F16C instructions where the CPU has them,
-// unless CLTRAIN_NO_F16C=1): the same bits as ct_wire_round but for NaN payloads.
-void ct_wire_pack(ct_wire w, uint16_t *dst, const float *src, size_t n);
-// wire -> fp32 as the ring receives it: dst = the values of src, or dst += them (add).
-// CT_ERR_NOMEM when fp16's table cannot be built.
-ct_status ct_wire_unpack(ct_wire w, float *dst, const uint16_t *src, size_t n, int add);
-// x[i] = ct_wire_round(w, x[i]) for n floats, as the owner of a finished segment rounds it
-// (vectorized where it can be: the same bits as ct_wire_round but for NaN payloads).
-ct_status ct_wire_round_n(ct_wire w, float *x, size_t n);
-
-// Options of one call of the _after and _mapped forms (NULL: fp32, the range is the layout).
+// Options of one request (NULL: fp32, the range is the layout). The wire format, the window and
+// idle are the collective's own. The non-finite test and the halves (part) are what a
+// trainer's step asks besides the sum; they stay here because they happen inside the ring's
+// passes (the test is folded into the owner's additions; a half is the ring's own steps), where
+// no caller could do them without another pass over the array.
 typedef struct {
   ct_wire wire;     // format of the layout's elements [0, wire_n); those from wire_n on: fp32
   size_t wire_n;
@@ -82,9 +78,9 @@ typedef struct {
   // same bits the whole ring gives there, wire rounding included); the rest of the range holds
   // partial sums. A non-finite test counts that segment only. CT_RING_ALL_GATHER: each rank's
   // segment r+1 holds final values; on return every rank holds every segment as its owner
-  // (rank s-1 for segment s) had it. fp32 only (wire_n 0 over the range), no patch, no
-  // non-finite test. The two together move what the whole ring moves; between them the owner
-  // may change its segment (a sharded optimizer step). Host arrays and devices that share host
+  // (rank s-1 for segment s) had it. fp32 only (wire_n 0 over the range), no non-finite test.
+  // The two together move what the whole ring moves; between them the owner may change its
+  // segment (a sharded optimizer step). Host arrays and devices that share host
   // memory (ct_allreduce_zero_copy) only.
   int part;
 } ct_ring_opts;
@@ -168,13 +164,11 @@ ct_status ct_allreduce_device(ct_allreduce *ar, cl_mem buf, size_t offset, size_
 
 // The same, with the range's producers given by an event: it waits for `after` (instead of
 // everything on dev->queue) and uses only a queue of its own, so the device may compute other
-// work meanwhile (--sync stale). patch (patch_n floats, or NULL) is written into the range at
-// patch_at before the reduction (this rank's status words). On return the result is in buf.
-// o: wire format and window (NULL: fp32, the whole range). No count check across ranks (see
-// ct_allreduce_agree): every rank must pass the same count and options.
+// work meanwhile (--sync stale). On return the result is in buf. o: wire format and window
+// (NULL: fp32, the whole range). No count check across ranks (see ct_allreduce_agree): every
+// rank must pass the same count and options.
 ct_status ct_allreduce_device_after(ct_allreduce *ar, cl_mem buf, size_t offset, size_t count,
-                                    cl_event after, const float *patch, size_t patch_at,
-                                    size_t patch_n, const ct_ring_opts *o,
+                                    cl_event after, const ct_ring_opts *o,
                                     ct_allreduce_stats *stats);
 
 // Non-blocking: start / test / wait on a window of a device buffer.
@@ -205,13 +199,11 @@ ct_status ct_allreduce_wait(ct_allreduce_req *req, ct_allreduce_stats *stats,
 
 // The ring in place on count floats the caller has mapped from a device buffer (zero-copy
 // devices only: ct_allreduce_zero_copy), or on any host array with a handle made without a
-// device, with the same patch as above. The caller maps before
-// and unmaps after, on whichever queue orders them right (--sync stale maps the pending
-// gradients on dev->queue before the next step's kernels, so the map is not queued behind
-// them on a device whose one worker thread runs every queue). Collective; counts and options as
-// for ct_allreduce_device_after (p points at the range's first float).
-ct_status ct_allreduce_mapped(ct_allreduce *ar, float *p, size_t count, const float *patch,
-                              size_t patch_at, size_t patch_n, const ct_ring_opts *o,
+// device. The caller maps before and unmaps after, on whichever queue orders them right (--sync
+// stale maps the pending gradients on dev->queue before the next step's kernels, so the map is
+// not queued behind them on a device whose one worker thread runs every queue). Collective;
+// counts and options as for ct_allreduce_device_after (p points at the range's first float).
+ct_status ct_allreduce_mapped(ct_allreduce *ar, float *p, size_t count, const ct_ring_opts *o,
                               ct_allreduce_stats *stats);
 
 // The same ring on a host array buf (count floats), no device, no handle: for tests. Checks the

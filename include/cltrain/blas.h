@@ -2,7 +2,7 @@
 // with cltrain's own kernel (cl/gemm.cl), whichever cltrain-tune measured faster on this device
 // at this shape (tune.h holds the cache that records the choice).
 //
-// Defines: ct_gemm_impl, ct_gemm_tile (+ ct_gemm_tile_options, ct_gemm_tile_check),
+// Defines: ct_gemm_shape (+ ct_gemm_same_shape, CT_GEMM_SHAPE_MEMBER), ct_gemm_impl, ct_gemm_tile (+ ct_gemm_tile_options, ct_gemm_tile_check),
 // ct_gemm_plan, ct_gemm_call, struct ct_blas_state, ct_blas_init / _free, ct_blas_set_plans,
 // ct_blas_find_plan, ct_blas_default_plan, ct_gemm_fit_tile, ct_blas_record, ct_gemm,
 // ct_gemm_clblast, ct_gemm_own, ct_blas_apply_clblast, ct_clblast_version, ct_clblast_library,
@@ -33,9 +33,27 @@ typedef struct {
   int mr, nv, vw, lm, kb;
 } ct_gemm_tile;
 
+// A product's shape: C(m, n) = op(A)(m, k) * op(B)(k, n), ta / tb: whether A / B are transposed.
+// The plans, the recorded calls and the tuner's shapes hold one (as `shape`, its fields also by
+// name) and compare them with ct_gemm_same_shape, the one test of "the same product".
 typedef struct {
-  int ta, tb;            // transposes of A and B
+  int ta, tb;
   size_t m, n, k;
+} ct_gemm_shape;
+#define CT_GEMM_SHAPE_MEMBER   \
+  union {                      \
+    ct_gemm_shape shape;       \
+    struct {                   \
+      int ta, tb;              \
+      size_t m, n, k;          \
+    };                         \
+  }
+static inline int ct_gemm_same_shape(const ct_gemm_shape *a, const ct_gemm_shape *b) {
+  return a->ta == b->ta && a->tb == b->tb && a->m == b->m && a->n == b->n && a->k == b->k;
+}
+
+typedef struct {
+  CT_GEMM_SHAPE_MEMBER;  // transposes of A and B, and the sizes
   ct_gemm_impl impl;
   ct_gemm_tile tile;     // impl == CT_GEMM_OWN
   double gflops;         // what cltrain-tune measured for this choice (0: unknown)
@@ -45,8 +63,7 @@ typedef struct {
 // A call seen while recording (ct_blas_record): what the model issues.
 typedef struct {
   char role[48];         // "dense forward", "conv backward-weights", ...
-  int ta, tb;
-  size_t m, n, k;
+  CT_GEMM_SHAPE_MEMBER;
   long calls;
 } ct_gemm_call;
 

@@ -1,7 +1,17 @@
-// trainer.h: the training loop (synchronous data parallelism), evaluation and metrics.
+// trainer.h: the training run as the tools see it: what a user sets, what a run reports.
 //
 // Defines: ct_train_config (+ ct_train_config_defaults), ct_train_result, ct_train_run,
-// ct_params_checksum.
+// ct_params_checksum, ct_divergence.
+//
+// The trainer's parts, each in its own file (train_state.h has the run's state they share):
+//   loader.h     prepare: the loader thread fills the next step's share
+//   step.h       one step's phases: compute, reduce, apply (and the buckets, the sharded update)
+//   sync.h       the --sync modes as a table: the order of the phases, what a flush does
+//   balance.h    the --balance policies as a table: the share weights
+//   evaluate.h   the test-set metric per model kind, and the replicas' checks
+//   report.h     the per-rank report, --metrics records, --profile, the progress line
+//   run.h        the loop: epochs, logging, checkpoints, the end of a run
+//   hooks.h      test hooks (faults, a slow device) that the tools may install
 //
 // One step, on every rank (see docs/design.md):
 //   global batch (same on all ranks) -> this rank's share (--shard) -> forward -> loss scaled by
@@ -20,20 +30,7 @@
 
 typedef enum { CT_DIVERGE_WARN, CT_DIVERGE_RESYNC, CT_DIVERGE_ABORT } ct_divergence;
 
-// How the global batch is shared out (--balance). EVEN: as equal as integers allow. STATIC: in
-// proportion to given weights. THROUGHPUT: in proportion to each rank's measured samples per
-// second, re-measured while training. AUTO: THROUGHPUT when the ranks' devices differ, EVEN when
-// they are all the same model (so that a homogeneous job stays bitwise reproducible).
-typedef enum { CT_BALANCE_AUTO, CT_BALANCE_EVEN, CT_BALANCE_THROUGHPUT, CT_BALANCE_STATIC } ct_balance;
-#define CT_MAX_STATIC_WEIGHTS 1024
-
-// How the replicas are kept together (--sync). SYNC: every step's gradients are reduced before
-// that step's update. STALE: step t's reduction runs while step t+1 computes, and step t's
-// update is applied after it (one step late). LOCAL: each rank steps on its own share's gradients
-// and the parameters are averaged every K steps (local SGD).
-typedef enum { CT_SYNC_SYNC, CT_SYNC_STALE, CT_SYNC_LOCAL } ct_sync;
-
-typedef struct {
+typedef struct ct_train_config {
   const char *arch;          // "mlp", "cnn" or a token string (model.h)
   const char *data_dir;      // MNIST-format or NumPy folder (data.h)
   int classes;               // 0: the largest label of the data + 1
@@ -59,11 +56,10 @@ typedef struct {
   long check_every;          // compare parameter checksums across ranks every N steps (0 = never)
   ct_divergence on_divergence;
   // parallelism
-  ct_balance balance;
-  int static_weights[CT_MAX_STATIC_WEIGHTS];   // STATIC: weight of rank r (>= 0, not all 0)
-  int n_static_weights;
-  ct_sync sync;
-  int local_k;               // LOCAL: optimizer steps between averages (>= 1)
+  const char *balance;       // --balance: a policy of balance.h's table, as the user wrote it
+                             // ("static:3,1"); NULL: the table's default (auto)
+  const char *sync;          // --sync: a mode of sync.h's table, as the user wrote it
+                             // ("local:4"); NULL: the table's default (sync)
   int wire;                  // ct_wire (allreduce.h): the gradients' format on the wire
   double bucket_mb;          // reduce the gradients in buckets of this size as backward
                              // produces them (0: one reduction after backward)
@@ -76,22 +72,12 @@ typedef struct {
   const char *save_safetensors;   // the final weights as safetensors (export.h)
   const char *trace;         // Chrome trace-event file (trace.h), rank 0 writes
   long trace_first, trace_last;   // steps traced: [first, last)
-  long balance_every;        // THROUGHPUT: consider new shares every N steps (after warm-up)
+  long balance_every;        // throughput: consider new shares every N steps (after warm-up)
   // speed and measurement
   int profile;               // per-kernel table from OpenCL event profiling at the end
   int timing;                // a barrier before each all-reduce: exact waiting time per rank
   int tune;                  // no tuning cache for the device: tune its GEMMs first (tune.h)
   float tune_budget;         // seconds for that (0: the tuner's default)
-  // fault injection for tests (CLTRAIN_INJECT_* environment variables; see tools/cltrain.c)
-  long inject_nan_step;      // poison this rank's gradients from this global step (-1 = never)
-  long inject_nan_count;     // ... for this many steps
-  int inject_nan_rank;
-  long inject_diverge_step;  // perturb one parameter of one rank at this step (-1 = never)
-  int inject_diverge_rank;
-  long inject_exit_step;     // _exit(3) this rank at this step (-1 = never)
-  int inject_exit_rank;
-  int inject_slow_rank;      // this rank sleeps inject_slow_us per sample of its share, each
-  long inject_slow_us;       // step, as if its device were slower (-1 = none)
 } ct_train_config;
 
 typedef struct {
