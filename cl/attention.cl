@@ -50,24 +50,38 @@ __kernel void causal_softmax_backward(__global const float *p, const uint p_off,
 }
 
 // ---- cltrain's own attention kernels -------------------------------------------------------
+// One query row (or, for dk and dv, one key row) of one (b, h) per work-item; its dot products
+// and weighted row sums run on float4 along the head's hd channels (a scalar tail when hd is not
+// a multiple of 4): CPU runtimes then keep each work-item's vector code (Intel's vectorizer
+// would otherwise pack work-items with strided rows into gathers).
 
-// Scores and softmax of one query row per work-item: att[b,h,t,:]. Range (T, B*H).
-__kernel void attn_forward_scores(__global const float *qkv, const uint qkv_off,
-                                  __global float *att, const uint att_off, const uint seq,
-                                  const uint channels, const uint heads, const uint batch,
-                                  const float scale) {
+// float4 dot product of a[0..n) and b[0..n) (n4 = n & ~3: the vector part), fixed order.
+inline float dot_rows(__global const float *a, __global const float *b, uint n, uint n4) {
+  float4 acc = (float4)(0.0f);
+  for (uint d = 0; d < n4; d += 4) acc += vload4(0, a + d) * vload4(0, b + d);
+  float s = (acc.x + acc.y) + (acc.z + acc.w);
+  for (uint d = n4; d < n; d++) s += a[d] * b[d];
+  return s;
+}
+
+// Forward of query row t of (b, h): att[b,h,t,:] (scores q.k_j * scale for j <= t, softmax, 0
+// beyond) and y[b*T + t, h*hd ..] = sum_j att[t,j] v_j. Range (T, B*H).
+__kernel void attn_forward(__global const float *qkv, const uint qkv_off, __global float *att,
+                           const uint att_off, __global float *y, const uint y_off,
+                           const uint seq, const uint channels, const uint heads,
+                           const uint batch, const float scale) {
   uint t = get_global_id(0), bh = get_global_id(1);
   if (t >= seq || bh >= batch * heads) return;
-  uint b = bh / heads, h = bh - b * heads, hd = channels / heads, c3 = 3 * channels;
+  uint b = bh / heads, h = bh - b * heads, hd = channels / heads, hd4 = hd & ~3u;
+  uint c3 = 3 * channels;
   __global const float *q = qkv + qkv_off + (b * seq + t) * c3 + h * hd;
   __global const float *k = qkv + qkv_off + b * seq * c3 + channels + h * hd;
+  __global const float *v = k + channels;
   __global float *a = att + att_off + (bh * seq + t) * seq;
+  __global float *yr = y + y_off + (b * seq + t) * channels + h * hd;
   float mx = -INFINITY;
   for (uint j = 0; j <= t; j++) {
-    __global const float *kj = k + j * c3;
-    float s = 0.0f;
-    for (uint d = 0; d < hd; d++) s += q[d] * kj[d];
-    s *= scale;
+    float s = dot_rows(q, k + j * c3, hd, hd4) * scale;
     a[j] = s;
     mx = fmax(mx, s);
   }
@@ -80,78 +94,92 @@ __kernel void attn_forward_scores(__global const float *qkv, const uint qkv_off,
   float inv = 1.0f / sum;
   for (uint j = 0; j <= t; j++) a[j] *= inv;
   for (uint j = t + 1; j < seq; j++) a[j] = 0.0f;
+  for (uint d = 0; d < hd4; d += 4) {
+    float4 acc = (float4)(0.0f);
+    for (uint j = 0; j <= t; j++) acc += a[j] * vload4(0, v + j * c3 + d);
+    vstore4(acc, 0, yr + d);
+  }
+  for (uint d = hd4; d < hd; d++) {
+    float acc = 0.0f;
+    for (uint j = 0; j <= t; j++) acc += a[j] * v[j * c3 + d];
+    yr[d] = acc;
+  }
 }
 
-// y[r, c] = sum_j<=t att[b,h,t,j] v[b,j,c], one output element per work-item. Range (C, N).
-__kernel void attn_forward_values(__global const float *qkv, const uint qkv_off,
+// Backward of query row t of (b, h): dS into datt[b,h,t,:] (0 beyond t) and dq of row t
+// (acc = 1: added to what dqkv holds). Range (T, B*H).
+__kernel void attn_backward_query(__global const float *qkv, const uint qkv_off,
                                   __global const float *att, const uint att_off,
-                                  __global float *y, const uint y_off, const uint seq,
-                                  const uint channels, const uint heads, const uint rows) {
-  uint c = get_global_id(0), r = get_global_id(1);
-  if (c >= channels || r >= rows) return;
-  uint b = r / seq, t = r - b * seq, hd = channels / heads, h = c / hd, c3 = 3 * channels;
-  __global const float *a = att + att_off + ((b * heads + h) * seq + t) * seq;
-  __global const float *v = qkv + qkv_off + b * seq * c3 + 2 * channels + c;
-  float s = 0.0f;
-  for (uint j = 0; j <= t; j++) s += a[j] * v[j * c3];
-  y[y_off + r * channels + c] = s;
-}
-
-// dS of one query row per work-item, into datt[b,h,t,:] (0 for j > t). Range (T, B*H).
-__kernel void attn_backward_scores(__global const float *qkv, const uint qkv_off,
-                                   __global const float *att, const uint att_off,
-                                   __global const float *dy, const uint dy_off,
-                                   __global float *datt, const uint datt_off, const uint seq,
-                                   const uint channels, const uint heads, const uint batch,
-                                   const float scale) {
+                                  __global const float *dy, const uint dy_off,
+                                  __global float *datt, const uint datt_off,
+                                  __global float *dqkv, const uint dqkv_off, const uint seq,
+                                  const uint channels, const uint heads, const uint batch,
+                                  const float scale, const uint acc) {
   uint t = get_global_id(0), bh = get_global_id(1);
   if (t >= seq || bh >= batch * heads) return;
-  uint b = bh / heads, h = bh - b * heads, hd = channels / heads, c3 = 3 * channels;
+  uint b = bh / heads, h = bh - b * heads, hd = channels / heads, hd4 = hd & ~3u;
+  uint c3 = 3 * channels;
   __global const float *g = dy + dy_off + (b * seq + t) * channels + h * hd;
-  __global const float *v = qkv + qkv_off + b * seq * c3 + 2 * channels + h * hd;
+  __global const float *k = qkv + qkv_off + b * seq * c3 + channels + h * hd;
+  __global const float *v = k + channels;
   __global const float *p = att + att_off + (bh * seq + t) * seq;
   __global float *ds = datt + datt_off + (bh * seq + t) * seq;
+  __global float *dq = dqkv + dqkv_off + (b * seq + t) * c3 + h * hd;
   float sum = 0.0f;
   for (uint j = 0; j <= t; j++) {
-    __global const float *vj = v + j * c3;
-    float s = 0.0f;
-    for (uint d = 0; d < hd; d++) s += g[d] * vj[d];
+    float s = dot_rows(g, v + j * c3, hd, hd4);
     ds[j] = s;
     sum += p[j] * s;
   }
   for (uint j = 0; j <= t; j++) ds[j] = scale * p[j] * (ds[j] - sum);
   for (uint j = t + 1; j < seq; j++) ds[j] = 0.0f;
+  for (uint d = 0; d < hd4; d += 4) {
+    float4 s = (float4)(0.0f);
+    for (uint j = 0; j <= t; j++) s += ds[j] * vload4(0, k + j * c3 + d);
+    vstore4(acc ? vload4(0, dq + d) + s : s, 0, dq + d);
+  }
+  for (uint d = hd4; d < hd; d++) {
+    float s = 0.0f;
+    for (uint j = 0; j <= t; j++) s += ds[j] * k[j * c3 + d];
+    dq[d] = acc ? dq[d] + s : s;
+  }
 }
 
-// dqkv[r, c3] for c3 in [0, 3C): dq, dk or dv, one element per work-item (acc = 1: added to what
-// dqkv holds). Position t of row r is the query (dq: j <= t) or the key (dk, dv: queries i >= t).
-// Range (3C, N).
-__kernel void attn_backward_qkv(__global const float *qkv, const uint qkv_off,
+// Backward of key row j of (b, h): dk_j = sum_i>=j dS[i,j] q_i, dv_j = sum_i>=j P[i,j] dy_i
+// (acc = 1: added to what dqkv holds). Needs attn_backward_query's datt. Range (T, B*H).
+__kernel void attn_backward_key(__global const float *qkv, const uint qkv_off,
                                 __global const float *att, const uint att_off,
-                                __global const float *datt, const uint datt_off,
                                 __global const float *dy, const uint dy_off,
+                                __global const float *datt, const uint datt_off,
                                 __global float *dqkv, const uint dqkv_off, const uint seq,
-                                const uint channels, const uint heads, const uint rows,
+                                const uint channels, const uint heads, const uint batch,
                                 const uint acc) {
-  uint c3 = get_global_id(0), r = get_global_id(1), w = 3 * channels;
-  if (c3 >= w || r >= rows) return;
-  uint b = r / seq, t = r - b * seq, part = c3 / channels, c = c3 - part * channels;
-  uint hd = channels / heads, h = c / hd;
-  uint m0 = (b * heads + h) * seq * seq;   // the (b, h) matrix of att and datt
-  float s = 0.0f;
-  if (part == 0) {          // dq[t] = sum_j<=t dS[t,j] k[j]
-    __global const float *ds = datt + datt_off + m0 + t * seq;
-    __global const float *k = qkv + qkv_off + b * seq * w + channels + c;
-    for (uint j = 0; j <= t; j++) s += ds[j] * k[j * w];
-  } else if (part == 1) {   // dk[t] = sum_i>=t dS[i,t] q[i]
-    __global const float *ds = datt + datt_off + m0 + t;
-    __global const float *q = qkv + qkv_off + b * seq * w + c;
-    for (uint i = t; i < seq; i++) s += ds[i * seq] * q[i * w];
-  } else {                  // dv[t] = sum_i>=t P[i,t] dy[i]
-    __global const float *p = att + att_off + m0 + t;
-    __global const float *g = dy + dy_off + b * seq * channels + c;
-    for (uint i = t; i < seq; i++) s += p[i * seq] * g[i * channels];
+  uint j = get_global_id(0), bh = get_global_id(1);
+  if (j >= seq || bh >= batch * heads) return;
+  uint b = bh / heads, h = bh - b * heads, hd = channels / heads, hd4 = hd & ~3u;
+  uint c3 = 3 * channels;
+  __global const float *q = qkv + qkv_off + b * seq * c3 + h * hd;
+  __global const float *g = dy + dy_off + b * seq * channels + h * hd;
+  __global const float *p = att + att_off + bh * seq * seq + j;    // column j: p[i * seq]
+  __global const float *ds = datt + datt_off + bh * seq * seq + j;
+  __global float *dk = dqkv + dqkv_off + (b * seq + j) * c3 + channels + h * hd;
+  __global float *dv = dk + channels;
+  for (uint d = 0; d < hd4; d += 4) {
+    float4 sk = (float4)(0.0f), sv = (float4)(0.0f);
+    for (uint i = j; i < seq; i++) {
+      sk += ds[i * seq] * vload4(0, q + i * c3 + d);
+      sv += p[i * seq] * vload4(0, g + i * channels + d);
+    }
+    vstore4(acc ? vload4(0, dk + d) + sk : sk, 0, dk + d);
+    vstore4(acc ? vload4(0, dv + d) + sv : sv, 0, dv + d);
   }
-  uint at = dqkv_off + r * w + c3;
-  dqkv[at] = acc ? dqkv[at] + s : s;
+  for (uint d = hd4; d < hd; d++) {
+    float sk = 0.0f, sv = 0.0f;
+    for (uint i = j; i < seq; i++) {
+      sk += ds[i * seq] * q[i * c3 + d];
+      sv += p[i * seq] * g[i * channels + d];
+    }
+    dk[d] = acc ? dk[d] + sk : sk;
+    dv[d] = acc ? dv[d] + sv : sv;
+  }
 }

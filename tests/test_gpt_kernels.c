@@ -699,7 +699,7 @@ END_TEST
 START_TEST(attention_matches_reference) {
   for (ct_attn_impl impl = CT_ATTN_OWN; impl <= CT_ATTN_CLBLAST; impl++) ON_EVERY_DEVICE {
       if (g_small) {
-        if (impl == CT_ATTN_OWN) check_attention(2, 3, 6, 2, impl);   // CLBlast: not on Oclgrind
+        if (impl == CT_ATTN_OWN) check_attention(2, 3, 10, 2, impl);   // hd 5; CLBlast: not here
         continue;
       }
       check_attention(1, 1, 3, 1, impl);    // one row

@@ -1,11 +1,10 @@
 // attention.c: multi-head causal self-attention from a fused qkv (gpt_kernels.h), kernels in
 // cl/attention.cl, in two implementations:
 //
-//   own (default)   forward:  attn_forward_scores  one query row per work-item: the scores
-//                             q.k over j <= t, the softmax          range (T, B*H)
-//                             attn_forward_values  one y element per work-item       (C, N)
-//                   backward: attn_backward_scores one query row: dP = dy.v, dS      (T, B*H)
-//                             attn_backward_qkv    one dq, dk or dv element          (3C, N)
+//   own (default)   one query row of one (b, h) per work-item, float4 along hd, range (T, B*H):
+//                   forward:  attn_forward         scores q.k_j (j <= t), softmax, y = P v
+//                   backward: attn_backward_query  dP = dy.v_j, dS (into datt), dq = dS k
+//                             attn_backward_key    (one key row j) dk = dS^T q, dv = P^T dy
 //   clblast         each product a CLBlast SgemmStridedBatched over the B samples, one call
 //                   per head (the heads' slices of qkv are not a fixed stride apart in the
 //                   (b, h) order), around the causal softmax kernels:
@@ -88,11 +87,14 @@ typedef struct {
 static ct_status sgemm_batched(ct_device *dev, const char *role, int ta, int tb, size_t m,
                                size_t n, size_t k, float alpha, strided a, strided b, float beta,
                                strided c, size_t batch) {
+  cl_event *ev = NULL;   // profiling: the routine's span, as ct_gemm's CLBlast calls
+  CT_TRY(ct_prof_span(dev, role, 2.0 * (double)m * (double)n * (double)k * (double)batch,
+                      CT_PROF_GEMM, &ev));
   CLBlastStatusCode s = CLBlastSgemmStridedBatched(
       CLBlastLayoutRowMajor, ta ? CLBlastTransposeYes : CLBlastTransposeNo,
       tb ? CLBlastTransposeYes : CLBlastTransposeNo, m, n, k, alpha, a.mem, a.off, a.ld,
       a.stride, b.mem, b.off, b.ld, b.stride, beta, c.mem, c.off, c.ld, c.stride, batch,
-      &dev->queue, NULL);
+      &dev->queue, ev);
   if (s != CLBlastSuccess)
     return CT_FAIL(s == CLBlastTempBufferAllocFailure ? CT_ERR_NOMEM : CT_ERR_CL,
                    "CLBlastSgemmStridedBatched(%s, m=%zu n=%zu k=%zu ta=%d tb=%d batch=%zu) on "
@@ -156,23 +158,16 @@ static ct_status backward_clblast(ct_device *dev, const ct_attn_dims *d, ct_slic
 
 // ---- cltrain's own kernels -----------------------------------------------------------------
 
+// The own kernels' range: (T, B*H), one query (or key) row per work-item.
+static ct_status enqueue_rows(ct_device *dev, cl_kernel k, const char *name,
+                              const ct_attn_dims *d) {
+  return ct_ops_enqueue2(dev, k, name, (size_t)d->seq, (size_t)d->batch * d->heads);
+}
+
 static ct_status forward_own(ct_device *dev, const ct_attn_dims *d, ct_slice qkv, ct_slice att,
                              ct_slice y) {
-  size_t n = (size_t)d->batch * d->seq;
   cl_kernel k;
-  CT_TRY(ct_kernel(dev, "attention", "attn_forward_scores", &k));
-  CT_ARG_MEM(k, 0, qkv.mem);
-  CT_ARG_U(k, 1, qkv.off);
-  CT_ARG_MEM(k, 2, att.mem);
-  CT_ARG_U(k, 3, att.off);
-  CT_ARG_U(k, 4, d->seq);
-  CT_ARG_U(k, 5, d->channels);
-  CT_ARG_U(k, 6, d->heads);
-  CT_ARG_U(k, 7, d->batch);
-  CT_ARG_F(k, 8, attn_scale(d));
-  CT_TRY(ct_ops_enqueue2(dev, k, "attn_forward_scores", (size_t)d->seq,
-                         (size_t)d->batch * d->heads));
-  CT_TRY(ct_kernel(dev, "attention", "attn_forward_values", &k));
+  CT_TRY(ct_kernel(dev, "attention", "attn_forward", &k));
   CT_ARG_MEM(k, 0, qkv.mem);
   CT_ARG_U(k, 1, qkv.off);
   CT_ARG_MEM(k, 2, att.mem);
@@ -182,15 +177,15 @@ static ct_status forward_own(ct_device *dev, const ct_attn_dims *d, ct_slice qkv
   CT_ARG_U(k, 6, d->seq);
   CT_ARG_U(k, 7, d->channels);
   CT_ARG_U(k, 8, d->heads);
-  CT_ARG_U(k, 9, n);
-  return ct_ops_enqueue2(dev, k, "attn_forward_values", (size_t)d->channels, n);
+  CT_ARG_U(k, 9, d->batch);
+  CT_ARG_F(k, 10, attn_scale(d));
+  return enqueue_rows(dev, k, "attn_forward", d);
 }
 
 static ct_status backward_own(ct_device *dev, const ct_attn_dims *d, ct_slice qkv, ct_slice att,
                               ct_slice dy, ct_slice datt, ct_slice dqkv, int acc) {
-  size_t n = (size_t)d->batch * d->seq;
   cl_kernel k;
-  CT_TRY(ct_kernel(dev, "attention", "attn_backward_scores", &k));
+  CT_TRY(ct_kernel(dev, "attention", "attn_backward_query", &k));
   CT_ARG_MEM(k, 0, qkv.mem);
   CT_ARG_U(k, 1, qkv.off);
   CT_ARG_MEM(k, 2, att.mem);
@@ -199,30 +194,32 @@ static ct_status backward_own(ct_device *dev, const ct_attn_dims *d, ct_slice qk
   CT_ARG_U(k, 5, dy.off);
   CT_ARG_MEM(k, 6, datt.mem);
   CT_ARG_U(k, 7, datt.off);
-  CT_ARG_U(k, 8, d->seq);
-  CT_ARG_U(k, 9, d->channels);
-  CT_ARG_U(k, 10, d->heads);
-  CT_ARG_U(k, 11, d->batch);
-  CT_ARG_F(k, 12, attn_scale(d));
-  CT_TRY(ct_ops_enqueue2(dev, k, "attn_backward_scores", (size_t)d->seq,
-                         (size_t)d->batch * d->heads));
-  CT_TRY(ct_kernel(dev, "attention", "attn_backward_qkv", &k));
-  CT_ARG_MEM(k, 0, qkv.mem);
-  CT_ARG_U(k, 1, qkv.off);
-  CT_ARG_MEM(k, 2, att.mem);
-  CT_ARG_U(k, 3, att.off);
-  CT_ARG_MEM(k, 4, datt.mem);
-  CT_ARG_U(k, 5, datt.off);
-  CT_ARG_MEM(k, 6, dy.mem);
-  CT_ARG_U(k, 7, dy.off);
   CT_ARG_MEM(k, 8, dqkv.mem);
   CT_ARG_U(k, 9, dqkv.off);
   CT_ARG_U(k, 10, d->seq);
   CT_ARG_U(k, 11, d->channels);
   CT_ARG_U(k, 12, d->heads);
-  CT_ARG_U(k, 13, n);
+  CT_ARG_U(k, 13, d->batch);
+  CT_ARG_F(k, 14, attn_scale(d));
+  CT_ARG_U(k, 15, !!acc);
+  CT_TRY(enqueue_rows(dev, k, "attn_backward_query", d));
+  CT_TRY(ct_kernel(dev, "attention", "attn_backward_key", &k));
+  CT_ARG_MEM(k, 0, qkv.mem);
+  CT_ARG_U(k, 1, qkv.off);
+  CT_ARG_MEM(k, 2, att.mem);
+  CT_ARG_U(k, 3, att.off);
+  CT_ARG_MEM(k, 4, dy.mem);
+  CT_ARG_U(k, 5, dy.off);
+  CT_ARG_MEM(k, 6, datt.mem);
+  CT_ARG_U(k, 7, datt.off);
+  CT_ARG_MEM(k, 8, dqkv.mem);
+  CT_ARG_U(k, 9, dqkv.off);
+  CT_ARG_U(k, 10, d->seq);
+  CT_ARG_U(k, 11, d->channels);
+  CT_ARG_U(k, 12, d->heads);
+  CT_ARG_U(k, 13, d->batch);
   CT_ARG_U(k, 14, !!acc);
-  return ct_ops_enqueue2(dev, k, "attn_backward_qkv", 3 * (size_t)d->channels, n);
+  return enqueue_rows(dev, k, "attn_backward_key", d);
 }
 
 // ---- the public functions ------------------------------------------------------------------
