@@ -51,16 +51,17 @@ __kernel void causal_softmax_backward(__global const float *p, const uint p_off,
 
 // ---- cltrain's own attention kernels -------------------------------------------------------
 // One query row (or, for dk and dv, one key row) of one (b, h) per work-item; its dot products
-// and weighted row sums run on float4 along the head's hd channels (a scalar tail when hd is not
+// and weighted row sums run on float8 along the head's hd channels (a scalar tail when hd is not
 // a multiple of 4): CPU runtimes then keep each work-item's vector code (Intel's vectorizer
 // would otherwise pack work-items with strided rows into gathers).
 
-// float4 dot product of a[0..n) and b[0..n) (n4 = n & ~3: the vector part), fixed order.
-inline float dot_rows(__global const float *a, __global const float *b, uint n, uint n4) {
-  float4 acc = (float4)(0.0f);
-  for (uint d = 0; d < n4; d += 4) acc += vload4(0, a + d) * vload4(0, b + d);
-  float s = (acc.x + acc.y) + (acc.z + acc.w);
-  for (uint d = n4; d < n; d++) s += a[d] * b[d];
+// float8 dot product of a[0..n) and b[0..n) (n8 = n & ~7: the vector part), fixed order.
+inline float dot_rows(__global const float *a, __global const float *b, uint n, uint n8) {
+  float8 acc = (float8)(0.0f);
+  for (uint d = 0; d < n8; d += 8) acc += vload8(0, a + d) * vload8(0, b + d);
+  float4 h = acc.lo + acc.hi;
+  float s = (h.x + h.y) + (h.z + h.w);
+  for (uint d = n8; d < n; d++) s += a[d] * b[d];
   return s;
 }
 
@@ -72,7 +73,7 @@ __kernel void attn_forward(__global const float *qkv, const uint qkv_off, __glob
                            const uint batch, const float scale) {
   uint t = get_global_id(0), bh = get_global_id(1);
   if (t >= seq || bh >= batch * heads) return;
-  uint b = bh / heads, h = bh - b * heads, hd = channels / heads, hd4 = hd & ~3u;
+  uint b = bh / heads, h = bh - b * heads, hd = channels / heads, hd8 = hd & ~7u;
   uint c3 = 3 * channels;
   __global const float *q = qkv + qkv_off + (b * seq + t) * c3 + h * hd;
   __global const float *k = qkv + qkv_off + b * seq * c3 + channels + h * hd;
@@ -81,7 +82,7 @@ __kernel void attn_forward(__global const float *qkv, const uint qkv_off, __glob
   __global float *yr = y + y_off + (b * seq + t) * channels + h * hd;
   float mx = -INFINITY;
   for (uint j = 0; j <= t; j++) {
-    float s = dot_rows(q, k + j * c3, hd, hd4) * scale;
+    float s = dot_rows(q, k + j * c3, hd, hd8) * scale;
     a[j] = s;
     mx = fmax(mx, s);
   }
@@ -94,12 +95,12 @@ __kernel void attn_forward(__global const float *qkv, const uint qkv_off, __glob
   float inv = 1.0f / sum;
   for (uint j = 0; j <= t; j++) a[j] *= inv;
   for (uint j = t + 1; j < seq; j++) a[j] = 0.0f;
-  for (uint d = 0; d < hd4; d += 4) {
-    float4 acc = (float4)(0.0f);
-    for (uint j = 0; j <= t; j++) acc += a[j] * vload4(0, v + j * c3 + d);
-    vstore4(acc, 0, yr + d);
+  for (uint d = 0; d < hd8; d += 8) {
+    float8 acc = (float8)(0.0f);
+    for (uint j = 0; j <= t; j++) acc += a[j] * vload8(0, v + j * c3 + d);
+    vstore8(acc, 0, yr + d);
   }
-  for (uint d = hd4; d < hd; d++) {
+  for (uint d = hd8; d < hd; d++) {
     float acc = 0.0f;
     for (uint j = 0; j <= t; j++) acc += a[j] * v[j * c3 + d];
     yr[d] = acc;
@@ -117,7 +118,7 @@ __kernel void attn_backward_query(__global const float *qkv, const uint qkv_off,
                                   const float scale, const uint acc) {
   uint t = get_global_id(0), bh = get_global_id(1);
   if (t >= seq || bh >= batch * heads) return;
-  uint b = bh / heads, h = bh - b * heads, hd = channels / heads, hd4 = hd & ~3u;
+  uint b = bh / heads, h = bh - b * heads, hd = channels / heads, hd8 = hd & ~7u;
   uint c3 = 3 * channels;
   __global const float *g = dy + dy_off + (b * seq + t) * channels + h * hd;
   __global const float *k = qkv + qkv_off + b * seq * c3 + channels + h * hd;
@@ -127,18 +128,18 @@ __kernel void attn_backward_query(__global const float *qkv, const uint qkv_off,
   __global float *dq = dqkv + dqkv_off + (b * seq + t) * c3 + h * hd;
   float sum = 0.0f;
   for (uint j = 0; j <= t; j++) {
-    float s = dot_rows(g, v + j * c3, hd, hd4);
+    float s = dot_rows(g, v + j * c3, hd, hd8);
     ds[j] = s;
     sum += p[j] * s;
   }
   for (uint j = 0; j <= t; j++) ds[j] = scale * p[j] * (ds[j] - sum);
   for (uint j = t + 1; j < seq; j++) ds[j] = 0.0f;
-  for (uint d = 0; d < hd4; d += 4) {
-    float4 s = (float4)(0.0f);
-    for (uint j = 0; j <= t; j++) s += ds[j] * vload4(0, k + j * c3 + d);
-    vstore4(acc ? vload4(0, dq + d) + s : s, 0, dq + d);
+  for (uint d = 0; d < hd8; d += 8) {
+    float8 s = (float8)(0.0f);
+    for (uint j = 0; j <= t; j++) s += ds[j] * vload8(0, k + j * c3 + d);
+    vstore8(acc ? vload8(0, dq + d) + s : s, 0, dq + d);
   }
-  for (uint d = hd4; d < hd; d++) {
+  for (uint d = hd8; d < hd; d++) {
     float s = 0.0f;
     for (uint j = 0; j <= t; j++) s += ds[j] * k[j * c3 + d];
     dq[d] = acc ? dq[d] + s : s;
@@ -156,7 +157,7 @@ __kernel void attn_backward_key(__global const float *qkv, const uint qkv_off,
                                 const uint acc) {
   uint j = get_global_id(0), bh = get_global_id(1);
   if (j >= seq || bh >= batch * heads) return;
-  uint b = bh / heads, h = bh - b * heads, hd = channels / heads, hd4 = hd & ~3u;
+  uint b = bh / heads, h = bh - b * heads, hd = channels / heads, hd8 = hd & ~7u;
   uint c3 = 3 * channels;
   __global const float *q = qkv + qkv_off + b * seq * c3 + h * hd;
   __global const float *g = dy + dy_off + b * seq * channels + h * hd;
@@ -164,16 +165,16 @@ __kernel void attn_backward_key(__global const float *qkv, const uint qkv_off,
   __global const float *ds = datt + datt_off + bh * seq * seq + j;
   __global float *dk = dqkv + dqkv_off + (b * seq + j) * c3 + channels + h * hd;
   __global float *dv = dk + channels;
-  for (uint d = 0; d < hd4; d += 4) {
-    float4 sk = (float4)(0.0f), sv = (float4)(0.0f);
+  for (uint d = 0; d < hd8; d += 8) {
+    float8 sk = (float8)(0.0f), sv = (float8)(0.0f);
     for (uint i = j; i < seq; i++) {
-      sk += ds[i * seq] * vload4(0, q + i * c3 + d);
-      sv += p[i * seq] * vload4(0, g + i * channels + d);
+      sk += ds[i * seq] * vload8(0, q + i * c3 + d);
+      sv += p[i * seq] * vload8(0, g + i * channels + d);
     }
-    vstore4(acc ? vload4(0, dk + d) + sk : sk, 0, dk + d);
-    vstore4(acc ? vload4(0, dv + d) + sv : sv, 0, dv + d);
+    vstore8(acc ? vload8(0, dk + d) + sk : sk, 0, dk + d);
+    vstore8(acc ? vload8(0, dv + d) + sv : sv, 0, dv + d);
   }
-  for (uint d = hd4; d < hd; d++) {
+  for (uint d = hd8; d < hd; d++) {
     float sk = 0.0f, sv = 0.0f;
     for (uint i = j; i < seq; i++) {
       sk += ds[i * seq] * q[i * c3 + d];
