@@ -4,8 +4,9 @@
 //
 // - The reference's own backward passes are checked against central finite differences of its
 //   forward passes, in double (host only), so the device is compared with a checked gradient.
-// - Awkward shapes: T not a multiple of anything, odd head sizes (hd 1, 3, 9, 13), one row (N = 1),
-//   a vocabulary of 2 or 3 tokens and tokens that never occur; plus the default model's size.
+// - Awkward shapes: T not a multiple of anything, odd head sizes (hd 1, 3, 9, 13), one row
+//   (N = 1), a vocabulary of 2 or 3 tokens and tokens that never occur; plus the default model's
+//   size (B 12, T 64, C 128, H 4).
 // - Every tensor sits at its own odd offset of a larger buffer whose other elements must stay
 //   untouched. Backward passes run with accumulate 0 (the output held NaN before: it must be
 //   overwritten, never read) and 1 (it held random values: they must be added to).
@@ -195,7 +196,8 @@ static void ref_attention_forward(const ct_attn_dims *d, const double *qkv, doub
         for (int j = 0; j <= t; j++) a[j] /= sum;
         for (int e = 0; e < hd; e++) {
           double s = 0;
-          for (int j = 0; j <= t; j++) s += a[j] * qkv[((size_t)b * T + j) * C3 + 2 * C + h * hd + e];
+          for (int j = 0; j <= t; j++)
+            s += a[j] * qkv[((size_t)b * T + j) * C3 + 2 * C + h * hd + e];
           y[((size_t)b * T + t) * C + h * hd + e] = s;
         }
       }
@@ -399,7 +401,8 @@ static void check_embedding(int B, int T, int C, int V) {
   int *tok = malloc(n * sizeof *tok);
   uint64_t s = 40 + (uint64_t)V;
   // tokens in [0, V-1) when V > 2: token V-1 never occurs (its gradient: 0 or kept)
-  for (size_t i = 0; i < n; i++) tok[i] = (int)(ct_test_rand_u64(&s) % (uint64_t)(V > 2 ? V - 1 : V));
+  for (size_t i = 0; i < n; i++)
+    tok[i] = (int)(ct_test_rand_u64(&s) % (uint64_t)(V > 2 ? V - 1 : V));
   float *wte = rand_f(nw, 41, -1, 1), *wpe = rand_f(np, 42, -1, 1), *g = rand_f(no, 43, -1, 1);
   double *wte_d = to_d(wte, nw), *wpe_d = to_d(wpe, np), *g_d = to_d(g, no);
   double *out_ref = zeros(no), *dwte_ref = zeros(nw), *dwpe_ref = zeros(np);

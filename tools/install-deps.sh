@@ -86,7 +86,8 @@ if [ "$(sha256sum "$corpus" 2>/dev/null | cut -d' ' -f1)" != "$corpus_sha" ]; th
              "$tmp/shakespeare.txt")
   sha=$(sha256sum "$tmp/shakespeare.txt" | cut -d' ' -f1)
   if [ "$count $bytes $distinct $sha" != "42 5057198 84 $corpus_sha" ]; then
-    echo "install-deps: the corpus is $count files, $bytes bytes, $distinct distinct bytes, sha256 $sha; expected 42 files, 5057198 bytes, 84 distinct bytes, sha256 $corpus_sha" >&2
+    echo "install-deps: the corpus is $count files, $bytes bytes, $distinct distinct bytes," \
+      "sha256 $sha; expected 42 files, 5057198 bytes, 84 distinct bytes, sha256 $corpus_sha" >&2
     exit 1
   fi
   $sudo mkdir -p "$corpus_dir"

@@ -79,7 +79,8 @@ def load_safetensors(path):
         if t["dtype"] not in DTYPES:
             raise ValueError(f"{path}: tensor {name} has dtype {t['dtype']} (F32 or I32 expected)")
         lo, hi = t["data_offsets"]
-        tensors[name] = np.frombuffer(data[lo:hi], dtype=DTYPES[t["dtype"]]).reshape(t["shape"]).copy()
+        a = np.frombuffer(data[lo:hi], dtype=DTYPES[t["dtype"]])
+        tensors[name] = a.reshape(t["shape"]).copy()
     return tensors, header.get("__metadata__", {})
 
 
