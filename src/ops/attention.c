@@ -14,9 +14,17 @@
 // Where the head h of sample b lies (offsets in floats, hd = C / H, C3 = 3C):
 //   q: qkv + b*T*C3 + h*hd (ld C3)   k: + C   v: + 2C     y, dy: b*T*C + h*hd (ld C)
 //   att, datt: (b*H + h)*T*T (ld T)
-// Measured (README / the branch's report): the own kernels ran the default model's attention
-// (B 12, T 64, C 128, H 4) several times faster than CLBlast's batched GEMMs on PoCL and on
-// Intel's CPU runtime, hence the default.
+// Measured (tests/bench_attention, both interleaved, 3 runs of 15 x 20 calls, a 2-core machine
+// under a load of 7-9 from other work; ms per call, median of the 3 runs' medians, fastest):
+//                                         own fwd / bwd              clblast fwd / bwd
+//   B12 T64 C128 H4, PoCL, 1 thread    3.80 (2.36) / 4.19 (2.80)   14.6 (6.95) / 24.4 (12.4)
+//                    PoCL, 2 threads   2.53 (1.51) / 2.59 (1.65)   8.45 (5.47) / 17.3 (9.02)
+//                    Intel, 1 thread   5.08 (1.97) / 7.54 (3.52)   22.2 (10.7) / 45.2 (24.5)
+//                    Intel, 2 threads  4.96 (2.28) / 7.30 (2.76)   26.3 (10.4) / 50.0 (19.4)
+//   B4 T16 C32 H2,   PoCL, 1 thread    .024 (.017) / .017 (.013)   .170 (.078) / .361 (.138)
+//                    Intel, 1 thread   .037 (.022) / .036 (.028)   .719 (.351) / 1.47 (.668)
+// The own kernels win everywhere (3-6x at the default size, 4-40x at the small one: CLBlast's
+// batched routines pay per call, 8 of them per head and pass), hence the default.
 #include <math.h>
 #include <stdlib.h>
 #include <strings.h>
