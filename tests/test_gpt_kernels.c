@@ -749,6 +749,11 @@ START_TEST(attention_impl_names) {
   ck_assert_int_eq(ct_attn_impl_parse("fast", &impl), CT_ERR_USAGE);
   ct_error_clear();
   ck_assert_str_eq(ct_attn_impl_name(CT_ATTN_CLBLAST), "clblast");
+  // the default: the own kernels, CLBlast when the environment asks for it
+  ck_assert_int_eq(ct_attn_impl_default(&g_devs[0]), CT_ATTN_OWN);
+  setenv("CLTRAIN_ATTENTION", "clblast", 1);
+  ck_assert_int_eq(ct_attn_impl_default(&g_devs[0]), CT_ATTN_CLBLAST);
+  unsetenv("CLTRAIN_ATTENTION");
   // a bad size is refused in one line, nothing enqueued
   g_dev = &g_devs[0];
   ct_attn_dims d = {2, 4, 10, 3};

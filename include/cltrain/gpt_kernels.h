@@ -97,7 +97,7 @@ const char *ct_attn_impl_name(ct_attn_impl impl);       // "own", "clblast", "de
 // "own" or "clblast" (case-insensitive); CT_ERR_USAGE naming the value otherwise.
 ct_status ct_attn_impl_parse(const char *name, ct_attn_impl *impl);
 // The measured faster one on CPUs (PoCL, Intel): CT_ATTN_OWN; the environment variable
-// CLTRAIN_ATTENTION=own|clblast overrides it (for measurements).
+// CLTRAIN_ATTENTION=clblast selects the other (for measurements; any other value: CT_ATTN_OWN).
 ct_attn_impl ct_attn_impl_default(const ct_device *dev);
 
 // qkv (N, 3C) -> att (B, H, T, T) (saved for the backward pass), y (N, C). att and y may not
