@@ -750,6 +750,7 @@ START_TEST(attention_impl_names) {
   ct_error_clear();
   ck_assert_str_eq(ct_attn_impl_name(CT_ATTN_CLBLAST), "clblast");
   // the default: the own kernels, CLBlast when the environment asks for it
+  unsetenv("CLTRAIN_ATTENTION");
   ck_assert_int_eq(ct_attn_impl_default(&g_devs[0]), CT_ATTN_OWN);
   setenv("CLTRAIN_ATTENTION", "clblast", 1);
   ck_assert_int_eq(ct_attn_impl_default(&g_devs[0]), CT_ATTN_CLBLAST);
