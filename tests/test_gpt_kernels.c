@@ -11,6 +11,7 @@
 //   untouched. Backward passes run with accumulate 0 (the output held NaN before: it must be
 //   overwritten, never read) and 1 (it held random values: they must be added to).
 // - Determinism: a second backward pass gives the same bits.
+// - Attention with all its tensors as slices of one buffer, as a planner may place them.
 //
 // Devices: every device but the simulator, each opened once. A small subset (one tiny shape per
 // op) runs again on Oclgrind in a child process (this executable with --oclgrind-child), with
@@ -561,6 +562,48 @@ static void check_attention(int B, int T, int C, int H, ct_attn_impl impl) {
   free(dqkv_ref);
 }
 
+// A planner may place every activation in one buffer: attention's qkv, att, y, dy, datt and dqkv
+// as slices of a single buffer (odd offsets, gaps of SENTINEL between them), both
+// implementations; the results match the reference and the gaps stay untouched.
+static void check_attention_one_buffer(ct_attn_impl impl) {
+  ct_attn_dims d = {2, 7, 26, 2};
+  size_t n = (size_t)d.batch * d.seq, nqkv = n * 3 * d.channels, ny = n * d.channels;
+  size_t natt = (size_t)d.batch * d.heads * d.seq * d.seq;
+  size_t o_qkv = 3, o_att = o_qkv + nqkv + 5, o_y = o_att + natt + 1, o_dy = o_y + ny + 2;
+  size_t o_datt = o_dy + ny + 7, o_dqkv = o_datt + natt + 3, total = o_dqkv + nqkv;
+  float *qkv = rand_f(nqkv, 64, -1.5f, 1.5f), *g = rand_f(ny, 65, -1, 1);
+  float *h = malloc(total * sizeof *h);
+  for (size_t i = 0; i < total; i++) h[i] = SENTINEL;
+  memcpy(h + o_qkv, qkv, nqkv * sizeof *h);
+  memcpy(h + o_dy, g, ny * sizeof *h);
+  dbuf all = put(h, total, 0);   // the sentinels inside are the gaps; 3 more after
+  ck_assert_ct(ct_attention_forward(g_dev, &d, impl, ct_slice_of(all.mem, o_qkv),
+                                    ct_slice_of(all.mem, o_att), ct_slice_of(all.mem, o_y)));
+  ck_assert_ct(ct_attention_backward(g_dev, &d, impl, ct_slice_of(all.mem, o_qkv),
+                                     ct_slice_of(all.mem, o_att), ct_slice_of(all.mem, o_dy),
+                                     ct_slice_of(all.mem, o_datt), ct_slice_of(all.mem, o_dqkv),
+                                     0));
+  float *got = get(all, "attention in one buffer");
+  double *qkv_d = to_d(qkv, nqkv), *g_d = to_d(g, ny);
+  double *att_ref = zeros(natt), *y_ref = zeros(ny), *dqkv_ref = zeros(nqkv);
+  ref_attention_forward(&d, qkv_d, att_ref, y_ref);
+  ref_attention_backward(&d, qkv_d, g_d, dqkv_ref);
+  expect_close(got + o_y, y_ref, ny, "attention in one buffer: y");
+  expect_close(got + o_att, att_ref, natt, "attention in one buffer: att");
+  expect_close(got + o_dqkv, dqkv_ref, nqkv, "attention in one buffer: dqkv");
+  const size_t gaps[][2] = {{0, o_qkv}, {o_qkv + nqkv, o_att}, {o_att + natt, o_y},
+                            {o_y + ny, o_dy}, {o_dy + ny, o_datt}, {o_datt + natt, o_dqkv}};
+  for (int k = 0; k < 6; k++)
+    for (size_t i = gaps[k][0]; i < gaps[k][1]; i++)
+      ck_assert_msg(got[i] == SENTINEL, "attention (%s) in one buffer on %s: gap element %zu "
+                    "written", ct_attn_impl_name(impl), g_dev->info.name, i);
+  for (size_t i = 0; i < nqkv; i++) ck_assert(got[o_qkv + i] == qkv[i]);   // inputs untouched
+  for (size_t i = 0; i < ny; i++) ck_assert(got[o_dy + i] == g[i]);
+  drop(all);
+  free(qkv), free(g), free(h), free(got), free(qkv_d), free(g_d), free(att_ref), free(y_ref);
+  free(dqkv_ref);
+}
+
 static void check_causal_softmax(int mats, int T) {
   char what[96];
   snprintf(what, sizeof what, "causal softmax %d x %d x %d", mats, T, T);
@@ -712,6 +755,7 @@ START_TEST(attention_matches_reference) {
       check_attention(3, 13, 26, 2, impl);  // hd 13: float8 part and tail
       check_attention(2, 5, 4, 4, impl);    // hd 1
       check_attention(12, 64, 128, 4, impl);   // the default model
+      check_attention_one_buffer(impl);
     }
 }
 END_TEST
