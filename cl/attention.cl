@@ -11,6 +11,11 @@
 //   dq[t] = sum_j dS[t,j] k[j],  dk[j] = sum_t dS[t,j] q[t],  dv[j] = sum_t P[t,j] dy[t]
 // Sizes come as arguments: B (batch), T (seq), C (channels), H (heads), hd = C / H.
 
+// Each work-item's code is already vectorized along a row (float8): the hint keeps Intel's
+// compiler from vectorizing across work-items as well (rows a stride apart: gathers), which ran
+// attn_backward_query 2.5x slower there. Other compilers may ignore it.
+#define VECTORIZED __attribute__((vec_type_hint(float8)))
+
 // ---- row helpers: float8 over a row's first n entries, a scalar tail, fixed order -----------
 // (exp on float8 runs PoCL's vector exp: the softmax of a row was half the forward pass's time
 // with a scalar exp per entry)
@@ -42,11 +47,21 @@ inline void row_scale_clear(__global float *a, uint n, uint len, float f) {
   for (uint j = n; j < len; j++) a[j] = 0.0f;
 }
 
+// g[j] = alpha p[j] (g[j] - s) for j < n, g[j] = 0 for n <= j < len: the softmax's backward.
+inline void row_softmax_grad(__global float *g, __global const float *p, uint n, uint len, float s,
+                             float alpha) {
+  uint n8 = n & ~7u;
+  for (uint j = 0; j < n8; j += 8)
+    vstore8(alpha * vload8(0, p + j) * (vload8(0, g + j) - s), 0, g + j);
+  for (uint j = n8; j < n; j++) g[j] = alpha * p[j] * (g[j] - s);
+  for (uint j = n; j < len; j++) g[j] = 0.0f;
+}
+
 // ---- the causal softmax: mats matrices of (T, T), row t keeps columns j <= t ---------------
 
 // In place: s holds scores; row t becomes softmax over j <= t (max subtracted), 0 for j > t.
 // Range (T, mats).
-__kernel void causal_softmax_forward(__global float *s, const uint s_off, const uint seq,
+__kernel VECTORIZED void causal_softmax_forward(__global float *s, const uint s_off, const uint seq,
                                      const uint mats) {
   uint t = get_global_id(0), m = get_global_id(1);
   if (t >= seq || m >= mats) return;
@@ -59,7 +74,7 @@ __kernel void causal_softmax_forward(__global float *s, const uint s_off, const 
 // In place: dp holds dL/dP; row t becomes alpha P (dp - sum_j<=t P dp) for j <= t, 0 beyond:
 // the gradient of the scores before the softmax, times alpha (the scale that multiplied them).
 // Range (T, mats).
-__kernel void causal_softmax_backward(__global const float *p, const uint p_off,
+__kernel VECTORIZED void causal_softmax_backward(__global const float *p, const uint p_off,
                                       __global float *dp, const uint dp_off, const uint seq,
                                       const uint mats, const float alpha) {
   uint t = get_global_id(0), m = get_global_id(1);
@@ -68,8 +83,7 @@ __kernel void causal_softmax_backward(__global const float *p, const uint p_off,
   __global float *g = dp + dp_off + (m * seq + t) * seq;
   float s = 0.0f;
   for (uint j = 0; j <= t; j++) s += pr[j] * g[j];
-  for (uint j = 0; j <= t; j++) g[j] = alpha * pr[j] * (g[j] - s);
-  for (uint j = t + 1; j < seq; j++) g[j] = 0.0f;
+  row_softmax_grad(g, pr, t + 1, seq, s, alpha);
 }
 
 // ---- cltrain's own attention kernels -------------------------------------------------------
@@ -90,7 +104,7 @@ inline float dot_rows(__global const float *a, __global const float *b, uint n, 
 
 // Forward of query row t of (b, h): att[b,h,t,:] (scores q.k_j * scale for j <= t, softmax, 0
 // beyond) and y[b*T + t, h*hd ..] = sum_j att[t,j] v_j. Range (T, B*H).
-__kernel void attn_forward(__global const float *qkv, const uint qkv_off, __global float *att,
+__kernel VECTORIZED void attn_forward(__global const float *qkv, const uint qkv_off, __global float *att,
                            const uint att_off, __global float *y, const uint y_off,
                            const uint seq, const uint channels, const uint heads,
                            const uint batch, const float scale) {
@@ -124,7 +138,7 @@ __kernel void attn_forward(__global const float *qkv, const uint qkv_off, __glob
 
 // Backward of query row t of (b, h): dS into datt[b,h,t,:] (0 beyond t) and dq of row t
 // (acc = 1: added to what dqkv holds). Range (T, B*H).
-__kernel void attn_backward_query(__global const float *qkv, const uint qkv_off,
+__kernel VECTORIZED void attn_backward_query(__global const float *qkv, const uint qkv_off,
                                   __global const float *att, const uint att_off,
                                   __global const float *dy, const uint dy_off,
                                   __global float *datt, const uint datt_off,
@@ -147,8 +161,7 @@ __kernel void attn_backward_query(__global const float *qkv, const uint qkv_off,
     ds[j] = s;
     sum += p[j] * s;
   }
-  for (uint j = 0; j <= t; j++) ds[j] = scale * p[j] * (ds[j] - sum);
-  for (uint j = t + 1; j < seq; j++) ds[j] = 0.0f;
+  row_softmax_grad(ds, p, t + 1, seq, sum, scale);
   for (uint d = 0; d < hd8; d += 8) {
     float8 s = (float8)(0.0f);
     for (uint j = 0; j <= t; j++) s += ds[j] * vload8(0, k + j * c3 + d);
@@ -163,7 +176,7 @@ __kernel void attn_backward_query(__global const float *qkv, const uint qkv_off,
 
 // Backward of key row j of (b, h): dk_j = sum_i>=j dS[i,j] q_i, dv_j = sum_i>=j P[i,j] dy_i
 // (acc = 1: added to what dqkv holds). Needs attn_backward_query's datt. Range (T, B*H).
-__kernel void attn_backward_key(__global const float *qkv, const uint qkv_off,
+__kernel VECTORIZED void attn_backward_key(__global const float *qkv, const uint qkv_off,
                                 __global const float *att, const uint att_off,
                                 __global const float *dy, const uint dy_off,
                                 __global const float *datt, const uint datt_off,
