@@ -14,17 +14,21 @@
 // Where the head h of sample b lies (offsets in floats, hd = C / H, C3 = 3C):
 //   q: qkv + b*T*C3 + h*hd (ld C3)   k: + C   v: + 2C     y, dy: b*T*C + h*hd (ld C)
 //   att, datt: (b*H + h)*T*T (ld T)
-// Measured (tests/bench_attention, both interleaved, 3 runs of 15 x 20 calls, a 2-core machine
-// under a load of 7-9 from other work; ms per call, median of the 3 runs' medians, fastest):
-//                                         own fwd / bwd              clblast fwd / bwd
-//   B12 T64 C128 H4, PoCL, 1 thread    3.80 (2.36) / 4.19 (2.80)   14.6 (6.95) / 24.4 (12.4)
-//                    PoCL, 2 threads   2.53 (1.51) / 2.59 (1.65)   8.45 (5.47) / 17.3 (9.02)
-//                    Intel, 1 thread   5.08 (1.97) / 7.54 (3.52)   22.2 (10.7) / 45.2 (24.5)
-//                    Intel, 2 threads  4.96 (2.28) / 7.30 (2.76)   26.3 (10.4) / 50.0 (19.4)
-//   B4 T16 C32 H2,   PoCL, 1 thread    .024 (.017) / .017 (.013)   .170 (.078) / .361 (.138)
-//                    Intel, 1 thread   .037 (.022) / .036 (.028)   .719 (.351) / 1.47 (.668)
-// The own kernels win everywhere (3-6x at the default size, 4-40x at the small one: CLBlast's
-// batched routines pay per call, 8 of them per head and pass), hence the default.
+// Measured (tests/bench_attention: both interleaved, 3 runs of 15 x 20 calls each, on a 2-core
+// machine shared with other work at a load of 1-3; ms per call: the median of the 3 runs'
+// medians, and the fastest call in parentheses):
+//                                       own fwd / bwd               clblast fwd / bwd
+//   B12 T64 C128 H4  PoCL, 1 thread    1.15 (1.02) / 1.76 (1.59)   5.17 (4.89) / 10.2 (9.49)
+//                    PoCL, 2 threads   1.11 (0.71) / 1.82 (1.04)   5.17 (3.10) / 10.0 (6.55)
+//                    Intel, 1 thread   1.03 (0.92) / 1.72 (1.54)   10.1 (8.56) / 19.8 (17.8)
+//                    Intel, 2 threads  1.03 (0.57) / 1.75 (0.94)   10.1 (5.44) / 19.4 (12.1)
+//   B4 T16 C32 H2    PoCL, 1 thread    .016 (.014) / .016 (.014)   .073 (.054) / .128 (.100)
+//                    PoCL, 2 threads   .035 (.015) / .058 (.016)   .094 (.076) / .203 (.150)
+//                    Intel, 1 thread   .024 (.013) / .020 (.012)   .401 (.272) / .691 (.547)
+//                    Intel, 2 threads  .024 (.014) / .021 (.017)   .364 (.305) / .682 (.507)
+// The own kernels win everywhere: 4.5-6x on PoCL and 10-11x on Intel at the default size, 2.5-35x
+// at the small one (CLBlast's batched routines pay per call: 2 per head forward, 4 backward, each
+// with its own padding and copies), hence the default.
 #include <math.h>
 #include <stdlib.h>
 #include <strings.h>
