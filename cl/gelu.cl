@@ -10,17 +10,37 @@
 #define GELU_K 0.7978845608028654f   // sqrt(2 / pi)
 #define GELU_A 0.044715f
 
-inline float gelu_s(float x) {
+inline float8 gelu_s(float8 x) {
   return 1.0f / (1.0f + exp(-2.0f * GELU_K * (x + GELU_A * x * x * x)));
+}
+
+// Eight elements per work-item (float8: a vector exp on CPUs, 2x faster than one element per
+// work-item on PoCL), the last work-item also taking the n % 8 left over. Range ceil(n / 8).
+#define GELU_LOAD(p, i, n) ((i) + 8 <= (n) ? vload8(0, (p) + (i)) : tail8((p) + (i), (n) - (i)))
+
+inline float8 tail8(__global const float *p, uint m) {   // m < 8 elements, the rest 0
+  float e[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+  for (uint k = 0; k < m; k++) e[k] = p[k];
+  return vload8(0, e);
+}
+
+inline void store8(float8 v, __global float *p, uint m) {   // the first m (<= 8) elements
+  if (m >= 8) {
+    vstore8(v, 0, p);
+    return;
+  }
+  float e[8];
+  vstore8(v, 0, e);
+  for (uint k = 0; k < m; k++) p[k] = e[k];
 }
 
 // y[i] = gelu(x[i]), i < n. y may be x.
 __kernel void gelu_forward(__global const float *x, const uint x_off, __global float *y,
                            const uint y_off, const uint n) {
-  uint i = get_global_id(0);
+  uint i = get_global_id(0) * 8;
   if (i >= n) return;
-  float v = x[x_off + i];
-  y[y_off + i] = v * gelu_s(v);
+  float8 v = GELU_LOAD(x + x_off, i, n);
+  store8(v * gelu_s(v), y + y_off + i, n - i);
 }
 
 // dx[i] = dy[i] * gelu'(x[i]) (acc = 1: added to what dx holds), i < n. With acc = 0 dx may be
@@ -28,10 +48,11 @@ __kernel void gelu_forward(__global const float *x, const uint x_off, __global f
 __kernel void gelu_backward(__global const float *x, const uint x_off, __global const float *dy,
                             const uint dy_off, __global float *dx, const uint dx_off,
                             const uint n, const uint acc) {
-  uint i = get_global_id(0);
+  uint i = get_global_id(0) * 8;
   if (i >= n) return;
-  float v = x[x_off + i], s = gelu_s(v);
-  float d = s + 2.0f * v * s * (1.0f - s) * GELU_K * (1.0f + 3.0f * GELU_A * v * v);
-  float g = dy[dy_off + i] * d;
-  dx[dx_off + i] = acc ? dx[dx_off + i] + g : g;
+  float8 v = GELU_LOAD(x + x_off, i, n), s = gelu_s(v);
+  float8 d = s + 2.0f * v * s * (1.0f - s) * GELU_K * (1.0f + 3.0f * GELU_A * v * v);
+  float8 g = GELU_LOAD(dy + dy_off, i, n) * d;
+  if (acc) g += GELU_LOAD(dx + dx_off, i, n);
+  store8(g, dx + dx_off + i, n - i);
 }

@@ -14,7 +14,7 @@ ct_status ct_gelu_forward(ct_device *dev, size_t n, ct_slice x, ct_slice y) {
   CT_ARG_MEM(k, 2, y.mem);
   CT_ARG_U(k, 3, y.off);
   CT_ARG_U(k, 4, n);
-  return ct_ops_enqueue1(dev, k, "gelu_forward", n, CT_OPS_WG);
+  return ct_ops_enqueue1(dev, k, "gelu_forward", (n + 7) / 8, CT_OPS_WG);
 }
 
 ct_status ct_gelu_backward(ct_device *dev, size_t n, ct_slice x, ct_slice dy, ct_slice dx,
@@ -33,5 +33,5 @@ ct_status ct_gelu_backward(ct_device *dev, size_t n, ct_slice x, ct_slice dy, ct
   CT_ARG_U(k, 5, dx.off);
   CT_ARG_U(k, 6, n);
   CT_ARG_U(k, 7, !!acc);
-  return ct_ops_enqueue1(dev, k, "gelu_backward", n, CT_OPS_WG);
+  return ct_ops_enqueue1(dev, k, "gelu_backward", (n + 7) / 8, CT_OPS_WG);
 }
