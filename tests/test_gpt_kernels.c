@@ -733,7 +733,7 @@ END_TEST
 START_TEST(layernorm_matches_reference) {
   ON_EVERY_DEVICE {
     if (g_small) {
-      check_layernorm(3, 5);
+      check_layernorm(3, 13);   // a float8 part and a tail
       continue;
     }
     check_layernorm(1, 7);

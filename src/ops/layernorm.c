@@ -2,7 +2,10 @@
 //
 //   forward:   one work-item per row: mean, rstd (saved), y            range (rows)
 //   backward:  dx, one work-item per row                                range (rows)
-//              dw, db, one work-item per channel over the rows in order range (C)
+//              dw, db, one work-item per 8 channels, rows in order      range ceil(C / 8)
+// The rows and the 8 channels run on float8 (a scalar tail). dw and db have little parallelism
+// (C / 8 work-items, each over every row): enough for CPUs; a GPU would want the rows split
+// into chunks summed in a second pass (still in a fixed order).
 #include "cltrain/gpt_kernels.h"
 #include "launch.h"
 
@@ -95,5 +98,6 @@ ct_status ct_layernorm_backward(ct_device *dev, int rows, int channels, ct_slice
   CT_ARG_U(k, 11, db.off);
   CT_ARG_U(k, 12, rows);
   CT_ARG_U(k, 13, channels);
-  return ct_ops_enqueue1(dev, k, "layernorm_backward_dwdb", (size_t)channels, WG_ROWS);
+  return ct_ops_enqueue1(dev, k, "layernorm_backward_dwdb", ((size_t)channels + 7) / 8,
+                         WG_ROWS);
 }
