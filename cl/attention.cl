@@ -62,7 +62,7 @@ inline void row_softmax_grad(__global float *g, __global const float *p, uint n,
 // In place: s holds scores; row t becomes softmax over j <= t (max subtracted), 0 for j > t.
 // Range (T, mats).
 __kernel VECTORIZED void causal_softmax_forward(__global float *s, const uint s_off, const uint seq,
-                                     const uint mats) {
+                                                const uint mats) {
   uint t = get_global_id(0), m = get_global_id(1);
   if (t >= seq || m >= mats) return;
   __global float *a = s + s_off + (m * seq + t) * seq;
@@ -75,8 +75,9 @@ __kernel VECTORIZED void causal_softmax_forward(__global float *s, const uint s_
 // the gradient of the scores before the softmax, times alpha (the scale that multiplied them).
 // Range (T, mats).
 __kernel VECTORIZED void causal_softmax_backward(__global const float *p, const uint p_off,
-                                      __global float *dp, const uint dp_off, const uint seq,
-                                      const uint mats, const float alpha) {
+                                                 __global float *dp, const uint dp_off,
+                                                 const uint seq, const uint mats,
+                                                 const float alpha) {
   uint t = get_global_id(0), m = get_global_id(1);
   if (t >= seq || m >= mats) return;
   __global const float *pr = p + p_off + (m * seq + t) * seq;
@@ -104,10 +105,10 @@ inline float dot_rows(__global const float *a, __global const float *b, uint n, 
 
 // Forward of query row t of (b, h): att[b,h,t,:] (scores q.k_j * scale for j <= t, softmax, 0
 // beyond) and y[b*T + t, h*hd ..] = sum_j att[t,j] v_j. Range (T, B*H).
-__kernel VECTORIZED void attn_forward(__global const float *qkv, const uint qkv_off, __global float *att,
-                           const uint att_off, __global float *y, const uint y_off,
-                           const uint seq, const uint channels, const uint heads,
-                           const uint batch, const float scale) {
+__kernel VECTORIZED void attn_forward(__global const float *qkv, const uint qkv_off,
+                                      __global float *att, const uint att_off, __global float *y,
+                                      const uint y_off, const uint seq, const uint channels,
+                                      const uint heads, const uint batch, const float scale) {
   uint t = get_global_id(0), bh = get_global_id(1);
   if (t >= seq || bh >= batch * heads) return;
   uint b = bh / heads, h = bh - b * heads, hd = channels / heads, hd8 = hd & ~7u;
@@ -139,12 +140,12 @@ __kernel VECTORIZED void attn_forward(__global const float *qkv, const uint qkv_
 // Backward of query row t of (b, h): dS into datt[b,h,t,:] (0 beyond t) and dq of row t
 // (acc = 1: added to what dqkv holds). Range (T, B*H).
 __kernel VECTORIZED void attn_backward_query(__global const float *qkv, const uint qkv_off,
-                                  __global const float *att, const uint att_off,
-                                  __global const float *dy, const uint dy_off,
-                                  __global float *datt, const uint datt_off,
-                                  __global float *dqkv, const uint dqkv_off, const uint seq,
-                                  const uint channels, const uint heads, const uint batch,
-                                  const float scale, const uint acc) {
+                                             __global const float *att, const uint att_off,
+                                             __global const float *dy, const uint dy_off,
+                                             __global float *datt, const uint datt_off,
+                                             __global float *dqkv, const uint dqkv_off,
+                                             const uint seq, const uint channels, const uint heads,
+                                             const uint batch, const float scale, const uint acc) {
   uint t = get_global_id(0), bh = get_global_id(1);
   if (t >= seq || bh >= batch * heads) return;
   uint b = bh / heads, h = bh - b * heads, hd = channels / heads, hd8 = hd & ~7u;
@@ -177,12 +178,12 @@ __kernel VECTORIZED void attn_backward_query(__global const float *qkv, const ui
 // Backward of key row j of (b, h): dk_j = sum_i>=j dS[i,j] q_i, dv_j = sum_i>=j P[i,j] dy_i
 // (acc = 1: added to what dqkv holds). Needs attn_backward_query's datt. Range (T, B*H).
 __kernel VECTORIZED void attn_backward_key(__global const float *qkv, const uint qkv_off,
-                                __global const float *att, const uint att_off,
-                                __global const float *dy, const uint dy_off,
-                                __global const float *datt, const uint datt_off,
-                                __global float *dqkv, const uint dqkv_off, const uint seq,
-                                const uint channels, const uint heads, const uint batch,
-                                const uint acc) {
+                                           __global const float *att, const uint att_off,
+                                           __global const float *dy, const uint dy_off,
+                                           __global const float *datt, const uint datt_off,
+                                           __global float *dqkv, const uint dqkv_off,
+                                           const uint seq, const uint channels, const uint heads,
+                                           const uint batch, const uint acc) {
   uint j = get_global_id(0), bh = get_global_id(1);
   if (j >= seq || bh >= batch * heads) return;
   uint b = bh / heads, h = bh - b * heads, hd = channels / heads, hd8 = hd & ~7u;
