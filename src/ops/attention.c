@@ -1,7 +1,7 @@
 // attention.c: multi-head causal self-attention from a fused qkv (gpt_kernels.h), kernels in
 // cl/attention.cl, in two implementations:
 //
-//   own (default)   one query row of one (b, h) per work-item, float4 along hd, range (T, B*H):
+//   own (default)   one query row of one (b, h) per work-item, float8 along hd, range (T, B*H):
 //                   forward:  attn_forward         scores q.k_j (j <= t), softmax, y = P v
 //                   backward: attn_backward_query  dP = dy.v_j, dS (into datt), dq = dS k
 //                             attn_backward_key    (one key row j) dk = dS^T q, dv = P^T dy
