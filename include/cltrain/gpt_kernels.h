@@ -6,7 +6,7 @@
 // per-token cross-entropy ct_softmax_xent (layers.h), over N rows.
 //
 // Defines: ct_slice (+ ct_slice_of), ct_embedding_index_len, ct_embedding_index,
-// ct_embedding_forward/_backward, CT_LAYERNORM_EPS, ct_layernorm_forward/_backward,
+// ct_embedding_forward/_backward, ct_layernorm_forward/_backward,
 // ct_attn_dims, ct_attn_impl (+ ct_attn_impl_name, ct_attn_impl_parse, ct_attn_impl_default),
 // ct_attention_forward/_backward, ct_causal_softmax_forward/_backward, ct_gelu_forward/_backward,
 // ct_residual_forward/_backward.
@@ -71,7 +71,8 @@ ct_status ct_embedding_backward(ct_device *dev, int batch, int seq, int channels
                                 ct_slice dwpe, int acc_wpe);
 
 // ---- layernorm over the C channels of each row: y = (x - mean) rstd w + b -----------------
-#define CT_LAYERNORM_EPS 1e-5f   // added to the (biased) variance, as torch.nn.LayerNorm's
+// rstd = 1 / sqrt(var + eps), var the biased variance, eps 1e-5 as torch.nn.LayerNorm's default
+// (LN_EPS of cl/layernorm.cl, the one place it is set).
 
 // x (rows, C), w (C), b (C) -> y (rows, C), and for the backward pass mean (rows), rstd (rows).
 // y may not be x.

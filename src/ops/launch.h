@@ -3,7 +3,8 @@
 // Internal to the library (not under include/).
 //
 // Defines: CT_OPS_WG (work-group size of element-wise kernels), ct_ops_fits_u32,
-// ct_ops_positive, ct_ops_enqueue1, ct_ops_enqueue2, CT_ARG_MEM, CT_ARG_U, CT_ARG_F.
+// ct_ops_positive, ct_ops_enqueue1, ct_ops_enqueue2 (+ ct_ops_enqueue_failed), CT_ARG_MEM,
+// CT_ARG_U, CT_ARG_F.
 #ifndef CLTRAIN_OPS_LAUNCH_H
 #define CLTRAIN_OPS_LAUNCH_H
 
