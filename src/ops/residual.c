@@ -17,7 +17,7 @@ ct_status ct_residual_forward(ct_device *dev, size_t n, ct_slice a, ct_slice b, 
   CT_ARG_MEM(k, 4, y.mem);
   CT_ARG_U(k, 5, y.off);
   CT_ARG_U(k, 6, n);
-  return ct_ops_enqueue1(dev, k, "residual_forward", n, CT_OPS_WG);
+  return ct_ops_enqueue1(dev, k, "residual_forward", (n + 7) / 8, CT_OPS_WG);
 }
 
 ct_status ct_residual_backward(ct_device *dev, size_t n, ct_slice dy, ct_slice da, int acc_a,
@@ -41,5 +41,5 @@ ct_status ct_residual_backward(ct_device *dev, size_t n, ct_slice dy, ct_slice d
   CT_ARG_U(k, 8, db.mem != NULL);
   CT_ARG_U(k, 9, !!acc_b);
   CT_ARG_U(k, 10, n);
-  return ct_ops_enqueue1(dev, k, "residual_backward", n, CT_OPS_WG);
+  return ct_ops_enqueue1(dev, k, "residual_backward", (n + 7) / 8, CT_OPS_WG);
 }
