@@ -1,8 +1,9 @@
 // embedding.c: token + position embedding (gpt_kernels.h), kernels in cl/embedding.cl.
 //
-//   forward:   out[r, :] = wte[tok[r], :] + wpe[r % T, :]                   range (C, N)
-//   backward:  dwte[v, :] = sum of dout[r, :] over token v's rows            range (C, V)
-//              dwpe[t, :] = sum over b of dout[b*T + t, :]                   range (C, T)
+//   forward:   out[r, :] = wte[tok[r], :] + wpe[r % T, :]                   range (C/8, N)
+//   backward:  dwte[v, :] = sum of dout[r, :] over token v's rows            range (C/8, V)
+//              dwpe[t, :] = sum over b of dout[b*T + t, :]                   range (C/8, T)
+// (C/8: ceil(C / 8) work-items per row, each owning 8 channels.)
 // The token sums need no atomics: the host's index (a counting sort of the rows by token,
 // stable, so each token's rows stay in increasing order) tells each work-item which rows to
 // add, in which order.
@@ -68,7 +69,7 @@ ct_status ct_embedding_forward(ct_device *dev, int batch, int seq, int channels,
   CT_ARG_U(k, 9, seq);
   CT_ARG_U(k, 10, channels);
   CT_ARG_U(k, 11, vocab);
-  return ct_ops_enqueue2(dev, k, "embedding_forward", c, n);
+  return ct_ops_enqueue2(dev, k, "embedding_forward", (c + 7) / 8, n);
 }
 
 ct_status ct_embedding_backward(ct_device *dev, int batch, int seq, int channels, int vocab,
@@ -92,7 +93,7 @@ ct_status ct_embedding_backward(ct_device *dev, int batch, int seq, int channels
     CT_ARG_U(k, 6, channels);
     CT_ARG_U(k, 7, vocab);
     CT_ARG_U(k, 8, !!acc_wte);
-    CT_TRY(ct_ops_enqueue2(dev, k, "embedding_backward_wte", c, (size_t)vocab));
+    CT_TRY(ct_ops_enqueue2(dev, k, "embedding_backward_wte", (c + 7) / 8, (size_t)vocab));
   }
   if (dwpe.mem) {
     CT_TRY(ct_ops_fits_u32(op, dwpe.off + (size_t)seq * c));
@@ -105,7 +106,7 @@ ct_status ct_embedding_backward(ct_device *dev, int batch, int seq, int channels
     CT_ARG_U(k, 5, seq);
     CT_ARG_U(k, 6, channels);
     CT_ARG_U(k, 7, !!acc_wpe);
-    CT_TRY(ct_ops_enqueue2(dev, k, "embedding_backward_wpe", c, (size_t)seq));
+    CT_TRY(ct_ops_enqueue2(dev, k, "embedding_backward_wpe", (c + 7) / 8, (size_t)seq));
   }
   return CT_OK;
 }
