@@ -88,19 +88,74 @@ __kernel VECTORIZED void causal_softmax_backward(__global const float *p, const 
 }
 
 // ---- cltrain's own attention kernels -------------------------------------------------------
-// One query row (or, for dk and dv, one key row) of one (b, h) per work-item; its dot products
-// and weighted row sums run on float8 along the head's hd channels (a scalar tail when hd is not
-// a multiple of 4): CPU runtimes then keep each work-item's vector code (Intel's vectorizer
-// would otherwise pack work-items with strided rows into gathers).
+// One query row (or, for dk and dv, one key row) of one (b, h) per work-item. Its dot products
+// and weighted row sums run on float8 along the head's hd channels, in blocks of up to 4 float8
+// (32 channels) held in registers: a block of x for all the dot products with it, a block of
+// accumulators for a weighted sum of rows (each weight loaded once per block); a scalar tail
+// when hd is not a multiple of 8. Fixed orders throughout.
 
-// float8 dot product of a[0..n) and b[0..n) (n8 = n & ~7: the vector part), fixed order.
-inline float dot_rows(__global const float *a, __global const float *b, uint n, uint n8) {
-  float8 acc = (float8)(0.0f);
-  for (uint d = 0; d < n8; d += 8) acc += vload8(0, a + d) * vload8(0, b + d);
-  float4 h = acc.lo + acc.hi;
-  float s = (h.x + h.y) + (h.z + h.w);
-  for (uint d = n8; d < n; d++) s += a[d] * b[d];
-  return s;
+// out[j] = x . r_j for j < n, r_j = r + j * rs, over hd channels (out is written, not added to).
+inline void row_dots(__global float *out, __global const float *x, __global const float *r,
+                     uint rs, uint n, uint hd) {
+  uint hd8 = hd & ~7u;
+  for (uint d0 = 0; d0 < hd8; d0 += 32) {
+    uint m = min(4u, (hd8 - d0) / 8);
+    float8 x0 = vload8(0, x + d0), x1 = (float8)(0.0f), x2 = (float8)(0.0f), x3 = (float8)(0.0f);
+    if (m > 1) x1 = vload8(1, x + d0);
+    if (m > 2) x2 = vload8(2, x + d0);
+    if (m > 3) x3 = vload8(3, x + d0);
+    for (uint j = 0; j < n; j++) {
+      __global const float *rj = r + j * rs + d0;
+      float8 acc = x0 * vload8(0, rj);
+      if (m > 1) acc += x1 * vload8(1, rj);
+      if (m > 2) acc += x2 * vload8(2, rj);
+      if (m > 3) acc += x3 * vload8(3, rj);
+      float4 h = acc.lo + acc.hi;
+      float s = (h.x + h.y) + (h.z + h.w);
+      out[j] = d0 ? out[j] + s : s;
+    }
+  }
+  if (hd8 < hd)
+    for (uint j = 0; j < n; j++) {
+      __global const float *rj = r + j * rs;
+      float s = hd8 ? out[j] : 0.0f;
+      for (uint d = hd8; d < hd; d++) s += x[d] * rj[d];
+      out[j] = s;
+    }
+}
+
+// y[d] = sum_i<n w[i * ws] r_i[d] for d < hd, r_i = r + i * rs; acc = 1: added to what y holds.
+inline void weighted_rows(__global float *y, __global const float *w, uint ws,
+                          __global const float *r, uint rs, uint n, uint hd, uint acc) {
+  uint hd8 = hd & ~7u;
+  for (uint d0 = 0; d0 < hd8; d0 += 32) {
+    uint m = min(4u, (hd8 - d0) / 8);
+    float8 y0 = (float8)(0.0f), y1 = (float8)(0.0f), y2 = (float8)(0.0f), y3 = (float8)(0.0f);
+    for (uint i = 0; i < n; i++) {
+      float p = w[i * ws];
+      __global const float *ri = r + i * rs + d0;
+      y0 += p * vload8(0, ri);
+      if (m > 1) y1 += p * vload8(1, ri);
+      if (m > 2) y2 += p * vload8(2, ri);
+      if (m > 3) y3 += p * vload8(3, ri);
+    }
+    __global float *yd = y + d0;
+    if (acc) {
+      y0 += vload8(0, yd);
+      if (m > 1) y1 += vload8(1, yd);
+      if (m > 2) y2 += vload8(2, yd);
+      if (m > 3) y3 += vload8(3, yd);
+    }
+    vstore8(y0, 0, yd);
+    if (m > 1) vstore8(y1, 1, yd);
+    if (m > 2) vstore8(y2, 2, yd);
+    if (m > 3) vstore8(y3, 3, yd);
+  }
+  for (uint d = hd8; d < hd; d++) {
+    float s = 0.0f;
+    for (uint i = 0; i < n; i++) s += w[i * ws] * r[i * rs + d];
+    y[d] = acc ? y[d] + s : s;
+  }
 }
 
 // Forward of query row t of (b, h): att[b,h,t,:] (scores q.k_j * scale for j <= t, softmax, 0
@@ -111,30 +166,16 @@ __kernel VECTORIZED void attn_forward(__global const float *qkv, const uint qkv_
                                       const uint heads, const uint batch, const float scale) {
   uint t = get_global_id(0), bh = get_global_id(1);
   if (t >= seq || bh >= batch * heads) return;
-  uint b = bh / heads, h = bh - b * heads, hd = channels / heads, hd8 = hd & ~7u;
-  uint c3 = 3 * channels;
+  uint b = bh / heads, h = bh - b * heads, hd = channels / heads, c3 = 3 * channels;
   __global const float *q = qkv + qkv_off + (b * seq + t) * c3 + h * hd;
   __global const float *k = qkv + qkv_off + b * seq * c3 + channels + h * hd;
   __global const float *v = k + channels;
   __global float *a = att + att_off + (bh * seq + t) * seq;
-  __global float *yr = y + y_off + (b * seq + t) * channels + h * hd;
+  row_dots(a, q, k, c3, t + 1, hd);
   float mx = -INFINITY;
-  for (uint j = 0; j <= t; j++) {
-    float s = dot_rows(q, k + j * c3, hd, hd8) * scale;
-    a[j] = s;
-    mx = fmax(mx, s);
-  }
+  for (uint j = 0; j <= t; j++) mx = fmax(mx, a[j] *= scale);
   row_scale_clear(a, t + 1, seq, 1.0f / row_exp_sum(a, t + 1, mx));
-  for (uint d = 0; d < hd8; d += 8) {
-    float8 acc = (float8)(0.0f);
-    for (uint j = 0; j <= t; j++) acc += a[j] * vload8(0, v + j * c3 + d);
-    vstore8(acc, 0, yr + d);
-  }
-  for (uint d = hd8; d < hd; d++) {
-    float acc = 0.0f;
-    for (uint j = 0; j <= t; j++) acc += a[j] * v[j * c3 + d];
-    yr[d] = acc;
-  }
+  weighted_rows(y + y_off + (b * seq + t) * channels + h * hd, a, 1, v, c3, t + 1, hd, 0);
 }
 
 // Backward of query row t of (b, h): dS into datt[b,h,t,:] (0 beyond t) and dq of row t
@@ -144,35 +185,20 @@ __kernel VECTORIZED void attn_backward_query(__global const float *qkv, const ui
                                              __global const float *dy, const uint dy_off,
                                              __global float *datt, const uint datt_off,
                                              __global float *dqkv, const uint dqkv_off,
-                                             const uint seq, const uint channels, const uint heads,
-                                             const uint batch, const float scale, const uint acc) {
+                                             const uint seq, const uint channels,
+                                             const uint heads, const uint batch,
+                                             const float scale, const uint acc) {
   uint t = get_global_id(0), bh = get_global_id(1);
   if (t >= seq || bh >= batch * heads) return;
-  uint b = bh / heads, h = bh - b * heads, hd = channels / heads, hd8 = hd & ~7u;
-  uint c3 = 3 * channels;
-  __global const float *g = dy + dy_off + (b * seq + t) * channels + h * hd;
+  uint b = bh / heads, h = bh - b * heads, hd = channels / heads, c3 = 3 * channels;
   __global const float *k = qkv + qkv_off + b * seq * c3 + channels + h * hd;
-  __global const float *v = k + channels;
   __global const float *p = att + att_off + (bh * seq + t) * seq;
   __global float *ds = datt + datt_off + (bh * seq + t) * seq;
-  __global float *dq = dqkv + dqkv_off + (b * seq + t) * c3 + h * hd;
+  row_dots(ds, dy + dy_off + (b * seq + t) * channels + h * hd, k + channels, c3, t + 1, hd);
   float sum = 0.0f;
-  for (uint j = 0; j <= t; j++) {
-    float s = dot_rows(g, v + j * c3, hd, hd8);
-    ds[j] = s;
-    sum += p[j] * s;
-  }
+  for (uint j = 0; j <= t; j++) sum += p[j] * ds[j];
   row_softmax_grad(ds, p, t + 1, seq, sum, scale);
-  for (uint d = 0; d < hd8; d += 8) {
-    float8 s = (float8)(0.0f);
-    for (uint j = 0; j <= t; j++) s += ds[j] * vload8(0, k + j * c3 + d);
-    vstore8(acc ? vload8(0, dq + d) + s : s, 0, dq + d);
-  }
-  for (uint d = hd8; d < hd; d++) {
-    float s = 0.0f;
-    for (uint j = 0; j <= t; j++) s += ds[j] * k[j * c3 + d];
-    dq[d] = acc ? dq[d] + s : s;
-  }
+  weighted_rows(dqkv + dqkv_off + (b * seq + t) * c3 + h * hd, ds, 1, k, c3, t + 1, hd, acc);
 }
 
 // Backward of key row j of (b, h): dk_j = sum_i>=j dS[i,j] q_i, dv_j = sum_i>=j P[i,j] dy_i
@@ -182,34 +208,15 @@ __kernel VECTORIZED void attn_backward_key(__global const float *qkv, const uint
                                            __global const float *dy, const uint dy_off,
                                            __global const float *datt, const uint datt_off,
                                            __global float *dqkv, const uint dqkv_off,
-                                           const uint seq, const uint channels, const uint heads,
-                                           const uint batch, const uint acc) {
+                                           const uint seq, const uint channels,
+                                           const uint heads, const uint batch, const uint acc) {
   uint j = get_global_id(0), bh = get_global_id(1);
   if (j >= seq || bh >= batch * heads) return;
-  uint b = bh / heads, h = bh - b * heads, hd = channels / heads, hd8 = hd & ~7u;
-  uint c3 = 3 * channels;
-  __global const float *q = qkv + qkv_off + b * seq * c3 + h * hd;
-  __global const float *g = dy + dy_off + b * seq * channels + h * hd;
-  __global const float *p = att + att_off + bh * seq * seq + j;    // column j: p[i * seq]
-  __global const float *ds = datt + datt_off + bh * seq * seq + j;
+  uint b = bh / heads, h = bh - b * heads, hd = channels / heads, c3 = 3 * channels;
+  uint col = bh * seq * seq + j * seq + j;   // [b,h,j,j]: column j from row j down, stride seq
   __global float *dk = dqkv + dqkv_off + (b * seq + j) * c3 + channels + h * hd;
-  __global float *dv = dk + channels;
-  for (uint d = 0; d < hd8; d += 8) {
-    float8 sk = (float8)(0.0f), sv = (float8)(0.0f);
-    for (uint i = j; i < seq; i++) {
-      sk += ds[i * seq] * vload8(0, q + i * c3 + d);
-      sv += p[i * seq] * vload8(0, g + i * channels + d);
-    }
-    vstore8(acc ? vload8(0, dk + d) + sk : sk, 0, dk + d);
-    vstore8(acc ? vload8(0, dv + d) + sv : sv, 0, dv + d);
-  }
-  for (uint d = hd8; d < hd; d++) {
-    float sk = 0.0f, sv = 0.0f;
-    for (uint i = j; i < seq; i++) {
-      sk += ds[i * seq] * q[i * c3 + d];
-      sv += p[i * seq] * g[i * channels + d];
-    }
-    dk[d] = acc ? dk[d] + sk : sk;
-    dv[d] = acc ? dv[d] + sv : sv;
-  }
+  weighted_rows(dk, datt + datt_off + col, seq, qkv + qkv_off + (b * seq + j) * c3 + h * hd, c3,
+                seq - j, hd, acc);
+  weighted_rows(dk + channels, att + att_off + col, seq,
+                dy + dy_off + (b * seq + j) * channels + h * hd, channels, seq - j, hd, acc);
 }

@@ -4,7 +4,7 @@
 //
 // - The reference's own backward passes are checked against central finite differences of its
 //   forward passes, in double (host only), so the device is compared with a checked gradient.
-// - Awkward shapes: T not a multiple of anything, odd head sizes (hd 1, 3, 9, 13), one row
+// - Awkward shapes: T not a multiple of anything, head sizes 1, 3, 9, 13, 16, 24, 41, one row
 //   (N = 1), a vocabulary of 2 or 3 tokens and tokens that never occur; plus the default model's
 //   size (B 12, T 64, C 128, H 4).
 // - Every tensor sits at its own odd offset of a larger buffer whose other elements must stay
@@ -754,6 +754,9 @@ START_TEST(attention_matches_reference) {
       check_attention(2, 7, 9, 3, impl);    // hd 3
       check_attention(3, 13, 26, 2, impl);  // hd 13: float8 part and tail
       check_attention(2, 5, 4, 4, impl);    // hd 1
+      check_attention(2, 4, 32, 2, impl);   // hd 16, 24, 41: blocks of 2, 3, and 4 + 1 float8
+      check_attention(2, 5, 48, 2, impl);   // (the last with a tail)
+      check_attention(1, 6, 82, 2, impl);
       check_attention(12, 64, 128, 4, impl);   // the default model
       check_attention_one_buffer(impl);
     }
