@@ -15,18 +15,18 @@
 //   q: qkv + b*T*C3 + h*hd (ld C3)   k: + C   v: + 2C     y, dy: b*T*C + h*hd (ld C)
 //   att, datt: (b*H + h)*T*T (ld T)
 // Measured (tests/bench_attention: both interleaved, 3 runs of 15 x 20 calls each, on a 2-core
-// machine shared with other work at a load of 1-3; ms per call: the median of the 3 runs'
+// machine shared with other work at a load of about 2; ms per call: the median of the 3 runs'
 // medians, and the fastest call in parentheses):
 //                                       own fwd / bwd               clblast fwd / bwd
-//   B12 T64 C128 H4  PoCL, 1 thread    1.15 (1.02) / 1.76 (1.59)   5.17 (4.89) / 10.2 (9.49)
-//                    PoCL, 2 threads   1.11 (0.71) / 1.82 (1.04)   5.17 (3.10) / 10.0 (6.55)
-//                    Intel, 1 thread   1.03 (0.92) / 1.72 (1.54)   10.1 (8.56) / 19.8 (17.8)
-//                    Intel, 2 threads  1.03 (0.57) / 1.75 (0.94)   10.1 (5.44) / 19.4 (12.1)
-//   B4 T16 C32 H2    PoCL, 1 thread    .016 (.014) / .016 (.014)   .073 (.054) / .128 (.100)
-//                    PoCL, 2 threads   .035 (.015) / .058 (.016)   .094 (.076) / .203 (.150)
-//                    Intel, 1 thread   .024 (.013) / .020 (.012)   .401 (.272) / .691 (.547)
-//                    Intel, 2 threads  .024 (.014) / .021 (.017)   .364 (.305) / .682 (.507)
-// The own kernels win everywhere: 4.5-6x on PoCL and 10-11x on Intel at the default size, 2.5-35x
+//   B12 T64 C128 H4  PoCL, 1 thread    1.03 (0.76) / 1.39 (1.00)   6.38 (4.83) / 12.2 (8.70)
+//                    PoCL, 2 threads   0.64 (0.43) / 1.01 (0.64)   4.56 (2.66) / 8.50 (4.93)
+//                    Intel, 1 thread   0.69 (0.58) / 1.05 (0.87)   11.5 (8.82) / 22.5 (17.6)
+//                    Intel, 2 threads  0.62 (0.30) / 0.93 (0.46)   9.09 (4.66) / 18.9 (9.01)
+//   B4 T16 C32 H2    PoCL, 1 thread    .022 (.015) / .026 (.016)   .088 (.069) / .149 (.120)
+//                    PoCL, 2 threads   .035 (.016) / .029 (.017)   .088 (.066) / .193 (.111)
+//                    Intel, 1 thread   .018 (.012) / .015 (.012)   .297 (.269) / .553 (.515)
+//                    Intel, 2 threads  .017 (.010) / .018 (.012)   .299 (.170) / .659 (.334)
+// The own kernels win everywhere: 6-9x on PoCL and 15-22x on Intel at the default size, 2.5-37x
 // at the small one (CLBlast's batched routines pay per call: 2 per head forward, 4 backward, each
 // with its own padding and copies), hence the default.
 #include <math.h>
