@@ -93,7 +93,8 @@ typedef struct {
 // (one query row, or for dk and dv one key row, of one head per work-item, float8 along the
 // head), and CLBlast's SgemmStridedBatched over the batch (one call per head and product) around
 // the causal softmax kernels. The own kernels measured 6-22x faster on PoCL and Intel's CPU
-// runtime at the default model's size (src/ops/attention.c has the figures). CT_ATTN_DEFAULT takes ct_attn_impl_default.
+// runtime at the default model's size (src/ops/attention.c has the figures). CT_ATTN_DEFAULT
+// takes ct_attn_impl_default.
 typedef enum { CT_ATTN_DEFAULT = 0, CT_ATTN_OWN, CT_ATTN_CLBLAST } ct_attn_impl;
 const char *ct_attn_impl_name(ct_attn_impl impl);       // "own", "clblast", "default"
 // "own" or "clblast" (case-insensitive); CT_ERR_USAGE naming the value otherwise.
