@@ -74,3 +74,23 @@ __kernel void embedding_backward_wpe(__global const float *dout, const uint dout
   __global float *at = dwpe + dwpe_off + t * channels + c;
   store8(acc ? load8(at, m) + s : s, at, m);
 }
+
+// The embedding's index on the device, the same as ct_embedding_index's on the host: a stable
+// counting sort of the n rows by token. index[v] (v = 0..vocab) = the rows whose token is below
+// v; index[vocab + 1 + index[v] ..] lists token v's rows in increasing order. Work-item v
+// (0..vocab) scans the tokens twice: no atomics, the same result on every device. A token
+// outside [0, vocab) is in no list (the forward pass gave its row NaN). Range vocab + 1.
+__kernel void embedding_index(__global const int *tok, const uint tok_off, const uint n,
+                              const uint vocab, __global int *index, const uint index_off) {
+  uint v = get_global_id(0);
+  if (v > vocab) return;
+  __global const int *t = tok + tok_off;
+  __global int *out = index + index_off;
+  uint below = 0;
+  for (uint r = 0; r < n; r++) below += (uint)t[r] < v;   // (a negative token counts as large)
+  out[v] = (int)below;
+  if (v == vocab) return;
+  uint at = vocab + 1 + below;
+  for (uint r = 0; r < n; r++)
+    if (t[r] == (int)v) out[at++] = (int)r;
+}

@@ -132,7 +132,7 @@ static void sgd_items(__global float *out, __global const float *p, __global con
                       const int write_v) {
 #if CT_PER_ITEM == 8
   if (i0 + 8 <= n) {
-    float8 w = vload8(0, p + i0), g = vload8(0, grad + i0) * gscale;
+    float8 w = vload8(0, p + i0), g = vload8(0, grad + i0) * gscale;   // (gscale: 1, or the clip)
     if (wd != 0.0f) g = g + wd * w;
     if (mu != 0.0f) {
       float8 m = mu * vload8(0, v + i0) + g;
@@ -159,17 +159,20 @@ static void sgd_items(__global float *out, __global const float *p, __global con
 
 // p (n), grad (n), v (n; momentum, untouched when mu == 0).
 // The elements [base, n) (all of them: base 0; a sharded update: one rank's segment).
+// clip: the gradient's clipping factor at clip[0] (ct_optim_clip), or NULL-like when clip_on is
+// 0 (the gradient taken as it is: g * 1 would be the same bits, but nothing is multiplied).
 __kernel void sgd_step(__global float *p, __global const float *grad, __global float *v,
                        const uint n, const float lr, const float mu, const float wd,
                        const int nesterov, __global const uint *skip, const uint skip_at,
-                       const uint base) {
+                       const uint base, __global const float *clip, const uint clip_on) {
   if (skip_at != CT_NO_SKIP && skip[skip_at] != 0u) return;
+  float gs = clip_on ? clip[0] : 1.0f;
 #ifdef CT_SGD_CHUNK   // CPUs: a contiguous chunk per work-item, CT_PER_ITEM at a time
   uint lo = base + (uint)get_global_id(0) * CT_SGD_CHUNK, hi = min(lo + CT_SGD_CHUNK, n);
   for (uint i0 = lo; i0 < hi; i0 += CT_PER_ITEM)
-    sgd_items(p, p, grad, v, n, i0, 1.0f, lr, mu, wd, nesterov, 1);
+    sgd_items(p, p, grad, v, n, i0, gs, lr, mu, wd, nesterov, 1);
 #else
-  sgd_items(p, p, grad, v, n, base + (uint)get_global_id(0) * CT_PER_ITEM, 1.0f, lr, mu, wd,
+  sgd_items(p, p, grad, v, n, base + (uint)get_global_id(0) * CT_PER_ITEM, gs, lr, mu, wd,
             nesterov, 1);
 #endif
 }
@@ -199,14 +202,16 @@ __kernel void adamw_step(__global float *p, __global const float *grad, __global
                          const uint n, const float lrwd, const float b1, const float omb1,
                          const float b2, const float omb2, const float step, const float c2,
                          const float eps, __global const uint *skip, const uint skip_at,
-                         const uint base, const uint hi) {
+                         const uint base, const uint hi, __global const float *clip,
+                         const uint clip_on) {
   if (skip_at != CT_NO_SKIP && skip[skip_at] != 0u) return;
+  float gs = clip_on ? clip[0] : 1.0f;
   uint i0 = base + (uint)get_global_id(0) * CT_PER_ITEM;   // the elements [base, hi) of n
   uint end = min(i0 + CT_PER_ITEM, hi);
   for (uint i = i0; i < end; i++) {
     size_t iv = (size_t)n + i;
     float w = p[i];
-    float g = grad[i];
+    float g = clip_on ? grad[i] * gs : grad[i];
     float m = b1 * state[i] + omb1 * g;
     float v = b2 * state[iv] + omb2 * (g * g);
     state[i] = m;
@@ -215,6 +220,36 @@ __kernel void adamw_step(__global float *p, __global const float *grad, __global
     float denom = CT_DIV(CT_SQRT(v), c2) + eps;
     p[i] = w - step * CT_DIV(m, denom);
   }
+}
+
+// ---- gradient clipping (--clip-norm) ---------------------------------------------------------
+// The factor min(1, max_norm / (||g|| + 1e-6)) (PyTorch's clip_grad_norm_) of g[lo, hi), the
+// same bits on every device: CT_CLIP_PARTS work-items each sum the squares of a fixed slice in
+// index order (FP_CONTRACT OFF: a rounded square, then a rounded sum), then one work-item sums
+// the parts in order and takes the square root and the quotient exactly (CT_SQRT, CT_DIV).
+#define CT_CLIP_PARTS 64
+
+// parts[i] = sum of g[k]^2 over slice i of [lo, hi). Range CT_CLIP_PARTS.
+__kernel void clip_sqsum(__global const float *g, const uint lo, const uint hi,
+                         __global float *parts) {
+  uint i = get_global_id(0);
+  if (i >= CT_CLIP_PARTS) return;
+  uint len = (hi - lo + CT_CLIP_PARTS - 1) / CT_CLIP_PARTS;
+  uint a = lo + i * len, b = min(a + len, hi);
+  float s = 0.0f;
+  for (uint k = a; k < b; k++) s = s + g[k] * g[k];
+  parts[i] = s;
+}
+
+// clip[0] = min(1, max_norm / (sqrt(sum of parts) + 1e-6)), and clip[1] the norm. One work-item.
+__kernel void clip_factor(__global const float *parts, const float max_norm, __global float *clip) {
+  if (get_global_id(0) != 0) return;
+  float s = 0.0f;
+  for (uint i = 0; i < CT_CLIP_PARTS; i++) s = s + parts[i];
+  float norm = CT_SQRT(s);
+  float f = CT_DIV(max_norm, norm + 1e-6f);
+  clip[0] = f < 1.0f ? f : 1.0f;   // (NaN stays NaN: the step is skipped anyway)
+  clip[1] = norm;
 }
 
 // For tests: q = a/b and s = sqrt(a), through the same CT_DIV / CT_SQRT the updates use.

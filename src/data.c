@@ -470,7 +470,10 @@ ct_status ct_dataset_load(const char *dir, const char *split, int classes, ct_da
   return load_idx(dir, split, classes, ds);
 }
 
+int ct_dataset_labels_per_sample(const ct_dataset *ds) { return ds->seq > 0 ? ds->seq : 1; }
+
 void ct_dataset_free(ct_dataset *ds) {
+  free(ds->tokens);
   free(ds->pixels);
   free(ds->fpixels);
   free(ds->labels);
@@ -483,6 +486,10 @@ void ct_dataset_limit(ct_dataset *ds, int count) {
 
 void ct_dataset_gather(const ct_dataset *ds, const int *idx, int n, float mean, float std,
                        float *x, int *y) {
+  if (ds->tokens) {   // a text: token ids (int32 in x's memory) and the next tokens
+    ct_text_gather(ds, idx, n, (int32_t *)(void *)x, y);
+    return;
+  }
   float lut[256];
   for (int v = 0; v < 256; v++) {
     float f = (float)v / 255.0f;

@@ -2,6 +2,7 @@
 // checks. See evaluate.h.
 #include "cltrain/evaluate.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -10,7 +11,11 @@
 
 // ---- classifiers: argmax accuracy -------------------------------------------------------------
 
-static int is_classifier(const ct_arch *arch) { return arch->classes >= 2; }
+static int is_classifier(const ct_arch *arch) {
+  return arch->classes >= 2 && arch->labels_per_sample == 1;
+}
+
+static void accuracy_format(double v, char *buf, size_t size) { snprintf(buf, size, "%.4f", v); }
 
 static ct_status accuracy_batch(ct_run_state *s, int m, const int *y, float *logits,
                                 double sums[2]) {
@@ -27,11 +32,33 @@ static ct_status accuracy_batch(ct_run_state *s, int m, const int *y, float *log
   return CT_OK;
 }
 
+// ---- language models: the mean cross-entropy per token ---------------------------------------
+
+static int is_language_model(const ct_arch *arch) { return arch->labels_per_sample > 1; }
+
+// The losses of every position of the m windows: sums[0] their sum, sums[1] their count.
+static ct_status token_loss_batch(ct_run_state *s, int m, const int *y, float *losses,
+                                  double sums[2]) {
+  (void)y;
+  CT_TRY(ct_model_loss(&s->model, m));
+  CT_TRY(ct_model_read_losses(&s->model, m, losses));
+  size_t n = ct_model_loss_count(&s->model, m);
+  for (size_t i = 0; i < n; i++) sums[0] += losses[i];
+  sums[1] += (double)n;
+  return CT_OK;
+}
+
+static void loss_format(double v, char *buf, size_t size) {
+  snprintf(buf, size, "%.5f (perplexity %.3f)", v, exp(v));
+}
+
 // ---- the table ------------------------------------------------------------------------------
 
 const ct_eval_metric ct_eval_metrics[] = {
     {.key = "test_accuracy", .label = "test accuracy", .fits = is_classifier,
-     .batch = accuracy_batch},
+     .batch = accuracy_batch, .format = accuracy_format},
+    {.key = "val_loss", .label = "validation loss", .fits = is_language_model,
+     .batch = token_loss_batch, .format = loss_format},
 };
 const int ct_eval_nmetrics = sizeof ct_eval_metrics / sizeof ct_eval_metrics[0];
 
@@ -54,7 +81,8 @@ static ct_status forward_test(ct_run_state *s, int m) {
 
 // This rank's slice [lo, hi) of the test set, in batches of at most s->micro: sums[2].
 static ct_status evaluate_slice(ct_run_state *s, int lo, int hi, double sums[2]) {
-  float *scratch = malloc((size_t)s->micro * (size_t)s->arch.classes * sizeof *scratch);
+  size_t per = (size_t)(s->arch.classes > s->labels ? s->arch.classes : s->labels);
+  float *scratch = malloc((size_t)s->micro * per * sizeof *scratch);
   if (!scratch) return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
   ct_status st = CT_OK;
   for (int b = lo; b < hi && st == CT_OK; b += s->micro) {

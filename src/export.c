@@ -18,24 +18,19 @@ static void tensor(ct_json *h, const ct_tensor *t, size_t at) {
   ct_json_raw(h, t->name, buf);
 }
 
-ct_status ct_safetensors_build(const ct_arch *arch, const float *params, float norm_mean,
-                               float norm_std, void **out, size_t *bytes) {
+ct_status ct_safetensors_build(const ct_arch *arch, const float *params, const char *const *meta,
+                               int n_meta, void **out, size_t *bytes) {
   *out = NULL, *bytes = 0;
-  ct_json h, meta;
+  ct_json h, mj;
   ct_json_begin(&h);
-  ct_json_begin(&meta);
-  char norm[64], input[64];
-  if (norm_std > 0) snprintf(norm, sizeof norm, "%.9g,%.9g", norm_mean, norm_std);
-  else snprintf(norm, sizeof norm, "none");
-  snprintf(input, sizeof input, "%d,%d,%d", arch->in_c, arch->in_h, arch->in_w);
-  ct_json_str(&meta, "format", "pt");
-  ct_json_str(&meta, "arch", arch->text);
-  ct_json_str(&meta, "normalize", norm);
-  ct_json_str(&meta, "input", input);
-  ct_json_str(&meta, "producer", "cltrain");
-  ct_status st = ct_json_end(&meta);
-  if (st == CT_OK) ct_json_raw(&h, "__metadata__", meta.buf);
-  free(meta.buf);
+  ct_json_begin(&mj);
+  ct_json_str(&mj, "format", "pt");
+  ct_json_str(&mj, "arch", arch->text);
+  for (int i = 0; i < n_meta; i++) ct_json_str(&mj, meta[2 * i], meta[2 * i + 1]);
+  ct_json_str(&mj, "producer", "cltrain");
+  ct_status st = ct_json_end(&mj);
+  if (st == CT_OK) ct_json_raw(&h, "__metadata__", mj.buf);
+  free(mj.buf);
   size_t data = 0;   // the exported tensors, in table order
   for (int t = 0; t < arch->nt && st == CT_OK; t++) {
     const ct_tensor *x = &arch->tensors[t];
@@ -69,3 +64,12 @@ ct_status ct_safetensors_build(const ct_arch *arch, const float *params, float n
   *out = p, *bytes = 8 + hl + data;
   return CT_OK;
 }
+
+void ct_st_classifier_meta(ct_st_meta *m, const ct_arch *arch, float norm_mean, float norm_std) {
+  if (norm_std > 0) snprintf(m->buf[0], sizeof m->buf[0], "%.9g,%.9g", norm_mean, norm_std);
+  else snprintf(m->buf[0], sizeof m->buf[0], "none");
+  snprintf(m->buf[1], sizeof m->buf[1], "%d,%d,%d", arch->in_c, arch->in_h, arch->in_w);
+  m->kv[0] = "normalize", m->kv[1] = m->buf[0], m->kv[2] = "input", m->kv[3] = m->buf[1];
+  m->n = 2;
+}
+

@@ -468,3 +468,13 @@ void ct_arch_flops(const ct_arch *arch, double *forward, double *train) {
   *train = fwd + bwd;
 }
 
+int ct_arch_no_decay(const ct_arch *a, size_t *lo, size_t *hi) {
+  int n = 0;
+  for (int t = 0; t < a->nt; t++) {
+    const ct_tensor *x = &a->tensors[t];
+    if (x->decay) continue;
+    if (n > 0 && hi[n - 1] == x->off) hi[n - 1] += x->count;
+    else lo[n] = x->off, hi[n] = x->off + x->count, n++;
+  }
+  return n;
+}

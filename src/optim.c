@@ -204,11 +204,72 @@ ct_status ct_optim_init(ct_device *dev, const ct_optim_config *cfg, size_t count
   opt->per_item = per_item;
   opt->chunk = chunk;
   opt->predict = kp;
+  opt->prog = prog;
+  return CT_OK;
+}
+
+// ---- gradient clipping ------------------------------------------------------------------------
+
+#define CT_CLIP_PARTS 64   // the same in cl/optim.cl
+
+// The clip's buffers and kernels, made on first use.
+static ct_status clip_ready(ct_optim *opt) {
+  if (opt->clip_buf) return CT_OK;
+  cl_int err;
+  CL_CHECK((opt->clip_buf = clCreateBuffer(opt->dev->ctx, CL_MEM_READ_WRITE, 2 * sizeof(float),
+                                           NULL, &err), err));
+  CL_CHECK((opt->clip_parts = clCreateBuffer(opt->dev->ctx, CL_MEM_READ_WRITE,
+                                             CT_CLIP_PARTS * sizeof(float), NULL, &err), err));
+  CL_CHECK((opt->clip_sum = clCreateKernel(opt->prog, "clip_sqsum", &err), err));
+  CL_CHECK((opt->clip_fac = clCreateKernel(opt->prog, "clip_factor", &err), err));
+  return CT_OK;
+}
+
+ct_status ct_optim_clip(ct_optim *opt, cl_mem grads, size_t lo, size_t hi, float max_norm) {
+  CT_TRY(clip_ready(opt));
+  cl_uint a = (cl_uint)lo, b = (cl_uint)hi;
+  size_t parts = CT_CLIP_PARTS, one = 1;
+  CL_CHECK(clSetKernelArg(opt->clip_sum, 0, sizeof grads, &grads));
+  CL_CHECK(clSetKernelArg(opt->clip_sum, 1, sizeof a, &a));
+  CL_CHECK(clSetKernelArg(opt->clip_sum, 2, sizeof b, &b));
+  CL_CHECK(clSetKernelArg(opt->clip_sum, 3, sizeof opt->clip_parts, &opt->clip_parts));
+  CL_CHECK(clEnqueueNDRangeKernel(opt->dev->queue, opt->clip_sum, 1, NULL, &parts, &one, 0, NULL,
+                                  ct_prof_event(opt->dev, "clip_sqsum", 0, CT_PROF_KERNEL)));
+  CL_CHECK(clSetKernelArg(opt->clip_fac, 0, sizeof opt->clip_parts, &opt->clip_parts));
+  CL_CHECK(clSetKernelArg(opt->clip_fac, 1, sizeof max_norm, &max_norm));
+  CL_CHECK(clSetKernelArg(opt->clip_fac, 2, sizeof opt->clip_buf, &opt->clip_buf));
+  CL_CHECK(clEnqueueNDRangeKernel(opt->dev->queue, opt->clip_fac, 1, NULL, &one, &one, 0, NULL,
+                                  ct_prof_event(opt->dev, "clip_factor", 0, CT_PROF_KERNEL)));
+  opt->clip_on = 1;
+  return CT_OK;
+}
+
+ct_status ct_optim_clip_set(ct_optim *opt, float factor) {
+  CT_TRY(clip_ready(opt));
+  opt->clip_host = factor;   // (the write reads it when it runs: it stays until the next step)
+  CL_CHECK(clEnqueueWriteBuffer(opt->dev->queue, opt->clip_buf, CL_FALSE, 0, sizeof(float),
+                                &opt->clip_host, 0, NULL, NULL));
+  opt->clip_on = 1;
+  return CT_OK;
+}
+
+void ct_optim_clip_off(ct_optim *opt) { opt->clip_on = 0; }
+
+ct_status ct_optim_clip_read(ct_optim *opt, float *factor, float *norm) {
+  float h[2] = {1.0f, 0.0f};
+  if (opt->clip_buf)
+    CL_CHECK(clEnqueueReadBuffer(opt->dev->queue, opt->clip_buf, CL_TRUE, 0, sizeof h, h, 0, NULL,
+                                 NULL));
+  *factor = h[0], *norm = h[1];
   return CT_OK;
 }
 
 void ct_optim_free(ct_optim *opt) {
   free(opt->no_decay);
+  if (opt->clip_buf) clReleaseMemObject(opt->clip_buf);
+  if (opt->clip_parts) clReleaseMemObject(opt->clip_parts);
+  if (opt->clip_sum) clReleaseKernel(opt->clip_sum);
+  if (opt->clip_fac) clReleaseKernel(opt->clip_fac);
   if (opt->state) clReleaseMemObject(opt->state);
   if (opt->kernel) clReleaseKernel(opt->kernel);
   if (opt->predict) clReleaseKernel(opt->predict);
@@ -331,6 +392,16 @@ typedef struct {
   float lr;
 } step_ctx;
 
+// The clip's arguments from `first` on: its factor's buffer and whether to use it (a valid
+// buffer either way: `any`).
+static ct_status set_clip(ct_optim *opt, cl_kernel k, cl_uint first, cl_mem any) {
+  cl_mem buf = opt->clip_on ? opt->clip_buf : any;
+  cl_uint on = (cl_uint)opt->clip_on;
+  CL_CHECK(clSetKernelArg(k, first, sizeof buf, &buf));
+  CL_CHECK(clSetKernelArg(k, first + 1, sizeof on, &on));
+  return CT_OK;
+}
+
 static ct_status step_piece(ct_optim *opt, const void *ctx, size_t lo, size_t hi, int decay) {
   const step_ctx *x = ctx;
   cl_kernel k = opt->kernel;
@@ -350,6 +421,7 @@ static ct_status step_piece(ct_optim *opt, const void *ctx, size_t lo, size_t hi
     CT_TRY(set_sgd_args(k, 4, lr, c));
     CL_CHECK(set_skip(k, 8, skip ? skip : grads, skip, skip_at));
     CL_CHECK(clSetKernelArg(k, 10, sizeof base, &base));
+    CT_TRY(set_clip(opt, k, 11, grads));
   } else {
     long t = opt->t + 1;   // this update's index, from 1
     double b1 = c->beta1, b2 = c->beta2;
@@ -368,6 +440,7 @@ static ct_status step_piece(ct_optim *opt, const void *ctx, size_t lo, size_t hi
     CL_CHECK(set_skip(k, 12, skip ? skip : grads, skip, skip_at));
     CL_CHECK(clSetKernelArg(k, 14, sizeof base, &base));
     CL_CHECK(clSetKernelArg(k, 15, sizeof end, &end));
+    CT_TRY(set_clip(opt, k, 16, grads));
   }
   return launch(opt, k, c->kind == CT_OPT_SGD ? "sgd_step" : "adamw_step", lo, hi);
 }

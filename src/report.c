@@ -124,12 +124,19 @@ static ct_status report_devices(ct_run_state *s);
 ct_status ct_report_start(ct_run_state *s, uint64_t checksum) {
   const ct_train_config *cfg = s->cfg;
   int world = s->comm->size;
-  ct_say(s, "cltrain: model %s (%zu parameters), %d rank(s), global batch %d, %s, data %s (%s, "
-         "%dx%dx%d, %d classes; %d train, %d test)\n",
-         s->arch.text, s->arch.param_count, world, cfg->batch,
-         cfg->optim.kind == CT_OPT_SGD ? "sgd" : "adamw", cfg->data_dir, s->train.format,
-         s->train.channels, s->train.rows, s->train.cols, s->train.classes, s->train.count,
-         s->test.count);
+  if (s->train.seq > 0)   // a text
+    ct_say(s, "cltrain: model %s (%zu parameters), %d rank(s), global batch %d, %s, text %s (a "
+           "vocabulary of %d bytes; %d training and %d validation windows of %d+1)\n",
+           s->arch.text, s->arch.param_count, world, cfg->batch,
+           cfg->optim.kind == CT_OPT_SGD ? "sgd" : "adamw", cfg->text, s->train.classes,
+           s->train.count, s->test.count, s->train.seq);
+  else
+    ct_say(s, "cltrain: model %s (%zu parameters), %d rank(s), global batch %d, %s, data %s (%s, "
+           "%dx%dx%d, %d classes; %d train, %d test)\n",
+           s->arch.text, s->arch.param_count, world, cfg->batch,
+           cfg->optim.kind == CT_OPT_SGD ? "sgd" : "adamw", cfg->data_dir, s->train.format,
+           s->train.channels, s->train.rows, s->train.cols, s->train.classes, s->train.count,
+           s->test.count);
   CT_TRY(report_devices(s));
   ct_say(s, "cltrain: parameter checksum %016llx on every rank\n", (unsigned long long)checksum);
   if (world > 1) {
@@ -165,8 +172,10 @@ ct_status ct_report_log(ct_run_state *s, long step, int epoch, double loss, doub
 }
 
 ct_status ct_report_epoch(ct_run_state *s, int epoch, long step, double value, double t_train) {
-  ct_say(s, "epoch %3d  %s %.4f  (%.1f s training so far)\n", epoch + 1, s->metric->label,
-         value, t_train);
+  char v[64];
+  s->metric->format(value, v, sizeof v);
+  ct_say(s, "epoch %3d  %s %s  (%.1f s training so far)\n", epoch + 1, s->metric->label, v,
+         t_train);
   if (!s->cfg->metrics) return CT_OK;   // (collective: the per-rank times are gathered)
   ct_json j;
   ct_json_begin(&j);
@@ -438,17 +447,21 @@ static ct_status final_record(ct_run_state *s, const double *all) {
 static void print_final(ct_run_state *s, const double *mean) {
   ct_train_result *r = s->res;
   const char *label = s->metric->label;
+  char v[64];
+  s->metric->format(r->test_acc, v, sizeof v);
   if (r->steps == 0) {   // resumed at or past the end: the checkpoint's model, evaluated
-    printf("\nfinal: %s %.4f, 0 steps (the checkpoint is already at the end of --epochs %d%s), "
-           "%.1f s evaluation\n", label, r->test_acc, s->cfg->epochs,
+    printf("\nfinal: %s %s, 0 steps (the checkpoint is already at the end of --epochs %d%s), "
+           "%.1f s evaluation\n", label, v, s->cfg->epochs,
            s->cfg->max_steps > 0 ? " or --max-steps" : "", r->eval_s);
     fflush(stdout);
     return;
   }
-  printf("\nfinal: %s %.4f, loss %.4f, %ld steps (%ld skipped), %ld divergences, "
-         "%.1f s training, %.1f s evaluation, %.1f samples/s\n",
-         label, r->test_acc, r->last_loss, r->steps, r->bad_steps, r->divergences, r->train_s,
-         r->eval_s, r->samples_per_s);
+  char tokens[48] = "";
+  if (s->labels > 1) snprintf(tokens, sizeof tokens, " (%.0f tokens/s)", r->samples_per_s * s->labels);
+  printf("\nfinal: %s %s, loss %.4f, %ld steps (%ld skipped), %ld divergences, "
+         "%.1f s training, %.1f s evaluation, %.1f samples/s%s\n",
+         label, v, r->last_loss, r->steps, r->bad_steps, r->divergences, r->train_s,
+         r->eval_s, r->samples_per_s, tokens);
   double g = r->samples_per_s * r->flops_per_sample / 1e9;
   printf("flops: %.3f MFLOP per sample and step (matrix products), %.1f GFLOP/s achieved in all",
          r->flops_per_sample / 1e6, g);

@@ -18,6 +18,7 @@
 #include "cltrain/step.h"
 #include "cltrain/sync.h"
 #include "cltrain/timer.h"
+#include "cltrain/weights.h"
 
 // Where the loop stands, and its running sums.
 typedef struct {
@@ -41,8 +42,9 @@ static ct_status start(ct_run_state *s, loop *L) {
   int world = s->comm->size;
   L->steps_per_epoch = (s->train.count + cfg->batch - 1) / cfg->batch;
   s->sched = cfg->sched;
-  if (s->sched.total <= 0)   // the cosine spans all epochs (--max-steps only stops early)
-    s->sched.total = L->steps_per_epoch * cfg->epochs;
+  if (s->sched.total <= 0)   // the cosine spans --max-steps when given (nanoGPT's
+    s->sched.total = cfg->max_steps > 0 ? cfg->max_steps   // lr_decay_iters), else all epochs
+                                        : L->steps_per_epoch * cfg->epochs;
   CT_TRY(ct_schedule_check(&s->sched));
   ct_checkpoint_pos pos = {0};
   if (cfg->resume) {
@@ -54,6 +56,9 @@ static ct_status start(ct_run_state *s, loop *L) {
     }
     ct_say(s, "resumed from %s at step %ld (epoch %d, step %ld of it), saved by %d rank(s)\n",
            cfg->resume, pos.step, pos.epoch + 1, pos.step_in_epoch, pos.world);
+  } else if (cfg->init_from) {
+    CT_TRY(ct_run_init_from(s, cfg->init_from));
+    ct_say(s, "cltrain: initial weights from %s\n", cfg->init_from);
   } else {
     ct_model_init_params(&s->arch, cfg->seed, s->host_params);
   }
@@ -306,8 +311,9 @@ static ct_status save_safetensors_file(ct_run_state *s, const char *path) {
   if (!R0) return CT_OK;
   void *buf;
   size_t bytes;
-  CT_TRY(ct_safetensors_build(&s->arch, s->host_params, s->cfg->norm_mean, s->cfg->norm_std,
-                              &buf, &bytes));
+  ct_st_meta meta;
+  ct_run_st_meta(s, &meta);
+  CT_TRY(ct_safetensors_build(&s->arch, s->host_params, meta.kv, meta.n, &buf, &bytes));
   ct_status st = ct_write_file_atomic(path, buf, bytes);
   free(buf);
   if (st != CT_OK)

@@ -33,6 +33,7 @@ static ct_status loss_sum(ct_run_state *s, cl_mem dst, int rows) {
   size_t wg = 1;   // one work-group, a power of two up to 256
   while (wg * 2 <= s->dev.info.max_wg && wg < 256) wg *= 2;
   cl_uint n = (cl_uint)rows, loss_at = (cl_uint)CT_AT_LOSS(s), count_at = (cl_uint)CT_AT_COUNT(s);
+  n = (cl_uint)ct_model_loss_count(&s->model, rows);   // a label's loss each
   CL_CHECK(clSetKernelArg(k, 0, sizeof s->model.losses, &s->model.losses));
   CL_CHECK(clSetKernelArg(k, 1, sizeof n, &n));
   CL_CHECK(clSetKernelArg(k, 2, sizeof dst, &dst));
@@ -58,9 +59,9 @@ static ct_status add_chunk(ct_run_state *s, cl_mem grads) {
 // backward into m->grads (loss scale `scale`).
 static ct_status chunk_pass(ct_run_state *s, ct_slot *b, int lo, int rows, float scale) {
   ct_model *m = &s->model;
-  size_t in = (size_t)s->train.channels * (size_t)s->train.rows * (size_t)s->train.cols;
   ct_release_event(&b->written);   // the last chunk's write covers the earlier ones (in order)
-  CT_TRY(ct_model_set_batch_async(m, b->x + (size_t)lo * in, b->y + lo, rows, &b->written));
+  CT_TRY(ct_model_set_batch_async(m, b->x + (size_t)lo * s->in, b->y + (size_t)lo * s->labels,
+                                  rows, &b->written));
   m->sample_offset = b->offset + lo;
   CT_TRY(ct_model_forward(m, rows, 1, s->cfg->seed * 0x9E3779B97F4A7C15ULL + (uint64_t)b->step));
   return ct_model_backward(m, rows, scale);
@@ -75,7 +76,8 @@ ct_status ct_phase_compute(ct_run_state *s, ct_slot *b, cl_mem grads, ct_compute
   ct_release_event(&c->begin);
   ct_release_event(&c->end);
   if (marked) CL_CHECK(clEnqueueMarkerWithWaitList(s->dev.queue, 0, NULL, &c->begin));
-  float scale = s->mode->loss_scale(b->n, b->m);
+  // the mean over the global batch's labels (a language model: every position's)
+  float scale = s->mode->loss_scale(b->n * s->labels, b->m * s->labels);
   // The share in chunks of at most s->micro rows (one chunk unless --accumulate): the first
   // chunk's gradients and loss sum go straight into `grads`, each later chunk's into s->acc and
   // are added to them (the step's gradient is the sum over its samples, in chunk order).
@@ -146,6 +148,23 @@ static ct_status compute_time(ct_run_state *s, ct_computed *c, double t_start, d
   return CT_OK;
 }
 
+// --clip-norm with --shard-update: the norm of the reduced gradient, of which this rank holds
+// its segment only. Each rank's sum of squares (in double, in index order) is gathered and the
+// sums added in rank order: every rank computes the same factor from the same numbers.
+static ct_status clip_sharded(ct_run_state *s, const float *p) {
+  double mine = 0;
+  for (size_t i = s->sh_lo; i < s->sh_hi; i++) mine += (double)p[i] * (double)p[i];
+  double *all = malloc((size_t)s->comm->size * sizeof *all);
+  if (!all) return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
+  ct_status st = ct_comm_gather_double(s->comm, &mine, 1, all);
+  double total = 0;
+  for (int r = 0; r < s->comm->size; r++) total += all[r];
+  free(all);
+  double f = (double)s->cfg->clip_norm / (sqrt(total) + 1e-6);
+  s->clip_factor = (float)(f < 1.0 ? f : 1.0);
+  return st;
+}
+
 // --shard-update's reduction on the mapped gradients p: the reduce-scatter of the gradients
 // (this rank's segment finished and tested), then the status words with the count of
 // non-finite segments in the count's place (the layout one float longer, so that the sums keep
@@ -154,6 +173,7 @@ static ct_status compute_time(ct_run_state *s, ct_computed *c, double t_start, d
 static ct_status reduce_sharded(ct_run_state *s, float *p, ct_ring_opts o, unsigned *bad) {
   o.part = CT_RING_REDUCE_SCATTER, o.total = CT_REDUCED(s), o.base = 0;
   CT_TRY(ct_allreduce_mapped(s->ar, p, s->P, &o, &s->ars));
+  if (s->cfg->clip_norm > 0) CT_TRY(clip_sharded(s, p));
   unsigned bad_loss = 0;
   ct_ring_opts os = {.total = CT_AT_COUNT(s) + 1, .base = s->P, .idle = 1,
                      .nonfinite = &bad_loss, .nonfinite_n = CT_AT_LOSS(s) + 1};
@@ -314,6 +334,10 @@ ct_status ct_phase_apply(ct_run_state *s, ct_computed *c) {
   cl_mem g = c->grads;
   if (!c->counted) CT_TRY(ct_count_nonfinite(&s->dev, g, CT_AT_LOSS(s) + 1, g, CT_AT_COUNT(s)));
   float lr = ct_schedule_lr(&s->sched, s->cfg->optim.lr, c->step);
+  if (s->cfg->clip_norm > 0 && s->shard)   // the factor the reduction computed
+    CT_TRY(ct_optim_clip_set(&s->opt, s->clip_factor));
+  else if (s->cfg->clip_norm > 0)          // on the device, from the whole reduced gradient
+    CT_TRY(ct_optim_clip(&s->opt, g, 0, s->P, s->cfg->clip_norm));
   CT_TRY(optimizer_update(s, g, lr));
   if (s->shard) CT_TRY(gather_params(s));   // every segment from its owner
   ct_step_status *st = &s->status[c->step & 1];
@@ -378,7 +402,8 @@ ct_status ct_step_finish(ct_run_state *s, ct_step_status *st) {
   s->bad_run = 0;
   ct_optim_count(&s->opt);
   s->loss_acc += loss;
-  s->loss_n += reduced ? st->n : st->m;   // reduced: the loss word is the global sum
+  // reduced: the loss word is the global sum; a mean per label
+  s->loss_n += (double)(reduced ? st->n : st->m) * s->labels;
   return CT_OK;
 }
 

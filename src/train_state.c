@@ -12,6 +12,7 @@
 #include "cltrain/blas.h"
 #include "cltrain/buckets.h"
 #include "cltrain/evaluate.h"
+#include "cltrain/gpt.h"
 #include "cltrain/prof.h"
 #include "cltrain/report.h"
 #include "cltrain/step.h"
@@ -179,8 +180,43 @@ static ct_status open_device(ct_run_state *s) {
   return ct_error_replace(CT_ERR_USAGE, __FILE__, __LINE__, "rank %d: %s", from, msg);
 }
 
+static ct_status load_images(ct_run_state *s);
+
+// A language model's text: its training and validation windows (data.h's contract).
+static ct_status load_text(ct_run_state *s) {
+  const ct_train_config *cfg = s->cfg;
+  ct_gpt_config g;
+  CT_TRY(ct_gpt_parse(cfg->arch, &g));
+  if (cfg->shard == CT_SHARD_STRATIFIED)
+    return CT_FAIL(CT_ERR_USAGE, "--shard stratified: a language model's samples have no class "
+                   "(use sequential or random)");
+  CT_TRY(ct_text_load(cfg->text, g.seq, &s->train, &s->test));
+  if (cfg->limit > 0) ct_dataset_limit(&s->train, cfg->limit);
+  if (cfg->test_limit > 0) ct_dataset_limit(&s->test, cfg->test_limit);
+  return CT_OK;
+}
+
 // The training and test sets, checked against each other and against the batch.
 static ct_status load_data(ct_run_state *s) {
+  const ct_train_config *cfg = s->cfg;
+  if (ct_gpt_is_spec(cfg->arch)) {
+    CT_TRY(load_text(s));
+  } else {
+    CT_TRY(load_images(s));
+  }
+  s->labels = ct_dataset_labels_per_sample(&s->train);
+  s->in = (size_t)s->train.channels * (size_t)s->train.rows * (size_t)s->train.cols;
+  if (cfg->batch > s->train.count)
+    return CT_FAIL(CT_ERR_USAGE, "--batch: %d%s is larger than the training set (%d samples)",
+                   cfg->batch, cfg->accumulate > 1 ? " (x --accumulate)" : "", s->train.count);
+  if (cfg->batch < s->comm->size)
+    return CT_FAIL(CT_ERR_USAGE, "--batch: %d is smaller than the number of ranks (%d)",
+                   cfg->batch, s->comm->size);
+  return CT_OK;
+}
+
+// Images: the training and test sets of --data, checked against each other.
+static ct_status load_images(ct_run_state *s) {
   const ct_train_config *cfg = s->cfg;
   CT_TRY(ct_dataset_load(cfg->data_dir, "train", cfg->classes, &s->train));
   CT_TRY(ct_dataset_load(cfg->data_dir, "t10k", cfg->classes, &s->test));
@@ -197,12 +233,6 @@ static ct_status load_data(ct_run_state *s) {
                    "(--classes N, N >= 2, if the data really has fewer)", cfg->data_dir);
   if (cfg->limit > 0) ct_dataset_limit(&s->train, cfg->limit);
   if (cfg->test_limit > 0) ct_dataset_limit(&s->test, cfg->test_limit);
-  if (cfg->batch > s->train.count)
-    return CT_FAIL(CT_ERR_USAGE, "--batch: %d%s is larger than the training set (%d samples)",
-                   cfg->batch, cfg->accumulate > 1 ? " (x --accumulate)" : "", s->train.count);
-  if (cfg->batch < s->comm->size)
-    return CT_FAIL(CT_ERR_USAGE, "--batch: %d is smaller than the number of ranks (%d)",
-                   cfg->batch, s->comm->size);
   return CT_OK;
 }
 
@@ -237,12 +267,12 @@ static ct_status alloc_world(ct_run_state *s) {
 // The host buffers of the largest share: the loader's slots, the status reads, evaluation.
 static ct_status alloc_shares(ct_run_state *s) {
   size_t world = (size_t)s->comm->size;
-  size_t in = (size_t)s->train.channels * (size_t)s->train.rows * (size_t)s->train.cols;
+  size_t in = s->in;
   size_t ms = (size_t)s->max_share;
   for (int k = 0; k < 2; k++) {
     s->slots[k].mine = malloc(ms * sizeof(int));
     s->slots[k].x = malloc(ms * in * sizeof(float));
-    s->slots[k].y = malloc(ms * sizeof(int));
+    s->slots[k].y = malloc(ms * (size_t)s->labels * sizeof(int));
     s->slots[k].weights = calloc(world, sizeof(uint32_t));
     s->slots[k].shares = calloc(world, sizeof(int));
     s->status[k].host = malloc(s->tail * sizeof(float));
@@ -253,7 +283,7 @@ static ct_status alloc_shares(ct_run_state *s) {
   }
   s->eval_idx = malloc(ms * sizeof *s->eval_idx);
   s->eval_x = malloc(ms * in * sizeof *s->eval_x);
-  s->eval_y = malloc(ms * sizeof *s->eval_y);
+  s->eval_y = malloc(ms * (size_t)s->labels * sizeof *s->eval_y);
   s->tail_host = calloc(world, sizeof *s->tail_host);
   s->host_params = malloc(s->arch.param_count * sizeof *s->host_params);
   s->load.order = malloc((size_t)s->train.count * sizeof *s->load.order);
@@ -270,17 +300,10 @@ static ct_status alloc_shares(ct_run_state *s) {
 
 // Weight decay follows the tensor table: the runs of tensors that the table says not to decay.
 static ct_status optim_decay_setup(ct_run_state *s) {
-  const ct_arch *a = &s->arch;
-  size_t *lo = malloc((size_t)(a->nt + 1) * 2 * sizeof *lo), *hi = lo ? lo + a->nt + 1 : NULL;
+  size_t *lo = malloc((size_t)(s->arch.nt + 1) * 2 * sizeof *lo);
   if (!lo) return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
-  int n = 0;
-  for (int t = 0; t < a->nt; t++) {
-    const ct_tensor *x = &a->tensors[t];
-    if (x->decay) continue;
-    if (n > 0 && hi[n - 1] == x->off) hi[n - 1] += x->count;
-    else lo[n] = x->off, hi[n] = x->off + x->count, n++;
-  }
-  ct_status st = ct_optim_set_no_decay(&s->opt, lo, hi, n);
+  int n = ct_arch_no_decay(&s->arch, lo, lo + s->arch.nt + 1);
+  ct_status st = ct_optim_set_no_decay(&s->opt, lo, lo + s->arch.nt + 1, n);
   free(lo);
   return st;
 }
@@ -367,7 +390,7 @@ static void prebuild_sizes(ct_run_state *s, int *sizes, int *ns) {
 static ct_status prebuild_pass(ct_run_state *s, const float *x, const int *y, int rows) {
   CT_TRY(ct_model_set_batch(&s->model, x, y, rows));
   CT_TRY(ct_model_forward(&s->model, rows, 1, 0));
-  return ct_model_backward(&s->model, rows, 1.0f / (float)s->cfg->batch);
+  return ct_model_backward(&s->model, rows, 1.0f / (float)(s->cfg->batch * s->labels));
 }
 
 static ct_status prebuild_share_sizes(ct_run_state *s) {
@@ -377,9 +400,8 @@ static ct_status prebuild_share_sizes(ct_run_state *s) {
   int most = 0;
   for (int i = 0; i < ns; i++)
     if (sizes[i] > most) most = sizes[i];
-  size_t in = (size_t)s->train.channels * (size_t)s->train.rows * (size_t)s->train.cols;
-  float *x = calloc((size_t)most * in, sizeof *x);
-  int *y = calloc((size_t)most, sizeof *y);
+  float *x = calloc((size_t)most * s->in, sizeof *x);   // (token 0 for a language model)
+  int *y = calloc((size_t)most * (size_t)s->labels, sizeof *y);
   if (!x || !y) {
     free(x), free(y);
     return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
@@ -404,8 +426,15 @@ ct_status ct_run_setup(ct_run_state *s) {
   const ct_train_config *cfg = s->cfg;
   ct_comm *comm = s->comm;
   CT_TRY(load_data(s));
-  CT_TRY(ct_arch_parse(cfg->arch, s->train.channels, s->train.rows, s->train.cols,
-                       s->train.classes, &s->arch));
+  if (ct_gpt_is_spec(cfg->arch)) {
+    ct_gpt_config g;
+    CT_TRY(ct_gpt_parse(cfg->arch, &g));
+    g.vocab = s->train.classes;
+    CT_TRY(ct_gpt_build(&g, &s->arch));
+  } else {
+    CT_TRY(ct_arch_parse(cfg->arch, s->train.channels, s->train.rows, s->train.cols,
+                         s->train.classes, &s->arch));
+  }
   CT_TRY(ct_eval_metric_choose(s));
   CT_TRY(open_device(s));
   CT_TRY(ct_report_metrics_open(s));

@@ -14,6 +14,7 @@ void ct_train_config_defaults(ct_train_config *c) {
   memset(c, 0, sizeof *c);
   c->arch = "mlp";
   c->data_dir = "/usr/share/datasets/fashion-mnist";
+  c->text = "/usr/local/share/cltrain/shakespeare.txt";
   c->device = "auto";
   c->epochs = 10;
   c->batch = 128;

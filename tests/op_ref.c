@@ -273,6 +273,217 @@ static void xent_bwd(const ct_arch *a, const ct_node *n, const ct_ref_ctx *c,
   }
 }
 
+// ---- the language model's ops --------------------------------------------------------------
+
+static void emb_dims(const ct_arch *a, const ct_node *n, int batch, size_t *N, size_t *T,
+                     size_t *C) {
+  *T = (size_t)shape_of(a, n->in[0])->d[0];
+  *C = (size_t)shape_of(a, n->out)->d[1];
+  *N = (size_t)batch * *T;
+}
+
+static void emb_fwd(const ct_arch *a, const ct_node *n, const ct_ref_ctx *c,
+                    const double *const *x, const double *p, double *y) {
+  size_t N, T, C;
+  emb_dims(a, n, c->batch, &N, &T, &C);
+  const double *wte = p + off_of(a, n, 0), *wpe = p + off_of(a, n, 1);
+  for (size_t r = 0; r < N; r++) {
+    size_t tok = (size_t)x[0][r];
+    for (size_t ch = 0; ch < C; ch++) y[r * C + ch] = wte[tok * C + ch] + wpe[(r % T) * C + ch];
+  }
+}
+
+static void emb_bwd(const ct_arch *a, const ct_node *n, const ct_ref_ctx *c,
+                    const double *const *x, const double *p, const double *y, const double *dy,
+                    double *const *dx, double *dp) {
+  (void)p, (void)y, (void)dx;
+  size_t N, T, C;
+  emb_dims(a, n, c->batch, &N, &T, &C);
+  if (!dp) return;
+  size_t te = off_of(a, n, 0), pe = off_of(a, n, 1);
+  for (size_t r = 0; r < N; r++) {
+    size_t tok = (size_t)x[0][r];
+    for (size_t ch = 0; ch < C; ch++) {
+      dp[te + tok * C + ch] += dy[r * C + ch];
+      dp[pe + (r % T) * C + ch] += dy[r * C + ch];
+    }
+  }
+}
+
+static void ln_dims(const ct_arch *a, const ct_node *n, int batch, size_t *rows, size_t *C) {
+  const ct_shape *s = shape_of(a, n->in[0]);
+  *C = (size_t)s->d[s->nd - 1];
+  *rows = (size_t)batch * ct_shape_count(s) / *C;
+}
+
+static void ln_stats(const double *x, size_t C, double *mean, double *rstd) {
+  double m = 0, v = 0;
+  for (size_t i = 0; i < C; i++) m += x[i];
+  m /= (double)C;
+  for (size_t i = 0; i < C; i++) v += (x[i] - m) * (x[i] - m);
+  *mean = m;
+  *rstd = 1.0 / sqrt(v / (double)C + 1e-5);
+}
+
+static void ln_fwd(const ct_arch *a, const ct_node *n, const ct_ref_ctx *c,
+                   const double *const *x, const double *p, double *y) {
+  size_t rows, C;
+  ln_dims(a, n, c->batch, &rows, &C);
+  const double *w = p + off_of(a, n, 0), *b = p + off_of(a, n, 1);
+  for (size_t r = 0; r < rows; r++) {
+    double m, rs;
+    ln_stats(x[0] + r * C, C, &m, &rs);
+    for (size_t i = 0; i < C; i++) y[r * C + i] = (x[0][r * C + i] - m) * rs * w[i] + b[i];
+  }
+}
+
+static void ln_bwd(const ct_arch *a, const ct_node *n, const ct_ref_ctx *c,
+                   const double *const *x, const double *p, const double *y, const double *dy,
+                   double *const *dx, double *dp) {
+  (void)y;
+  size_t rows, C;
+  ln_dims(a, n, c->batch, &rows, &C);
+  const double *w = p + off_of(a, n, 0);
+  size_t wo = off_of(a, n, 0), bo = off_of(a, n, 1);
+  for (size_t r = 0; r < rows; r++) {
+    const double *xr = x[0] + r * C, *g = dy + r * C;
+    double m, rs, s1 = 0, s2 = 0;
+    ln_stats(xr, C, &m, &rs);
+    for (size_t i = 0; i < C; i++) {
+      double xh = (xr[i] - m) * rs, gw = g[i] * w[i];
+      s1 += gw, s2 += gw * xh;
+      if (dp) dp[wo + i] += g[i] * xh, dp[bo + i] += g[i];
+    }
+    s1 /= (double)C, s2 /= (double)C;
+    for (size_t i = 0; dx[0] && i < C; i++) {
+      double xh = (xr[i] - m) * rs;
+      dx[0][r * C + i] += rs * (g[i] * w[i] - s1 - xh * s2);
+    }
+  }
+}
+
+typedef struct {
+  size_t B, T, C, H, hd;
+} attn_dims;
+
+static attn_dims attn_of(const ct_arch *a, const ct_node *n, int batch) {
+  const ct_shape *o = shape_of(a, n->out);
+  attn_dims d = {(size_t)batch, (size_t)o->d[0], (size_t)o->d[1], 1, 1};
+  d.H = (size_t)atoi(n->token + strlen("attention:"));
+  d.hd = d.C / d.H;
+  return d;
+}
+
+// The probabilities of (b, h): p[t*T + j], j <= t.
+static void attn_probs(const attn_dims *d, const double *qkv, size_t b, size_t h, double *pr) {
+  double scale = 1.0 / sqrt((double)d->hd);
+  for (size_t t = 0; t < d->T; t++) {
+    const double *q = qkv + ((b * d->T + t) * 3 * d->C) + h * d->hd;
+    double m = -INFINITY, s = 0;
+    for (size_t j = 0; j <= t; j++) {
+      const double *k = qkv + ((b * d->T + j) * 3 * d->C) + d->C + h * d->hd;
+      double dot = 0;
+      for (size_t e = 0; e < d->hd; e++) dot += q[e] * k[e];
+      pr[t * d->T + j] = dot * scale;
+      m = fmax(m, pr[t * d->T + j]);
+    }
+    for (size_t j = 0; j <= t; j++) s += pr[t * d->T + j] = exp(pr[t * d->T + j] - m);
+    for (size_t j = 0; j <= t; j++) pr[t * d->T + j] /= s;
+  }
+}
+
+static void attn_fwd(const ct_arch *a, const ct_node *n, const ct_ref_ctx *c,
+                     const double *const *x, const double *p, double *y) {
+  (void)p;
+  attn_dims d = attn_of(a, n, c->batch);
+  double *pr = calloc(d.T * d.T, sizeof *pr);
+  for (size_t b = 0; b < d.B; b++)
+    for (size_t h = 0; h < d.H; h++) {
+      attn_probs(&d, x[0], b, h, pr);
+      for (size_t t = 0; t < d.T; t++)
+        for (size_t e = 0; e < d.hd; e++) {
+          double s = 0;
+          for (size_t j = 0; j <= t; j++)
+            s += pr[t * d.T + j] * x[0][(b * d.T + j) * 3 * d.C + 2 * d.C + h * d.hd + e];
+          y[(b * d.T + t) * d.C + h * d.hd + e] = s;
+        }
+    }
+  free(pr);
+}
+
+static void attn_bwd(const ct_arch *a, const ct_node *n, const ct_ref_ctx *c,
+                     const double *const *x, const double *p, const double *y, const double *dy,
+                     double *const *dx, double *dp) {
+  (void)p, (void)y, (void)dp;
+  if (!dx[0]) return;
+  attn_dims d = attn_of(a, n, c->batch);
+  double scale = 1.0 / sqrt((double)d.hd);
+  double *pr = calloc(d.T * d.T, sizeof *pr), *dpr = calloc(d.T, sizeof *dpr);
+  const double *qkv = x[0];
+  for (size_t b = 0; b < d.B; b++)
+    for (size_t h = 0; h < d.H; h++) {
+      attn_probs(&d, qkv, b, h, pr);
+      for (size_t t = 0; t < d.T; t++) {
+        const double *g = dy + (b * d.T + t) * d.C + h * d.hd;
+        double dot = 0;
+        for (size_t j = 0; j <= t; j++) {   // dP[t, j] = dy_t . v_j;  dv_j += P[t, j] dy_t
+          const double *v = qkv + (b * d.T + j) * 3 * d.C + 2 * d.C + h * d.hd;
+          double *dv = dx[0] + (b * d.T + j) * 3 * d.C + 2 * d.C + h * d.hd;
+          double s = 0;
+          for (size_t e = 0; e < d.hd; e++) s += g[e] * v[e], dv[e] += pr[t * d.T + j] * g[e];
+          dpr[j] = s;
+          dot += pr[t * d.T + j] * s;
+        }
+        const double *q = qkv + (b * d.T + t) * 3 * d.C + h * d.hd;
+        double *dq = dx[0] + (b * d.T + t) * 3 * d.C + h * d.hd;
+        for (size_t j = 0; j <= t; j++) {   // dS = P (dP - sum P dP), through the scale
+          double ds = pr[t * d.T + j] * (dpr[j] - dot) * scale;
+          const double *k = qkv + (b * d.T + j) * 3 * d.C + d.C + h * d.hd;
+          double *dk = dx[0] + (b * d.T + j) * 3 * d.C + d.C + h * d.hd;
+          for (size_t e = 0; e < d.hd; e++) dq[e] += ds * k[e], dk[e] += ds * q[e];
+        }
+      }
+    }
+  free(pr), free(dpr);
+}
+
+static double gelu_u(double v) { return sqrt(2.0 / M_PI) * (v + 0.044715 * v * v * v); }
+
+static void gelu_fwd(const ct_arch *a, const ct_node *n, const ct_ref_ctx *c,
+                     const double *const *x, const double *p, double *y) {
+  (void)p;
+  size_t m = (size_t)c->batch * count_of(a, n->out);
+  for (size_t i = 0; i < m; i++) y[i] = 0.5 * x[0][i] * (1 + tanh(gelu_u(x[0][i])));
+}
+
+static void gelu_bwd(const ct_arch *a, const ct_node *n, const ct_ref_ctx *c,
+                     const double *const *x, const double *p, const double *y, const double *dy,
+                     double *const *dx, double *dp) {
+  (void)p, (void)y, (void)dp;
+  size_t m = (size_t)c->batch * count_of(a, n->out);
+  for (size_t i = 0; dx[0] && i < m; i++) {
+    double v = x[0][i], th = tanh(gelu_u(v));
+    double du = sqrt(2.0 / M_PI) * (1 + 3 * 0.044715 * v * v);
+    dx[0][i] += dy[i] * (0.5 * (1 + th) + 0.5 * v * (1 - th * th) * du);
+  }
+}
+
+static void add_fwd(const ct_arch *a, const ct_node *n, const ct_ref_ctx *c,
+                    const double *const *x, const double *p, double *y) {
+  (void)p;
+  size_t m = (size_t)c->batch * count_of(a, n->out);
+  for (size_t i = 0; i < m; i++) y[i] = x[0][i] + x[1][i];
+}
+
+static void add_bwd(const ct_arch *a, const ct_node *n, const ct_ref_ctx *c,
+                    const double *const *x, const double *p, const double *y, const double *dy,
+                    double *const *dx, double *dp) {
+  (void)x, (void)p, (void)y, (void)dp;
+  size_t m = (size_t)c->batch * count_of(a, n->out);
+  for (int j = 0; j < 2; j++)
+    for (size_t i = 0; dx[j] && i < m; i++) dx[j][i] += dy[i];
+}
+
 // ---- the table -------------------------------------------------------------------------------
 
 static const ct_ref_op refs[] = {
@@ -283,6 +494,11 @@ static const ct_ref_op refs[] = {
     {"flatten", copy_fwd, copy_bwd},
     {"dropout", drop_fwd, drop_bwd},
     {"softmax_xent", xent_fwd, xent_bwd},
+    {"embedding", emb_fwd, emb_bwd},
+    {"layernorm", ln_fwd, ln_bwd},
+    {"attention", attn_fwd, attn_bwd},
+    {"gelu", gelu_fwd, gelu_bwd},
+    {"add", add_fwd, add_bwd},
 };
 
 const ct_ref_op *ct_ref_find(const char *op) {

@@ -50,6 +50,16 @@ static const op_case cases[] = {
     {"dropout", "dropout:0", 1, {S3(2, 3, 3)}, 0, 2, 0},
     {"softmax_xent", "softmax_xent", 1, {S1(10)}, 0, 5, 1},
     {"softmax_xent", "softmax_xent", 1, {S2(6, 13)}, 0, 2, 1},   // per position: 6 labels a sample
+    {"embedding", "embedding:11/13", 1, {{1, {7, 0, 0}, 1}}, 11, 3, 1},
+    {"embedding", "embedding:3/16", 1, {{1, {1, 0, 0}, 1}}, 2, 2, 0},   // a token never seen
+    {"layernorm", "layernorm", 1, {S2(5, 19)}, 0, 2, 1},
+    {"layernorm", "layernorm", 1, {S1(8)}, 0, 3, 0},
+    {"attention", "attention:2", 1, {S2(7, 30)}, 0, 2, 1},     // hd 5
+    {"attention", "attention:3", 1, {S2(1, 27)}, 0, 2, 0},     // T = 1
+    {"attention", "attention:1", 1, {S2(13, 27)}, 0, 1, 0},    // hd 9, one head
+    {"attention", "attention:4", 1, {S2(9, 96)}, 0, 2, 0},     // hd 8
+    {"gelu", "gelu", 1, {S2(3, 17)}, 0, 2, 1},
+    {"add", "add", 2, {S2(4, 6), S2(4, 6)}, 0, 3, 1},
 };
 #define N_CASES ((int)(sizeof cases / sizeof *cases))
 

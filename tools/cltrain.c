@@ -30,6 +30,7 @@ enum {
   O_LIMIT, O_TEST_LIMIT, O_NORMALIZE, O_SHARD, O_NO_SHUFFLE, O_LOG_EVERY, O_MAX_STEPS,
   O_SAVE_PARAMS, O_QUIET, O_CHECKPOINT, O_CHECKPOINT_EVERY, O_RESUME, O_MAX_BAD, O_CHECK_EVERY,
   O_ON_DIVERGENCE, O_PROFILE, O_TIMING, O_TUNE, O_TUNE_BUDGET, O_BALANCE, O_SYNC, O_WIRE, O_BUCKET_MB, O_SHARD_UPDATE, O_ACCUMULATE, O_METRICS, O_SAVE_ST, O_TRACE, O_TRACE_STEPS, O_CLASSES, O_HELP,
+  O_TEXT, O_INIT_FROM, O_CLIP_NORM, O_SAMPLE,
 };
 
 static const struct option options[] = {
@@ -53,6 +54,10 @@ static const struct option options[] = {
     {"seed", required_argument, 0, O_SEED},
     {"device", required_argument, 0, O_DEVICE},
     {"data", required_argument, 0, O_DATA},
+    {"text", required_argument, 0, O_TEXT},
+    {"init-from", required_argument, 0, O_INIT_FROM},
+    {"clip-norm", required_argument, 0, O_CLIP_NORM},
+    {"sample", required_argument, 0, O_SAMPLE},
     {"limit", required_argument, 0, O_LIMIT},
     {"test-limit", required_argument, 0, O_TEST_LIMIT},
     {"classes", required_argument, 0, O_CLASSES},
@@ -122,19 +127,27 @@ static void usage(FILE *f) {
   strncat(bal, sync, sizeof bal - strlen(bal) - 1);
   fprintf(f,
 "usage: [mpirun -np N] cltrain [options]\n"
-"Trains a model on Fashion-MNIST (or any MNIST-format or NumPy set), data-parallel across MPI\n"
-"ranks.\n"
+"Trains a model on Fashion-MNIST (or any MNIST-format or NumPy set), or a GPT-style language\n"
+"model on a text, data-parallel across MPI ranks.\n"
 "\nmodel and data\n"
 "  --model, --arch SPEC     mlp | cnn | a layer list such as\n"
 "                           \"conv3x3:32,relu,maxpool2,flatten,dense:10\"; tokens: dense:N,\n"
-"                           convKxK:N[/sS][/pP], relu, maxpoolK, flatten, dropout:P   [mlp]\n"
+"                           convKxK:N[/sS][/pP], relu, maxpoolK, flatten, dropout:P | the\n"
+"                           language model gpt[:layers=L,channels=C,heads=H,seq=T] (keys in\n"
+"                           any order; defaults layers=4,channels=128,heads=4,seq=64)  [mlp]\n"
+"  --text FILE              gpt: the text (vocabulary: its distinct bytes; the first 90 %%\n"
+"                           trains, the rest validates; a sample is a window of seq+1 bytes)\n"
+"                           [/usr/local/share/cltrain/shakespeare.txt]\n"
+"  --init-from FILE         initial weights from a safetensors file, by tensor name (gpt:\n"
+"                           nanoGPT's names; classifiers: torch.nn.Sequential's)  [seeded init]\n"
 "  --data DIR               folder with {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]\n"
 "                           (MNIST format), or with {train,test}_{images,labels}.npy\n"
 "                           (images uint8 or float32, N x H x W or N x H x W x C; labels\n"
 "                           any integer type, N) [$CLTRAIN_DATA or /usr/share/datasets/fashion-mnist]\n"
 "  --classes N              classes (labels 0..N-1)     [the largest label in the data + 1]\n"
 "  --limit N                train on the first N samples only                  [all]\n"
-"  --test-limit N           evaluate on the first N test samples only          [all]\n"
+"  --test-limit N           evaluate on the first N test samples (gpt: validation windows)\n"
+"                           only                                               [all]\n"
 "  --normalize MEAN,STD     x = (pixel/255 - MEAN) / STD                      [off]\n"
 "\ntraining\n"
 "  --epochs N               epochs                                             [10]\n"
@@ -154,6 +167,9 @@ static void usage(FILE *f) {
 "  --warmup N               linear warm-up steps                               [0]\n"
 "  --step-size N, --gamma F step schedule: lr *= gamma every N steps          [1000, 0.1]\n"
 "  --min-lr F               cosine schedule: final learning rate               [0]\n"
+"                           (cosine decays over --max-steps when given, else over the epochs)\n"
+"  --clip-norm X            scale the reduced gradient down to a global L2 norm of at most X\n"
+"                           (the same scale on every rank)                     [off]\n"
 "\nparallelism and devices\n"
 "  --device SPEC            auto | gpu | cpu | accelerator | P:D | NAME | NAME:TYPE; per\n"
 "                           rank: \"0=pocl,1=intel,gpu\"  [$CLTRAIN_DEVICE or auto]\n"
@@ -196,7 +212,9 @@ static void usage(FILE *f) {
 "  --log-every N            a line every N steps (0: none)                     [100]\n"
 "  --save-params PATH       write the final parameters as raw float32          [none]\n"
 "  --save-safetensors PATH  write the final weights as safetensors, with the names and\n"
-"                           layouts of torch.nn.Sequential over the same layers  [none]\n"
+"                           layouts of torch.nn.Sequential over the same layers (gpt:\n"
+"                           nanoGPT's, the tied lm_head not stored)              [none]\n"
+"  --sample N               gpt: print N generated bytes after each epoch       [0: none]\n"
 "  --trace FILE.json        a timeline of every rank's phases and all-reduce windows in\n"
 "                           Chrome's trace format (Perfetto, chrome://tracing)    [none]\n"
 "  --trace-steps A:B        trace only steps A .. B-1                          [all]\n"
@@ -248,6 +266,16 @@ static ct_status parse(int argc, char **argv, ct_train_config *c) {
       case O_SEED: CT_TRY(ct_arg_u64("--seed", optarg, &c->seed)); break;
       case O_DEVICE: c->device = optarg; break;
       case O_DATA: c->data_dir = optarg; break;
+      case O_TEXT:
+        if (!*optarg) return CT_FAIL(CT_ERR_USAGE, "--text: empty path");
+        c->text = optarg;
+        break;
+      case O_INIT_FROM:
+        if (!*optarg) return CT_FAIL(CT_ERR_USAGE, "--init-from: empty path");
+        c->init_from = optarg;
+        break;
+      case O_CLIP_NORM: CT_TRY(ct_arg_float("--clip-norm", optarg, 0, 1, 1e9, 0, &c->clip_norm)); break;
+      case O_SAMPLE: CT_TRY(ct_arg_long("--sample", optarg, 0, 1 << 20, &v)); c->sample = (int)v; break;
       case O_LIMIT: CT_TRY(ct_arg_long("--limit", optarg, 1, INT_MAX, &v)); c->limit = (int)v; break;
       case O_CLASSES: CT_TRY(ct_arg_long("--classes", optarg, 2, 256, &v)); c->classes = (int)v; break;
       case O_TEST_LIMIT: CT_TRY(ct_arg_long("--test-limit", optarg, 1, INT_MAX, &v)); c->test_limit = (int)v; break;

@@ -14,6 +14,7 @@
 
 #include "cltrain/checkpoint.h"
 #include "cltrain/export.h"
+#include "cltrain/gpt.h"
 #include "cltrain/model.h"
 #include "cltrain/version.h"
 
@@ -123,6 +124,12 @@ int main(int argc, char **argv) {
   ct_checkpoint_view v;
   ct_arch arch;
   size_t bytes;
+  if (ct_checkpoint_parse(buf, size, in, &v) == CT_OK && ct_gpt_is_spec(v.arch)) {
+    fprintf(stderr, "cltrain-export: %s: a language model's checkpoint (%s) holds no vocabulary "
+            "(it comes from the training text): write its weights with cltrain "
+            "--save-safetensors\n", in, v.arch);
+    goto out;
+  }
   if (ct_checkpoint_parse(buf, size, in, &v) != CT_OK ||
       ct_arch_parse(v.arch, shape[0], shape[1], shape[2], classes, &arch) != CT_OK) {
     fprintf(stderr, "cltrain-export: %s\n", ct_error_text());
@@ -134,7 +141,9 @@ int main(int argc, char **argv) {
             shape[1], shape[2], classes, arch.param_count, (unsigned long long)v.param_count);
     goto out;
   }
-  if (ct_safetensors_build(&arch, v.params, mean, std, &st_buf, &bytes) != CT_OK ||
+  ct_st_meta meta;
+  ct_st_classifier_meta(&meta, &arch, mean, std);
+  if (ct_safetensors_build(&arch, v.params, meta.kv, meta.n, &st_buf, &bytes) != CT_OK ||
       ct_write_file_atomic(out, st_buf, bytes) != CT_OK) {
     fprintf(stderr, "cltrain-export: %s\n", ct_error_text());
     goto out;

@@ -1,7 +1,8 @@
 // data.h: the data subsystem: IDX reader (raw or gzip through zlib) with validation, datasets,
 // the epoch order (sampler) and the shard strategies that split a global batch over ranks.
 //
-// Defines: ct_dataset (+ ct_dataset_load / _free / _limit / _gather), ct_idx_parse, ct_idx_read,
+// Defines: ct_dataset (+ ct_dataset_load / _free / _limit / _gather / _labels_per_sample),
+// ct_text_load, ct_text_gather, ct_idx_parse, ct_idx_read,
 // CT_IDX_MAX_BYTES, ct_npy_info (+ ct_npy_parse / _int / _float), CT_NPY_MAX_BYTES,
 // CT_NPY_MAX_DIMS, ct_read_file, ct_epoch_order, ct_shard (+ ct_shard_parse, ct_shard_name), ct_shares_even,
 // ct_shares_weighted,
@@ -36,13 +37,20 @@
 
 typedef struct {
   int count;                  // samples
-  int channels, rows, cols;   // 1, 28, 28 for Fashion-MNIST
-  int classes;                // labels are in [0, classes)
+  int channels, rows, cols;   // 1, 28, 28 for Fashion-MNIST; text: seq, 1, 1
+  int classes;                // labels are in [0, classes); text: the vocabulary's size
   uint8_t *pixels;            // (count, channels, rows, cols) bytes, or NULL when fpixels is set
-  uint8_t *labels;            // (count)
+  uint8_t *labels;            // (count); NULL for text
   float *fpixels;             // (count, channels, rows, cols) values of a float .npy, or NULL
-  char format[8];             // "idx" or "npy"
+  char format[8];             // "idx", "npy" or "text"
+  // text (ct_text_load): the split's token ids; sample i is tokens[i*seq .. i*seq+seq]
+  int seq;                    // tokens per sample (T); 0 for images
+  uint8_t *tokens;            // (count*seq + 1) token ids, or NULL
+  uint8_t vocab[256];         // token id -> byte (classes of them)
 } ct_dataset;
+
+// Labels per sample: 1 for images, seq for text (one target per position).
+int ct_dataset_labels_per_sample(const ct_dataset *ds);
 
 // The largest .npy payload accepted: 2^33 bytes (8 GiB), and at most 8 dimensions.
 #define CT_NPY_MAX_BYTES ((uint64_t)1 << 33)
@@ -93,9 +101,21 @@ void ct_dataset_free(ct_dataset *ds);
 void ct_dataset_limit(ct_dataset *ds, int count);
 // Gathers samples idx[0..n) into x (n, channels*rows*cols) floats = pixel/255 (or the float
 // value of a float .npy), then
-// (x-mean)/std when std > 0 (float arithmetic, the same bits on every host), and y (n).
+// (x-mean)/std when std > 0 (float arithmetic, the same bits on every host), and y (n). A text
+// (ct_text_load): ct_text_gather, the token ids as int32 in x's memory, y (n, seq).
 void ct_dataset_gather(const ct_dataset *ds, const int *idx, int n, float mean, float std,
                        float *x, int *y);
+
+// Loads a text for a language model (--text FILE), as cltrain's data contract says:
+//   vocabulary  the sorted distinct bytes of the file; a token is a byte's rank in it
+//   split       the first floor(0.9 n) bytes train, the rest validate
+//   sample i    the window split[i*T .. i*T+T] of T+1 tokens: the input is the first T, the
+//               labels (targets) the last T; a split has (len - 1) / T whole windows
+// CT_ERR_IO when the file cannot be read, CT_ERR_FORMAT (one line naming the file) when it is
+// empty or either split is shorter than one window (T+1 bytes), CT_ERR_USAGE for seq < 1.
+ct_status ct_text_load(const char *path, int seq, ct_dataset *train, ct_dataset *valid);
+// Gathers text samples idx[0..n): x (n, seq) token ids as int32, y (n, seq) the next tokens.
+void ct_text_gather(const ct_dataset *ds, const int *idx, int n, int32_t *x, int *y);
 
 // The epoch's global sample order (count): a seeded permutation of [0, count) (Fisher-Yates over
 // a splitmix64 stream seeded from (seed, epoch), unbiased bounded draws); identity when

@@ -7,8 +7,8 @@
 // Evaluation is split: rank r evaluates a contiguous slice of the test set (cut by the share
 // weights: the same cut on every rank), and each metric's two sums (a numerator and a
 // denominator) are summed over the ranks; the metric is their ratio. Classifiers: argmax
-// accuracy (correct / samples). A language model's loss per token would be one more entry:
-// (sum of the tokens' losses) / (tokens), from the forward pass's per-sample losses.
+// accuracy (correct / samples). Language models: the mean cross-entropy per token, (sum of the
+// positions' losses) / (positions), over the validation windows.
 #ifndef CLTRAIN_EVALUATE_H
 #define CLTRAIN_EVALUATE_H
 
@@ -20,8 +20,10 @@ typedef struct ct_eval_metric {
   // Whether it measures models of this architecture (the first entry that does is used).
   int (*fits)(const ct_arch *arch);
   // One batch of m test samples, already forwarded (labels y): adds to sums[0] (numerator)
-  // and sums[1] (denominator). scratch: s->micro x arch.classes floats.
+  // and sums[1] (denominator). scratch: s->micro x max(arch.classes, labels) floats.
   ct_status (*batch)(ct_run_state *s, int m, const int *y, float *scratch, double sums[2]);
+  // The value as the output lines print it ("0.8123"; "1.93214 (perplexity 6.903)").
+  void (*format)(double value, char *buf, size_t size);
 } ct_eval_metric;
 
 extern const ct_eval_metric ct_eval_metrics[];

@@ -6,6 +6,7 @@
 // per-token cross-entropy ct_softmax_xent (layers.h), over N rows.
 //
 // Defines: ct_slice (+ ct_slice_of), ct_embedding_index_len, ct_embedding_index,
+// ct_embedding_index_device,
 // ct_embedding_forward/_backward, ct_layernorm_forward/_backward,
 // ct_attn_dims, ct_attn_impl (+ ct_attn_impl_name, ct_attn_impl_parse, ct_attn_impl_default),
 // ct_attention_forward/_backward, ct_causal_softmax_forward/_backward, ct_gelu_forward/_backward,
@@ -58,6 +59,11 @@ size_t ct_embedding_index_len(int n, int vocab);
 // index[vocab + 1 + ...] that lists token v's rows, in increasing order. A token outside
 // [0, vocab) is CT_ERR_INTERNAL (the data loader checks tokens first).
 ct_status ct_embedding_index(const int *tok, int n, int vocab, int *index);
+
+// The same index computed on the device from the tokens there (embedding_index in
+// cl/embedding.cl): what a model does each step, so the host never waits for its tokens.
+ct_status ct_embedding_index_device(ct_device *dev, int n, int vocab, ct_slice tok,
+                                    ct_slice index);
 
 // tok (B*T) int, wte (V, C), wpe (>= T, C) -> out (B*T, C). A token outside [0, V) gives a
 // row of NaN (never a read out of bounds).

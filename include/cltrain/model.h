@@ -3,7 +3,7 @@
 // planner that places every device buffer, and the forward / backward pass of a whole model.
 //
 // Defines: ct_arch (+ ct_arch_parse, ct_arch_begin / _value / _add / _end, ct_arch_describe,
-// ct_arch_flops, ct_arch_tensor_find),
+// ct_arch_flops, ct_arch_tensor_find, ct_arch_no_decay),
 // ct_model (+ ct_model_init / _init_tail / _free / _device_bytes), ct_model_init_params,
 // ct_model_upload_params / _download_params, ct_model_set_batch / _set_batch_async,
 // ct_model_forward, ct_model_backward, ct_model_loss, ct_model_read_losses / _read_logits,
@@ -99,6 +99,9 @@ ct_status ct_arch_add(ct_arch *a, const char *op, const char *token, const int *
 ct_status ct_arch_end(ct_arch *a, const char *loss, int logits, int labels);
 // One line per node with its shapes and parameter count, for logs. Truncates to size.
 void ct_arch_describe(const ct_arch *arch, char *buf, size_t size);
+// The runs of the parameter buffer whose tensors get no weight decay, ascending: lo[k], hi[k]
+// (room for a->nt each); returns how many. For ct_optim_set_no_decay.
+int ct_arch_no_decay(const ct_arch *a, size_t *lo, size_t *hi);
 // The tensor called `name`, or -1.
 int ct_arch_tensor_find(const ct_arch *arch, const char *name);
 

@@ -228,6 +228,7 @@ void ct_node_saved(ct_node *n, size_t count, int is_int);
 void ct_node_scratch(ct_node *n, int id, size_t count);
 #define CT_SCRATCH_CONV_COL 0   // convolutions: im2col (c*k*k, batch*oh*ow), then dcol
 #define CT_SCRATCH_CONV_T 1     // convolutions: the GEMM output / the permuted output gradient
+#define CT_SCRATCH_ATTN 2       // attention: the scores' gradient (H, T, T)
 #define CT_SCRATCH_SLOTS 4
 
 // The graph's tensor table, for ops that need a tensor's shape (a tied weight).

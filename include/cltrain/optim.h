@@ -3,7 +3,8 @@
 //
 // Defines: ct_optim_kind, ct_optim_config (+ ct_optim_config_defaults, ct_optim_parse),
 // ct_sched_kind, ct_schedule (+ ct_schedule_parse, ct_schedule_lr), ct_optim (+ ct_optim_init /
-// _free / _step / _step_unless / _step_range / _count / _set_no_decay / _sgd_predict /
+// _free / _step / _step_unless / _step_range / _count / _set_no_decay / _clip / _clip_set /
+// _clip_off / _clip_read / _sgd_predict /
 // _read_state / _write_state).
 //
 // The update kernels (cl/optim.cl) give the SAME BITS on every device for the same inputs, so
@@ -90,6 +91,12 @@ typedef struct ct_optim {
   cl_kernel predict;         // SGD: sgd_predict (ct_optim_sgd_predict)
   size_t *no_decay;          // ranges [no_decay[2r], no_decay[2r+1]) without weight decay,
   int n_no_decay;            // ascending (ct_optim_set_no_decay); none: decay everywhere
+  cl_program prog;           // cl/optim.cl as built for this optimizer
+  // gradient clipping (ct_optim_clip): the factor (and the norm) on the device, its parts
+  cl_mem clip_buf, clip_parts;
+  cl_kernel clip_sum, clip_fac;
+  int clip_on;               // the updates multiply the gradient by clip_buf[0]
+  float clip_host;           // ct_optim_clip_set's value, until its write has run
 } ct_optim;
 
 // Creates the state buffer (zeroed) and the update kernel; t = 0. On failure *opt is left zeroed
@@ -112,6 +119,16 @@ ct_status ct_optim_step_unless(ct_optim *opt, cl_mem params, cl_mem grads, float
 ct_status ct_optim_step_range(ct_optim *opt, cl_mem params, cl_mem grads, float lr, cl_mem skip,
                               size_t skip_at, size_t lo, size_t hi);
 void ct_optim_count(ct_optim *opt);   // t++
+// Gradient clipping: the updates that follow multiply the gradient by min(1, max_norm /
+// (||grads[lo, hi)|| + 1e-6)) (PyTorch's clip_grad_norm_), computed on the device after what
+// the queue holds, the same bits on every device (a fixed order of sums, exact sqrt and
+// division); no host wait. ct_optim_clip_set: a factor the host computed instead (the sharded
+// update, whose norm needs every rank's segment). ct_optim_clip_off: the gradient as it is.
+// ct_optim_clip_read: the last factor and norm (blocking; for tests and logs).
+ct_status ct_optim_clip(ct_optim *opt, cl_mem grads, size_t lo, size_t hi, float max_norm);
+ct_status ct_optim_clip_set(ct_optim *opt, float factor);
+void ct_optim_clip_off(ct_optim *opt);
+ct_status ct_optim_clip_read(ct_optim *opt, float *factor, float *norm);
 // The parameters [lo[r], hi[r]) (ascending, not overlapping) get no weight decay in any update
 // (biases and LayerNorm weights of a model whose tensor table says so); the rest gets
 // --weight-decay. Each update then runs as one launch per run of the same decay.

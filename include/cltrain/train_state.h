@@ -90,6 +90,9 @@ typedef struct ct_run_state {
   ct_comm *comm;
   ct_device dev;
   ct_dataset train, test;
+  float clip_factor;       // --clip-norm with --shard-update: the step's factor (step.c)
+  int labels;              // labels (targets) per sample: 1, or a language model's T
+  size_t in;               // input elements per sample (floats, or token ids as int32)
   ct_arch arch;
   ct_model model;
   ct_optim opt;

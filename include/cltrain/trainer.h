@@ -31,8 +31,13 @@
 typedef enum { CT_DIVERGE_WARN, CT_DIVERGE_RESYNC, CT_DIVERGE_ABORT } ct_divergence;
 
 typedef struct ct_train_config {
-  const char *arch;          // "mlp", "cnn" or a token string (model.h)
+  const char *arch;          // "mlp", "cnn", a token string (model.h) or "gpt:..." (gpt.h)
   const char *data_dir;      // MNIST-format or NumPy folder (data.h)
+  const char *text;          // the language model's text (data.h's contract)
+  const char *init_from;     // initial weights from a safetensors file (by tensor name)
+  float clip_norm;           // > 0: clip the reduced gradient's global norm to this
+  int sample;                // a language model: print a sample of this many bytes after each
+                             // epoch (0: none)
   int classes;               // 0: the largest label of the data + 1
   const char *device;        // device spec, per-rank lists allowed (device.h)
   int epochs;

@@ -37,6 +37,9 @@
 
 #include "cltrain/gpt_kernels.h"
 #include "launch.h"
+#include <stdio.h>
+#include <string.h>
+#include "ops.h"
 
 
 const char *ct_attn_impl_name(ct_attn_impl impl) {
@@ -293,3 +296,80 @@ ct_status ct_causal_softmax_backward(ct_device *dev, int mats, int seq, float al
   CT_ARG_F(k, 6, alpha);
   return ct_ops_enqueue2(dev, k, "causal_softmax_backward", (size_t)seq, (size_t)mats);
 }
+
+// ---- the op: "attention:H" ------------------------------------------------------------------
+// Multi-head causal self-attention of a fused qkv (T, 3C) into (T, C), H heads (H divides C);
+// saves the probabilities (H, T, T) for backward, whose scores' gradient goes into a shared
+// scratch slot. No tensors: the projections around it are dense nodes.
+
+typedef struct {
+  int heads;
+} attn_cfg;
+
+static int claims(const char *tok) { return !strncmp(tok, "attention:", 10); }
+
+static ct_status parse(const char *tok, int index, ct_node *n) {
+  attn_cfg *c = (attn_cfg *)n->cfg;
+  const char *s = tok + 10;
+  if (!ct_ops_parse_int(&s, 1, 1 << 16, &c->heads) || *s)
+    return CT_FAIL(CT_ERR_USAGE, "node %d '%.60s': expected attention:HEADS", index, tok);
+  snprintf(n->token, sizeof n->token, "attention:%d", c->heads);
+  return CT_OK;
+}
+
+static ct_status shape(ct_graph *g, ct_node *n, const ct_shape *const *in, const char *tok,
+                       const char *prev, int index, ct_shape *out) {
+  (void)g, (void)prev;
+  const attn_cfg *c = (const attn_cfg *)n->cfg;
+  if (in[0]->nd != 2 || in[0]->d[1] % 3 || (in[0]->d[1] / 3) % c->heads)
+    return CT_FAIL(CT_ERR_USAGE, "node %d '%.60s': needs (T, 3C) with %d heads dividing C", index,
+                   tok, c->heads);
+  size_t T = (size_t)in[0]->d[0];
+  memset(out, 0, sizeof *out);
+  out->nd = 2, out->d[0] = in[0]->d[0], out->d[1] = in[0]->d[1] / 3;
+  ct_node_saved(n, (size_t)c->heads * T * T, 0);   // the probabilities
+  ct_node_scratch(n, CT_SCRATCH_ATTN, (size_t)c->heads * T * T);
+  return CT_OK;
+}
+
+static ct_attn_dims dims(const ct_node *n, const ct_op_io *io) {
+  const ct_shape *o = &io->g->values[n->out].shape;
+  ct_attn_dims d = {io->batch, o->d[0], o->d[1], ((const attn_cfg *)n->cfg)->heads};
+  return d;
+}
+
+static ct_status forward(const ct_node *n, const ct_op_io *io) {
+  ct_attn_dims d = dims(n, io);
+  return ct_attention_forward(io->dev, &d, CT_ATTN_DEFAULT, ct_slice_of(io->x[0], 0),
+                              ct_slice_of(io->saved[0], 0), ct_slice_of(io->y, 0));
+}
+
+static ct_status backward(const ct_node *n, const ct_op_io *io) {
+  ct_attn_dims d = dims(n, io);
+  return ct_attention_backward(io->dev, &d, CT_ATTN_DEFAULT, ct_slice_of(io->x[0], 0),
+                               ct_slice_of(io->saved[0], 0), ct_slice_of(io->dy, 0),
+                               ct_slice_of(io->scratch[0], 0), ct_slice_of(io->dx[0], 0),
+                               io->dx_mode[0] == CT_GRAD_ADD);
+}
+
+// q k^T and att v: 2 T T hd FLOPs each per head, computed whole (the causal half too, as
+// PyTorch's matmuls do); backward for the input: the four products of dq, dk, datt and dv.
+static void flops(const ct_node *n, const ct_graph *g, double f[3]) {
+  const ct_shape *o = &g->values[n->out].shape;
+  double T = o->d[0], C = o->d[1];
+  f[0] = 4.0 * T * T * C;
+  f[1] = 0;
+  f[2] = 8.0 * T * T * C;
+}
+
+const ct_op ct_op_attention = {
+    .name = "attention",
+    .doc = "multi-head causal self-attention from a fused qkv (q | k | v)",
+    .claims = claims,
+    .parse = parse,
+    .shape = shape,
+    .forward = forward,
+    .backward = backward,
+    .flops = flops,
+    .can_add_dx = 1,
+};

@@ -11,6 +11,8 @@
 
 #include "cltrain/gpt_kernels.h"
 #include "launch.h"
+#include <stdio.h>
+#include "ops.h"
 
 size_t ct_embedding_index_len(int n, int vocab) {
   return (size_t)(vocab > 0 ? vocab : 0) + 1 + (size_t)(n > 0 ? n : 0);
@@ -110,3 +112,96 @@ ct_status ct_embedding_backward(ct_device *dev, int batch, int seq, int channels
   }
   return CT_OK;
 }
+
+ct_status ct_embedding_index_device(ct_device *dev, int n, int vocab, ct_slice tok,
+                                    ct_slice index) {
+  const char *op = "embedding index";
+  CT_TRY(ct_ops_positive(op, n, vocab, 1));
+  CT_TRY(ct_ops_fits_u32(op, tok.off + (size_t)n));
+  CT_TRY(ct_ops_fits_u32(op, index.off + ct_embedding_index_len(n, vocab)));
+  cl_kernel k;
+  CT_TRY(ct_kernel(dev, "embedding", "embedding_index", &k));
+  CT_ARG_MEM(k, 0, tok.mem);
+  CT_ARG_U(k, 1, tok.off);
+  CT_ARG_U(k, 2, n);
+  CT_ARG_U(k, 3, vocab);
+  CT_ARG_MEM(k, 4, index.mem);
+  CT_ARG_U(k, 5, index.off);
+  return ct_ops_enqueue1(dev, k, "embedding_index", (size_t)vocab + 1, 64);
+}
+
+// ---- the op: "embedding:V/C" --------------------------------------------------------------------
+// Token ids (T) int -> (T, C): tensors "wte.weight" (V, C) and "wpe.weight" (T, C) (decayed,
+// N(0, 0.02) unless the builder says otherwise); saves the index of the batch's rows by token,
+// computed on the device in the forward pass, for the backward's sums.
+
+typedef struct {
+  int vocab, channels;
+} emb_cfg;
+
+static int claims(const char *tok) { return !strncmp(tok, "embedding:", 10); }
+
+static ct_status parse(const char *tok, int index, ct_node *n) {
+  emb_cfg *c = (emb_cfg *)n->cfg;
+  const char *s = tok + 10;
+  if (!ct_ops_parse_int(&s, 1, 1 << 20, &c->vocab) || *s++ != '/' ||
+      !ct_ops_parse_int(&s, 1, 1 << 16, &c->channels) || *s)
+    return CT_FAIL(CT_ERR_USAGE, "node %d '%.60s': expected embedding:VOCAB/CHANNELS", index, tok);
+  snprintf(n->token, sizeof n->token, "embedding:%d/%d", c->vocab, c->channels);
+  return CT_OK;
+}
+
+static ct_status shape(ct_graph *g, ct_node *n, const ct_shape *const *in, const char *tok,
+                       const char *prev, int index, ct_shape *out) {
+  (void)prev;
+  const emb_cfg *c = (const emb_cfg *)n->cfg;
+  if (in[0]->nd != 1 || !in[0]->is_int)
+    return CT_FAIL(CT_ERR_USAGE, "node %d '%.60s': needs a sequence of token ids", index, tok);
+  int T = in[0]->d[0];
+  memset(out, 0, sizeof *out);
+  out->nd = 2, out->d[0] = T, out->d[1] = c->channels;
+  long long te[2] = {c->vocab, c->channels}, pe[2] = {T, c->channels};
+  ct_init w = {CT_INIT_NORMAL, 0.02, 0, 0};
+  CT_TRY(ct_graph_param(g, n, "wte.weight", 2, te, 1, w));
+  CT_TRY(ct_graph_param(g, n, "wpe.weight", 2, pe, 1, w));
+  ct_node_saved(n, (size_t)c->vocab + 1 + (size_t)T, 1);   // the index (per sample: an upper bound)
+  return CT_OK;
+}
+
+static int seq_of(const ct_node *n, const ct_op_io *io) {
+  return io->g->values[n->in[0]].shape.d[0];
+}
+
+static ct_status forward(const ct_node *n, const ct_op_io *io) {
+  const emb_cfg *c = (const emb_cfg *)n->cfg;
+  int T = seq_of(n, io);
+  CT_TRY(ct_embedding_forward(io->dev, io->batch, T, c->channels, c->vocab,
+                              ct_slice_of(io->x[0], 0), ct_slice_of(io->params, io->p[0]),
+                              ct_slice_of(io->params, io->p[1]), ct_slice_of(io->y, 0)));
+  if (!io->train) return CT_OK;   // (evaluation: no backward follows)
+  return ct_embedding_index_device(io->dev, io->batch * T, c->vocab, ct_slice_of(io->x[0], 0),
+                                   ct_slice_of(io->saved[0], 0));
+}
+
+static ct_status backward(const ct_node *n, const ct_op_io *io) {
+  const emb_cfg *c = (const emb_cfg *)n->cfg;
+  int T = seq_of(n, io);
+  if (!io->train)   // the index is made by a training forward
+    CT_TRY(ct_embedding_index_device(io->dev, io->batch * T, c->vocab, ct_slice_of(io->x[0], 0),
+                                     ct_slice_of(io->saved[0], 0)));
+  return ct_embedding_backward(io->dev, io->batch, T, c->channels, c->vocab,
+                               ct_slice_of(io->saved[0], 0), ct_slice_of(io->dy, 0),
+                               ct_slice_of(io->grads, io->p[0]), io->dp_mode[0] == CT_GRAD_ADD,
+                               ct_slice_of(io->grads, io->p[1]), io->dp_mode[1] == CT_GRAD_ADD);
+}
+
+const ct_op ct_op_embedding = {
+    .name = "embedding",
+    .doc = "token and position embedding: wte[token] + wpe[position]",
+    .claims = claims,
+    .parse = parse,
+    .shape = shape,
+    .forward = forward,
+    .backward = backward,
+    .can_add_dp = 1,
+};

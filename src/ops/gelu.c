@@ -2,6 +2,9 @@
 // element.
 #include "cltrain/gpt_kernels.h"
 #include "launch.h"
+#include <stdio.h>
+#include <string.h>
+#include "ops.h"
 
 ct_status ct_gelu_forward(ct_device *dev, size_t n, ct_slice x, ct_slice y) {
   if (n == 0) return CT_OK;
@@ -35,3 +38,45 @@ ct_status ct_gelu_backward(ct_device *dev, size_t n, ct_slice x, ct_slice dy, ct
   CT_ARG_U(k, 7, !!acc);
   return ct_ops_enqueue1(dev, k, "gelu_backward", (n + 7) / 8, CT_OPS_WG);
 }
+
+// ---- the op: "gelu" ------------------------------------------------------------------------------
+
+static int claims(const char *tok) { return !strcmp(tok, "gelu"); }
+
+static ct_status parse(const char *tok, int index, ct_node *n) {
+  (void)tok, (void)index;
+  snprintf(n->token, sizeof n->token, "gelu");
+  return CT_OK;
+}
+
+static ct_status shape(ct_graph *g, ct_node *n, const ct_shape *const *in, const char *tok,
+                       const char *prev, int index, ct_shape *out) {
+  (void)g, (void)n, (void)tok, (void)prev, (void)index;
+  *out = *in[0];
+  return CT_OK;
+}
+
+static size_t count(const ct_node *n, const ct_op_io *io) {
+  return (size_t)io->batch * ct_op_io_value_count(io, n->out);
+}
+
+static ct_status forward(const ct_node *n, const ct_op_io *io) {
+  return ct_gelu_forward(io->dev, count(n, io), ct_slice_of(io->x[0], 0), ct_slice_of(io->y, 0));
+}
+
+static ct_status backward(const ct_node *n, const ct_op_io *io) {
+  return ct_gelu_backward(io->dev, count(n, io), ct_slice_of(io->x[0], 0),
+                          ct_slice_of(io->dy, 0), ct_slice_of(io->dx[0], 0),
+                          io->dx_mode[0] == CT_GRAD_ADD);
+}
+
+const ct_op ct_op_gelu = {
+    .name = "gelu",
+    .doc = "GELU, tanh approximation (as PyTorch's approximate=\"tanh\")",
+    .claims = claims,
+    .parse = parse,
+    .shape = shape,
+    .forward = forward,
+    .backward = backward,
+    .can_add_dx = 1,
+};

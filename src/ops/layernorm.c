@@ -8,6 +8,9 @@
 // into chunks summed in a second pass (still in a fixed order).
 #include "cltrain/gpt_kernels.h"
 #include "launch.h"
+#include <stdio.h>
+#include <string.h>
+#include "ops.h"
 
 #define WG_ROWS 64   // work-group size of the per-row and per-channel kernels
 
@@ -101,3 +104,68 @@ ct_status ct_layernorm_backward(ct_device *dev, int rows, int channels, ct_slice
   return ct_ops_enqueue1(dev, k, "layernorm_backward_dwdb", ((size_t)channels + 7) / 8,
                          WG_ROWS);
 }
+
+// ---- the op: "layernorm" --------------------------------------------------------------------
+// Over the last dimension C of its input: tensors "weight" (C, one) and "bias" (C, zero), not
+// decayed; saves each row's mean and rstd.
+
+static int claims(const char *tok) { return !strcmp(tok, "layernorm"); }
+
+static ct_status parse(const char *tok, int index, ct_node *n) {
+  (void)tok, (void)index;
+  snprintf(n->token, sizeof n->token, "layernorm");
+  return CT_OK;
+}
+
+static int channels_of(const ct_shape *s) { return s->d[s->nd - 1]; }
+
+static ct_status shape(ct_graph *g, ct_node *n, const ct_shape *const *in, const char *tok,
+                       const char *prev, int index, ct_shape *out) {
+  (void)tok, (void)prev, (void)index;
+  *out = *in[0];
+  long long cs[1] = {channels_of(in[0])};
+  ct_init one = {CT_INIT_ONE, 0, 0, 0}, zero = {CT_INIT_ZERO, 0, 0, 0};
+  CT_TRY(ct_graph_param(g, n, "weight", 1, cs, 0, one));
+  CT_TRY(ct_graph_param(g, n, "bias", 1, cs, 0, zero));
+  size_t rows = ct_shape_count(in[0]) / (size_t)channels_of(in[0]);
+  ct_node_saved(n, rows, 0);   // mean
+  ct_node_saved(n, rows, 0);   // rstd
+  return CT_OK;
+}
+
+static void dims(const ct_node *n, const ct_op_io *io, int *rows, int *c) {
+  const ct_shape *s = &io->g->values[n->in[0]].shape;
+  *c = channels_of(s);
+  *rows = io->batch * (int)(ct_shape_count(s) / (size_t)*c);
+}
+
+static ct_status forward(const ct_node *n, const ct_op_io *io) {
+  int rows, c;
+  dims(n, io, &rows, &c);
+  return ct_layernorm_forward(io->dev, rows, c, ct_slice_of(io->x[0], 0),
+                              ct_slice_of(io->params, io->p[0]), ct_slice_of(io->params, io->p[1]),
+                              ct_slice_of(io->y, 0), ct_slice_of(io->saved[0], 0),
+                              ct_slice_of(io->saved[1], 0));
+}
+
+static ct_status backward(const ct_node *n, const ct_op_io *io) {
+  int rows, c;
+  dims(n, io, &rows, &c);
+  return ct_layernorm_backward(io->dev, rows, c, ct_slice_of(io->x[0], 0),
+                               ct_slice_of(io->params, io->p[0]), ct_slice_of(io->saved[0], 0),
+                               ct_slice_of(io->saved[1], 0), ct_slice_of(io->dy, 0),
+                               ct_slice_of(io->dx_mode[0] == CT_GRAD_NONE ? NULL : io->dx[0], 0),
+                               io->dx_mode[0] == CT_GRAD_ADD, ct_slice_of(io->grads, io->p[0]),
+                               ct_slice_of(io->grads, io->p[1]));
+}
+
+const ct_op ct_op_layernorm = {
+    .name = "layernorm",
+    .doc = "LayerNorm over the last dimension, eps 1e-5, with weight and bias",
+    .claims = claims,
+    .parse = parse,
+    .shape = shape,
+    .forward = forward,
+    .backward = backward,
+    .can_add_dx = 1,
+};

@@ -10,7 +10,8 @@
 #include "cltrain/op.h"
 
 extern const ct_op ct_op_dense, ct_op_conv2d, ct_op_relu, ct_op_maxpool, ct_op_flatten,
-    ct_op_dropout, ct_op_softmax_xent;
+    ct_op_dropout, ct_op_softmax_xent, ct_op_embedding, ct_op_layernorm, ct_op_attention,
+    ct_op_gelu, ct_op_add;
 
 // Parses a decimal integer in [lo, hi] at *s (digits only, no sign); advances *s. 0 on failure.
 int ct_ops_parse_int(const char **s, long lo, long hi, int *out);

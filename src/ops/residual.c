@@ -2,6 +2,9 @@
 // cl/residual.cl: one work-item per element.
 #include "cltrain/gpt_kernels.h"
 #include "launch.h"
+#include <stdio.h>
+#include <string.h>
+#include "ops.h"
 
 ct_status ct_residual_forward(ct_device *dev, size_t n, ct_slice a, ct_slice b, ct_slice y) {
   if (n == 0) return CT_OK;
@@ -43,3 +46,61 @@ ct_status ct_residual_backward(ct_device *dev, size_t n, ct_slice dy, ct_slice d
   CT_ARG_U(k, 10, n);
   return ct_ops_enqueue1(dev, k, "residual_backward", (n + 7) / 8, CT_OPS_WG);
 }
+
+// ---- the op: "add" -------------------------------------------------------------------------------
+// y = a + b (a residual connection): the output's gradient goes to both inputs unchanged, so
+// the planner lets one of them share its buffer; the other gets a copy (or an addition).
+
+static int claims(const char *tok) { return !strcmp(tok, "add"); }
+
+static ct_status parse(const char *tok, int index, ct_node *n) {
+  (void)tok, (void)index;
+  snprintf(n->token, sizeof n->token, "add");
+  return CT_OK;
+}
+
+static ct_status shape(ct_graph *g, ct_node *n, const ct_shape *const *in, const char *tok,
+                       const char *prev, int index, ct_shape *out) {
+  (void)g, (void)n, (void)prev;
+  if (memcmp(in[0], in[1], sizeof *in[0]) != 0)
+    return CT_FAIL(CT_ERR_USAGE, "node %d '%.60s': adds values of different shapes", index, tok);
+  *out = *in[0];
+  return CT_OK;
+}
+
+static size_t count(const ct_node *n, const ct_op_io *io) {
+  return (size_t)io->batch * ct_op_io_value_count(io, n->out);
+}
+
+static ct_status forward(const ct_node *n, const ct_op_io *io) {
+  return ct_residual_forward(io->dev, count(n, io), ct_slice_of(io->x[0], 0),
+                             ct_slice_of(io->x[1], 0), ct_slice_of(io->y, 0));
+}
+
+static ct_slice grad_of(const ct_op_io *io, int j) {   // NULL: nothing to do for input j
+  int act = io->dx_mode[j] == CT_GRAD_WRITE || io->dx_mode[j] == CT_GRAD_ADD;
+  return ct_slice_of(act ? io->dx[j] : NULL, 0);
+}
+
+static ct_status backward(const ct_node *n, const ct_op_io *io) {
+  return ct_residual_backward(io->dev, count(n, io), ct_slice_of(io->dy, 0), grad_of(io, 0),
+                              io->dx_mode[0] == CT_GRAD_ADD, grad_of(io, 1),
+                              io->dx_mode[1] == CT_GRAD_ADD);
+}
+
+static int passes_grad(const ct_node *n, int i) {
+  (void)n, (void)i;
+  return 1;
+}
+
+const ct_op ct_op_add = {
+    .name = "add",
+    .doc = "y = a + b (a residual connection)",
+    .claims = claims,
+    .parse = parse,
+    .shape = shape,
+    .forward = forward,
+    .backward = backward,
+    .passes_grad = passes_grad,
+    .can_add_dx = 1,
+};

@@ -11,7 +11,8 @@
 // --arch messages list the tokens in this order.
 const ct_op *const ct_ops[] = {
     &ct_op_dense, &ct_op_conv2d, &ct_op_relu, &ct_op_maxpool, &ct_op_flatten, &ct_op_dropout,
-    &ct_op_softmax_xent,
+    &ct_op_softmax_xent, &ct_op_embedding, &ct_op_layernorm, &ct_op_attention, &ct_op_gelu,
+    &ct_op_add,
 };
 const int ct_op_count = (int)(sizeof ct_ops / sizeof *ct_ops);
 
