@@ -161,9 +161,17 @@ determinism)
   # resumed from an end-of-epoch checkpoint, with AdamW
   B="$A --optimizer adamw --schedule cosine --warmup 5"
   "$T" $B --save-params "$work/e" >/dev/null || fail "adamw run"
-  "$T" $B --max-steps 30 --checkpoint "$work/ck2" >/dev/null || fail "adamw epoch 1"
+  # (stopped by a rank's exit as step 30 begins: --max-steps would make the cosine span 30 steps)
+  CLTRAIN_INJECT_EXIT_STEP=30 CLTRAIN_INJECT_EXIT_RANK=0 "$T" $B --checkpoint "$work/ck2" \
+    >/dev/null 2>&1; [ $? -eq 3 ] || fail "adamw epoch 1"
   "$T" $B --resume "$work/ck2" --save-params "$work/f" >/dev/null || fail "adamw resume"
   $cmp_params "$work/e" "$work/f" --exact || fail "adamw resumed run differs"
+  # --schedule cosine spans --max-steps when given (nanoGPT's lr_decay_iters): at step 20 of
+  # 20 the rate is near --min-lr, where over the 60 steps of --epochs 2 it would be 0.078
+  "$T" $A --schedule cosine --lr 0.1 --min-lr 0.01 --max-steps 20 --log-every 20 >"$work/out" \
+    || fail "cosine over --max-steps"
+  lr=$(sed -n 's/^step *20 .* lr \([0-9.]*\) .*/\1/p' "$work/out")
+  [ -n "$lr" ] && ge 0.02 "$lr" || { cat "$work/out"; fail "cosine over --max-steps: lr $lr at step 20"; }
   # resumed with nothing left to train: the checkpoint's model evaluated, no table, exit 0
   "$T" $B --epochs 1 --resume "$work/ck2" --save-params "$work/g" >"$work/out" 2>&1 || { cat "$work/out"; fail "resume at the end: exit $?"; }
   grep -q "final: test accuracy [0-9.]*, 0 steps (the checkpoint is already at the end of --epochs 1)" "$work/out" \
