@@ -466,10 +466,10 @@ static void print_final(ct_run_state *s, const double *mean) {
   printf("flops: %.3f MFLOP per sample and step (matrix products), %.1f GFLOP/s achieved in all",
          r->flops_per_sample / 1e6, g);
   if (mean[8] > 0)
-    printf(", device utilisation %.1f%% of the best SGEMM rate measured (%.1f GFLOP/s per "
-           "device, tuning cache)\n", 100.0 * g / s->comm->size / mean[8], mean[8]);
+    printf(", device utilisation %.1f%% of the peak multiply-add rate (%.1f GFLOP/s per device, "
+           "measured at start)\n", 100.0 * g / s->comm->size / mean[8], mean[8]);
   else
-    printf(", device utilisation unknown (no tuning cache: cltrain-tune measures the best rate)\n");
+    printf(", device utilisation unknown (no peak rate: a simulator)\n");
   fflush(stdout);
 }
 
@@ -479,7 +479,7 @@ ct_status ct_report_end(ct_run_state *s) {
   ct_train_result *r = s->res;
   if (s->cfg->profile) CT_TRY(report_profile(s));
   double mine[K] = {r->compute_s, r->copy_s, r->mpi_s, r->wait_s, r->phase_s, r->eval_s,
-                    r->local_samples, r->gflops, r->best_gflops, r->exposed_s, r->sent_bytes};
+                    r->local_samples, r->gflops, r->peak_gflops, r->exposed_s, r->sent_bytes};
   double *all = malloc((size_t)comm->size * K * sizeof *all);
   if (!all) return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
   ct_status st = comm->size > 1 ? ct_comm_gather_double(comm, mine, K, all) : CT_OK;

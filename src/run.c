@@ -294,7 +294,7 @@ static void figures(ct_run_state *s, loop *L) {
   }
   double fwd;
   ct_arch_flops(&s->arch, &fwd, &res->flops_per_sample);
-  res->best_gflops = s->dev.blas->best_gflops;
+  res->peak_gflops = s->peak_gflops;
   res->gflops = res->phase_s > 0
                     ? res->local_samples * res->flops_per_sample / res->phase_s / 1e9 : 0;
 }

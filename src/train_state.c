@@ -13,6 +13,7 @@
 #include "cltrain/buckets.h"
 #include "cltrain/evaluate.h"
 #include "cltrain/gpt.h"
+#include "cltrain/peak.h"
 #include "cltrain/prof.h"
 #include "cltrain/report.h"
 #include "cltrain/step.h"
@@ -311,6 +312,7 @@ static ct_status optim_decay_setup(ct_run_state *s) {
 static ct_status device_setup(ct_run_state *s) {
   const ct_train_config *cfg = s->cfg;
   CT_TRY(gemm_setup(s));
+  CT_TRY(ct_device_peak_gflops(&s->dev, 3, &s->peak_gflops));   // (about 0.05 s)
   if (cfg->profile) CT_TRY(ct_prof_init(&s->dev));
   CT_TRY(ct_model_init_tail(&s->dev, &s->arch, s->micro, s->tail, &s->model));
   if (cfg->accumulate > 1) {

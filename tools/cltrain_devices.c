@@ -17,6 +17,7 @@
 
 #include "cltrain/blas.h"
 #include "cltrain/device.h"
+#include "cltrain/peak.h"
 #include "cltrain/program.h"
 #include "cltrain/timer.h"
 #include "cltrain/tune.h"
@@ -31,6 +32,7 @@ typedef struct {
   size_t gemm_n[4];
   double gemm_gflops[4];
   double build_s;
+  double peak_gflops;     // the peak multiply-add rate (peak.h); 0 on a simulator
   char gemms[640];        // where the GEMM choices came from: the tuning cache, or defaults
 } bench_result;
 
@@ -41,8 +43,9 @@ static void usage(FILE *f) {
           "Lists OpenCL platforms and devices with the indices --device takes.\n"
           "  --json          print JSON instead of a tree\n"
           "  --bench         measure host-to-device and device-to-host bandwidth (GB/s),\n"
-          "                  SGEMM (GFLOP/s, with the device's GEMM tuning cache if there is one)\n"
-          "                  and the build time of the embedded kernels\n"
+          "                  SGEMM (GFLOP/s, with the device's GEMM tuning cache if there is one),\n"
+          "                  the peak multiply-add rate (a kernel of float8 chains) and the\n"
+          "                  build time of the embedded kernels\n"
           "  --device SPEC   only the device SPEC selects (default: all devices)\n"
           "  --spec SPEC     which device each local rank would take with --device SPEC, and\n"
           "                  why; a per-rank list (0=pocl,1=intel) is read with rank = local rank\n"
@@ -169,6 +172,7 @@ static void bench_device(const ct_device_info *info, bench_result *r) {
     st = bench_build(&dev, r);
     if (st == CT_OK) st = bench_bandwidth(&dev, r);
     if (st == CT_OK) st = bench_gemm(&dev, r);
+    if (st == CT_OK) st = ct_device_peak_gflops(&dev, 12, &r->peak_gflops);
   }
   if (dev.ctx) {
     ct_device_close(&dev);
@@ -214,6 +218,10 @@ static void print_tree_device(const ct_device_info *d, const bench_result *r, in
   for (int i = 0; i < r->ngemm; i++)
     printf("%s %zu^3 %.3g GFLOP/s", i ? "," : "", r->gemm_n[i], r->gemm_gflops[i]);
   printf(" (GEMMs: %s)\n", r->gemms);
+  if (r->peak_gflops > 0)
+    printf("%s     bench: peak multiply-add rate %.3g GFLOP/s (float8 chains; SGEMM 1024^3 at "
+           "%.0f %% of it)\n", b, r->peak_gflops,
+           r->ngemm ? 100.0 * r->gemm_gflops[r->ngemm - 1] / r->peak_gflops : 0.0);
   printf("%s     bench: kernel build %.3f s (%d families)\n", b, r->build_s, ct_cl_source_count);
 }
 
@@ -246,8 +254,8 @@ static void print_json_device(const ct_device_info *d, const bench_result *r) {
       json_str(r->error);
     } else {
       printf(", \"h2d_gbs\": %.3f, \"d2h_gbs\": %.3f, \"bytes\": %zu, \"build_s\": %.4f, "
-             "\"gemms\": ",
-             r->h2d_gbs, r->d2h_gbs, r->bw_bytes, r->build_s);
+             "\"peak_gflops\": %.6g, \"gemms\": ",
+             r->h2d_gbs, r->d2h_gbs, r->bw_bytes, r->build_s, r->peak_gflops);
       json_str(r->gemms);
       printf(", \"sgemm\": [");
       for (int i = 0; i < r->ngemm; i++)

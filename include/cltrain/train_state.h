@@ -91,6 +91,7 @@ typedef struct ct_run_state {
   ct_device dev;
   ct_dataset train, test;
   float clip_factor;       // --clip-norm with --shard-update: the step's factor (step.c)
+  double peak_gflops;      // the device's peak multiply-add rate (peak.h), at start
   int labels;              // labels (targets) per sample: 1, or a language model's T
   size_t in;               // input elements per sample (floats, or token ids as int32)
   ct_arch arch;

@@ -100,7 +100,8 @@ typedef struct {
   double local_samples;      // samples this rank trained on (in those steps)
   double flops_per_sample;   // the model's matrix products per sample and training step
   double gflops;             // achieved by this rank's device (its samples x flops / step time)
-  double best_gflops;        // best SGEMM rate measured on this rank's device (0: no cache)
+  double peak_gflops;        // this rank's device's peak multiply-add rate, measured at start
+                             // (peak.h; 0: a simulator)
   long share_changes;        // times the shares changed (THROUGHPUT)
   long averages;             // LOCAL: parameter averages done
   int final_share;           // this rank's share of a full global batch at the end
