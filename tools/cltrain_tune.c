@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "cltrain/args.h"
+#include "cltrain/gpt.h"
 #include "cltrain/model.h"
 #include "cltrain/tune.h"
 #include "cltrain/version.h"
@@ -39,11 +40,11 @@ static void usage(FILE *f) {
 "parameters and cltrain's own GEMM kernel for each, prints GFLOP/s before and after, and writes\n"
 "the device's tuning cache ($XDG_CACHE_HOME/cltrain/, default ~/.cache/cltrain/).\n"
 "  --device SPEC      the device to tune (as cltrain --device; see cltrain-devices)  [auto]\n"
-"  --model, --arch S  mlp | cnn | a layer list, as cltrain takes it              [mlp]\n"
+"  --model, --arch S  mlp | cnn | a layer list | gpt[:...], as cltrain takes it  [mlp]\n"
 "  --batch N          GLOBAL batch, as cltrain --batch                           [128]\n"
 "  --ranks R          ranks the batch is split over: tunes the per-rank shares   [1]\n"
 "  --input C,H,W      shape of one sample                                        [1,28,28]\n"
-"  --classes N        classes                                                    [10]\n"
+"  --classes N        classes (gpt: the vocabulary's size; the corpus has 84)    [10]\n"
 "  --list             only list the GEMMs (role, transposes, M, N, K); tune nothing\n"
 "  --bench            only measure the GEMMs as cltrain runs them now (the device's cache,\n"
 "                     or the defaults); tune nothing\n"
@@ -110,9 +111,19 @@ static ct_status parse(int argc, char **argv, tune_args *a) {
   return CT_OK;
 }
 
+// The model: a classifier on --input/--classes, or the language model (--classes its
+// vocabulary: 84 for the installed corpus).
+static ct_status build_arch(const tune_args *a, ct_arch *arch) {
+  if (!ct_gpt_is_spec(a->arch)) return ct_arch_parse(a->arch, a->c, a->h, a->w, a->classes, arch);
+  ct_gpt_config g;
+  CT_TRY(ct_gpt_parse(a->arch, &g));
+  g.vocab = a->classes;
+  return ct_gpt_build(&g, arch);
+}
+
 static ct_status run(tune_args *a) {
-  ct_arch arch;
-  CT_TRY(ct_arch_parse(a->arch, a->c, a->h, a->w, a->classes, &arch));
+  static ct_arch arch;   // (large: not on the stack)
+  CT_TRY(build_arch(a, &arch));
   ct_device dev;
   CT_TRY(ct_device_open_spec(a->device, 0, 0, &dev));
   // the shares of the global batch: ceil and floor of batch / ranks
