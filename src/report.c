@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -497,6 +498,15 @@ ct_status ct_report_end(ct_run_state *s) {
 
 // ---- the progress line ----------------------------------------------------------------------
 
+void ct_progress_start(ct_progress *p, int rank0, long si_epoch) {
+  memset(p, 0, sizeof *p);
+  p->si_epoch = si_epoch;
+  // a terminal: stderr's, or stdout's (under mpirun only stdout is one: Open MPI gives the
+  // ranks a pseudo-terminal for it and a pipe for stderr)
+  p->out = !rank0 ? NULL : isatty(STDERR_FILENO) ? stderr : isatty(STDOUT_FILENO) ? stdout : NULL;
+  p->on = p->out != NULL;
+}
+
 void ct_progress_draw(ct_progress *p, int epoch, int epochs, long si, long spe, double loss,
                           double sps, double t_train, int force) {
   double now = ct_now();
@@ -512,16 +522,16 @@ void ct_progress_draw(ct_progress *p, int epoch, int epochs, long si, long spe, 
   char l[32] = "-", r[32] = "-";   // not known yet: no step finished, too short to measure
   if (isfinite(loss) && loss > 0) snprintf(l, sizeof l, "%.4f", loss);
   if (t_train - p->t_epoch > 0.05) snprintf(r, sizeof r, "%.0f", sps);
-  fprintf(stderr, "\repoch %d/%d [%s] %ld/%ld  loss %s  %s samples/s  ETA %d:%02d \033[K",
+  fprintf(p->out, "\repoch %d/%d [%s] %ld/%ld  loss %s  %s samples/s  ETA %d:%02d \033[K",
           epoch + 1, epochs, bar, si, spe, l, r, (int)eta / 60, (int)eta % 60);
-  fflush(stderr);
+  fflush(p->out);
   p->drawn = 1;
 }
 
 void ct_progress_end(ct_progress *p) {
   if (p->on && p->drawn) {
-    fputc('\n', stderr);
-    fflush(stderr);
+    fputc('\n', p->out);
+    fflush(p->out);
   }
   p->drawn = 0;
 }

@@ -67,7 +67,7 @@ static ct_status start(ct_run_state *s, loop *L) {
   if (world > 1) CT_TRY(ct_comm_check_same_u64(s->comm, sum, "initial parameter checksum"));
   CT_TRY(ct_report_start(s, sum));
   L->step = pos.step, L->epoch = pos.epoch, L->si = pos.step_in_epoch;
-  L->prog = (ct_progress){.on = R0 && isatty(STDERR_FILENO), .si_epoch = pos.step_in_epoch};
+  ct_progress_start(&L->prog, R0, pos.step_in_epoch);
   return CT_OK;
 }
 

@@ -3,12 +3,14 @@
 // --profile's tables, and the progress line on a terminal.
 //
 // Defines: ct_report_metrics_open, ct_report_start, ct_report_log, ct_report_epoch,
-// ct_report_trace, ct_report_end, ct_progress (+ ct_progress_draw / _end).
+// ct_report_trace, ct_report_end, ct_progress (+ ct_progress_start / _draw / _end).
 //
 // Rank 0 prints and writes; the per-rank figures are gathered (collective calls are marked).
 // The records' schema is docs/metrics.md.
 #ifndef CLTRAIN_REPORT_H
 #define CLTRAIN_REPORT_H
+
+#include <stdio.h>
 
 #include "cltrain/train_state.h"
 
@@ -34,11 +36,15 @@ ct_status ct_report_end(ct_run_state *s);
 // terminal) nothing: the plain lines are the record.
 typedef struct {
   int on, drawn;
+  FILE *out;                 // the terminal it is drawn on (ct_progress_start)
   double last, t_epoch;      // last redraw; training time at the epoch's start
   long si_epoch;             // steps of the epoch done when it started (resume mid-epoch)
   double loss_acc, loss_n;   // loss since the epoch started (finished steps)
 } ct_progress;
 
+// Rank 0 draws on stderr when it is a terminal, else on stdout when that is one (under mpirun);
+// otherwise nothing is drawn (logs get the plain lines only).
+void ct_progress_start(ct_progress *p, int rank0, long si_epoch);
 void ct_progress_draw(ct_progress *p, int epoch, int epochs, long si, long spe, double loss,
                       double sps, double t_train, int force);
 void ct_progress_end(ct_progress *p);
