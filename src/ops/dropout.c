@@ -41,17 +41,6 @@ static ct_status parse(const char *tok, int index, ct_node *n) {
   return CT_OK;
 }
 
-static ct_status shape(ct_graph *g, ct_node *n, const ct_shape *const *in, const char *tok,
-                       const char *prev, int index, ct_shape *out) {
-  (void)g, (void)n, (void)tok, (void)prev, (void)index;
-  *out = *in[0];
-  return CT_OK;
-}
-
-static size_t count(const ct_node *n, const ct_op_io *io) {
-  return (size_t)io->batch * ct_op_io_value_count(io, n->out);
-}
-
 // Index (mod 2^32) of the first element of a share starting at sample `offset` of the batch.
 static uint32_t first(const ct_node *n, const ct_op_io *io) {
   return io->sample_offset * (uint32_t)ct_op_io_value_count(io, n->out);
@@ -59,13 +48,13 @@ static uint32_t first(const ct_node *n, const ct_op_io *io) {
 
 static ct_status forward(const ct_node *n, const ct_op_io *io) {
   float p = ((const dropout_cfg *)n->cfg)->p;
-  return ct_dropout_forward(io->dev, count(n, io), io->train ? p : 0.0f, io->seed, first(n, io),
+  return ct_dropout_forward(io->dev, ct_ops_elems(n, io), io->train ? p : 0.0f, io->seed, first(n, io),
                             io->x[0], io->y);
 }
 
 static ct_status backward(const ct_node *n, const ct_op_io *io) {
   float p = ((const dropout_cfg *)n->cfg)->p;   // (p = 0 passes the gradient: never called)
-  return ct_dropout_backward(io->dev, count(n, io), io->train ? p : 0.0f, io->seed,
+  return ct_dropout_backward(io->dev, ct_ops_elems(n, io), io->train ? p : 0.0f, io->seed,
                              first(n, io), io->dy, io->dx[0]);
 }
 
@@ -84,7 +73,7 @@ const ct_op ct_op_dropout = {
     .doc = "inverted dropout with a seeded, device-independent mask",
     .claims = claims,
     .parse = parse,
-    .shape = shape,
+    .shape = ct_ops_shape_same,
     .forward = forward,
     .backward = backward,
     .describe = describe,

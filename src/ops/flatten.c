@@ -7,12 +7,6 @@
 
 static int claims(const char *tok) { return !strcmp(tok, "flatten"); }
 
-static ct_status parse(const char *tok, int index, ct_node *n) {
-  (void)tok, (void)index;
-  snprintf(n->token, sizeof n->token, "flatten");
-  return CT_OK;
-}
-
 static ct_status shape(ct_graph *g, ct_node *n, const ct_shape *const *in, const char *tok,
                        const char *prev, int index, ct_shape *out) {
   (void)g, (void)n, (void)tok, (void)prev, (void)index;
@@ -47,7 +41,7 @@ const ct_op ct_op_flatten = {
     .syntax = "flatten",
     .doc = "(C, H, W) -> (C*H*W) features; no data moves",
     .claims = claims,
-    .parse = parse,
+    .parse = ct_ops_parse_plain,
     .shape = shape,
     .forward = nothing,
     .backward = backward,

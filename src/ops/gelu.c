@@ -43,29 +43,12 @@ ct_status ct_gelu_backward(ct_device *dev, size_t n, ct_slice x, ct_slice dy, ct
 
 static int claims(const char *tok) { return !strcmp(tok, "gelu"); }
 
-static ct_status parse(const char *tok, int index, ct_node *n) {
-  (void)tok, (void)index;
-  snprintf(n->token, sizeof n->token, "gelu");
-  return CT_OK;
-}
-
-static ct_status shape(ct_graph *g, ct_node *n, const ct_shape *const *in, const char *tok,
-                       const char *prev, int index, ct_shape *out) {
-  (void)g, (void)n, (void)tok, (void)prev, (void)index;
-  *out = *in[0];
-  return CT_OK;
-}
-
-static size_t count(const ct_node *n, const ct_op_io *io) {
-  return (size_t)io->batch * ct_op_io_value_count(io, n->out);
-}
-
 static ct_status forward(const ct_node *n, const ct_op_io *io) {
-  return ct_gelu_forward(io->dev, count(n, io), ct_slice_of(io->x[0], 0), ct_slice_of(io->y, 0));
+  return ct_gelu_forward(io->dev, ct_ops_elems(n, io), ct_slice_of(io->x[0], 0), ct_slice_of(io->y, 0));
 }
 
 static ct_status backward(const ct_node *n, const ct_op_io *io) {
-  return ct_gelu_backward(io->dev, count(n, io), ct_slice_of(io->x[0], 0),
+  return ct_gelu_backward(io->dev, ct_ops_elems(n, io), ct_slice_of(io->x[0], 0),
                           ct_slice_of(io->dy, 0), ct_slice_of(io->dx[0], 0),
                           io->dx_mode[0] == CT_GRAD_ADD);
 }
@@ -74,8 +57,8 @@ const ct_op ct_op_gelu = {
     .name = "gelu",
     .doc = "GELU, tanh approximation (as PyTorch's approximate=\"tanh\")",
     .claims = claims,
-    .parse = parse,
-    .shape = shape,
+    .parse = ct_ops_parse_plain,
+    .shape = ct_ops_shape_same,
     .forward = forward,
     .backward = backward,
     .can_add_dx = 1,

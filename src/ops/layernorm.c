@@ -111,12 +111,6 @@ ct_status ct_layernorm_backward(ct_device *dev, int rows, int channels, ct_slice
 
 static int claims(const char *tok) { return !strcmp(tok, "layernorm"); }
 
-static ct_status parse(const char *tok, int index, ct_node *n) {
-  (void)tok, (void)index;
-  snprintf(n->token, sizeof n->token, "layernorm");
-  return CT_OK;
-}
-
 static int channels_of(const ct_shape *s) { return s->d[s->nd - 1]; }
 
 static ct_status shape(ct_graph *g, ct_node *n, const ct_shape *const *in, const char *tok,
@@ -163,7 +157,7 @@ const ct_op ct_op_layernorm = {
     .name = "layernorm",
     .doc = "LayerNorm over the last dimension, eps 1e-5, with weight and bias",
     .claims = claims,
-    .parse = parse,
+    .parse = ct_ops_parse_plain,
     .shape = shape,
     .forward = forward,
     .backward = backward,

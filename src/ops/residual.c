@@ -53,12 +53,6 @@ ct_status ct_residual_backward(ct_device *dev, size_t n, ct_slice dy, ct_slice d
 
 static int claims(const char *tok) { return !strcmp(tok, "add"); }
 
-static ct_status parse(const char *tok, int index, ct_node *n) {
-  (void)tok, (void)index;
-  snprintf(n->token, sizeof n->token, "add");
-  return CT_OK;
-}
-
 static ct_status shape(ct_graph *g, ct_node *n, const ct_shape *const *in, const char *tok,
                        const char *prev, int index, ct_shape *out) {
   (void)g, (void)n, (void)prev;
@@ -68,12 +62,8 @@ static ct_status shape(ct_graph *g, ct_node *n, const ct_shape *const *in, const
   return CT_OK;
 }
 
-static size_t count(const ct_node *n, const ct_op_io *io) {
-  return (size_t)io->batch * ct_op_io_value_count(io, n->out);
-}
-
 static ct_status forward(const ct_node *n, const ct_op_io *io) {
-  return ct_residual_forward(io->dev, count(n, io), ct_slice_of(io->x[0], 0),
+  return ct_residual_forward(io->dev, ct_ops_elems(n, io), ct_slice_of(io->x[0], 0),
                              ct_slice_of(io->x[1], 0), ct_slice_of(io->y, 0));
 }
 
@@ -83,7 +73,7 @@ static ct_slice grad_of(const ct_op_io *io, int j) {   // NULL: nothing to do fo
 }
 
 static ct_status backward(const ct_node *n, const ct_op_io *io) {
-  return ct_residual_backward(io->dev, count(n, io), ct_slice_of(io->dy, 0), grad_of(io, 0),
+  return ct_residual_backward(io->dev, ct_ops_elems(n, io), ct_slice_of(io->dy, 0), grad_of(io, 0),
                               io->dx_mode[0] == CT_GRAD_ADD, grad_of(io, 1),
                               io->dx_mode[1] == CT_GRAD_ADD);
 }
@@ -97,7 +87,7 @@ const ct_op ct_op_add = {
     .name = "add",
     .doc = "y = a + b (a residual connection)",
     .claims = claims,
-    .parse = parse,
+    .parse = ct_ops_parse_plain,
     .shape = shape,
     .forward = forward,
     .backward = backward,

@@ -11,12 +11,6 @@
 
 static int claims(const char *tok) { return !strcmp(tok, "softmax_xent"); }
 
-static ct_status parse(const char *tok, int index, ct_node *n) {
-  (void)tok, (void)index;
-  snprintf(n->token, sizeof n->token, "softmax_xent");
-  return CT_OK;
-}
-
 static ct_status shape(ct_graph *g, ct_node *n, const ct_shape *const *in, const char *tok,
                        const char *prev, int index, ct_shape *out) {
   (void)g, (void)n, (void)tok, (void)prev, (void)index;
@@ -50,7 +44,7 @@ const ct_op ct_op_softmax_xent = {
     .name = "softmax_xent",
     .doc = "softmax cross-entropy per row against int labels (the loss)",
     .claims = claims,
-    .parse = parse,
+    .parse = ct_ops_parse_plain,
     .shape = shape,
     .forward = forward,
     .backward = backward,

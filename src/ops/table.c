@@ -77,3 +77,20 @@ ct_status ct_ops_window_shape(const ct_shape *in, const char *what, int k, int s
                    in->d[0], in->d[1], in->d[2], what, k, stride, pad);
   return CT_OK;
 }
+
+ct_status ct_ops_parse_plain(const char *tok, int index, ct_node *n) {
+  (void)index;
+  snprintf(n->token, sizeof n->token, "%s", tok);
+  return CT_OK;
+}
+
+ct_status ct_ops_shape_same(ct_graph *g, ct_node *n, const ct_shape *const *in, const char *tok,
+                            const char *prev, int index, ct_shape *out) {
+  (void)g, (void)n, (void)tok, (void)prev, (void)index;
+  *out = *in[0];
+  return CT_OK;
+}
+
+size_t ct_ops_elems(const ct_node *n, const ct_op_io *io) {
+  return (size_t)io->batch * ct_op_io_value_count(io, n->out);
+}
