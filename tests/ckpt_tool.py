@@ -7,6 +7,10 @@
                                       before the run state existed: no run state, version 1,
                                       the CRC32 recomputed
     ckpt_tool.py set-version IN OUT V IN with another version number, the CRC32 recomputed
+    ckpt_tool.py show PATH            the run state (version 2): "sync S since N pending P
+                                      balance B measured M weights W0,W1,.. ms X0,X1,.."
+    ckpt_tool.py set-run IN OUT K=V   IN's run state with pending, since or weights (W0,W1,..)
+                                      set, the CRC32 recomputed: files cltrain must refuse
     ckpt_tool.py watch PATH LOG STOP TIMEOUT
                                       checks PATH each time it changes (polled every 0.05 s:
                                       inode, size, mtime) until the file STOP exists or TIMEOUT
@@ -75,6 +79,35 @@ def main(argv):
         b = bytearray(open(argv[2], "rb").read()[:-4])
         struct.pack_into("<I", b, 8, int(argv[4]))
         open(argv[3], "wb").write(with_crc(bytes(b)))
+        return 0
+    if cmd == "show" and len(argv) == 3:
+        b = open(argv[2], "rb").read()
+        v, _, world, (pc, sc, run) = parse(b)
+        if v < 2:
+            print("version %d: no run state" % v)
+            return 0
+        o = HEADER + 4 * (pc + sc)
+        _, _, _, sync, since, pending, flags, bal = struct.unpack_from("<8sII32sqII32s", b, o)
+        ranks = [struct.unpack_from("<IIdQQ", b, o + 96 + 32 * r) for r in range(world)]
+        print("sync %s since %d pending %d balance %s measured %d weights %s ms %s" % (
+            sync.rstrip(b"\0").decode(), since, pending, bal.rstrip(b"\0").decode(), flags & 1,
+            ",".join(str(x[0]) for x in ranks), ",".join("%.4g" % x[2] for x in ranks)))
+        return 0
+    if cmd == "set-run" and len(argv) == 5:
+        b = bytearray(open(argv[2], "rb").read())
+        _, _, world, (pc, sc, run) = parse(bytes(b))
+        o = HEADER + 4 * (pc + sc)
+        key, val = argv[4].split("=", 1)
+        if key == "pending":
+            struct.pack_into("<I", b, o + 56, int(val))
+        elif key == "since":
+            struct.pack_into("<q", b, o + 48, int(val))
+        elif key == "weights":
+            for r, w in enumerate(val.split(",")[:world]):
+                struct.pack_into("<I", b, o + 96 + 32 * r, int(w))
+        else:
+            raise SystemExit("set-run: unknown field " + key)
+        open(argv[3], "wb").write(with_crc(bytes(b[:-4])))
         return 0
     if cmd == "watch" and len(argv) == 6:
         path, log, stop, limit = argv[2], argv[3], argv[4], float(argv[5])
