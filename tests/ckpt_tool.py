@@ -11,11 +11,13 @@
                                       balance B measured M weights W0,W1,.. ms X0,X1,.."
     ckpt_tool.py set-run IN OUT K=V   IN's run state with pending, since or weights (W0,W1,..)
                                       set, the CRC32 recomputed: files cltrain must refuse
-    ckpt_tool.py watch PATH LOG STOP TIMEOUT
+    ckpt_tool.py watch PATH LOG STOP TIMEOUT [KEEP]
                                       checks PATH each time it changes (polled every 0.05 s:
                                       inode, size, mtime) until the file STOP exists or TIMEOUT
                                       seconds pass; a line per checkpoint seen in LOG ("ok step
-                                      S world W" or "BAD ..."); exit 1 if any was bad
+                                      S world W version V" or "BAD ..."); exit 1 if any was
+                                      bad. KEEP: a folder where each good one is kept, as
+                                      step<S>-world<W>.ck
 The layout: a 1120-byte header ("CLTRCKPT", version, header size, 1024-byte architecture,
 parameter count, state count, optimizer, shuffle, optimizer steps, step, epoch, step in epoch,
 seed, world, batch), float32 parameters and state, from version 2 a run state of 96 + 32 x world
@@ -109,8 +111,9 @@ def main(argv):
             raise SystemExit("set-run: unknown field " + key)
         open(argv[3], "wb").write(with_crc(bytes(b[:-4])))
         return 0
-    if cmd == "watch" and len(argv) == 6:
+    if cmd == "watch" and len(argv) in (6, 7):
         path, log, stop, limit = argv[2], argv[3], argv[4], float(argv[5])
+        keep = argv[6] if len(argv) == 7 else None
         seen, bad, t_end = None, 0, time.time() + limit
         with open(log, "a") as out:
             while time.time() < t_end and not os.path.exists(stop):
@@ -121,7 +124,11 @@ def main(argv):
                         if key != seen:
                             seen = key
                             try:
-                                v, step, world, _ = parse(f.read())
+                                b = f.read()
+                                v, step, world, _ = parse(b)
+                                if keep:
+                                    open(os.path.join(keep, "step%d-world%d.ck" % (step, world)),
+                                         "wb").write(b)
                                 out.write("ok step %d world %d version %d\n" % (step, world, v))
                             except ValueError as e:
                                 bad += 1
