@@ -40,6 +40,9 @@
 #              and its processes after the first checkpoint (a power cut); the loop finds it
 #              dead, ends the job and runs it again on nodes 1 and 2, which resume and finish
 #              (the same checks and figures)
+#              (CLTRAIN_TEST_LOSS=kill or cut loses node 3 the other way in either case, to measure
+#              it; relaunch then needs "cut": a stand-in node whose processes were killed still
+#              answers on the network, and is rightly used again)
 #   sweep      (ctest's fixture cleanup, after the others) removes the namespaces of any case
 #              that was killed before its own trap ran (a ctest timeout sends SIGKILL), and with
 #              them whatever still runs there (a Slurm case's daemons and jobs)
@@ -230,6 +233,14 @@ watch_ckpt() {
   python3 "$here/ckpt_tool.py" watch "$work/ck" "$work/ckpts" "$work/stop" $LIMIT "$work/kept" &
   watcher=$!
   bg="$bg $watcher"
+}
+# lose_node3 HOW: node 3 lost: "kill" (every process SIGKILLed, slurmd too; its network stack,
+# which is the namespace's, still answers) or "cut" (its link down, then every process killed:
+# a power cut). CLTRAIN_TEST_LOSS picks another than the case's own, to measure it.
+lose_node3() {
+  [ "$1" = cut ] && ip -n "${CT_NETNS}switch" link set ct3 down
+  kill -9 $(ip netns pids "${CT_NETNS}node3") 2>/dev/null
+  case "$1" in kill) what="every process of node 3 killed" ;; *) what="node 3 cut off and its processes killed" ;; esac
 }
 # wait_first_ckpt OUT: until the first checkpoint was seen whole and the job has logged a step
 # 4 to 9 steps past one (midway between two checkpoints, as a failure at a random moment)
@@ -422,16 +433,16 @@ slurm_requeue)
   id=${id%%;*}
   wait_first_ckpt "$work/job"
   tk=$(now)
-  kill -9 $(ip netns pids "${CT_NETNS}node3") 2>/dev/null
-  echo "every process of node 3 killed $(awk -v a="$t0" -v b="$tk" 'BEGIN {printf "%.1f", b - a}') s after the submission, at step $last_step"
+  lose_node3 "${CLTRAIN_TEST_LOSS:-kill}"
+  echo "$what $(awk -v a="$t0" -v b="$tk" 'BEGIN {printf "%.1f", b - a}') s after the submission, at step $last_step"
   # the job's states and the first step after the resumed line, each with its time from the kill
   st_last="" trained="" info=""
   for i in $(seq 1 $((LIMIT * 5))); do
     info=$(sl scontrol -o show job "$id" 2>&1)
     st=$(echo "$info" | sed -n 's/.* JobState=\([A-Z_]*\) .*/\1/p')
-    if [ "$st" != "$st_last" ]; then echo "  $(since "$tk") s after the kill: $st"; st_last=$st; fi
+    if [ "$st" != "$st_last" ]; then echo "  $(since "$tk") s after the loss: $st"; st_last=$st; fi
     if [ -z "$trained" ] && sed -n '/^resumed from/,$p' "$work/job" | grep -q "^step "; then
-      trained=$(since "$tk"); echo "  $trained s after the kill: training again"
+      trained=$(since "$tk"); echo "  $trained s after the loss: training again"
     fi
     case "$st" in COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY|BOOT_FAIL|DEADLINE) break ;; esac
     sleep 0.2
@@ -460,15 +471,13 @@ relaunch)
   loop=$!; bg="$bg $loop"
   wait_first_ckpt "$work/job"
   tk=$(now)
-  # a power cut: no answer on the network, no process left
-  ip -n "${CT_NETNS}switch" link set ct3 down
-  kill -9 $(ip netns pids "${CT_NETNS}node3") 2>/dev/null
-  echo "node 3 cut off and its processes killed $(awk -v a="$t0" -v b="$tk" 'BEGIN {printf "%.1f", b - a}') s after the start, at step $last_step"
+  lose_node3 "${CLTRAIN_TEST_LOSS:-cut}"   # (a power cut: no answer on the network, no process left)
+  echo "$what $(awk -v a="$t0" -v b="$tk" 'BEGIN {printf "%.1f", b - a}') s after the start, at step $last_step"
   seen="" trained=""
   for i in $(seq 1 $((LIMIT * 5))); do
-    if [ -z "$seen" ] && grep -q "^cltrain-relaunch: .* run 2 on" "$work/job"; then seen=1; echo "  $(since "$tk") s after the cut: run 2 started"; fi
+    if [ -z "$seen" ] && grep -q "^cltrain-relaunch: .* run 2 on" "$work/job"; then seen=1; echo "  $(since "$tk") s after the loss: run 2 started"; fi
     if [ -z "$trained" ] && sed -n '/^resumed from/,$p' "$work/job" | grep -q "^step "; then
-      trained=$(since "$tk"); echo "  $trained s after the cut: training again"
+      trained=$(since "$tk"); echo "  $trained s after the loss: training again"
     fi
     kill -0 $loop 2>/dev/null || break
     sleep 0.2
