@@ -227,18 +227,26 @@ resume_auto)   # --resume auto: no checkpoint, a good one, a damaged one; a vers
   A="--model $SMALL $QUICK --epochs 2 --seed 7 --checkpoint-every 7"
   "$T" $A --checkpoint "$work/full.ck" --save-params "$work/full" >/dev/null || fail "the run never stopped"
   # nothing at --checkpoint: from the seed, said in one line
-  "$T" $A --resume auto --checkpoint "$work/ck" --max-steps 25 >"$work/out" 2>&1 || { cat "$work/out"; fail "first run: exit $?"; }
+  "$T" $A --resume auto --checkpoint "$work/ck" --max-steps 25 --metrics "$work/m0.jsonl" >"$work/out" 2>&1 || { cat "$work/out"; fail "first run: exit $?"; }
   grep "resume" "$work/out"
   [ "$(grep -c "^cltrain: --resume auto: no checkpoint at $work/ck yet: starting from the seed$" "$work/out")" -eq 1 ] \
     || fail "the fresh start is not said in one line"
   grep -q "^resumed from" "$work/out" && fail "resumed from nothing"
   cp "$work/ck" "$work/ck21"
   # a checkpoint there (step 21 of 60): resumed, the same bits as the run never stopped
-  "$T" $A --resume auto --checkpoint "$work/ck" --save-params "$work/auto" >"$work/out" 2>&1 || { cat "$work/out"; fail "resume: exit $?"; }
+  "$T" $A --resume auto --checkpoint "$work/ck" --save-params "$work/auto" --metrics "$work/m1.jsonl" >"$work/out" 2>&1 || { cat "$work/out"; fail "resume: exit $?"; }
   grep "resume" "$work/out"
   grep -q "^resumed from $work/ck at step 21 (epoch 1, step 21 of it), saved by 1 rank(s) (--resume auto)$" "$work/out" \
     || fail "not resumed at step 21 in one line"
   $cmp_params "$work/full" "$work/auto" --exact || fail "the resumed run differs from the run never stopped"
+  # the config record says where each run started (docs/metrics.md)
+  python3 - "$work/m0.jsonl" "$work/m1.jsonl" "$work/ck" <<'PY' || fail "--metrics: resumed"
+import json, sys
+c0, c1 = (json.loads(open(f).readline()) for f in sys.argv[1:3])
+assert c0["type"] == "config" and c0["resumed"] is None, c0.get("resumed")
+assert c1["resumed"] == {"path": sys.argv[3], "step": 21, "world": 1, "format": 2}, c1.get("resumed")
+print("config records: resumed", c0["resumed"], "then", c1["resumed"])
+PY
   cmp -s "$work/ck" "$work/full.ck" || fail "the last checkpoints differ"
   # a damaged checkpoint there: refused in one line (exit 1), never passed over, left as it was
   sz=$(stat -c %s "$work/ck21")
