@@ -47,8 +47,7 @@ static void parse_one(const uint8_t *buf, size_t size) {
   } else {   // the run state between the optimizer state and the CRC32
     CHECK(v.run == s0 + 4 * v.state_count && v.run + v.run_bytes + 4 == end);
     ct_checkpoint_run run;
-    ct_status st = ct_checkpoint_parse_run(&v, &run);
-    CHECK(st == CT_OK && run.present && run.world == v.pos.world);
+    CHECK(ct_checkpoint_parse_run(&v, &run) == CT_OK && run.present && run.world == v.pos.world);
     CHECK(memchr(run.sync, 0, sizeof run.sync) && memchr(run.balance, 0, sizeof run.balance));
     uint64_t wsum = 0;
     for (int r = 0; r < run.world; r++) {
