@@ -12,29 +12,58 @@ void ct_balance_full_shares(ct_run_state *s, const uint32_t *w, int *shares) {
   ct_shares_weighted(s->cfg->batch, s->comm->size, w, shares);
 }
 
-// ---- auto -----------------------------------------------------------------------------------
+// ---- the ranks' devices ------------------------------------------------------------------------
 
-static const ct_balance_policy *find(const char *name);
+static uint64_t fnv1a(const char *text) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (const char *p = text; *p; p++) h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
+  return h;
+}
 
-// Throughput when the ranks' devices differ (platform and device names compared: an all-gather
-// of a hash), even when they are all the same model.
-static ct_status auto_choose(ct_run_state *s, const ct_balance_policy **chosen) {
+// Every rank's device (host, local rank, platform and device) and device model (platform and
+// device names), as hashes, into s->bal.ids on every rank: an all-gather. auto compares the
+// models; a checkpoint keeps both, so that a run resumed on other ranks finds each device's
+// measured rate (ct_balance_resume).
+static ct_status identify(ct_run_state *s) {
   int world = s->comm->size;
-  *chosen = find("even");
-  if (world < 2) return CT_OK;
-  char id[300];
+  char host[MPI_MAX_PROCESSOR_NAME + 1] = "?", id[600];
+  int hlen = 0;
+  if (MPI_Get_processor_name(host, &hlen) != MPI_SUCCESS)
+    return CT_FAIL(CT_ERR_MPI, "MPI_Get_processor_name failed on rank %d", s->comm->rank);
+  host[hlen > 0 ? hlen : 1] = 0;
   snprintf(id, sizeof id, "%s|%s", s->dev.info.platform_name, s->dev.info.name);
-  uint64_t h = 0xcbf29ce484222325ULL;   // FNV-1a of the text
-  for (const char *p = id; *p; p++) h = (h ^ (unsigned char)*p) * 0x100000001b3ULL;
-  uint64_t *all = malloc((size_t)world * sizeof *all);
+  uint64_t mine[2] = {0, fnv1a(id)};
+  snprintf(id, sizeof id, "%s|%d|%s|%s", host, s->comm->local_rank, s->dev.info.platform_name,
+           s->dev.info.name);
+  mine[0] = fnv1a(id);
+  if (world == 1) {
+    s->bal.ids[0] = mine[0], s->bal.ids[1] = mine[1];
+    return CT_OK;
+  }
+  uint64_t *all = malloc(2 * (size_t)world * sizeof *all);
   if (!all) return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
-  int rc = MPI_Allgather(&h, 1, MPI_UINT64_T, all, 1, MPI_UINT64_T, s->comm->comm);
-  int differ = 0;
-  for (int r = 1; r < world; r++) differ |= all[r] != all[0];
+  int rc = MPI_Allgather(mine, 2, MPI_UINT64_T, all, 2, MPI_UINT64_T, s->comm->comm);
+  for (int r = 0; r < world && rc == MPI_SUCCESS; r++)
+    s->bal.ids[r] = all[2 * r], s->bal.ids[world + r] = all[2 * r + 1];
   free(all);
   if (rc != MPI_SUCCESS)
     return CT_FAIL(CT_ERR_MPI, "MPI_Allgather of device identities failed on rank %d",
                    s->comm->rank);
+  return CT_OK;
+}
+
+// ---- auto -----------------------------------------------------------------------------------
+
+static const ct_balance_policy *find(const char *name);
+
+// Throughput when the ranks' device models differ (platform and device names: identify), even
+// when they are all the same model.
+static ct_status auto_choose(ct_run_state *s, const ct_balance_policy **chosen) {
+  int world = s->comm->size;
+  const uint64_t *model = s->bal.ids + world;
+  *chosen = find("even");
+  int differ = 0;
+  for (int r = 1; r < world; r++) differ |= model[r] != model[0];
   if (differ) *chosen = find("throughput");
   return CT_OK;
 }
@@ -117,6 +146,7 @@ static int measured_shares(ct_run_state *s) {
     w[r] = v > 4e9 ? 4000000000u : v < 1 ? 1u : (uint32_t)v;
     if (w[r] > most) most = w[r];
   }
+  b->est_valid = 1;
   uint32_t floor_w = most / (8u * (uint32_t)world);
   for (int r = 0; r < world; r++)
     if (w[r] < floor_w) w[r] = floor_w;
@@ -337,7 +367,8 @@ ct_status ct_balance_setup(ct_run_state *s) {
   ct_balance_choice c;
   CT_TRY(ct_balance_parse(s->cfg->balance, &c));
   const ct_balance_policy *p = c.policy;
-  if (p->weights) CT_TRY(p->weights(s, &c, s->weights));   // (checked before auto's collective)
+  if (p->weights) CT_TRY(p->weights(s, &c, s->weights));   // (checked before the collective)
+  CT_TRY(identify(s));
   if (p->choose) CT_TRY(p->choose(s, &p));
   if (!p->weights)
     for (int r = 0; r < world; r++) s->weights[r] = 1u;
@@ -353,4 +384,79 @@ void ct_balance_update(ct_run_state *s, const float *ms, const int *shares, long
                        int force) {
   if (!s->balancing || step < CT_WARMUP_STEPS) return;
   s->policy->update(s, ms, shares, step, force);
+}
+
+// ---- checkpoints ------------------------------------------------------------------------------
+
+void ct_balance_save(ct_run_state *s, ct_checkpoint_run *run) {
+  int world = s->comm->size;
+  snprintf(run->balance, sizeof run->balance, "%s", s->policy->name);
+  run->world = world;
+  run->weights = s->weights;
+  run->measured = s->bal.est_valid;
+  run->ms_per_sample = s->bal.est_valid ? s->bal.est : NULL;
+  run->device = s->bal.ids;
+  run->model = s->bal.ids + world;
+}
+
+// Weights from measured ms per sample, as a check makes them (samples per ms in 1/1024, no
+// rank under 1/(8N) of the largest).
+static void weights_from_rates(ct_run_state *s, const double *est) {
+  int world = s->comm->size;
+  uint32_t most = 1;
+  for (int r = 0; r < world; r++) {
+    double v = 1024.0 / est[r];
+    s->weights[r] = v > 4e9 ? 4000000000u : v < 1 ? 1u : (uint32_t)v;
+    if (s->weights[r] > most) most = s->weights[r];
+  }
+  uint32_t floor_w = most / (8u * (uint32_t)world);
+  for (int r = 0; r < world; r++)
+    if (s->weights[r] < floor_w) s->weights[r] = floor_w;
+}
+
+ct_status ct_balance_resume(ct_run_state *s, const ct_checkpoint_run *run, char *what,
+                            size_t size) {
+  int world = s->comm->size;
+  const uint64_t *dev = s->bal.ids, *model = s->bal.ids + world;
+  what[0] = 0;
+  if (!s->balancing) return CT_OK;   // even and static: this run's weights
+  if (!run->present) {
+    snprintf(what, size, "shares measured again from even (a version-1 checkpoint holds none)");
+    return CT_OK;
+  }
+  int same = run->world == world && !strcmp(run->balance, s->policy->name);
+  for (int r = 0; r < world && same; r++) same = run->device[r] == dev[r];
+  if (same) {   // the same ranks on the same devices: the shares as they were
+    memcpy(s->weights, run->weights, (size_t)world * sizeof *s->weights);
+    snprintf(what, size, "shares as saved (the same %d ranks on the same devices)", world);
+    return CT_OK;
+  }
+  if (!run->measured) {
+    snprintf(what, size, "shares measured again from even (the checkpoint holds no measured "
+             "rates)");
+    return CT_OK;
+  }
+  // each rank its device's measured rate, else the mean of its device model's
+  double *est = s->bal.est;
+  int exact = 0, by_model = 0;
+  for (int r = 0; r < world; r++) {
+    double sum_d = 0, sum_m = 0;
+    int n_d = 0, n_m = 0;
+    for (int q = 0; q < run->world; q++) {
+      if (!(run->ms_per_sample[q] > 0)) continue;
+      if (run->device[q] == dev[r]) sum_d += run->ms_per_sample[q], n_d++;
+      if (run->model[q] == model[r]) sum_m += run->ms_per_sample[q], n_m++;
+    }
+    if (n_d) est[r] = sum_d / n_d, exact++;
+    else if (n_m) est[r] = sum_m / n_m, by_model++;
+    else {
+      snprintf(what, size, "shares measured again from even (rank %d's device model has no "
+               "measured rate in the checkpoint)", r);
+      return CT_OK;
+    }
+  }
+  weights_from_rates(s, est);
+  snprintf(what, size, "shares from the rates the checkpoint measured (%d rank(s) on a device it "
+           "measured, %d on a model it measured)", exact, by_model);
+  return CT_OK;
 }

@@ -1,4 +1,4 @@
-// checkpoint.c: atomic checkpoint files (header, parameters, optimizer state, CRC32).
+// checkpoint.c: atomic checkpoint files (header, parameters, optimizer state, run state, CRC32).
 #include "cltrain/checkpoint.h"
 
 #include <errno.h>
@@ -19,6 +19,10 @@
 #endif
 
 #define HEADER_BYTES 1120
+#define RUN_MAGIC "CLTRRUN"      // 8 bytes with its NUL
+#define RUN_FIXED 96             // the run state's bytes before the per-rank entries
+#define RUN_PER_RANK 32
+#define MAX_WORLD (1 << 20)      // a world size beyond this is a damaged header
 
 static const char *optim_name(int kind) { return kind == CT_OPT_SGD ? "sgd" : kind == CT_OPT_ADAMW ? "adamw" : "?"; }
 
@@ -99,7 +103,7 @@ static void encode_header(uint8_t *h, const char *arch, uint64_t pc, uint64_t sc
   uint8_t *p = h;
   memcpy(p, CT_CHECKPOINT_MAGIC, 8);
   p += 8;
-  put32(&p, CT_CHECKPOINT_VERSION);
+  put32(&p, CT_CHECKPOINT_VERSION);   // (the run state follows the optimizer state)
   put32(&p, HEADER_BYTES);
   snprintf((char *)p, 1024, "%s", arch);
   p += 1024;
@@ -122,6 +126,129 @@ static int all_finite(const float *x, size_t n) {
   return 1;
 }
 
+// ---- the run state (version 2) --------------------------------------------------------------
+
+void ct_checkpoint_run_free(ct_checkpoint_run *run) {
+  free(run->weights), free(run->ms_per_sample), free(run->device), free(run->model);
+  memset(run, 0, sizeof *run);
+}
+
+static void put_text(uint8_t **p, const char *text) {
+  memset(*p, 0, 32);
+  snprintf((char *)*p, 32, "%s", text ? text : "");
+  *p += 32;
+}
+
+// The section for a run of `world` ranks (run->world must be world).
+static void encode_run(uint8_t *out, const ct_checkpoint_run *run, int world) {
+  uint8_t *p = out;
+  memset(out, 0, RUN_FIXED + (size_t)RUN_PER_RANK * (size_t)world);
+  memcpy(p, RUN_MAGIC, 8);
+  p += 8;
+  put32(&p, (uint32_t)(RUN_FIXED + RUN_PER_RANK * world));
+  put32(&p, (uint32_t)world);
+  put_text(&p, run->sync);
+  put64(&p, (uint64_t)run->since_avg);
+  put32(&p, (uint32_t)run->pending);
+  put32(&p, run->measured ? 1u : 0u);
+  put_text(&p, run->balance);
+  for (int r = 0; r < world; r++) {
+    uint64_t ms;
+    double d = run->ms_per_sample ? run->ms_per_sample[r] : 0;
+    memcpy(&ms, &d, 8);
+    put32(&p, run->weights ? run->weights[r] : 1u);
+    put32(&p, 0);
+    put64(&p, ms);
+    put64(&p, run->device ? run->device[r] : 0);
+    put64(&p, run->model ? run->model[r] : 0);
+  }
+}
+
+static int text_ok(const uint8_t *p) {
+  if (!memchr(p, 0, 32)) return 0;
+  for (; *p; p++)
+    if (*p < 0x20 || *p > 0x7e) return 0;
+  return 1;
+}
+
+// The section of a parsed view, validated (after the CRC: a damaged field here is a file that
+// was written so, not a torn one).
+static ct_status check_run(const ct_checkpoint_view *v, const char *name) {
+  const uint8_t *p = v->run;
+  if (memcmp(p, RUN_MAGIC, 8) != 0)
+    return CT_FAIL(CT_ERR_FORMAT, "%s: no run state ('%s') after the optimizer state", name,
+                   RUN_MAGIC);
+  p += 8;
+  uint32_t bytes = get32(&p), world = get32(&p);
+  if (bytes != v->run_bytes || world != (uint32_t)v->pos.world)
+    return CT_FAIL(CT_ERR_FORMAT, "%s: run state of %u bytes for %u ranks, the header says %zu "
+                   "bytes for %d", name, bytes, world, v->run_bytes, v->pos.world);
+  const uint8_t *sync = p;
+  p += 32;
+  int64_t since = (int64_t)get64(&p);
+  uint32_t pending = get32(&p), flags = get32(&p);
+  const uint8_t *balance = p;
+  p += 32;
+  if (!text_ok(sync) || !text_ok(balance))
+    return CT_FAIL(CT_ERR_FORMAT, "%s: the run state's sync mode or balance policy is not a "
+                   "terminated text", name);
+  if (since < 0 || pending > 1 || flags > 1)
+    return CT_FAIL(CT_ERR_FORMAT, "%s: run state out of range (steps since the average %lld, "
+                   "pending %u, flags %u)", name, (long long)since, pending, flags);
+  uint64_t wsum = 0;
+  for (uint32_t r = 0; r < world; r++) {
+    uint32_t w = get32(&p), zero = get32(&p);
+    uint64_t bits = get64(&p);
+    double ms;
+    memcpy(&ms, &bits, 8);
+    p += 16;
+    wsum += w;
+    if (zero != 0 || !isfinite(ms) || ms < 0)
+      return CT_FAIL(CT_ERR_FORMAT, "%s: rank %u's run state is out of range (ms per sample %g)",
+                     name, r, ms);
+  }
+  if (wsum == 0) return CT_FAIL(CT_ERR_FORMAT, "%s: every share weight is 0", name);
+  return CT_OK;
+}
+
+ct_status ct_checkpoint_parse_run(const ct_checkpoint_view *v, ct_checkpoint_run *run) {
+  memset(run, 0, sizeof *run);
+  if (!v->run) return CT_OK;
+  int world = v->pos.world;
+  run->weights = malloc((size_t)world * sizeof *run->weights);
+  run->ms_per_sample = malloc((size_t)world * sizeof *run->ms_per_sample);
+  run->device = malloc((size_t)world * sizeof *run->device);
+  run->model = malloc((size_t)world * sizeof *run->model);
+  if (!run->weights || !run->ms_per_sample || !run->device || !run->model) {
+    ct_checkpoint_run_free(run);
+    return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
+  }
+  const uint8_t *p = v->run + 16;
+  memcpy(run->sync, p, 32);
+  p += 32;
+  run->since_avg = (long)(int64_t)get64(&p);
+  run->pending = (int)get32(&p);
+  run->measured = (int)(get32(&p) & 1);
+  memcpy(run->balance, p, 32);
+  p += 32;
+  for (int r = 0; r < world; r++) {
+    run->weights[r] = get32(&p);
+    p += 4;
+    uint64_t bits = get64(&p);
+    memcpy(&run->ms_per_sample[r], &bits, 8);
+    run->device[r] = get64(&p);
+    run->model[r] = get64(&p);
+  }
+  run->world = world;
+  run->present = 1;
+  return CT_OK;
+}
+
+int ct_checkpoint_exists(const char *path) {
+  struct stat sb;
+  return !(lstat(path, &sb) != 0 && errno == ENOENT);
+}
+
 ct_status ct_checkpoint_parse(const uint8_t *buf, size_t size, const char *name,
                               ct_checkpoint_view *v) {
   memset(v, 0, sizeof *v);
@@ -133,9 +260,10 @@ ct_status ct_checkpoint_parse(const uint8_t *buf, size_t size, const char *name,
                    HEADER_BYTES);
   const uint8_t *p = buf + 8;
   uint32_t version = get32(&p), hbytes = get32(&p);
-  if (version != CT_CHECKPOINT_VERSION)
-    return CT_FAIL(CT_ERR_FORMAT, "%s: format version %u, this build reads version %d", name,
-                   version, CT_CHECKPOINT_VERSION);
+  if (version < 1 || version > CT_CHECKPOINT_VERSION)
+    return CT_FAIL(CT_ERR_FORMAT, "%s: format version %u, this build reads versions up to %d",
+                   name, version, CT_CHECKPOINT_VERSION);
+  v->version = (int)version;
   if (hbytes != HEADER_BYTES)
     return CT_FAIL(CT_ERR_FORMAT, "%s: header size %u, expected %d", name, hbytes, HEADER_BYTES);
   memcpy(v->arch, p, 1024);
@@ -158,7 +286,12 @@ ct_status ct_checkpoint_parse(const uint8_t *buf, size_t size, const char *name,
   if (v->param_count == 0 || v->param_count > (1ULL << 34) || v->state_count > (1ULL << 36))
     return CT_FAIL(CT_ERR_FORMAT, "%s: implausible sizes: %llu parameters, %llu state values",
                    name, (unsigned long long)v->param_count, (unsigned long long)v->state_count);
-  uint64_t want = (uint64_t)HEADER_BYTES + 4 * (v->param_count + v->state_count) + 4;
+  if (version >= 2 && (v->pos.world < 1 || v->pos.world > MAX_WORLD))
+    return CT_FAIL(CT_ERR_FORMAT, "%s: implausible world size %d in the header", name,
+                   v->pos.world);
+  uint64_t run_bytes =
+      version >= 2 ? RUN_FIXED + (uint64_t)RUN_PER_RANK * (uint64_t)v->pos.world : 0;
+  uint64_t want = (uint64_t)HEADER_BYTES + 4 * (v->param_count + v->state_count) + run_bytes + 4;
   if ((uint64_t)size != want)
     return CT_FAIL(CT_ERR_FORMAT, "%s: %s: %zu bytes, the header says %llu", name,
                    (uint64_t)size < want ? "truncated" : "trailing bytes", size,
@@ -181,6 +314,11 @@ ct_status ct_checkpoint_parse(const uint8_t *buf, size_t size, const char *name,
   v->state = v->params + v->param_count;
   if (!all_finite(v->params, v->param_count) || !all_finite(v->state, v->state_count))
     return CT_FAIL(CT_ERR_FORMAT, "%s: holds non-finite values", name);
+  if (run_bytes) {
+    v->run = (const uint8_t *)(v->state + v->state_count);
+    v->run_bytes = (size_t)run_bytes;
+    CT_TRY(check_run(v, name));
+  }
   return CT_OK;
 }
 
@@ -188,12 +326,22 @@ ct_status ct_checkpoint_parse(const uint8_t *buf, size_t size, const char *name,
 
 ct_status ct_checkpoint_save(const char *path, ct_model *model, ct_optim *opt,
                              const ct_checkpoint_pos *pos, uint64_t seed, int shuffle,
-                             ct_comm *comm, float *host_scratch) {
+                             const ct_checkpoint_run *run, ct_comm *comm, float *host_scratch) {
   if (comm && comm->rank != 0) return CT_OK;
   size_t pc = model->arch.param_count, sc = opt->state_count;
+  if (pos->world < 1 || pos->world > MAX_WORLD || (run && run->world != pos->world))
+    return CT_FAIL(CT_ERR_INTERNAL, "checkpoint %s: run state of %d ranks for a world of %d",
+                   path, run ? run->world : 0, pos->world);
   CT_TRY(ct_model_download_params(model, host_scratch));
+  size_t run_bytes = RUN_FIXED + (size_t)RUN_PER_RANK * (size_t)pos->world;
   float *state = malloc(sc * sizeof *state + 1);
-  if (!state) return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
+  uint8_t *runsec = malloc(run_bytes);
+  if (!state || !runsec) {
+    free(state), free(runsec);
+    return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
+  }
+  ct_checkpoint_run none = {.world = pos->world};
+  encode_run(runsec, run ? run : &none, pos->world);
   ct_status st = ct_optim_read_state(opt, state);
   if (st == CT_OK && (!all_finite(host_scratch, pc) || !all_finite(state, sc)))
     st = CT_FAIL(CT_ERR_NONFINITE, "not writing checkpoint %s: the parameters or optimizer state "
@@ -205,19 +353,23 @@ ct_status ct_checkpoint_save(const char *path, ct_model *model, ct_optim *opt,
     crc = (uint32_t)crc32(crc, header, HEADER_BYTES);
     crc = (uint32_t)crc32(crc, (const Bytef *)host_scratch, (uInt)(pc * sizeof(float)));
     if (sc) crc = (uint32_t)crc32(crc, (const Bytef *)state, (uInt)(sc * sizeof(float)));
+    crc = (uint32_t)crc32(crc, runsec, (uInt)run_bytes);
     part parts[] = {{header, HEADER_BYTES},
                     {host_scratch, pc * sizeof(float)},
                     {state, sc * sizeof(float)},
+                    {runsec, run_bytes},
                     {&crc, 4}};
-    st = write_parts_atomic(path, parts, 4);
+    st = write_parts_atomic(path, parts, 5);
   }
   free(state);
+  free(runsec);
   return st;
 }
 
 ct_status ct_checkpoint_load(const char *path, const ct_arch *arch, ct_optim *opt,
                              float *host_params, ct_checkpoint_pos *pos, uint64_t seed,
-                             int shuffle, int batch) {
+                             int shuffle, int batch, ct_checkpoint_run *run, int *version) {
+  memset(run, 0, sizeof *run);
   FILE *f = fopen(path, "rb");
   if (!f) return CT_FAIL(CT_ERR_IO, "--resume: cannot open %s: %s", path, strerror(errno));
   uint8_t *buf = NULL;
@@ -263,6 +415,16 @@ ct_status ct_checkpoint_load(const char *path, const ct_arch *arch, ct_optim *op
                  v.shuffle ? "shuffled" : "--no-shuffle", shuffle ? "shuffled" : "--no-shuffle");
   }
   if (st != CT_OK) goto out;
+  CT_GOTO(ct_checkpoint_parse_run(&v, run), st, out);
+  if (run->pending || run->since_avg > 0) {   // (cltrain writes neither: checkpoint.h)
+    st = CT_FAIL(CT_ERR_FORMAT, "%s: saved with %s (--sync %s): this build resumes only from "
+                 "a checkpoint where the replicas agree", path,
+                 run->pending ? "a stale step pending" : "steps since the last average",
+                 run->sync);
+    ct_checkpoint_run_free(run);
+    goto out;
+  }
+  *version = v.version;
   memcpy(host_params, v.params, v.param_count * sizeof(float));
   CT_GOTO(ct_optim_write_state(opt, v.state), st, out);
   opt->t = (long)v.optim_t;

@@ -88,6 +88,19 @@ static ct_status metrics_config(ct_run_state *s) {
   ct_json_num(&j, "bucket_mb", c->bucket_mb);
   ct_json_int(&j, "shard_update", s->shard);
   json_shares(s, &j);
+  if (s->resumed_from) {   // the checkpoint this run continues
+    ct_json from;
+    ct_json_begin(&from);
+    ct_json_str(&from, "path", s->resumed_from);
+    ct_json_int(&from, "step", s->resumed_step);
+    ct_json_int(&from, "world", s->resumed_world);
+    ct_json_int(&from, "format", s->resumed_format);
+    if (ct_json_end(&from) == CT_OK) ct_json_raw(&j, "resumed", from.buf);
+    else j.oom = 1;
+    free(from.buf);
+  } else {
+    ct_json_raw(&j, "resumed", "null");
+  }
   ct_json_raw(&j, "devices", s->devices_json ? s->devices_json : "[]");
   return metrics_put(s, &j);
 }

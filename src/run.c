@@ -15,6 +15,7 @@
 #include "cltrain/hooks.h"
 #include "cltrain/prof.h"
 #include "cltrain/report.h"
+#include "cltrain/resume.h"
 #include "cltrain/step.h"
 #include "cltrain/sync.h"
 #include "cltrain/timer.h"
@@ -46,22 +47,8 @@ static ct_status start(ct_run_state *s, loop *L) {
     s->sched.total = cfg->max_steps > 0 ? cfg->max_steps   // lr_decay_iters), else all epochs
                                         : L->steps_per_epoch * cfg->epochs;
   CT_TRY(ct_schedule_check(&s->sched));
-  ct_checkpoint_pos pos = {0};
-  if (cfg->resume) {
-    CT_TRY(ct_checkpoint_load(cfg->resume, &s->arch, &s->opt, s->host_params, &pos, cfg->seed,
-                              cfg->shuffle, cfg->batch));
-    if (pos.step_in_epoch >= L->steps_per_epoch) {
-      pos.epoch++;
-      pos.step_in_epoch = 0;
-    }
-    ct_say(s, "resumed from %s at step %ld (epoch %d, step %ld of it), saved by %d rank(s)\n",
-           cfg->resume, pos.step, pos.epoch + 1, pos.step_in_epoch, pos.world);
-  } else if (cfg->init_from) {
-    CT_TRY(ct_run_init_from(s, cfg->init_from));
-    ct_say(s, "cltrain: initial weights from %s\n", cfg->init_from);
-  } else {
-    ct_model_init_params(&s->arch, cfg->seed, s->host_params);
-  }
+  ct_checkpoint_pos pos;
+  CT_TRY(ct_resume_start(s, L->steps_per_epoch, &pos));   // (a checkpoint, or a fresh start)
   CT_TRY(ct_model_upload_params(&s->model, s->host_params));
   uint64_t sum = ct_params_checksum(s->host_params, s->arch.param_count);
   if (world > 1) CT_TRY(ct_comm_check_same_u64(s->comm, sum, "initial parameter checksum"));
@@ -98,10 +85,8 @@ static ct_status flush(ct_run_state *s, int for_checkpoint, double *compute_s) {
 // as the next collective's communication on their side (it is no step's time on rank 0 either).
 // A failed write ends the job from rank 0 (ct_comm_abort), which ends this barrier too.
 static ct_status save_checkpoint(ct_run_state *s, const ct_checkpoint_pos *p) {
-  const ct_train_config *cfg = s->cfg;
   CT_TRY(ct_shard_gather_state(s));
-  CT_TRY(ct_checkpoint_save(cfg->checkpoint, &s->model, &s->opt, p, cfg->seed, cfg->shuffle,
-                            s->comm, s->host_params));
+  CT_TRY(ct_resume_save(s, p));
   if (s->comm->size > 1) CT_TRY(ct_comm_barrier(s->comm));
   return CT_OK;
 }

@@ -251,6 +251,7 @@ static ct_status alloc_world(ct_run_state *s) {
   b->hold = 100;
   b->est = calloc(world, sizeof *b->est);
   b->fit = calloc(2 * world, sizeof *b->fit);
+  b->ids = calloc(2 * world, sizeof *b->ids);
   s->tmp_shares = calloc(world, sizeof *s->tmp_shares);
   s->tmp_shares2 = calloc(world, sizeof *s->tmp_shares2);
   l->words = calloc(4 + 2 * world, sizeof *l->words);
@@ -259,7 +260,7 @@ static ct_status alloc_world(ct_run_state *s) {
   s->cur.shares = calloc(world, sizeof(int));
   s->pend.shares = calloc(world, sizeof(int));
   if (!s->weights || !b->new_weights || !b->prev_weights || !b->proposal || !b->seen_shares ||
-      !b->est || !b->fit || !s->tmp_shares || !s->tmp_shares2 || !l->words || !l->ms ||
+      !b->est || !b->fit || !b->ids || !s->tmp_shares || !s->tmp_shares2 || !l->words || !l->ms ||
       !l->shares || !s->cur.shares || !s->pend.shares)
     return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
   return CT_OK;
@@ -480,6 +481,7 @@ static void free_host(ct_run_state *s) {
   ct_balance_state *b = &s->bal;
   free(s->weights), free(b->new_weights), free(b->prev_weights), free(b->proposal);
   free(b->seen_shares), free(b->est), free(b->fit), free(s->tmp_shares), free(s->tmp_shares2);
+  free(b->ids);
   free(s->loc.words), free(s->loc.ms), free(s->loc.shares);
   free(s->eval_idx), free(s->eval_x), free(s->eval_y), free(s->tail_host);
   free(s->host_params), free(s->load.order);

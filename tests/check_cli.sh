@@ -8,6 +8,7 @@ case_=$1
 T=$2
 here=$(cd "$(dirname "$0")" && pwd)
 cmp_params="python3 $here/compare_params.py"
+ckpt="python3 $here/ckpt_tool.py"
 MPI=${CLTRAIN_MPIEXEC:-mpiexec --allow-run-as-root --oversubscribe}
 DATA=${CLTRAIN_DATA:-/usr/share/datasets/fashion-mnist}
 work=$(mktemp -d /tmp/cltrain-test-XXXXXX)
@@ -126,6 +127,7 @@ open(f,'wb').write(gzip.compress(r[:len(r)//2]) if f.endswith('.gz') else r[:len
   expect 2 "--normalize"                      -- --normalize 0.5
   expect 2 "--normalize \(std\)"              -- --normalize 0.5,0
   expect 2 "--checkpoint-every: needs --checkpoint" -- --checkpoint-every 5
+  expect 2 "--resume auto: needs --checkpoint PATH" -- --resume auto
   expect 2 "--nesterov"                       -- --nesterov --optimizer adamw
   expect 2 "unexpected argument 'extra'"      -- extra
   expect 2 "conv3x:32"                        -- --model conv3x:32,relu,dense:10 $L
@@ -204,6 +206,23 @@ checkpoint_damage)
   check "optimizer differs: checkpoint sgd, this run adamw" $A --epochs 2 --optimizer adamw --resume "$work/orig"
   check "seed differs"                             $A --epochs 2 --seed 5 --resume "$work/orig"
   check "global batch differs: checkpoint --batch 40, this run 20" $A --epochs 2 --batch 20 --resume "$work/orig"
+  # the run state (format 2), damaged with a CRC that matches, and a format this build predates
+  $ckpt set-run "$work/orig" "$work/pend.ckpt" pending=1 || fail "ckpt_tool set-run"
+  $ckpt set-run "$work/orig" "$work/w0.ckpt" weights=0 || fail "ckpt_tool set-run"
+  $ckpt set-version "$work/orig" "$work/v3.ckpt" 3 || fail "ckpt_tool set-version"
+  check "pend.ckpt: saved with a stale step pending"  $A --epochs 2 --resume "$work/pend.ckpt"
+  check "w0.ckpt: every share weight is 0"             $A --epochs 2 --resume "$work/w0.ckpt"
+  check "v3.ckpt: format version 3, this build reads versions up to 2" $A --epochs 2 --resume "$work/v3.ckpt"
+  # --resume auto finds a damaged checkpoint at --checkpoint: refused in one line, not passed
+  # over (a fresh start would write over it), the file as it was
+  for bad in trunc flip junk v3; do
+    cp "$work/$bad.ckpt" "$work/auto.ckpt"
+    err=$("$T" $A --epochs 2 --resume auto --checkpoint "$work/auto.ckpt" 2>&1 >/dev/null); rc=$?
+    printf -- '--resume auto --checkpoint %s.ckpt (copied) -> exit %d: %s\n' "$bad" "$rc" "$err"
+    [ "$rc" -eq 1 ] && [ "$(printf '%s\n' "$err" | wc -l)" -eq 1 ] || fail "--resume auto, $bad: exit $rc: $err"
+    printf '%s' "$err" | grep -q "auto.ckpt: " || fail "--resume auto, $bad: the file is not named: $err"
+    cmp -s "$work/auto.ckpt" "$work/$bad.ckpt" || fail "--resume auto, $bad: the checkpoint was overwritten"
+  done
   # the writer killed in the middle of a checkpoint: the previous one stays valid
   CLTRAIN_INJECT_WRITE_KILL=1 "$T" $A --epochs 2 --resume "$work/orig" --checkpoint "$work/ck" >/dev/null 2>&1
   rc=$?
@@ -211,6 +230,65 @@ checkpoint_damage)
   cmp -s "$work/ck" "$work/orig" || fail "a killed writer changed the checkpoint"
   "$T" $A --epochs 2 --resume "$work/ck" >/dev/null || fail "the previous checkpoint does not load"
   echo "checkpoint damage: all rejected in one line, nothing overwritten"
+  ;;
+resume_auto)   # --resume auto: no checkpoint, a good one, a damaged one; a version-1 checkpoint
+  A="--model $SMALL $QUICK --epochs 2 --seed 7 --checkpoint-every 7"
+  "$T" $A --checkpoint "$work/full.ck" --save-params "$work/full" >/dev/null || fail "the run never stopped"
+  # nothing at --checkpoint: from the seed, said in one line
+  "$T" $A --resume auto --checkpoint "$work/ck" --max-steps 25 --metrics "$work/m0.jsonl" >"$work/out" 2>&1 || { cat "$work/out"; fail "first run: exit $?"; }
+  grep "resume" "$work/out"
+  [ "$(grep -c "^cltrain: --resume auto: no checkpoint at $work/ck yet: starting from the seed$" "$work/out")" -eq 1 ] \
+    || fail "the fresh start is not said in one line"
+  grep -q "^resumed from" "$work/out" && fail "resumed from nothing"
+  cp "$work/ck" "$work/ck21"
+  # a checkpoint there (step 21 of 60): resumed, the same bits as the run never stopped
+  "$T" $A --resume auto --checkpoint "$work/ck" --save-params "$work/auto" --metrics "$work/m1.jsonl" >"$work/out" 2>&1 || { cat "$work/out"; fail "resume: exit $?"; }
+  grep "resume" "$work/out"
+  grep -q "^resumed from $work/ck at step 21 (epoch 1, step 21 of it), saved by 1 rank(s) (--resume auto)$" "$work/out" \
+    || fail "not resumed at step 21 in one line"
+  $cmp_params "$work/full" "$work/auto" --exact || fail "the resumed run differs from the run never stopped"
+  # the config record says where each run started (docs/metrics.md)
+  python3 - "$work/m0.jsonl" "$work/m1.jsonl" "$work/ck" <<'PY' || fail "--metrics: resumed"
+import json, sys
+c0, c1 = (json.loads(open(f).readline()) for f in sys.argv[1:3])
+assert c0["type"] == "config" and c0["resumed"] is None, c0.get("resumed")
+assert c1["resumed"] == {"path": sys.argv[3], "step": 21, "world": 1, "format": 2}, c1.get("resumed")
+print("config records: resumed", c0["resumed"], "then", c1["resumed"])
+PY
+  cmp -s "$work/ck" "$work/full.ck" || fail "the last checkpoints differ"
+  # a damaged checkpoint there: refused in one line (exit 1), never passed over, left as it was
+  sz=$(stat -c %s "$work/ck21")
+  head -c $((sz - 7)) "$work/ck21" >"$work/trunc.ck"
+  python3 -c "import sys; b=bytearray(open(sys.argv[1],'rb').read()); b[len(b)//3]^=1; open(sys.argv[2],'wb').write(b)" "$work/ck21" "$work/flip.ck"
+  : >"$work/empty.ck"
+  mkdir "$work/folder.ck"
+  for bad in trunc:truncated flip:"CRC32 mismatch" empty:"not a cltrain checkpoint" folder:"not a regular file"; do
+    f=$work/${bad%%:*}.ck
+    [ -d "$f" ] || cp "$f" "$work/copy"
+    err=$("$T" $A --resume auto --checkpoint "$f" 2>&1 >/dev/null); rc=$?
+    printf -- '--resume auto --checkpoint %s -> exit %d: %s\n' "${bad%%:*}.ck" "$rc" "$err"
+    [ "$rc" -eq 1 ] && [ "$(printf '%s\n' "$err" | wc -l)" -eq 1 ] || fail "${bad%%:*}: exit $rc: $err"
+    printf '%s' "$err" | grep -q "${bad#*:}" || fail "${bad%%:*}: message: $err"
+    [ -d "$f" ] || cmp -s "$f" "$work/copy" || fail "${bad%%:*}: the checkpoint was written over"
+  done
+  # version 1, the format before the run state (ckpt_tool.py to-v1 gives, byte for byte, the file
+  # that commit 19d6f00 wrote for the same run): loads, says so, continues with the same bits
+  $ckpt to-v1 "$work/ck21" "$work/v1.ck" || fail "ckpt_tool to-v1"
+  $ckpt check "$work/v1.ck" | grep -q "version 1, step 21" || fail "not a version-1 file"
+  "$T" $A --resume auto --checkpoint "$work/v1.ck" --save-params "$work/v1" >"$work/out" 2>&1 || { cat "$work/out"; fail "version 1: exit $?"; }
+  grep "resume" "$work/out"
+  grep -q "^resumed from .* at step 21 .*; format version 1: it holds no shares or sync state (this run's defaults)$" "$work/out" \
+    || fail "version 1: not resumed, or not said"
+  $cmp_params "$work/full" "$work/v1" --exact || fail "version 1: the resumed run differs"
+  $ckpt check "$work/v1.ck" | grep -q "version 2, step 60" || fail "version 1: the run's own checkpoints are not version 2"
+  # a later format: refused in one line naming it
+  $ckpt set-version "$work/ck21" "$work/v3.ck" 3
+  err=$("$T" $A --resume auto --checkpoint "$work/v3.ck" 2>&1 >/dev/null); rc=$?
+  echo "--resume auto --checkpoint v3.ck -> exit $rc: $err"
+  [ "$rc" -eq 1 ] && [ "$err" = "cltrain: $work/v3.ck: format version 3, this build reads versions up to 2" ] || fail "version 3: $err"
+  # no --checkpoint: a usage error
+  err=$("$T" $A --resume auto 2>&1 >/dev/null); rc=$?
+  [ "$rc" -eq 2 ] && [ "$(printf '%s\n' "$err" | wc -l)" -eq 1 ] || fail "--resume auto without --checkpoint: exit $rc: $err"
   ;;
 nonfinite)
   A="--model $SMALL $QUICK --epochs 1"
@@ -682,6 +760,41 @@ mpi_resume_world)   # written by 2 ranks, resumed by 1 (and by 3): same sample o
   $cmp_params "$work/r1" "$work/ref" --rtol 1e-5 --atol 1e-7 || fail "np 2 -> np 1 differs"
   POCL_MAX_PTHREAD_COUNT=1 $MPI -n 3 "$T" $A --max-steps 20 --resume "$work/ck" --save-params "$work/r3" >/dev/null 2>&1 || fail "np 3 resume"
   $cmp_params "$work/r3" "$work/ref" --rtol 1e-5 --atol 1e-7 || fail "np 2 -> np 3 differs"
+  # the same checkpoint in format version 1 (no run state): resumed by 3 ranks, the same order
+  $ckpt to-v1 "$work/ck" "$work/ck1" || fail "ckpt_tool to-v1"
+  POCL_MAX_PTHREAD_COUNT=1 $MPI -n 3 "$T" $A --max-steps 20 --resume "$work/ck1" --save-params "$work/r3v1" >"$work/out" 2>&1 || { cat "$work/out"; fail "np 3 resume of version 1"; }
+  grep -q "saved by 2 rank(s); format version 1" "$work/out" || fail "version 1 not said"
+  $cmp_params "$work/r3v1" "$work/ref" --rtol 1e-5 --atol 1e-7 || fail "np 2 (version 1) -> np 3 differs"
+  # the sync mode's state: a stale or local:3 checkpoint holds no pending step and no steps
+  # since an average (it is written where the replicas agree), and 3 ranks resume it
+  C="--model dense:32,relu,dense:10 --limit 3000 --test-limit 300 --batch 60 --log-every 0 --seed 5 --device pocl"
+  for mode in stale local:3; do
+    POCL_MAX_PTHREAD_COUNT=1 $MPI -n 2 "$T" $C --sync $mode --max-steps 10 --checkpoint "$work/cks" --checkpoint-every 10 >/dev/null 2>&1 || fail "$mode: np 2"
+    $ckpt show "$work/cks" | tee "$work/show"
+    grep -q "^sync $mode since 0 pending 0 balance even " "$work/show" || fail "$mode: the run state"
+    POCL_MAX_PTHREAD_COUNT=1 $MPI -n 3 "$T" $C --sync $mode --max-steps 14 --resume "$work/cks" --check-every 2 >"$work/out" 2>&1 || { cat "$work/out"; fail "$mode: np 3 resume"; }
+    grep -q "^resumed from .* at step 10 .*saved by 2 rank(s)$" "$work/out" && grep -q " 0 divergences" "$work/out" || { cat "$work/out"; fail "$mode: np 3 resume"; }
+  done
+  # the balance state: a throughput run (rank 1 slowed 300 us per sample), resumed by the same
+  # 2 ranks (the shares as saved) and by 3 (each rank the rate measured for its device: ranks
+  # 0 and 1 on the same host and local rank; rank 2 that of its device model, PoCL)
+  B="--model dense:32,relu,dense:10 --limit 3000 --test-limit 300 --batch 64 --log-every 0 --seed 3 --device pocl --balance throughput"
+  CLTRAIN_INJECT_SLOW_RANK=1 CLTRAIN_INJECT_SLOW_US=300 POCL_MAX_PTHREAD_COUNT=1 $MPI -n 2 "$T" $B --max-steps 30 \
+    --checkpoint "$work/tp" --checkpoint-every 30 >"$work/out" 2>&1 || { cat "$work/out"; fail "throughput np 2"; }
+  end=$(sed -n 's/^shares of a batch of 64 at the end: \([0-9 ]*\) (.*/\1/p' "$work/out")
+  $ckpt show "$work/tp" | tee "$work/show"
+  grep -q "balance throughput measured 1 " "$work/show" || fail "throughput: no measured rates saved"
+  [ "${end% *}" -ge 48 ] || { cat "$work/out"; fail "throughput: the slowed rank still has ${end#* } of 64"; }
+  POCL_MAX_PTHREAD_COUNT=1 $MPI -n 2 "$T" $B --max-steps 31 --resume "$work/tp" >"$work/out" 2>&1 || { cat "$work/out"; fail "throughput: np 2 resume"; }
+  grep "shares" "$work/out"
+  grep -q "^cltrain: --balance throughput: shares as saved (the same 2 ranks on the same devices)$" "$work/out" \
+    && grep -q "shares of a batch of 64: $end\$" "$work/out" || fail "np 2: the saved shares ($end) not taken"
+  POCL_MAX_PTHREAD_COUNT=1 $MPI -n 3 "$T" $B --max-steps 31 --resume "$work/tp" >"$work/out" 2>&1 || { cat "$work/out"; fail "throughput: np 3 resume"; }
+  grep "shares" "$work/out"
+  grep -q "^cltrain: --balance throughput: shares from the rates the checkpoint measured (2 rank(s) on a device it measured, 1 on a model it measured)$" "$work/out" \
+    || fail "np 3: not the measured rates"
+  first=$(sed -n 's/^cltrain: --balance throughput, --sync sync; shares of a batch of 64: \([0-9]*\) .*/\1/p' "$work/out")
+  [ -n "$first" ] && [ "$first" -ge 40 ] || fail "np 3: rank 0 (the fast device) starts with $first of 64"
   ;;
 mpi_kill)   # a rank killed with SIGKILL: the job ends within seconds, the last checkpoint is intact
   A="--model $SMALL --limit 3000 --test-limit 300 --batch 40 --epochs 100 --log-every 1"

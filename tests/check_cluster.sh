@@ -23,6 +23,26 @@
 #              --device cpu, ranks dealt round-robin over the nodes: local rank 0 takes the first
 #              CPU device and local rank 1 the second on each node. Skipped (77) without Slurm
 #              (tools/install-deps.sh --cluster installs it)
+#   slurm_requeue
+#              a node lost, Slurm requeues: 3 stand-in nodes of 1 CPU (SlurmdTimeout 10 s,
+#              credentials of 5 s), tools/slurm/cltrain-requeue.sbatch (--requeue --nodes=2-3,
+#              --resume auto) trains the mlp; after its first checkpoint every process of node 3
+#              is killed (slurmd too); Slurm marks the node DOWN and requeues the job, which
+#              resumes on nodes 1 and 2 with 2 ranks and ends COMPLETED, exit 0, its test
+#              accuracy within 0.5 points of the same run never interrupted (one rank, here:
+#              the sample order and the math do not depend on the rank count), its parameters
+#              within fp32 summation order of it; every checkpoint is checked as it appears
+#              (tests/ckpt_tool.py watch: magic, version, sizes, CRC32), none damaged. Prints the
+#              time from the kill to the job requeued, running and training again, and the
+#              steps done again
+#   relaunch   the same without Slurm: tools/cltrain-relaunch runs mpirun over 3 stand-in nodes
+#              (probing them with tools/netns-cluster/probe every 2 s); node 3 loses its link
+#              and its processes after the first checkpoint (a power cut); the loop finds it
+#              dead, ends the job and runs it again on nodes 1 and 2, which resume and finish
+#              (the same checks and figures)
+#              (CLTRAIN_TEST_LOSS=kill or cut loses node 3 the other way in either case, to measure
+#              it; relaunch then needs "cut": a stand-in node whose processes were killed still
+#              answers on the network, and is rightly used again)
 #   sweep      (ctest's fixture cleanup, after the others) removes the namespaces of any case
 #              that was killed before its own trap ran (a ctest timeout sends SIGKILL), and with
 #              them whatever still runs there (a Slurm case's daemons and jobs)
@@ -193,6 +213,86 @@ sjob() {
   esac
 }
 
+# ---- losing a node (the slurm_requeue and relaunch cases) -----------------------------------
+# The job of both: the mlp over 3 epochs (114 steps), a checkpoint every 10 steps, a line a step.
+LOSE_A="--device pocl --model mlp --limit 2400 --test-limit 1000 --batch 64 --epochs 3 --seed 3"
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN {printf "%.1f", b - a}'; }
+# lose_ref: the same run never interrupted, one rank (a rank count changes only the fp32
+# summation order): its accuracy in ref_acc, its parameters in $work/ref
+lose_ref() {
+  timeout -k 5 $LIMIT "$T" $LOSE_A --log-every 0 --save-params "$work/ref" >"$work/ref.out" 2>&1 \
+    || { cat "$work/ref.out"; fail "the run never interrupted: exit $?"; }
+  ref_acc=$(sed -n 's/^final: test accuracy \([0-9.]*\).*/\1/p' "$work/ref.out")
+  echo "never interrupted (one rank): test accuracy $ref_acc"
+}
+# watch_ckpt: every checkpoint at $work/ck checked as it appears, into $work/ckpts (stopped by
+# the file $work/stop, or after LIMIT s)
+watch_ckpt() {
+  mkdir -p "$work/kept"
+  python3 "$here/ckpt_tool.py" watch "$work/ck" "$work/ckpts" "$work/stop" $LIMIT "$work/kept" &
+  watcher=$!
+  bg="$bg $watcher"
+}
+# lose_node3 HOW: node 3 lost: "kill" (every process SIGKILLed, slurmd too; its network stack,
+# which is the namespace's, still answers) or "cut" (its link down, then every process killed:
+# a power cut). CLTRAIN_TEST_LOSS picks another than the case's own, to measure it.
+lose_node3() {
+  [ "$1" = cut ] && ip -n "${CT_NETNS}switch" link set ct3 down
+  kill -9 $(ip netns pids "${CT_NETNS}node3") 2>/dev/null
+  case "$1" in kill) what="every process of node 3 killed" ;; *) what="node 3 cut off and its processes killed" ;; esac
+}
+# wait_first_ckpt OUT: until the first checkpoint was seen whole and the job has logged a step
+# 4 to 9 steps past one (midway between two checkpoints, as a failure at a random moment)
+wait_first_ckpt() {
+  local i
+  for i in $(seq 1 $((LIMIT * 20))); do
+    if grep -q "^ok step" "$work/ckpts" 2>/dev/null; then
+      last_step=$(sed -n 's/^step *\([0-9]*\) .*/\1/p' "$1" | tail -1)
+      [ "${last_step:-0}" -ge 14 ] && [ $((last_step % 10)) -ge 4 ] && return 0
+    fi
+    sleep 0.05
+  done
+  cat "$1"; fail "no checkpoint, or not 4 steps past it, within $LIMIT s"
+}
+# check_resumed OUT WORLD: the run after the loss resumed from a checkpoint of 3 ranks with
+# WORLD ranks on nodes 1 .. WORLD, and trained as the run never interrupted
+check_resumed() {
+  local out=$1 world=$2 acc
+  grep -q "^cltrain: --resume auto: no checkpoint at $work/ck yet: starting from the seed" "$out" \
+    || fail "the first run did not start from the seed"
+  resumed=$(sed -n "s|^resumed from $work/ck at step \([0-9]*\) .*saved by 3 rank(s) (--resume auto)\$|\1|p" "$out")
+  [ -n "$resumed" ] && [ "$resumed" -ge 10 ] || { cat "$out"; fail "not resumed from a checkpoint of the 3 ranks"; }
+  # the last step done before the loss: the largest step line before the resumed run's
+  done_before=$(sed -n '/^resumed from/q; s/^step *\([0-9]*\) .*/\1/p' "$out" | sort -n | tail -1)
+  sed -n '/^resumed from/,$p' "$out" >"$work/after"
+  grep -q "^cltrain: model .* $world rank(s)," "$work/after" || fail "the resumed run has not $world ranks"
+  ranks_of "$work/after" | tee "$work/ranks_after"
+  [ "$(awk '{print $4}' "$work/ranks_after" | sort -u | tr '\n' ' ')" = "$(for i in $(seq 1 "$world"); do printf '%s ' "${CT_NETNS}node$i"; done)" ] \
+    || fail "the resumed ranks are not on nodes 1 .. $world"
+  acc=$(sed -n 's/^final: test accuracy \([0-9.]*\).*/\1/p' "$work/after")
+  echo "after the loss: resumed at step $resumed on $world ranks; steps done again: $((done_before - resumed)) (done before the loss: $done_before); test accuracy $acc, never interrupted $ref_acc"
+  python3 -c "import sys; sys.exit(0 if abs(float('$acc') - float('$ref_acc')) <= 0.005 else 1)" \
+    || fail "test accuracy $acc is not within 0.5 points of $ref_acc"
+  # (over 114 steps the mlp's parameters do not stay within fp32 summation order of the one-rank
+  # run: 1 and 2 ranks never interrupted already differ by more than 1e-4 after 60 steps; the
+  # accuracy is what the two runs share.) What the resumed run must equal: the same checkpoint
+  # resumed by the same number of ranks on this machine (mpirun, no stand-in nodes)
+  [ -e "$work/kept/step$resumed-world3.ck" ] || fail "the checkpoint of step $resumed was not seen"
+  timeout -k 5 $LIMIT mpirun --allow-run-as-root --oversubscribe --bind-to none -np "$world" "$T" $LOSE_A \
+    --log-every 0 --resume "$work/kept/step$resumed-world3.ck" --save-params "$work/local" >"$work/local.out" 2>&1 \
+    || { cat "$work/local.out"; fail "resuming the checkpoint of step $resumed here: exit $?"; }
+  python3 "$here/compare_params.py" "$work/final" "$work/local" --exact \
+    || fail "the resumed job differs from the same checkpoint resumed here by $world ranks"
+  touch "$work/stop"
+  wait "$watcher"; local wrc=$?
+  bg=${bg/ $watcher/}
+  echo "checkpoints seen: $(tr '\n' ';' <"$work/ckpts")"
+  [ $wrc -eq 0 ] && ! grep -q BAD "$work/ckpts" || fail "a damaged checkpoint was seen"
+  grep -q "^ok step [0-9]* world 3 " "$work/ckpts" && grep -q "^ok step 114 world $world " "$work/ckpts" \
+    || fail "not a checkpoint of the 3 ranks and the last one of the $world"
+}
+
 case "$case_" in
 allreduce)
   for layout in 2x1 3x2; do
@@ -316,6 +416,80 @@ slurm_srun|slurm_mpirun)
   else
     echo "(no Intel CPU runtime: the per-local-rank device check of 2 CPU platforms is left out)"
   fi
+  ;;
+slurm_requeue)
+  need_data
+  need_slurm
+  have_dev pocl || skip "no PoCL device"
+  export CLTRAIN=$T
+  lose_ref
+  CT_SLURM_CRED_EXPIRE=5 CT_SLURM_NODE_TIMEOUT=10 CT_SLURM_EXTRA="SchedulerParameters=bf_interval=2" \
+    slurm_up 3 1
+  watch_ckpt
+  t0=$(now)
+  id=$(sl sbatch --parsable -o "$work/job" --requeue --nodes=2-3 --open-mode=append \
+       "$here/../tools/slurm/cltrain-requeue.sbatch" $LOSE_A --log-every 1 --checkpoint "$work/ck" \
+       --checkpoint-every 10 --save-params "$work/final") || fail "sbatch failed: $id"
+  id=${id%%;*}
+  wait_first_ckpt "$work/job"
+  tk=$(now)
+  lose_node3 "${CLTRAIN_TEST_LOSS:-kill}"
+  echo "$what $(awk -v a="$t0" -v b="$tk" 'BEGIN {printf "%.1f", b - a}') s after the submission, at step $last_step"
+  # the job's states and the first step after the resumed line, each with its time from the kill
+  st_last="" trained="" info=""
+  for i in $(seq 1 $((LIMIT * 5))); do
+    info=$(sl scontrol -o show job "$id" 2>&1)
+    st=$(echo "$info" | sed -n 's/.* JobState=\([A-Z_]*\) .*/\1/p')
+    if [ "$st" != "$st_last" ]; then echo "  $(since "$tk") s after the loss: $st"; st_last=$st; fi
+    if [ -z "$trained" ] && sed -n '/^resumed from/,$p' "$work/job" | grep -q "^step "; then
+      trained=$(since "$tk"); echo "  $trained s after the loss: training again"
+    fi
+    case "$st" in COMPLETED|FAILED|CANCELLED|TIMEOUT|NODE_FAIL|OUT_OF_MEMORY|BOOT_FAIL|DEADLINE) break ;; esac
+    sleep 0.2
+  done
+  echo "job $id: $st, $(echo "$info" | grep -o 'Restarts=[0-9]*\|ExitCode=[0-9:]*\|NodeList=[^ ]*' | tr '\n' ' ')"
+  [ "$st" = COMPLETED ] && echo "$info" | grep -q "ExitCode=0:0" \
+    || { tail -60 "$work/job"; echo "$info"; tail -20 "$work"/slurm/log/slurmctld.log; fail "job $id $st"; }
+  echo "$info" | grep -q "Restarts=1 " || fail "job $id was not requeued once"
+  grep "^cltrain-requeue:" "$work/job"
+  grep -q "^cltrain-requeue: job $id, run 2, on 2 node(s): ${CT_NETNS}node\[1-2\]" "$work/job" \
+    || fail "the requeued run is not on nodes 1 and 2"
+  check_resumed "$work/job" 2
+  ;;
+relaunch)
+  need_data
+  have_dev pocl || skip "no PoCL device"
+  lose_ref
+  up 3 1
+  watch_ckpt
+  t0=$(now)
+  timeout -k 5 $LIMIT "$here/../tools/cltrain-relaunch" --hostfile "$HOSTFILE" --max-restarts 2 \
+    --probe "$nc/probe" --probe-timeout 3 --watch 2 --grace 5 -- \
+    env HOSTFILE={hostfile} "$nc/mpirun.sh" -np {np} $ENVS "$T" $LOSE_A --log-every 1 \
+    --checkpoint "$work/ck" --checkpoint-every 10 --save-params "$work/final" --resume auto \
+    >"$work/job" 2>&1 &
+  loop=$!; bg="$bg $loop"
+  wait_first_ckpt "$work/job"
+  tk=$(now)
+  lose_node3 "${CLTRAIN_TEST_LOSS:-cut}"   # (a power cut: no answer on the network, no process left)
+  echo "$what $(awk -v a="$t0" -v b="$tk" 'BEGIN {printf "%.1f", b - a}') s after the start, at step $last_step"
+  seen="" trained=""
+  for i in $(seq 1 $((LIMIT * 5))); do
+    if [ -z "$seen" ] && grep -q "^cltrain-relaunch: .* run 2 on" "$work/job"; then seen=1; echo "  $(since "$tk") s after the loss: run 2 started"; fi
+    if [ -z "$trained" ] && sed -n '/^resumed from/,$p' "$work/job" | grep -q "^step "; then
+      trained=$(since "$tk"); echo "  $trained s after the loss: training again"
+    fi
+    kill -0 $loop 2>/dev/null || break
+    sleep 0.2
+  done
+  wait $loop; rc=$?; bg=${bg/ $loop/}
+  grep "^cltrain-relaunch:" "$work/job"
+  [ $rc -eq 0 ] || { tail -60 "$work/job"; fail "cltrain-relaunch: exit $rc"; }
+  grep -q "^cltrain-relaunch: .* no answer from 10.231.0.3 within 3 s: ending run 1" "$work/job" \
+    || fail "the loop did not find node 3 dead"
+  grep -q "^cltrain-relaunch: .* run 2 on 2 node(s), 2 rank(s): 10.231.0.1 10.231.0.2$" "$work/job" \
+    || fail "run 2 is not on nodes 1 and 2"
+  check_resumed "$work/job" 2
   ;;
 *) echo "check_cluster.sh: unknown case '$case_'" >&2; exit 2 ;;
 esac

@@ -1,7 +1,8 @@
 # cltrain end to end (tests/check_cli.sh CASE), as a user runs it. MPI cases go through mpiexec.
 if(TARGET cltrain)
   string(REPLACE ";" " " _mpiexec "${CLTRAIN_MPIEXEC}")
-  foreach(case train_subset log_rates help bad_input determinism checkpoint_damage nonfinite
+  foreach(case train_subset log_rates help bad_input determinism checkpoint_damage resume_auto
+                nonfinite
                 profile tune_cache tune_bad_input
                 mpi_equivalence mpi_cross_platform mpi_three_platforms mpi_balance mpi_sync_modes
                 mpi_comm_options safetensors npy_data

@@ -204,7 +204,9 @@ static void usage(FILE *f) {
 "  --checkpoint-every N     ... and every N steps                              [0: epochs only]\n"
 "                           (--sync stale applies its pending step and local:K averages at\n"
 "                           each checkpoint: there, the schedule is part of the math)\n"
-"  --resume PATH            continue from a checkpoint (any rank count)        [none]\n"
+"  --resume PATH|auto       continue from a checkpoint (any rank count); auto: from\n"
+"                           --checkpoint PATH when one is there, else from the seed (a\n"
+"                           requeued or relaunched job; a damaged one is refused)  [none]\n"
 "  --max-bad-steps K        stop after K consecutive non-finite steps          [5]\n"
 "  --check-every N          compare parameter checksums across ranks every N steps [0: never]\n"
 "  --on-divergence WHAT     warn | resync | abort, when replicas differ        [abort]\n"
@@ -298,7 +300,10 @@ static ct_status parse(int argc, char **argv, ct_train_config *c) {
       case O_QUIET: c->quiet = 1; break;
       case O_CHECKPOINT: c->checkpoint = optarg; break;
       case O_CHECKPOINT_EVERY: CT_TRY(ct_arg_long("--checkpoint-every", optarg, 0, 1L << 40, &c->checkpoint_every)); break;
-      case O_RESUME: c->resume = optarg; break;
+      case O_RESUME:   // (a file named "auto": --resume ./auto)
+        c->resume_auto = !strcmp(optarg, "auto");
+        c->resume = c->resume_auto ? NULL : optarg;
+        break;
       case O_MAX_BAD: CT_TRY(ct_arg_long("--max-bad-steps", optarg, 1, 1000000, &v)); c->max_bad_steps = (int)v; break;
       case O_CHECK_EVERY: CT_TRY(ct_arg_long("--check-every", optarg, 0, 1L << 40, &c->check_every)); break;
       case O_ON_DIVERGENCE: {
@@ -369,6 +374,9 @@ static ct_status parse(int argc, char **argv, ct_train_config *c) {
   if (c->checkpoint && !*c->checkpoint) return CT_FAIL(CT_ERR_USAGE, "--checkpoint: empty path");
   if (c->checkpoint_every > 0 && !c->checkpoint)
     return CT_FAIL(CT_ERR_USAGE, "--checkpoint-every: needs --checkpoint PATH");
+  if (c->resume_auto && !c->checkpoint)
+    return CT_FAIL(CT_ERR_USAGE, "--resume auto: needs --checkpoint PATH (where to look, and "
+                   "where to write)");
   // optimizer: its defaults, then what was given
   ct_optim_kind kind = c->optim.kind;
   ct_optim_config_defaults(kind, &c->optim);

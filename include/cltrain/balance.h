@@ -4,7 +4,7 @@
 //
 // Defines: ct_balance_policy, ct_balance_policies / ct_balance_npolicies, ct_balance_choice
 // (+ ct_balance_parse), ct_balance_usage, ct_balance_setup, ct_balance_update,
-// ct_balance_full_shares, CT_MAX_STATIC_WEIGHTS.
+// ct_balance_full_shares, ct_balance_save / ct_balance_resume, CT_MAX_STATIC_WEIGHTS.
 //
 //   even        as equal as integers allow
 //   throughput  in proportion to each rank's measured samples per second, re-measured while
@@ -19,6 +19,7 @@
 #ifndef CLTRAIN_BALANCE_H
 #define CLTRAIN_BALANCE_H
 
+#include "cltrain/checkpoint.h"
 #include "cltrain/train_state.h"
 
 #define CT_MAX_STATIC_WEIGHTS 1024
@@ -62,5 +63,15 @@ ct_status ct_balance_setup(ct_run_state *s);
 void ct_balance_update(ct_run_state *s, const float *ms, const int *shares, long step, int force);
 // The shares of a full global batch under weights w.
 void ct_balance_full_shares(ct_run_state *s, const uint32_t *w, int *shares);
+
+// A checkpoint's balance fields (run->balance, weights, rates, devices): they point into s.
+void ct_balance_save(ct_run_state *s, ct_checkpoint_run *run);
+// A resumed run's first weights, when its policy measures (throughput; even and static take
+// this run's weights): the saved weights when the same ranks run on the same devices; else each
+// rank the rate the checkpoint measured for its device (host, local rank, device), or the mean
+// for its device model; else even. `what`: a few words on which, for the resume line ("" when
+// the policy does not measure). Every rank computes the same.
+ct_status ct_balance_resume(ct_run_state *s, const ct_checkpoint_run *run, char *what,
+                            size_t size);
 
 #endif

@@ -71,6 +71,9 @@ typedef struct {
   long hold;               // steps to hold still after a change that did not pay (doubles)
   int *proposal;           // (world) the shares the last check proposed (proposal[0] -1: none)
   int *seen_shares;        // (world) the shares of the last step the update saw
+  int est_valid;           // est holds a measurement of every rank (checkpoints save it)
+  uint64_t *ids;           // (2 world) each rank's device (host, local rank, device) at r, its
+                           // device model (platform, device) at world + r: the same everywhere
 } ct_balance_state;
 
 // --sync local:K (sync.c): what happened since the last average.
@@ -151,6 +154,11 @@ typedef struct ct_run_state {
   ct_schedule sched;       // cfg->sched, with the cosine's length filled in
   ct_allreduce_stats ars;
   ct_train_result *res;
+  // where the run started (resume.c): the checkpoint (NULL: the seed), its step, the ranks that
+  // wrote it, its format version
+  const char *resumed_from;
+  long resumed_step;
+  int resumed_world, resumed_format;
   // accounting
   int bad_run;
   int stop_bad;            // this rank reached --max-bad-steps in a mode whose verdicts are

@@ -57,6 +57,8 @@ typedef struct ct_train_config {
   const char *checkpoint;    // write checkpoints here (atomically)
   long checkpoint_every;     // also every N steps (0 = only at the end of each epoch)
   const char *resume;        // start from this checkpoint
+  int resume_auto;           // --resume auto: start from `checkpoint` when something is there
+                             // (resume.h), else from the seed
   int max_bad_steps;         // stop after K consecutive non-finite steps
   long check_every;          // compare parameter checksums across ranks every N steps (0 = never)
   ct_divergence on_divergence;

@@ -6,10 +6,11 @@
 Seeds are small valid inputs and a few damaged ones, built by hand from the documented
 formats (no cltrain binary involved):
   checkpoint  include/cltrain/checkpoint.h, src/checkpoint.c: a 1120-byte little-endian header
-              ("CLTRCKPT", version 1, header size, 1024-byte architecture text, parameter count,
-              state count, optimizer kind, shuffle, optimizer steps, step, epoch, step in epoch,
-              seed, world size, global batch), float32 parameters, float32 state, CRC32 (zlib)
-              of every byte before it.
+              ("CLTRCKPT", version 1 or 2, header size, 1024-byte architecture text, parameter
+              count, state count, optimizer kind, shuffle, optimizer steps, step, epoch, step in
+              epoch, seed, world size, global batch), float32 parameters, float32 state, from
+              version 2 the run state (96 bytes + 32 per rank), CRC32 (zlib) of every byte
+              before it.
   idx         include/cltrain/data.h: big-endian magic 0x000008NN, NN big-endian uint32 sizes,
               the bytes; raw and gzip (also two concatenated gzip members).
   npy         include/cltrain/data.h, src/npy.c: "\x93NUMPY", version, header length, a dict
@@ -31,16 +32,32 @@ HEADER_BYTES = 1120
 SGD, ADAMW = 0, 1
 
 
+def run_state(world, sync=b"sync", balance=b"even", since=0, pending=0, flags=0,
+              weights=None, ms=None, nranks=None):
+    """The version-2 run state: 96 bytes, then 32 per rank."""
+    n = world if nranks is None else nranks
+    b = bytearray(96 + 32 * n)
+    struct.pack_into("<8sII32sqII32s", b, 0, b"CLTRRUN\0", 96 + 32 * n, world, sync, since,
+                     pending, flags, balance)
+    for r in range(n):
+        struct.pack_into("<IIdQQ", b, 96 + 32 * r, (weights or [1] * n)[r], 0,
+                         (ms or [0.0] * n)[r], 0x1000 + r, 0x2000)
+    return bytes(b)
+
+
 def checkpoint(arch, params, state, kind, t=0, step=0, epoch=0, step_in_epoch=0, seed=1,
-               shuffle=1, world=1, batch=128, version=1, header_bytes=HEADER_BYTES, crc=True):
+               shuffle=1, world=1, batch=128, version=1, header_bytes=HEADER_BYTES, crc=True,
+               run=None):
     h = bytearray(HEADER_BYTES)
     struct.pack_into("<8sII", h, 0, b"CLTRCKPT", version, header_bytes)
     a = arch.encode()
     h[16:16 + len(a)] = a
     struct.pack_into("<QQIIqqqqQII", h, 16 + 1024, len(params), len(state), kind, shuffle, t,
                      step, epoch, step_in_epoch, seed, world, batch)
+    if version >= 2 and run is None:
+        run = run_state(world)
     body = bytes(h) + struct.pack("<%df" % len(params), *params) + \
-        struct.pack("<%df" % len(state), *state)
+        struct.pack("<%df" % len(state), *state) + (run or b"")
     c = zlib.crc32(body) & 0xffffffff
     return body + struct.pack("<I", c if crc else c ^ 0xdeadbeef)
 
@@ -92,7 +109,26 @@ def main():
     write("checkpoint", "bad-trailing.ckpt", good + b"\0\0\0\0")
     write("checkpoint", "bad-header-only.ckpt", good[:HEADER_BYTES + 4])
     write("checkpoint", "bad-magic.ckpt", b"CLTRCKPX" + good[8:])
-    write("checkpoint", "bad-version.ckpt", checkpoint(arch, params, mom, SGD, version=2))
+    write("checkpoint", "bad-version.ckpt", checkpoint(arch, params, mom, SGD, version=3))
+    # version 2: the run state (sync mode's position, balance) after the optimizer state
+    write("checkpoint", "valid-v2-sgd.ckpt",
+          checkpoint(arch, params, mom, SGD, t=7, step=7, epoch=1, step_in_epoch=2, world=2,
+                     version=2, run=run_state(2, b"local:3", b"throughput", flags=1,
+                                              weights=[60, 4], ms=[0.009, 0.31])))
+    write("checkpoint", "valid-v2-adamw.ckpt",
+          checkpoint(arch, params, m_v, ADAMW, t=3, step=3, world=3, version=2))
+    write("checkpoint", "bad-v2-no-run.ckpt", checkpoint(arch, params, mom, SGD, version=2,
+                                                         run=b""))
+    write("checkpoint", "bad-v2-run-world.ckpt",
+          checkpoint(arch, params, mom, SGD, world=2, version=2, run=run_state(3, nranks=2)))
+    write("checkpoint", "bad-v2-weights-0.ckpt",
+          checkpoint(arch, params, mom, SGD, world=2, version=2, run=run_state(2, weights=[0, 0])))
+    write("checkpoint", "bad-v2-nan-rate.ckpt",
+          checkpoint(arch, params, mom, SGD, version=2, run=run_state(1, ms=[float("nan")])))
+    write("checkpoint", "bad-v2-pending-2.ckpt",
+          checkpoint(arch, params, mom, SGD, version=2, run=run_state(1, pending=2)))
+    write("checkpoint", "bad-v2-sync-text.ckpt",
+          checkpoint(arch, params, mom, SGD, version=2, run=run_state(1, sync=b"x" * 32)))
     write("checkpoint", "bad-nonfinite.ckpt",
           checkpoint(arch, params[:9] + [float("nan")], mom, SGD))
     write("checkpoint", "bad-inf-state.ckpt",

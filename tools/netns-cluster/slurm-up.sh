@@ -15,6 +15,8 @@
 #   CT_SLURM_WAIT=s   seconds to wait for every node to be idle (default 60)
 #   CT_SLURM_CRED_EXPIRE=s  job credentials' lifetime (AuthInfo cred_expire; Slurm's default
 #                     120, at least 5): a requeued job waits that long before it starts again
+#   CT_SLURM_NODE_TIMEOUT=s  SlurmdTimeout (default 20): a node that stops answering is DOWN,
+#                     and its jobs requeued or ended, this long after its last answer
 #   CT_SLURM_EXTRA='K=V ...'  further slurm.conf lines, one per word (e.g. SchedulerParameters=
 #                     bf_interval=5: a job whose wait ended starts within 5 s, not 30-60 s)
 # Configuration for a VM or a container: no cgroups (proctrack/linuxproc, task/none,
@@ -24,7 +26,7 @@
 # Every daemon lives in one of the cluster's namespaces, so down.sh's sweep of those namespaces
 # ends them all, also when this script's caller was killed.
 set -eu
-case "${1:-}" in -h|--help) sed -n '2,25p' "$0"; exit 0 ;; esac
+case "${1:-}" in -h|--help) sed -n '2,27p' "$0"; exit 0 ;; esac
 n=${1:-}; rate=${2:-}
 case "$n" in ''|*[!0-9]*|0) echo "slurm-up.sh: N must be a positive integer, got '$n' (usage: slurm-up.sh N [RATE])" >&2; exit 2 ;; esac
 [ "$n" -le 253 ] || { echo "slurm-up.sh: at most 253 nodes (10.231.0.254 is the head), got $n" >&2; exit 2; }
@@ -42,6 +44,10 @@ cred=${CT_SLURM_CRED_EXPIRE:-}
 case "$cred" in
   '') ;;
   *[!0-9]*|[0-4]|0*) echo "slurm-up.sh: CT_SLURM_CRED_EXPIRE must be an integer of at least 5, got '$cred'" >&2; exit 2 ;;
+esac
+node_timeout=${CT_SLURM_NODE_TIMEOUT:-20}
+case "$node_timeout" in
+  ''|*[!0-9]*|0*|[1-4]) echo "slurm-up.sh: CT_SLURM_NODE_TIMEOUT must be an integer of at least 5, got '$node_timeout'" >&2; exit 2 ;;
 esac
 head=${p}head
 die() { echo "slurm-up.sh: $*" >&2; exit 1; }
@@ -100,7 +106,7 @@ SelectTypeParameters=CR_CPU
 SlurmdParameters=config_overrides
 ReturnToService=2
 SlurmctldTimeout=30
-SlurmdTimeout=20
+SlurmdTimeout=$node_timeout
 MessageTimeout=10
 KillWait=5
 InactiveLimit=0
