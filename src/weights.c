@@ -1,6 +1,7 @@
 // weights.c: a run's weights in and out of safetensors files. See weights.h.
 #include "cltrain/weights.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,4 +59,78 @@ ct_status ct_run_init_from(ct_run_state *s, const char *path) {
   if (st != CT_OK)
     st = ct_error_replace(st, __FILE__, __LINE__, "--init-from: %s", ct_error_text());
   return st;
+}
+
+// A metadata value that is a whole decimal number in [lo, hi].
+static ct_status meta_int(const ct_st_file *f, const char *name, const char *key, long lo,
+                          long hi, int *out) {
+  const char *v = ct_safetensors_meta(f, key);
+  if (!v)
+    return CT_FAIL(CT_ERR_FORMAT, "%s: no \"%s\" in its metadata: not a language model's weights "
+                   "(cltrain --model gpt --save-safetensors writes them)", name, key);
+  char *end = NULL;
+  long x = isdigit((unsigned char)v[0]) ? strtol(v, &end, 10) : -1;
+  if (!end || *end || x < lo || x > hi)
+    return CT_FAIL(CT_ERR_FORMAT, "%s: metadata %s is '%.40s', not an integer in %ld..%ld", name,
+                   key, v, lo, hi);
+  *out = (int)x;
+  return CT_OK;
+}
+
+ct_status ct_gpt_st_read(const ct_st_file *f, const char *name, ct_gpt_config *g,
+                         uint8_t *vocab) {
+  int L, H, C, T, V;
+  CT_TRY(meta_int(f, name, "n_layer", 1, 1 << 20, &L));
+  CT_TRY(meta_int(f, name, "n_head", 1, 1 << 20, &H));
+  CT_TRY(meta_int(f, name, "n_embd", 1, 1 << 20, &C));
+  CT_TRY(meta_int(f, name, "block_size", 1, 1 << 20, &T));
+  // the ranges and the heads' fit are the model's own (ct_gpt_parse), said of the file
+  char spec[128];
+  snprintf(spec, sizeof spec, "gpt:layers=%d,channels=%d,heads=%d,seq=%d", L, C, H, T);
+  if (ct_gpt_parse(spec, g) != CT_OK)
+    return ct_error_replace(CT_ERR_FORMAT, __FILE__, __LINE__, "%s: its metadata (n_layer %d, "
+                            "n_head %d, n_embd %d, block_size %d) is not a model: %s", name, L, H,
+                            C, T, ct_error_text());
+  const char *v = ct_safetensors_meta(f, "vocab");
+  if (!v)
+    return CT_FAIL(CT_ERR_FORMAT, "%s: no \"vocab\" in its metadata (the byte of each token)",
+                   name);
+  // a JSON list of distinct byte values; vocab_size, when given, must agree with it
+  int seen[256] = {0};
+  const char *p = v;
+  V = 0;
+  while (*p == ' ') p++;
+  int ok = *p++ == '[';
+  while (*p == ' ') p++;
+  while (ok && *p != ']') {
+    char *end = NULL;
+    long b = isdigit((unsigned char)*p) ? strtol(p, &end, 10) : -1;
+    ok = end && b >= 0 && b <= 255 && !seen[b] && V < 256;
+    if (!ok) break;
+    seen[b] = 1;
+    vocab[V++] = (uint8_t)b;
+    for (p = end; *p == ' ';) p++;
+    if (*p == ',') {
+      for (p++; *p == ' ';) p++;
+      ok = *p != ']';
+    } else {
+      ok = *p == ']';
+    }
+  }
+  if (ok) {
+    for (p++; *p == ' ';) p++;
+    ok = *p == 0 && V >= 1;
+  }
+  if (!ok)
+    return CT_FAIL(CT_ERR_FORMAT, "%s: metadata vocab '%.40s%s' is not a JSON list of distinct "
+                   "byte values 0..255", name, v, strlen(v) > 40 ? "..." : "");
+  if (ct_safetensors_meta(f, "vocab_size")) {
+    int vs;
+    CT_TRY(meta_int(f, name, "vocab_size", 1, 256, &vs));
+    if (vs != V)
+      return CT_FAIL(CT_ERR_FORMAT, "%s: metadata vocab_size is %d, its vocab lists %d bytes",
+                     name, vs, V);
+  }
+  g->vocab = V;
+  return CT_OK;
 }
