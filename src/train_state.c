@@ -425,6 +425,9 @@ static ct_status prebuild_share_sizes(ct_run_state *s) {
 ct_status ct_run_setup(ct_run_state *s) {
   const ct_train_config *cfg = s->cfg;
   ct_comm *comm = s->comm;
+  if (cfg->sample > 0 && !ct_gpt_is_spec(cfg->arch))
+    return CT_FAIL(CT_ERR_USAGE, "--sample: only a language model (--model gpt) writes text; "
+                   "'%s' is a classifier", cfg->arch);
   CT_TRY(load_data(s));
   if (ct_gpt_is_spec(cfg->arch)) {
     ct_gpt_config g;
