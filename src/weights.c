@@ -36,9 +36,11 @@ void ct_run_st_meta(const ct_run_state *s, ct_st_meta *m) {
 ct_status ct_run_init_from(ct_run_state *s, const char *path) {
   uint8_t *buf = NULL;
   size_t size = 0;
-  CT_TRY(ct_read_file(path, (uint64_t)1 << 36, &buf, &size));
+  ct_status st = ct_read_file(path, (uint64_t)1 << 36, &buf, &size);
+  if (st != CT_OK)
+    return ct_error_replace(st, __FILE__, __LINE__, "--init-from: %s", ct_error_text());
   ct_st_file f;
-  ct_status st = ct_safetensors_parse(buf, size, path, &f);
+  st = ct_safetensors_parse(buf, size, path, &f);
   if (st == CT_OK) st = ct_safetensors_to_params(&f, &s->arch, path, 0, s->host_params);
   if (st == CT_OK && s->labels > 1) {   // a language model: the same vocabulary
     ct_st_meta mine;
