@@ -169,12 +169,12 @@ static ct_status run(const args *a) {
   ct_st_file f;
   ct_gpt_config g;
   ct_status st = ct_read_file(a->weights, (uint64_t)1 << 36, &buf, &size);
-  if (st != CT_OK) return st;
-  st = ct_safetensors_parse(buf, size, a->weights, &f);
-  if (st != CT_OK) {
-    free(buf);
-    return st;
+  if (st == CT_OK) {
+    st = ct_safetensors_parse(buf, size, a->weights, &f);
+    if (st != CT_OK) free(buf);
   }
+  if (st != CT_OK)
+    return ct_error_replace(st, __FILE__, __LINE__, "--weights: %s", ct_error_text());
   size_t np = strlen(a->prompt);
   ct_arch *arch = malloc(sizeof *arch);
   ct_model *model = calloc(1, sizeof *model);
@@ -190,6 +190,8 @@ static ct_status run(const args *a) {
   if (st == CT_OK && !(params = malloc(arch->param_count * sizeof *params)))
     st = CT_FAIL(CT_ERR_NOMEM, "out of host memory");
   if (st == CT_OK) st = ct_safetensors_to_params(&f, arch, a->weights, 0, params);
+  if (st != CT_OK && st != CT_ERR_USAGE && st != CT_ERR_NOMEM)   // the file's fault: say which flag
+    st = ct_error_replace(st, __FILE__, __LINE__, "--weights: %s", ct_error_text());
   if (st == CT_OK) st = ct_device_open_spec(a->device, 0, 0, &dev);
   if (st == CT_OK) st = ct_model_init(&dev, arch, 1, model);
   if (st == CT_OK) st = ct_model_upload_params(model, params);
