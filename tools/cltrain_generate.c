@@ -76,6 +76,7 @@ typedef struct {
 } args;
 
 static ct_status parse(int argc, char **argv, args *a) {
+  memset(a, 0, sizeof *a);
   const char *env = getenv("CLTRAIN_DEVICE");
   a->device = env && *env ? env : "auto";
   a->prompt = DEFAULT_PROMPT;
