@@ -228,6 +228,13 @@ __kernel void adamw_step(__global float *p, __global const float *grad, __global
 // index order (FP_CONTRACT OFF: a rounded square, then a rounded sum), then one work-item sums
 // the parts in order and takes the square root and the quotient exactly (CT_SQRT, CT_DIV).
 #define CT_CLIP_PARTS 64
+// x, whose bits pass through an integer OR with `opaque` (a zero the compiler cannot see as
+// one): a sum of such values cannot be reassociated, nor a product fused into the sum after it.
+// Intel's CPU runtime, running these loops one work-item to a work-group, reorders a plain
+// `s = s + g[k] * g[k]` (its bits differed from PoCL's and the documented order in 27 of 64
+// slices of a model's gradient), and replicas on the two runtimes then clipped by factors one
+// unit in the last place apart.
+#define CT_ROUNDED(x, opaque) as_float(as_uint(x) | (opaque))
 
 // parts[i] = sum of g[k]^2 over slice i of [lo, hi). Range CT_CLIP_PARTS.
 __kernel void clip_sqsum(__global const float *g, const uint lo, const uint hi,
@@ -236,16 +243,18 @@ __kernel void clip_sqsum(__global const float *g, const uint lo, const uint hi,
   if (i >= CT_CLIP_PARTS) return;
   uint len = (hi - lo + CT_CLIP_PARTS - 1) / CT_CLIP_PARTS;
   uint a = lo + i * len, b = min(a + len, hi);
+  uint opaque = (uint)(hi < lo);   // 0, but not to the compiler: see CT_ROUNDED
   float s = 0.0f;
-  for (uint k = a; k < b; k++) s = s + g[k] * g[k];
+  for (uint k = a; k < b; k++) s = CT_ROUNDED(s + CT_ROUNDED(g[k] * g[k], opaque), opaque);
   parts[i] = s;
 }
 
 // clip[0] = min(1, max_norm / (sqrt(sum of parts) + 1e-6)), and clip[1] the norm. One work-item.
 __kernel void clip_factor(__global const float *parts, const float max_norm, __global float *clip) {
   if (get_global_id(0) != 0) return;
+  uint opaque = (uint)(max_norm < 0.0f);   // 0 (max_norm > 0), not to the compiler
   float s = 0.0f;
-  for (uint i = 0; i < CT_CLIP_PARTS; i++) s = s + parts[i];
+  for (uint i = 0; i < CT_CLIP_PARTS; i++) s = CT_ROUNDED(s + parts[i], opaque);
   float norm = CT_SQRT(s);
   float f = CT_DIV(max_norm, norm + 1e-6f);
   clip[0] = f < 1.0f ? f : 1.0f;   // (NaN stays NaN: the step is skipped anyway)

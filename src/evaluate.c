@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "cltrain/generate.h"
 #include "cltrain/step.h"
 #include "cltrain/timer.h"
 
@@ -175,4 +176,49 @@ ct_status ct_replica_check(ct_run_state *s, const char *when) {
     ct_say(s, "cltrain: replicas resynchronised from rank 0 %s\n", when);
   }
   return CT_OK;
+}
+
+// ---- a language model's sample ----------------------------------------------------------------
+
+#define SAMPLE_TEMPERATURE 0.8
+#define SAMPLE_TOP_K 40
+
+static ct_status put_byte(void *ctx, int token) {
+  const ct_run_state *s = ctx;
+  if (fputc(s->test.vocab[token], stdout) == EOF)
+    return CT_FAIL(CT_ERR_IO, "--sample: cannot write to stdout");
+  return CT_OK;
+}
+
+ct_status ct_sample_text(ct_run_state *s, const char *when, uint64_t stream) {
+  const ct_train_config *cfg = s->cfg;
+  if (!R0 || cfg->sample <= 0) return CT_OK;
+  if (s->labels <= 1 || !s->test.tokens)
+    return CT_FAIL(CT_ERR_USAGE, "--sample: '%s' is not a language model", s->arch.text);
+  int n = s->test.seq / 2 > 0 ? s->test.seq / 2 : 1;
+  int *prompt = malloc((size_t)n * sizeof *prompt);
+  int *out = malloc((size_t)cfg->sample * sizeof *out);
+  ct_status st = CT_OK;
+  if (!prompt || !out) st = CT_FAIL(CT_ERR_NOMEM, "out of host memory");
+  ct_generate_opts o;
+  ct_generate_opts_defaults(&o);
+  o.tokens = cfg->sample;
+  o.temperature = SAMPLE_TEMPERATURE;
+  o.top_k = SAMPLE_TOP_K;
+  uint64_t mix = cfg->seed ^ 0x73616d706c65ULL;   // "sample": not the training's streams
+  mix += stream * 0x9e3779b97f4a7c15ULL;
+  o.seed = ct_generate_rng(&mix);
+  o.emit = put_byte, o.ctx = s;
+  if (st == CT_OK) {
+    printf("sample after %s:\n", when);
+    for (int i = 0; i < n; i++) {
+      prompt[i] = s->test.tokens[i];
+      putchar(s->test.vocab[prompt[i]]);
+    }
+    st = ct_generate(&s->model, prompt, n, &o, out);
+    putchar('\n');
+    fflush(stdout);
+  }
+  free(prompt), free(out);
+  return st;
 }

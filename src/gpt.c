@@ -131,7 +131,7 @@ ct_status ct_gpt_build(const ct_gpt_config *g, ct_arch *a) {
     CT_TRY(add(a, "add", "add", in2, 2, pre, std, &x));
   }
   CT_TRY(add(a, "layernorm", "layernorm", &x, 1, "transformer.ln_f", std, &h));
-  int tied[1] = {ct_arch_tensor_find(a, "transformer.wte.weight")};
+  int tied[CT_OP_MAX_PARAMS] = {ct_arch_tensor_find(a, "transformer.wte.weight"), -1, -1, -1};
   if (tied[0] < 0) return CT_FAIL(CT_ERR_INTERNAL, "the embedding declared no transformer.wte");
   int logits;
   snprintf(tok, sizeof tok, "dense:%d/nobias", V);

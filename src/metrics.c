@@ -60,7 +60,9 @@ void ct_json_begin(ct_json *j) {
 
 void ct_json_str(ct_json *j, const char *k, const char *value) {
   key(j, k);
-  size_t size = strlen(value) * 6 + 3;
+  // (ct_json_escape takes a character only with room for its longest escape, 6 bytes, the
+  // closing quote and the end after it: 6 per character and 9 more, or a 1-byte value is lost)
+  size_t size = strlen(value) * 6 + 9;
   char *buf = malloc(size);
   if (!buf) {
     j->oom = 1;

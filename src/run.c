@@ -120,6 +120,11 @@ static ct_status epoch_end(ct_run_state *s, loop *L) {
   s->res->test_acc = value;
   s->res->epochs_done = L->epoch + 1;
   CT_TRY(ct_report_epoch(s, L->epoch, L->step, value, L->t_train));
+  if (cfg->sample > 0) {   // --sample: rank 0 prints a language model's text
+    char when[32];
+    snprintf(when, sizeof when, "epoch %d", L->epoch + 1);
+    CT_UNPROFILED(s, ct_sample_text(s, when, (uint64_t)L->epoch + 1));
+  }
   if (cfg->checkpoint) {
     ct_checkpoint_pos p = {L->step, L->epoch + 1, 0, s->comm->size, cfg->batch};
     CT_UNPROFILED(s, save_checkpoint(s, &p));
@@ -317,7 +322,14 @@ static ct_status finish_run(ct_run_state *s, loop *L, int stopped) {
     CT_TRY(flush(s, 0, &fc));
     count_finishing(s, tf, fc, &L->t_train);
   }
-  if (stopped || res->epochs_done == 0) CT_UNPROFILED(s, ct_evaluate(s, &res->test_acc));
+  if (stopped || res->epochs_done == 0) {
+    CT_UNPROFILED(s, ct_evaluate(s, &res->test_acc));
+    if (cfg->sample > 0) {   // (a run that --max-steps ended mid-epoch: its last sample)
+      char when[40];
+      snprintf(when, sizeof when, "step %ld", L->step);
+      CT_UNPROFILED(s, ct_sample_text(s, when, ((uint64_t)1 << 32) + (uint64_t)L->step));
+    }
+  }
   if (s->loss_n > 0) res->last_loss = s->loss_acc / s->loss_n;   // since the last log line
   if (res->steps == 0) res->last_loss = NAN;                        // (none: null in metrics)
   figures(s, L);

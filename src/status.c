@@ -85,13 +85,16 @@ const char *ct_cl_errname(cl_int err) {
   return "CL_UNKNOWN_ERROR";
 }
 
+// (formatted aside first: a replacement may quote the message it replaces, ct_error_text())
 static ct_status set_v(ct_status st, const char *file, int line, const char *fmt, va_list ap) {
   const char *base = strrchr(file, '/');
   base = base ? base + 1 : file;
-  int n = snprintf(last_msg, sizeof last_msg, "%s:%d: ", base, line);
-  if (n < 0 || n >= (int)sizeof last_msg) n = 0;
+  char msg[sizeof last_msg];
+  int n = snprintf(msg, sizeof msg, "%s:%d: ", base, line);
+  if (n < 0 || n >= (int)sizeof msg) n = 0;
+  vsnprintf(msg + n, sizeof msg - (size_t)n, fmt, ap);
+  memcpy(last_msg, msg, sizeof msg);
   last_text_off = n;
-  vsnprintf(last_msg + n, sizeof last_msg - (size_t)n, fmt, ap);
   return st;
 }
 

@@ -191,7 +191,8 @@ static ct_status load_text(ct_run_state *s) {
   if (cfg->shard == CT_SHARD_STRATIFIED)
     return CT_FAIL(CT_ERR_USAGE, "--shard stratified: a language model's samples have no class "
                    "(use sequential or random)");
-  CT_TRY(ct_text_load(cfg->text, g.seq, &s->train, &s->test));
+  ct_status st = ct_text_load(cfg->text, g.seq, &s->train, &s->test);
+  if (st != CT_OK) return ct_error_replace(st, __FILE__, __LINE__, "--text: %s", ct_error_text());
   if (cfg->limit > 0) ct_dataset_limit(&s->train, cfg->limit);
   if (cfg->test_limit > 0) ct_dataset_limit(&s->test, cfg->test_limit);
   return CT_OK;
@@ -428,6 +429,9 @@ static ct_status prebuild_share_sizes(ct_run_state *s) {
 ct_status ct_run_setup(ct_run_state *s) {
   const ct_train_config *cfg = s->cfg;
   ct_comm *comm = s->comm;
+  if (cfg->sample > 0 && !ct_gpt_is_spec(cfg->arch))
+    return CT_FAIL(CT_ERR_USAGE, "--sample: only a language model (--model gpt) writes text; "
+                   "'%s' is a classifier", cfg->arch);
   CT_TRY(load_data(s));
   if (ct_gpt_is_spec(cfg->arch)) {
     ct_gpt_config g;

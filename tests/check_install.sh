@@ -19,7 +19,7 @@ trap 'rm -rf "$work"' EXIT
 P=$work/prefix
 "$CMAKE" --install "$B" --prefix "$P" >"$work/log" 2>&1 || { cat "$work/log"; fail "cmake --install exited $?"; }
 
-tools="cltrain cltrain-devices cltrain-bench-allreduce cltrain-tune cltrain-export cltrain-plot"
+tools="cltrain cltrain-devices cltrain-bench-allreduce cltrain-tune cltrain-export cltrain-generate cltrain-plot"
 expected=$( (for t in $tools; do echo "bin/$t"; done
              echo share/doc/cltrain/README.md
              (cd "$S" && find docs -type f | sed 's|^|share/doc/cltrain/|')) | sort)

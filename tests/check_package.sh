@@ -33,7 +33,7 @@ arch=$(field Architecture)
 
 # the file list
 dpkg-deb -c "$deb" >"$work/list"
-for t in cltrain cltrain-devices cltrain-bench-allreduce cltrain-tune cltrain-export cltrain-plot; do
+for t in cltrain cltrain-devices cltrain-bench-allreduce cltrain-tune cltrain-export cltrain-generate cltrain-plot; do
   grep -Eq "^-rwxr-xr-x .* \./usr/bin/$t\$" "$work/list" || fail "no executable /usr/bin/$t"
 done
 for f in README.md docs/metrics.md docs/bad-input.md docs/design-notes.md; do
@@ -49,7 +49,7 @@ echo "$deps" | tr ',|' '\n\n' | awk '{print $1}' | sort -u >"$work/depnames"
 grep -qx openmpi-bin "$work/depnames" || fail "Depends lacks openmpi-bin: $deps"
 dpkg-deb -x "$deb" "$work/root"
 if command -v readelf >/dev/null && command -v dpkg >/dev/null; then
-  for t in cltrain cltrain-devices cltrain-bench-allreduce cltrain-tune cltrain-export; do
+  for t in cltrain cltrain-devices cltrain-bench-allreduce cltrain-tune cltrain-export cltrain-generate; do
     readelf -d "$work/root/usr/bin/$t" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'
   done | sort -u >"$work/needed"
   [ -s "$work/needed" ] || fail "no NEEDED library found"

@@ -15,7 +15,7 @@ trap 'rm -rf "$work"' EXIT
 VRE='[0-9]+\.[0-9]+\.[0-9]+(\+git[0-9]+\.g[0-9a-f]{7,}(\.dirty)?)?'
 
 version=""
-for tool in cltrain cltrain-devices cltrain-bench-allreduce cltrain-tune cltrain-export; do
+for tool in cltrain cltrain-devices cltrain-bench-allreduce cltrain-tune cltrain-export cltrain-generate; do
   [ -x "$B/$tool" ] || fail "$B/$tool not built"
   (cd / && "$B/$tool" --version) >"$work/$tool" 2>"$work/err"; rc=$?
   [ "$rc" -eq 0 ] || fail "$tool --version: exit $rc: $(cat "$work/err")"

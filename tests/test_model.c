@@ -185,7 +185,7 @@ START_TEST(builder_shares_values_and_tensors) {
   ct_arch *a = malloc(sizeof *a);
   ct_shape in = {1, {12, 0, 0}, 0};
   ct_arch_begin(a, &in);
-  int x = 0, h, r, y, z, tied[1];
+  int x = 0, h, r, y, z, tied[CT_OP_MAX_PARAMS] = {-1, -1, -1, -1};
   ck_assert_ct(ct_arch_add(a, "dense", "dense:8", &x, 1, "fc", NULL, &h));
   ck_assert_ct(ct_arch_add(a, "relu", "relu", &h, 1, "act", NULL, &r));
   ck_assert_ct(ct_arch_add(a, "dense", "dense:8/nobias", &r, 1, "p1", NULL, &y));

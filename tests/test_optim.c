@@ -552,6 +552,81 @@ START_TEST(every_platform_gives_the_same_bits) {
 }
 END_TEST
 
+// --clip-norm's factor on the device: the order cl/optim.cl documents (64 slices, each summed in
+// index order as rounded squares and rounded sums, the slices summed in order, a correctly
+// rounded square root and quotient), bit for bit, on every platform here: replicas on several
+// vendors clip by the same factor. Gradients of log-uniform magnitudes, as a model's are.
+static void clip_reference(const float *g, size_t n, float max_norm, float *factor, float *norm) {
+  size_t len = (n + 63) / 64;
+  volatile float total = 0.0f;
+  for (size_t i = 0; i < 64; i++) {
+    volatile float s = 0.0f;
+    for (size_t k = i * len; k < (i + 1) * len && k < n; k++) {
+      volatile float sq = g[k] * g[k];
+      s = s + sq;
+    }
+    total = total + s;
+  }
+  *norm = sqrtf(total);
+  volatile float den = *norm + 1e-6f;
+  float f = max_norm / den;
+  *factor = f < 1.0f ? f : 1.0f;
+}
+
+START_TEST(clip_factor_has_the_same_bits_everywhere) {
+  static const char *const specs[] = {"pocl", "oclgrind", "intel"};
+  const size_t sizes[] = {1288, 4176, 10007};
+  int checked = 0;
+  for (int d = 0; d < 3; d++) {
+    ct_device dev;
+    ct_status st = ct_device_open_spec(specs[d], 0, 0, &dev);
+    if (st == CT_ERR_NOTFOUND) {
+      ct_error_clear();
+      continue;
+    }
+    ck_assert_ct(st);
+    for (int si = 0; si < 3; si++) {
+      size_t n = sizes[si];
+      if (dev.info.simulator && n > 2000) continue;
+      ct_optim_config c;
+      ct_optim_config_defaults(CT_OPT_ADAMW, &c);
+      ct_optim opt;
+      ck_assert_ct(ct_optim_init(&dev, &c, n, &opt));
+      float *g = malloc(n * sizeof *g);
+      uint64_t r = 40 + si;
+      int mismatched = 0;
+      for (int trial = 0; trial < 8; trial++) {
+        for (size_t i = 0; i < n; i++) {
+          uint64_t u = ct_test_rand_u64(&r);
+          float mag = powf(10.0f, -7.0f + 7.0f * (float)((u >> 11) * 0x1.0p-53));
+          g[i] = (u & 1) ? -mag : mag;
+        }
+        cl_mem b = upload(&dev, g, n);
+        float max_norm = trial & 1 ? 0.25f : 3.0f, f, nm, rf, rn;
+        ck_assert_ct(ct_optim_clip(&opt, b, 0, n, max_norm));
+        ck_assert_ct(ct_optim_clip_read(&opt, &f, &nm));
+        clip_reference(g, n, max_norm, &rf, &rn);
+        if (bits_of(nm) != bits_of(rn) || bits_of(f) != bits_of(rf)) {
+          if (!mismatched++)
+            fprintf(stderr, "%s [%s], %zu gradients, trial %d: norm %.9g, factor %.9g; in the "
+                    "documented order %.9g, %.9g\n", dev.info.name, dev.info.platform_name, n,
+                    trial, (double)nm, (double)f, (double)rn, (double)rf);
+        }
+        clReleaseMemObject(b);
+      }
+      ck_assert_msg(mismatched == 0, "%s [%s]: %d of 8 clip norms of %zu gradients are not the "
+                    "documented order's bits", dev.info.name, dev.info.platform_name, mismatched,
+                    n);
+      free(g);
+      ct_optim_free(&opt);
+      checked++;
+    }
+    ct_device_close(&dev);
+  }
+  if (!checked) fprintf(stderr, "note: no PoCL, Oclgrind or Intel device: clip not checked\n");
+}
+END_TEST
+
 // ct_optim_step_unless: a non-zero flag on the device leaves everything as it was; a zero flag
 // gives ct_optim_step's bits; t is the caller's to advance.
 START_TEST(step_unless_skips_on_the_device) {
@@ -609,6 +684,7 @@ int main(void) {
   tcase_add_test(tc, state_round_trip_and_resume);
   tcase_add_test(tc, step_unless_skips_on_the_device);
   tcase_add_test(tc, every_platform_gives_the_same_bits);
+  tcase_add_test(tc, clip_factor_has_the_same_bits_everywhere);
   suite_add_tcase(s, tc);
   return ct_test_run(s, 1);
 }

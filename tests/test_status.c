@@ -43,6 +43,10 @@ START_TEST(cl_check_records_name_and_place) {
   ck_assert_ptr_nonnull(strstr(ct_error_message(), "CL_INVALID_MEM_OBJECT"));
   ct_error_replace(CT_ERR_IO, "f.c", 3, "third %d", 3);
   ck_assert_str_eq(ct_error_message(), "f.c:3: third 3");
+  // a replacement that quotes the message it replaces (a flag put in front of it)
+  ct_error_replace(CT_ERR_IO, "src/g.c", 12, "--init-from: %s", ct_error_text());
+  ck_assert_str_eq(ct_error_message(), "g.c:12: --init-from: third 3");
+  ck_assert_str_eq(ct_error_text(), "--init-from: third 3");
   ct_error_clear();
   ck_assert_str_eq(ct_error_message(), "");
 }

@@ -2,7 +2,7 @@
 // (are the ranks' parameters still the same bytes?).
 //
 // Defines: ct_eval_metric, ct_eval_metrics / ct_eval_nmetrics, ct_eval_metric_choose,
-// ct_evaluate, ct_replica_check, ct_replica_resync.
+// ct_evaluate, ct_replica_check, ct_replica_resync, ct_sample_text.
 //
 // Evaluation is split: rank r evaluates a contiguous slice of the test set (cut by the share
 // weights: the same cut on every rank), and each metric's two sums (a numerator and a
@@ -39,5 +39,13 @@ ct_status ct_evaluate(ct_run_state *s, double *value);
 ct_status ct_replica_check(ct_run_state *s, const char *when);
 // Rank 0's parameters and optimizer state on every rank. Collective.
 ct_status ct_replica_resync(ct_run_state *s);
+
+// --sample N, a language model: rank 0 prints "sample after WHEN:", then on the next line a
+// prompt (the first seq/2 bytes of the validation text, at least one) followed by the N bytes
+// the model generates after it (generate.h: temperature 0.8, top-k 40, the stream seeded from
+// --seed and `stream`), and a newline. It uses the model's buffers as an evaluation does; the
+// parameters, the optimizer and the training's random streams are left as they were. Other
+// ranks do nothing (they go on, and wait for rank 0 at the next collective).
+ct_status ct_sample_text(ct_run_state *s, const char *when, uint64_t stream);
 
 #endif

@@ -90,8 +90,9 @@ void ct_arch_begin(ct_arch *a, const ct_shape *input);
 int ct_arch_value(ct_arch *a, const ct_shape *shape);
 // Appends a node of the op called `op` (op.h's table), configured by `token` (what the op's
 // parser reads, e.g. "dense:384"), reading the values in[0..n_in), its tensors named
-// "<prefix>.<what>". tied: NULL, or for each tensor the op declares, in order, the id of an
-// existing tensor it IS (-1: a new one). *out: its output value.
+// "<prefix>.<what>". tied: NULL, or CT_OP_MAX_PARAMS entries: for each tensor the op declares,
+// in order, the id of an existing tensor it IS (-1: a new one; -1 in the entries past the
+// op's). *out: its output value.
 ct_status ct_arch_add(ct_arch *a, const char *op, const char *token, const int *in, int n_in,
                       const char *prefix, const int *tied, int *out);
 // Appends the loss op `loss` over value `logits`, with `labels` int labels per sample, and plans

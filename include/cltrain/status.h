@@ -37,7 +37,8 @@ const char *ct_cl_errname(cl_int err);
 // the unwinding) and returns st. The message reads "file:line: text".
 ct_status ct_error_set(ct_status st, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-// Overwrites whatever is pending (for errors that supersede an earlier one).
+// Overwrites whatever is pending (for errors that supersede an earlier one); its arguments may
+// quote the pending message (ct_error_text()).
 ct_status ct_error_replace(ct_status st, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 const char *ct_error_message(void);          // "" when none is pending
