@@ -2,8 +2,10 @@
 # Training throughput of cltrain next to PyTorch's (tools/peer_torch.py) on the same
 # machine, same model, global batch and thread count, measured in the same run. A benchmark:
 # prints figures and their ratio, never passes or fails on them.
-#   tools/bench-peer.sh [--threads T] [--batch B] [--limit-mlp N] [--limit-cnn N] [--models "mlp cnn"]
-#                       [--no-tune]
+#   tools/bench-peer.sh [--threads T] [--batch B] [--limit-mlp N] [--limit-cnn N]
+#                       [--models "mlp cnn gpt"] [--gpt-steps N] [--device SPEC] [--no-tune]
+# gpt: the language model (L4 C128 H4 T64, batch 12, AdamW, clip 1.0) next to tools/peer_gpt.py
+# on the installed corpus, --gpt-steps steps each (tokens/s after 5 warm-up steps).
 # Needs build/cltrain and Debian's python3-torch + libopenblas0-pthread
 # (tools/install-deps.sh --bench installs them). cltrain's PoCL is pinned to T threads with
 # POCL_MAX_PTHREAD_COUNT; the peer sets its BLAS and intra-op threads to T. cltrain runs with
@@ -12,7 +14,10 @@
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 peer=${CLTRAIN_PEER:-$root/tools/peer_torch.py}
-threads=1 batch=128 limit_mlp=30000 limit_cnn=6000 models="mlp cnn" lr=0.05 tune=--tune
+peer_gpt=$root/tools/peer_gpt.py
+text=/usr/local/share/cltrain/shakespeare.txt
+threads=1 batch=128 limit_mlp=30000 limit_cnn=6000 models="mlp cnn gpt" lr=0.05 tune=--tune
+gpt_steps=150 device=pocl
 while [ $# -gt 0 ]; do
   case "$1" in
     --threads) threads=$2; shift 2 ;;
@@ -20,23 +25,42 @@ while [ $# -gt 0 ]; do
     --limit-mlp) limit_mlp=$2; shift 2 ;;
     --limit-cnn) limit_cnn=$2; shift 2 ;;
     --models) models=$2; shift 2 ;;
+    --gpt-steps) gpt_steps=$2; shift 2 ;;
+    --device) device=$2; shift 2 ;;
     --no-tune) tune=; shift ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "bench-peer.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
 [ -x "$root/build/cltrain" ] || { echo "bench-peer.sh: build/cltrain not found: build first" >&2; exit 1; }
 [ -f "$peer" ] || { echo "bench-peer.sh: peer script $peer not found (set CLTRAIN_PEER)" >&2; exit 1; }
 /usr/bin/python3 -c "import torch" 2>/dev/null || { echo "bench-peer.sh: python3-torch is not installed (tools/install-deps.sh --bench)" >&2; exit 1; }
-dev=$("$root/build/cltrain-devices" --device auto --json | /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); x=[v for p in d["platforms"] for v in p["devices"]][0]; print(x["name"], "/", x["platform_name"])')
+dev=$("$root/build/cltrain-devices" --device "$device" --json | /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); x=[v for p in d["platforms"] for v in p["devices"]][0]; print(x["name"], "/", x["platform_name"])')
 cpu=$(sed -n 's/^model name[^:]*: //p' /proc/cpuinfo | head -1)
 echo "cltrain vs PyTorch, training throughput; $threads thread(s), global batch $batch, SGD lr $lr momentum 0.9, one epoch"
 echo "cltrain device: $dev; CPU: $cpu"
 echo "cltrain GEMMs: the device's tuning cache${tune:+ (products missing from it are tuned first: --tune)}"
 printf '%-6s %8s %14s %14s %10s %10s %10s\n' model samples cltrain_s/s torch_s/s ratio acc_cl acc_torch
+export POCL_MAX_PTHREAD_COUNT=$threads CL_CONFIG_CPU_TBB_NUM_WORKERS=$threads
 for m in $models; do
+  if [ "$m" = gpt ]; then   # tokens/s of the language model, the same recipe on both
+    G="--batch 12 --lr 1e-3 --beta2 0.99 --warmup 10 --min-lr 1e-4"
+    out=$("$root/build/cltrain" --model gpt --device "$device" --text "$text" --optimizer adamw \
+          $G --weight-decay 0.1 --clip-norm 1 --schedule cosine --max-steps "$gpt_steps" \
+          --test-limit 64 --log-every 0 $tune)
+    cl=$(echo "$out" | sed -n 's/^final: .* (\([0-9]*\) tokens\/s)$/\1/p')
+    clv=$(echo "$out" | sed -n 's/^final: validation loss \([0-9.]*\).*/\1/p')
+    pout=$(/usr/bin/python3 "$peer_gpt" --text "$text" --steps "$gpt_steps" $G --wd 0.1 --clip 1.0 \
+           --threads "$threads" --eval-windows 64 --log-every 0)
+    pt=$(echo "$pout" | sed -n 's/^tokens\/s \([0-9.]*\)/\1/p')
+    ptv=$(echo "$pout" | sed -n 's/^val loss \([0-9.]*\)/\1/p')
+    ratio=$(/usr/bin/python3 -c "print(f'{$cl/$pt:.2f}')")
+    printf '%-6s %8s %14s %14s %10s %10s %10s   (tokens/s, validation loss)\n' gpt \
+      "$((gpt_steps * 12))" "$cl" "$pt" "$ratio" "$clv" "$ptv"
+    continue
+  fi
   limit=$limit_mlp; [ "$m" = cnn ] && limit=$limit_cnn
-  out=$(POCL_MAX_PTHREAD_COUNT=$threads "$root/build/cltrain" --model "$m" --epochs 1 --batch "$batch" \
+  out=$("$root/build/cltrain" --model "$m" --device "$device" --epochs 1 --batch "$batch" \
         --lr $lr --momentum 0.9 --limit "$limit" --log-every 0 $tune)
   cl=$(echo "$out" | sed -n 's/^final: .* \([0-9.]*\) samples\/s$/\1/p')
   clacc=$(echo "$out" | sed -n 's/^final: test accuracy \([0-9.]*\).*/\1/p')
