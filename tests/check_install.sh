@@ -19,8 +19,8 @@ trap 'rm -rf "$work"' EXIT
 P=$work/prefix
 "$CMAKE" --install "$B" --prefix "$P" >"$work/log" 2>&1 || { cat "$work/log"; fail "cmake --install exited $?"; }
 
-tools="cltrain cltrain-devices cltrain-bench-allreduce cltrain-tune cltrain-export cltrain-generate cltrain-plot"
-expected=$( (for t in $tools; do echo "bin/$t"; done
+tools="cltrain cltrain-devices cltrain-bench-allreduce cltrain-tune cltrain-export cltrain-generate cltrain-plot cltrain-relaunch"
+expected=$( (for t in $tools; do echo "bin/$t"; echo "share/man/man1/$t.1"; done
              echo share/doc/cltrain/README.md
              (cd "$S" && find docs -type f | sed 's|^|share/doc/cltrain/|')) | sort)
 (cd "$P" && find . -type f -o -type l | sed 's|^\./||' | sort) >"$work/files"
@@ -35,7 +35,7 @@ for d in "$S" "$B"; do
 done
 if command -v readelf >/dev/null; then
   for t in $tools; do
-    [ "$t" = cltrain-plot ] && continue
+    case "$t" in cltrain-plot|cltrain-relaunch) continue ;; esac   # (scripts)
     rp=$(readelf -d "$P/bin/$t" | grep -E 'R(UN)?PATH')
     [ -z "$rp" ] || fail "bin/$t has an RPATH: $rp"
   done
@@ -48,4 +48,15 @@ for t in $tools; do
   echo "$out" | head -n 1 | grep -q "^$t (cltrain) [0-9]" || fail "$t --version: $out"
   (cd / && PATH="$P/bin:/usr/bin:/bin" "$t" --help >/dev/null 2>&1) || fail "$t --help from the prefix: exit $?"
 done
+# a man page for every tool, that man renders, naming the tool and its version
+if command -v man >/dev/null; then
+  for t in $tools; do
+    page=$(MANWIDTH=80 man -l "$P/share/man/man1/$t.1" 2>"$work/manerr") || fail "man -l $t.1: exit $?: $(cat "$work/manerr")"
+    echo "$page" | grep -q "^NAME" || fail "man $t: no NAME section"
+    echo "$page" | grep -Eq "^ +$t +- " || fail "man $t: the NAME line does not name $t"
+    echo "$page" | grep -q -- "--help" || echo "$page" | grep -q -- "--" || fail "man $t: no options"
+    echo "$page" | tail -n 1 | grep -q "$t [0-9]" || fail "man $t: no version in the footer"
+  done
+  echo "man pages: $(echo $tools | wc -w) render"
+fi
 echo "PASS: $(wc -l <"$work/files") files in $P"

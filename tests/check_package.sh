@@ -33,8 +33,9 @@ arch=$(field Architecture)
 
 # the file list
 dpkg-deb -c "$deb" >"$work/list"
-for t in cltrain cltrain-devices cltrain-bench-allreduce cltrain-tune cltrain-export cltrain-generate cltrain-plot; do
+for t in cltrain cltrain-devices cltrain-bench-allreduce cltrain-tune cltrain-export cltrain-generate cltrain-plot cltrain-relaunch; do
   grep -Eq "^-rwxr-xr-x .* \./usr/bin/$t\$" "$work/list" || fail "no executable /usr/bin/$t"
+  grep -Eq "^-rw-r--r-- .* \./usr/share/man/man1/$t\.1\$" "$work/list" || fail "no man page /usr/share/man/man1/$t.1"
 done
 for f in README.md docs/metrics.md docs/bad-input.md docs/design-notes.md; do
   grep -q " \./usr/share/doc/cltrain/$f\$" "$work/list" || fail "no /usr/share/doc/cltrain/$f"

@@ -85,4 +85,7 @@ echo "$out" | grep -q "^OpenCL platform 0" && fail "--version with no platform l
 # cltrain-plot: the build folder's copy knows the version
 plot=$(cd / && "$B/cltrain-plot" --version) || fail "cltrain-plot --version exited $?"
 [ "$plot" = "cltrain-plot (cltrain) $version" ] || fail "cltrain-plot --version: '$plot'"
+# cltrain-relaunch: the same
+rl=$(cd / && "$B/cltrain-relaunch" --version) || fail "cltrain-relaunch --version exited $?"
+[ "$rl" = "cltrain-relaunch (cltrain) $version" ] || fail "cltrain-relaunch --version: '$rl'"
 echo "PASS: $version"

@@ -28,7 +28,7 @@ for a in "$@"; do
 done
 pkgs="cmake make gcc pkg-config ocl-icd-opencl-dev ocl-icd-libopencl1 opencl-headers clinfo
       pocl-opencl-icd oclgrind libclblast-dev libopenmpi-dev openmpi-bin check zlib1g-dev
-      dataset-fashion-mnist python3 python3-pip gnuplot-nox iproute2 util-linux"
+      dataset-fashion-mnist python3 python3-pip gnuplot-nox iproute2 util-linux help2man man-db"
 [ "${CLTRAIN_FUZZ_DEPS:-1}" = 1 ] && pkgs="$pkgs clang libclang-rt-14-dev"
 [ "$bench" = 1 ] && pkgs="$pkgs python3-torch libopenblas0-pthread"
 [ "$intel" = 1 ] && pkgs="$pkgs python3-venv"
