@@ -2,9 +2,10 @@
 //
 // The kernels live in cl/optim.cl. Each ct_optim creates its own kernel object (arguments are
 // per kernel object, so two optimizers on one device never race on clSetKernelArg), from the
-// "optim" program built either plainly (the device rounds / and sqrt correctly) or with
-// -DCT_SOFT_DIVSQRT (exact integer division and sqrt in the kernel) when the device does not
-// report CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT. Host scalars are derived in double from IEEE + - * /
+// "optim" program built plainly where the device rounds / and sqrt correctly
+// (CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT); otherwise with -DCT_F64_DIVSQRT (through double
+// precision, correctly rounded by the spec) where it has cl_khr_fp64, else with
+// -DCT_SOFT_DIVSQRT (exact integer division and sqrt in the kernel). Host scalars are derived in double from IEEE + - * /
 // and sqrt only (powers by repeated squaring), so every host computes the same floats.
 #include "cltrain/optim.h"
 
@@ -138,8 +139,14 @@ ct_status ct_optim_init(ct_device *dev, const ct_optim_config *cfg, size_t count
   if (count > (size_t)UINT32_MAX)
     return CT_FAIL(CT_ERR_USAGE, "the model has %zu parameters; the optimizer kernels address at "
                    "most %u", count, (unsigned)UINT32_MAX);
+  // / and sqrt correctly rounded: by the device, else through double precision where the device
+  // has it, else by the integer code. CLTRAIN_SOFT_DIVSQRT=1 forces the integer code, =f64 the
+  // double path (where cl_khr_fp64 is there), =0 (or unset) chooses as above.
   const char *env = getenv("CLTRAIN_SOFT_DIVSQRT");
-  int soft = !dev->info.correct_sqrt || (env && *env && strcmp(env, "0") != 0);
+  int force_f64 = env && strcmp(env, "f64") == 0;
+  int soft = !dev->info.correct_sqrt || force_f64 || (env && *env && strcmp(env, "0") != 0);
+  if (soft && dev->info.fp64 && (force_f64 || !(env && *env && strcmp(env, "0") != 0)))
+    soft = 2;
   size_t state_count = cfg->kind == CT_OPT_ADAMW ? 2 * count : count;
 
   // elements per work-item: 8 (explicit float8 in sgd_step) on CPUs, 1 on GPUs (coalescing)
@@ -152,7 +159,8 @@ ct_status ct_optim_init(ct_device *dev, const ct_optim_config *cfg, size_t count
     chunk = (vecs + groups - 1) / groups * 8;
   }
   char opts[128];
-  snprintf(opts, sizeof opts, "%s-DCT_PER_ITEM=%d", soft ? "-DCT_SOFT_DIVSQRT " : "", per_item);
+  snprintf(opts, sizeof opts, "%s-DCT_PER_ITEM=%d",
+           soft == 2 ? "-DCT_F64_DIVSQRT " : soft ? "-DCT_SOFT_DIVSQRT " : "", per_item);
   if (chunk)
     snprintf(opts + strlen(opts), sizeof opts - strlen(opts), " -DCT_SGD_CHUNK=%zuu", chunk);
   cl_program prog;

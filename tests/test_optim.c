@@ -4,9 +4,10 @@
 //     derived by hand;
 //   - SGD (plain, momentum, Nesterov, weight decay) and AdamW against a plain-C reference of the
 //     same float formulas, several steps, sizes 1 and 1000003: bit-exact;
-//   - the kernels' integer division / sqrt (-DCT_SOFT_DIVSQRT) against the host's correctly
-//     rounded ones on random bit patterns (subnormals, infinities, NaN), and AdamW through
-//     either path giving the same bits;
+//   - the kernels' integer division / sqrt (-DCT_SOFT_DIVSQRT) and those through double
+//     precision (-DCT_F64_DIVSQRT, where the device has cl_khr_fp64) against the host's
+//     correctly rounded ones on random bit patterns (subnormals, infinities, NaN), and AdamW
+//     through every path giving the same bits;
 //   - state read/write round trip, and resuming from saved state equals an uninterrupted run;
 //   - cross-platform: the same 5 updates on PoCL, Oclgrind and Intel's CPU runtime (those
 //     present) give bitwise-identical parameters;
@@ -336,6 +337,11 @@ END_TEST
 
 // ---- integer division and sqrt --------------------------------------------------------------
 
+// Which division and sqrt ct_optim_init chooses for the device (as it does, unforced).
+static const char *divsqrt_path(const ct_device *dev) {
+  return dev->info.correct_sqrt ? "device div/sqrt" : dev->info.fp64 ? "double div/sqrt" : "integer";
+}
+
 static void divsqrt_on(ct_device *dev, const char *options, const float *a, const float *b,
                        float *q, float *s, size_t n) {
   cl_program prog;
@@ -409,6 +415,7 @@ START_TEST(soft_divsqrt_is_correctly_rounded) {
   ct_device dev;
   ct_test_device("auto", &dev);
   check_divsqrt(&dev, "-DCT_SOFT_DIVSQRT", 1 << 21);
+  if (dev.info.fp64) check_divsqrt(&dev, "-DCT_F64_DIVSQRT", 1 << 21);
   if (dev.info.correct_sqrt) check_divsqrt(&dev, "", 1 << 21);
   ct_device_close(&dev);
 }
@@ -431,9 +438,18 @@ START_TEST(adamw_same_bits_through_soft_divsqrt) {
   ck_assert_int_eq(probe.soft_divsqrt, 1);
   ct_optim_free(&probe);
   run_device(&dev, &c, n, 5, p0, p2, s2);
-  unsetenv("CLTRAIN_SOFT_DIVSQRT");
   ck_assert_uint_eq(count_bit_diffs(p2, p1, n, "adamw soft vs hardware"), 0);
   ck_assert_uint_eq(count_bit_diffs(s2, s1, 2 * n, "adamw state soft vs hardware"), 0);
+  if (dev.info.fp64) {   // the same through double precision
+    setenv("CLTRAIN_SOFT_DIVSQRT", "f64", 1);
+    ck_assert_ct(ct_optim_init(&dev, &c, 4, &probe));
+    ck_assert_int_eq(probe.soft_divsqrt, 2);
+    ct_optim_free(&probe);
+    run_device(&dev, &c, n, 5, p0, p2, s2);
+    ck_assert_uint_eq(count_bit_diffs(p2, p1, n, "adamw f64 vs hardware"), 0);
+    ck_assert_uint_eq(count_bit_diffs(s2, s1, 2 * n, "adamw state f64 vs hardware"), 0);
+  }
+  unsetenv("CLTRAIN_SOFT_DIVSQRT");
   free(p0), free(p1), free(p2), free(s1), free(s2);
   ct_device_close(&dev);
 }
@@ -539,9 +555,8 @@ START_TEST(every_platform_gives_the_same_bits) {
       ck_assert_msg(bp == 0 && bs == 0,
                     "%s: %zu params and %zu state values differ between %s [%s] (%s) and %s [%s] (%s)",
                     what, bp, bs, devs[first].info.name, devs[first].info.platform_name,
-                    devs[first].info.correct_sqrt ? "device div/sqrt" : "integer",
-                    devs[d].info.name, devs[d].info.platform_name,
-                    devs[d].info.correct_sqrt ? "device div/sqrt" : "integer");
+                    divsqrt_path(&devs[first]), devs[d].info.name, devs[d].info.platform_name,
+                    divsqrt_path(&devs[d]));
     }
     fprintf(stderr, "note: %s and %s give the same bits\n", devs[first].info.platform_name,
             devs[d].info.platform_name);

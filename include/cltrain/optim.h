@@ -85,7 +85,8 @@ typedef struct ct_optim {
   long t;                    // updates applied so far (AdamW bias correction); set it on resume
   // added
   cl_kernel kernel;          // this optimizer's own update kernel (its arguments are per object)
-  int soft_divsqrt;          // division and sqrt done by the kernel's exact integer code
+  int soft_divsqrt;          // division and sqrt: 0 the device's, 1 the kernel's exact integer
+                             // code, 2 through double precision (cl_khr_fp64)
   int per_item;              // elements per work-item of the update kernel (CT_PER_ITEM)
   size_t chunk;              // SGD on a CPU: elements per work-item (CT_SGD_CHUNK), else 0
   cl_kernel predict;         // SGD: sgd_predict (ct_optim_sgd_predict)
@@ -101,7 +102,8 @@ typedef struct ct_optim {
 
 // Creates the state buffer (zeroed) and the update kernel; t = 0. On failure *opt is left zeroed
 // (ct_optim_free is safe on it). The environment variable CLTRAIN_SOFT_DIVSQRT=1 forces the
-// integer division/sqrt path even on devices with correctly rounded ones (for tests).
+// integer division/sqrt path even on devices with correctly rounded ones, =f64 the path through
+// double precision on devices with cl_khr_fp64 (for tests).
 ct_status ct_optim_init(ct_device *dev, const ct_optim_config *cfg, size_t count, ct_optim *opt);
 void ct_optim_free(ct_optim *opt);
 // One update of params (count) from grads (count) at learning rate lr; enqueued on dev->queue,
