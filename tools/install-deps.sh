@@ -2,10 +2,12 @@
 # Installs what cltrain needs to build, run and test, from Debian 12's packages. Idempotent: a
 # package already present is not touched, and apt is not called at all when nothing is missing.
 #   tools/install-deps.sh            # as root (or through sudo)
-#   tools/install-deps.sh --bench    # also PyTorch and OpenBLAS, the peer of tools/bench-peer.sh
+#   tools/install-deps.sh --bench    # also PyTorch and OpenBLAS, and tinygrad: the peers of tools/bench-peer.sh
 #   tools/install-deps.sh --intel    # also Intel's CPU OpenCL runtime (a third OpenCL platform)
 #   tools/install-deps.sh --cluster  # also Slurm and MUNGE, for the Slurm tests on stand-in nodes
-# Options combine. --intel installs PyPI's intel-opencl-rt and intel-cmplr-lib-rt into a virtual
+# Options combine. --bench also makes a virtual environment /opt/cltrain-tinygrad
+# (CLTRAIN_TINYGRAD_DIR overrides it) with PyPI's tinygrad 0.14.0, the OpenCL peer of
+# tools/peer_tinygrad.py; it sees Debian's numpy (--system-site-packages). --intel installs PyPI's intel-opencl-rt and intel-cmplr-lib-rt into a virtual
 # environment under /opt/intel-opencl (about 830 MB) and registers its libintelocl.so with the
 # ICD loader (/etc/OpenCL/vendors/intel-cpu.icd); `clinfo -l` then lists "Intel(R) OpenCL".
 # CL_CONFIG_CPU_TBB_NUM_WORKERS=N limits it to N worker threads. --cluster installs Slurm's
@@ -28,10 +30,10 @@ for a in "$@"; do
 done
 pkgs="cmake make gcc pkg-config ocl-icd-opencl-dev ocl-icd-libopencl1 opencl-headers clinfo
       pocl-opencl-icd oclgrind libclblast-dev libopenmpi-dev openmpi-bin check zlib1g-dev
-      dataset-fashion-mnist python3 python3-pip gnuplot-nox iproute2 util-linux help2man man-db"
+      dataset-fashion-mnist python3 python3-pip gnuplot-nox iproute2 util-linux"
 [ "${CLTRAIN_FUZZ_DEPS:-1}" = 1 ] && pkgs="$pkgs clang libclang-rt-14-dev"
 [ "$bench" = 1 ] && pkgs="$pkgs python3-torch libopenblas0-pthread"
-[ "$intel" = 1 ] && pkgs="$pkgs python3-venv"
+if [ "$intel" = 1 ] || [ "$bench" = 1 ]; then pkgs="$pkgs python3-venv"; fi
 [ "$cluster" = 1 ] && pkgs="$pkgs slurmctld slurmd slurm-client munge"
 sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
 missing=""
@@ -68,6 +70,17 @@ if [ "$intel" = 1 ]; then
   if [ "$(cat /etc/OpenCL/vendors/intel-cpu.icd 2>/dev/null)" != "$lib" ]; then
     $sudo mkdir -p /etc/OpenCL/vendors
     echo "$lib" | $sudo tee /etc/OpenCL/vendors/intel-cpu.icd >/dev/null
+  fi
+fi
+# tinygrad from PyPI, pinned, for tools/peer_tinygrad.py (bench-peer.sh's tinygrad columns).
+if [ "$bench" = 1 ]; then
+  tvenv=${CLTRAIN_TINYGRAD_DIR:-/opt/cltrain-tinygrad}
+  if ! "$tvenv/bin/python" -c 'import tinygrad, numpy' 2>/dev/null; then
+    echo "install-deps: installing tinygrad 0.14.0 into $tvenv (PyPI)"
+    $sudo /usr/bin/python3 -m venv --system-site-packages "$tvenv"
+    $sudo "$tvenv/bin/pip" install -q --disable-pip-version-check tinygrad==0.14.0
+    "$tvenv/bin/python" -c 'import tinygrad, numpy' ||
+      { echo "install-deps: tinygrad does not import from $tvenv" >&2; exit 1; }
   fi
 fi
 # The language model's corpus: the concatenation, in sorted file-name order, of the 42
