@@ -43,6 +43,9 @@
 #              (CLTRAIN_TEST_LOSS=kill or cut loses node 3 the other way in either case, to measure
 #              it; relaunch then needs "cut": a stand-in node whose processes were killed still
 #              answers on the network, and is rightly used again)
+#   readme     the README's runnable block across-nodes (mpirun with a hostfile, then sbatch of
+#              tools/slurm/cltrain-srun.sbatch) on 2 stand-in nodes with Slurm, at a reduced
+#              size (tests/check_readme.sh cluster)
 #   sweep      (ctest's fixture cleanup, after the others) removes the namespaces of any case
 #              that was killed before its own trap ran (a ctest timeout sends SIGKILL), and with
 #              them whatever still runs there (a Slurm case's daemons and jobs)
@@ -342,7 +345,7 @@ devices)
   [ "$(wc -l <"$work/ranks")" -eq 4 ] || { cat "$work/devices_2x2"; fail "expected 4 per-rank device lines"; }
   placement "$work/ranks" "$cpu0" "$cpu1" || fail "device choice is not per node by local rank"
   grep -q " 0 divergences" "$work/devices_2x2" || fail "replicas differ"
-  # a spec per node (README, "Running on a cluster"): CLTRAIN_DEVICE set per node in an MPMD
+  # a spec per node (docs/cluster.md): CLTRAIN_DEVICE set per node in an MPMD
   # launch, PoCL on node 1 and Intel's runtime on node 2
   A="--model dense:16,relu,dense:10 --limit 400 --test-limit 40 --batch 24 --max-steps 2 --log-every 0 --check-every 1"
   job devices_per_node 2 --host 10.231.0.1:2 env CLTRAIN_DEVICE=pocl "$T" $A : \
@@ -490,6 +493,16 @@ relaunch)
   grep -q "^cltrain-relaunch: .* run 2 on 2 node(s), 2 rank(s): 10.231.0.1 10.231.0.2$" "$work/job" \
     || fail "run 2 is not on nodes 1 and 2"
   check_resumed "$work/job" 2
+  ;;
+readme)
+  # the README's cluster recipe (mpirun with a hostfile, then Slurm's srun script) as written,
+  # on 2 stand-in nodes of 1 slot with Slurm on them (tests/check_readme.sh cluster)
+  need_slurm
+  have_dev pocl || skip "no PoCL device"
+  slurm_up 2 1
+  timeout -k 5 $LIMIT "$here/check_readme.sh" "$here/.." "${T%/*}" cluster; rc=$?
+  [ $rc -ne 77 ] || skip "the README's cluster recipe"
+  [ $rc -eq 0 ] || fail "the README's cluster recipe"
   ;;
 *) echo "check_cluster.sh: unknown case '$case_'" >&2; exit 2 ;;
 esac

@@ -37,7 +37,7 @@ for t in cltrain cltrain-devices cltrain-bench-allreduce cltrain-tune cltrain-ex
   grep -Eq "^-rwxr-xr-x .* \./usr/bin/$t\$" "$work/list" || fail "no executable /usr/bin/$t"
   grep -Eq "^-rw-r--r-- .* \./usr/share/man/man1/$t\.1\$" "$work/list" || fail "no man page /usr/share/man/man1/$t.1"
 done
-for f in README.md docs/metrics.md docs/bad-input.md docs/design-notes.md; do
+for f in README.md docs/metrics.md docs/bad-input.md docs/design-notes.md docs/options.md docs/cluster.md docs/img/quickstart.png; do
   grep -q " \./usr/share/doc/cltrain/$f\$" "$work/list" || fail "no /usr/share/doc/cltrain/$f"
 done
 grep -Eq '\./usr/(include|lib)/|\.a$|\.so' "$work/list" && fail "a library or header is packaged: $(grep -E '/include/|/lib/|\.a$|\.so' "$work/list")"

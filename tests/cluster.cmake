@@ -12,7 +12,7 @@ if(TARGET cltrain AND TARGET test_mpi_allreduce AND TARGET cltrain-bench-allredu
   set(_cluster_cmd ${CMAKE_CURRENT_SOURCE_DIR}/check_cluster.sh)
   set(_cluster_args $<TARGET_FILE:cltrain> $<TARGET_FILE:test_mpi_allreduce>
       $<TARGET_FILE:cltrain-bench-allreduce>)
-  foreach(case allreduce train devices kill slurm_srun slurm_mpirun slurm_requeue relaunch)
+  foreach(case allreduce train devices kill slurm_srun slurm_mpirun slurm_requeue relaunch readme)
     add_test(NAME cluster_${case} COMMAND ${_cluster_cmd} ${case} ${_cluster_args})
     set_tests_properties(cluster_${case} PROPERTIES SKIP_RETURN_CODE 77 TIMEOUT 600
                          LABELS "cluster;slow" RUN_SERIAL ON FIXTURES_REQUIRED cluster_netns

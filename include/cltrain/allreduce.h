@@ -105,8 +105,8 @@ typedef struct {
 // gathered and summed by every rank; a larger one takes the ring, in messages of `chunk_bytes`.
 // The transport is TCP (or whatever links the nodes) when the job spans several nodes
 // (comm->nodes > 1: the ring crosses a node boundary somewhere, and the slowest link sets its
-// pace), shared memory otherwise. Defaults per transport below (measured: README, "The
-// all-reduce benchmark"); CLTRAIN_ALLREDUCE_SMALL=B and CLTRAIN_ALLREDUCE_CHUNK=B (bytes, K/M
+// pace), shared memory otherwise. Defaults per transport below (measured: docs/data-parallel.md,
+// "The all-reduce benchmark"); CLTRAIN_ALLREDUCE_SMALL=B and CLTRAIN_ALLREDUCE_CHUNK=B (bytes, K/M
 // suffixes) override them, and must then be the same on every rank (mpirun -x), which
 // ct_allreduce_agree checks.
 typedef struct {
