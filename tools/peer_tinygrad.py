@@ -22,31 +22,14 @@ The batch is copied to the device every step (PyTorch's peer indexes host memory
 uploads each rank's share), and the clock stops after the device has finished the last step.
 """
 import argparse
-import gzip
 import os
-import struct
 import sys
 import time
 
 
-def read_idx(path):
-    """An IDX file (.gz or raw) as a numpy array of its stated dimensions."""
-    import numpy as np
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        raw = f.read()
-    ndim = raw[3]
-    dims = struct.unpack(">" + "I" * ndim, raw[4:4 + 4 * ndim])
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
-
-
-def split(data, name):
-    for suffix in (".gz", ""):
-        img = os.path.join(data, f"{name}-images-idx3-ubyte{suffix}")
-        lab = os.path.join(data, f"{name}-labels-idx1-ubyte{suffix}")
-        if os.path.exists(img) and os.path.exists(lab):
-            return read_idx(img), read_idx(lab)
-    sys.exit(f"peer_tinygrad.py: --data {data}: no {name}-images-idx3-ubyte[.gz] and labels")
+# The data set's reader is peer_torch.py's (stdlib and numpy only at import).
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peer_torch import split  # noqa: E402
 
 
 def build(kind, nn):

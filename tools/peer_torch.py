@@ -40,7 +40,8 @@ def split(data, name):
         lab = os.path.join(data, f"{name}-labels-idx1-ubyte{suffix}")
         if os.path.exists(img) and os.path.exists(lab):
             return read_idx(img), read_idx(lab)
-    sys.exit(f"peer_torch.py: --data {data}: no {name}-images-idx3-ubyte[.gz] and labels")
+    sys.exit(f"{os.path.basename(sys.argv[0])}: --data {data}: no {name}-images-idx3-ubyte[.gz] "
+             "and labels")
 
 
 def build(kind, torch):
