@@ -111,7 +111,8 @@ static float ct_soft_div(float a, float b) {
 // exact result of a float / or sqrt is never close enough to a float midpoint for the second
 // rounding to fall the other way (53 >= 2 * 24 + 2 bits; subnormal results included). A device
 // with cl_khr_fp64 but loose float / and sqrt (Intel's CPU runtime) takes this path: an AdamW
-// update of the language model ran 23x faster here than through the integer code above.
+// update of the language model ran 6x faster here (4.25 s -> 0.67 s of a profiled run) than
+// through the integer code above.
 #pragma OPENCL EXTENSION cl_khr_fp64 : enable
 #define CT_DIV(a, b) convert_float_rte((double)(a) / (double)(b))
 #define CT_SQRT(x) convert_float_rte(sqrt((double)(x)))

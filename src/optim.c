@@ -144,9 +144,8 @@ ct_status ct_optim_init(ct_device *dev, const ct_optim_config *cfg, size_t count
   // double path (where cl_khr_fp64 is there), =0 (or unset) chooses as above.
   const char *env = getenv("CLTRAIN_SOFT_DIVSQRT");
   int force_f64 = env && strcmp(env, "f64") == 0;
-  int soft = !dev->info.correct_sqrt || force_f64 || (env && *env && strcmp(env, "0") != 0);
-  if (soft && dev->info.fp64 && (force_f64 || !(env && *env && strcmp(env, "0") != 0)))
-    soft = 2;
+  int force_int = env && *env && strcmp(env, "0") != 0 && !force_f64;
+  int soft = force_int ? 1 : !dev->info.correct_sqrt || force_f64 ? (dev->info.fp64 ? 2 : 1) : 0;
   size_t state_count = cfg->kind == CT_OPT_ADAMW ? 2 * count : count;
 
   // elements per work-item: 8 (explicit float8 in sgd_step) on CPUs, 1 on GPUs (coalescing)
