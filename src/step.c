@@ -254,11 +254,11 @@ static ct_status exposed_after_next(ct_run_state *s, double t2, double t_end) {
 
 ct_status ct_phase_reduce(ct_run_state *s, ct_computed *c, double t_start, double *compute_s) {
   ct_comm *comm = s->comm;
-  int over = s->mode->overlapped;
+  int over = s->mode->overlapped && s->overlap;   // stale on a CPU device: before the step
   c->counted = 0;
   if (s->nb > 0) return ct_bucket_reduce(s, c, t_start, compute_s);
   cl_event after = NULL;
-  if (over) {
+  if (s->mode->overlapped) {
     after = c->end;
     if (s->pred_done && c == &s->pend) after = s->pred_done;   // after the prediction read it
   }

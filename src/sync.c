@@ -41,13 +41,44 @@ static ct_status sync_step(ct_run_state *s, ct_slot *b, double t0, double *compu
 
 // A second gradient buffer (one reduced while one is computed), and with SGD the predicted
 // parameters (CLTRAIN_STALE_NO_PREDICT=1: none, to compare).
+//
+// Overlap (s->overlap) where the device is not the host's CPU: a CPU device computes on the
+// cores the ring's host thread needs, so the two took turns on them and each step got slower
+// (mlp, PoCL + Intel's runtime, one core per rank: stale 21,600-24,100 samples/s against
+// sync's 27,400-29,800). There the pending step is reduced first, with the device idle, and
+// then the step computes: the same operations on the same values (the update still applies
+// after the step, the prediction still reads this rank's own gradients), so the same bits.
+// CLTRAIN_STALE_OVERLAP=1 overlaps on every device, 0 on none (to compare). Collective.
 static ct_status stale_setup(ct_run_state *s) {
   cl_int err;
   CL_CHECK((s->gbuf[1] = ct_device_buffer(&s->dev, (s->P + s->tail) * sizeof(float), &err), err));
   const char *off = getenv("CLTRAIN_STALE_NO_PREDICT");
   if (s->cfg->optim.kind == CT_OPT_SGD && !(off && *off))
     CL_CHECK((s->pred = ct_device_buffer(&s->dev, s->P * sizeof(float), &err), err));
-  return CT_OK;
+  const char *ov = getenv("CLTRAIN_STALE_OVERLAP");
+  s->overlap = ov && *ov ? strcmp(ov, "0") != 0 : !(s->dev.info.type & CL_DEVICE_TYPE_CPU);
+  int world = s->comm->size;
+  if (world < 2) return CT_OK;
+  int *first = calloc((size_t)world, sizeof *first);   // the ranks that reduce first
+  if (!first) return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
+  first[s->comm->rank] = !s->overlap;
+  ct_status st = ct_comm_allreduce_int_max(s->comm, first, world);
+  if (st == CT_OK && s->comm->rank == 0) {
+    int n = 0;
+    for (int r = 0; r < world; r++) n += first[r];
+    if (n > 0) {
+      printf("cltrain: --sync stale: %s reduce%s the pending step before computing the next "
+             "(a CPU device computes on the cores the ring needs; the same bits)",
+             n == world ? "every rank" : "ranks", n == world ? "s" : "");
+      if (n < world)
+        for (int r = 0; r < world; r++)
+          if (first[r]) printf(" %d", r);
+      printf("\n");
+      fflush(stdout);
+    }
+  }
+  free(first);
+  return st;
 }
 
 // Step t+1's gradients taken where the pending update will take the parameters: that update
@@ -83,15 +114,21 @@ static ct_status stale_step(ct_run_state *s, ct_slot *b, double t0, double *comp
     // step's kernels, before the update that reads the result.
     CT_TRY(ct_step_map_grads(s, s->pend.grads));
   }
-  ct_status cst = ct_phase_compute(s, b, g, c);
+  // the previous step, reduced while this one computes (s->overlap), or before it
+  double c_prev = 0;
+  ct_status cst = CT_OK;
+  if (s->pend.valid && !s->overlap && world > 1) {
+    cst = ct_phase_reduce(s, &s->pend, 0, &c_prev);
+    if (cst == CT_OK) cst = ct_step_finish(s, &s->status[(s->pend.step + 1) & 1]);
+  }
+  if (cst == CT_OK) cst = ct_phase_compute(s, b, g, c);
   s->model.params = own;
   CT_TRY(cst);
-  if (s->pend.valid) {   // the previous step: reduced while this one computes, then applied
-    double c_prev = 0;
-    if (world > 1) CT_TRY(ct_phase_reduce(s, &s->pend, 0, &c_prev));
-    else CT_TRY(ct_step_device_seconds(s, &s->pend, &c_prev));
+  if (s->pend.valid) {   // then applied, after this step
+    if (s->overlap && world > 1) CT_TRY(ct_phase_reduce(s, &s->pend, 0, &c_prev));
+    else if (world == 1) CT_TRY(ct_step_device_seconds(s, &s->pend, &c_prev));
     *compute_s = c_prev;
-    CT_TRY(ct_step_finish(s, &s->status[(s->pend.step + 1) & 1]));
+    if (s->overlap || world == 1) CT_TRY(ct_step_finish(s, &s->status[(s->pend.step + 1) & 1]));
     CT_TRY(ct_phase_apply(s, &s->pend));
   }
   ct_computed t = s->pend;   // swap: this step becomes the pending one

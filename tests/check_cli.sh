@@ -484,6 +484,7 @@ mpi_sync_modes)   # --sync stale and local:K: train like sync, identical replica
       --checkpoint "$work/ckf" --checkpoint-every 7 --save-params "$work/full" >"$work/out" 2>&1 || { cat "$work/out"; fail "$mode"; }
     grep -q " 0 divergences" "$work/out" || { cat "$work/out"; fail "$mode: replicas differ"; }
     acc=$(acc_of "$work/out"); echo "$mode: accuracy $acc"
+    cp "$work/out" "$work/out_${mode%%:*}"; cp "$work/full" "$work/full_${mode%%:*}"
     ge "$acc" 0.55 || fail "$mode: accuracy $acc"
     # stopped at step 25 (last checkpoint 21), resumed: the same bits as the run never stopped
     POCL_MAX_PTHREAD_COUNT=1 $MPI -n 2 "$T" $A --sync $mode --epochs 2 --checkpoint "$work/ck" --checkpoint-every 7 \
@@ -493,6 +494,14 @@ mpi_sync_modes)   # --sync stale and local:K: train like sync, identical replica
     grep -q "resumed from .* at step 21" "$work/out" || { cat "$work/out"; fail "$mode: not resumed at 21"; }
     $cmp_params "$work/full" "$work/resumed" --exact || fail "$mode: the resumed run differs"
   done
+  # stale on a CPU device reduces the pending step before the next one computes; overlapped
+  # (as on a GPU) the same operations run in another order: the same bits, and the line says so
+  grep -q -- "--sync stale: every rank reduces the pending step before computing" "$work/out_stale" \
+    || { cat "$work/out_stale"; fail "stale: no line saying it reduces first on a CPU device"; }
+  CLTRAIN_STALE_OVERLAP=1 POCL_MAX_PTHREAD_COUNT=1 $MPI -n 2 "$T" $A --sync stale --epochs 2 --check-every 4 \
+    --checkpoint "$work/cko" --checkpoint-every 7 --save-params "$work/overlapped" >"$work/out" 2>&1 || { cat "$work/out"; fail "stale overlapped"; }
+  grep -q "reduces the pending step before" "$work/out" && { cat "$work/out"; fail "stale: CLTRAIN_STALE_OVERLAP=1 not taken"; }
+  $cmp_params "$work/full_stale" "$work/overlapped" --exact || fail "stale: overlapped and reduced-first runs differ"
   # the non-finite guard in stale mode: the bad step is skipped on every rank
   CLTRAIN_INJECT_NAN_STEP=4 POCL_MAX_PTHREAD_COUNT=1 $MPI -n 2 "$T" $A --sync stale --epochs 1 --check-every 5 >"$work/out" 2>&1 || { cat "$work/out"; fail "stale nan"; }
   grep -q "step 4: non-finite" "$work/out" && grep -q "(1 skipped)" "$work/out" && grep -q " 0 divergences" "$work/out" \

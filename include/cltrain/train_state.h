@@ -131,6 +131,8 @@ typedef struct ct_run_state {
   ct_balance_state bal;
   ct_local_state loc;
   cl_mem pred;             // stale, SGD: the parameters after the pending update (predicted)
+  int overlap;             // stale: the ring runs while the next step computes (0 on a CPU
+                           // device: its reduction first, then the step; sync.c, the same bits)
   cl_event pred_done;      // the prediction has read the pending gradients
   float *pend_map;         // zero-copy: the gradients to reduce, mapped (stale: the pending
                            // ones, before the step; sync: this step's, behind its kernels)
