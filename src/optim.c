@@ -157,11 +157,15 @@ ct_status ct_optim_init(ct_device *dev, const ct_optim_config *cfg, size_t count
     size_t vecs = (count + 7) / 8;
     chunk = (vecs + groups - 1) / groups * 8;
   }
+  // AdamW on a CPU: chunks of 1,024 elements (a matrix of the language model is dozens of
+  // them), each as float8s, in groups of one (see adamw_items in cl/optim.cl)
+  if ((dev->info.type & CL_DEVICE_TYPE_CPU) && cfg->kind == CT_OPT_ADAMW) chunk = 1024;
   char opts[128];
   snprintf(opts, sizeof opts, "%s-DCT_PER_ITEM=%d",
            soft == 2 ? "-DCT_F64_DIVSQRT " : soft ? "-DCT_SOFT_DIVSQRT " : "", per_item);
   if (chunk)
-    snprintf(opts + strlen(opts), sizeof opts - strlen(opts), " -DCT_SGD_CHUNK=%zuu", chunk);
+    snprintf(opts + strlen(opts), sizeof opts - strlen(opts), " -DCT_%s_CHUNK=%zuu",
+             cfg->kind == CT_OPT_ADAMW ? "ADAMW" : "SGD", chunk);
   cl_program prog;
   CT_TRY(ct_program_build(dev, "optim", opts, &prog));
   const char *name = cfg->kind == CT_OPT_ADAMW ? "adamw_step" : "sgd_step";
@@ -286,11 +290,11 @@ void ct_optim_free(ct_optim *opt) {
 void ct_optim_count(ct_optim *opt) { opt->t++; }
 
 // One launch of an update kernel over the parameters [lo, hi): per_item elements per
-// work-item. SGD on a CPU (chunk > 0): chunk elements per work-item, in groups of one, so that
+// work-item. On a CPU (chunk > 0): chunk elements per work-item, in groups of one, so that
 // a runtime that vectorizes across work-items (Intel's) does not turn each item's float8 into
 // gathers.
 static ct_status launch(ct_optim *opt, cl_kernel k, const char *name, size_t lo, size_t hi) {
-  int chunked = opt->chunk > 0;   // (set for SGD only: sgd_step and sgd_predict)
+  int chunked = opt->chunk > 0;   // (on CPUs: SGD's and AdamW's kernels)
   size_t per = chunked ? opt->chunk : (size_t)opt->per_item, one = 1;
   size_t items = (hi - lo + per - 1) / per;
   if (items == 0) return CT_OK;

@@ -88,7 +88,8 @@ typedef struct ct_optim {
   int soft_divsqrt;          // division and sqrt: 0 the device's, 1 the kernel's exact integer
                              // code, 2 through double precision (cl_khr_fp64)
   int per_item;              // elements per work-item of the update kernel (CT_PER_ITEM)
-  size_t chunk;              // SGD on a CPU: elements per work-item (CT_SGD_CHUNK), else 0
+  size_t chunk;              // on a CPU: elements per work-item (CT_SGD_CHUNK, CT_ADAMW_CHUNK),
+                             // else 0
   cl_kernel predict;         // SGD: sgd_predict (ct_optim_sgd_predict)
   size_t *no_decay;          // ranges [no_decay[2r], no_decay[2r+1]) without weight decay,
   int n_no_decay;            // ascending (ct_optim_set_no_decay); none: decay everywhere
