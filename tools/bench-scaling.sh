@@ -14,6 +14,11 @@
 # A benchmark: it prints what it measured, it never passes or fails on it.
 #   tools/bench-scaling.sh [--model mlp] [--limit 60000] [--epochs 2] [--batch 128] [--target 0.80]
 #                          [--devices "pocl intel"] [--repeat 2] [--bind core|none] [--tune yes|no]
+#                          [--flags "MORE CLTRAIN FLAGS"]
+#   --model gpt[:...]: the language model on the installed corpus (or --flags "--text FILE"):
+#     samples are windows, the metric is the validation loss and --target a loss to reach
+#     (default 2.5), e.g. --model gpt --limit 4000 --epochs 1 --batch 16
+#     --flags "--optimizer adamw --lr 2e-3 --clip-norm 1 --test-limit 64"
 #   tools/bench-scaling.sh --nodes N [--rate R] [--models "mlp cnn"] [--limit 12800] [--epochs 1]
 #                          [--device pocl] [--options "fp32 b1 fp16 b1fp16 stale local4"] [--repeat 1]
 # --bind core (the default where the machine has two cores or more; Open MPI's own default for
@@ -57,7 +62,7 @@ set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 model=mlp limit=60000 epochs=2 batch=128 target=0.80 devs="pocl intel" repeat=2
 nodes="" rate="" models="mlp cnn" device=pocl opts="fp32 b1 fp16 b1fp16 stale local4"
-limit_set="" epochs_set="" bind="" tune=yes
+limit_set="" epochs_set="" bind="" tune=yes target_set="" flags=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --nodes) nodes=$2; shift 2 ;;
@@ -69,7 +74,8 @@ while [ $# -gt 0 ]; do
     --limit) limit=$2; limit_set=1; shift 2 ;;
     --epochs) epochs=$2; epochs_set=1; shift 2 ;;
     --batch) batch=$2; shift 2 ;;
-    --target) target=$2; shift 2 ;;
+    --target) target=$2; target_set=1; shift 2 ;;
+    --flags) flags=$2; shift 2 ;;
     --devices) devs=$2; shift 2 ;;
     --repeat) repeat=$2; shift 2 ;;
     --bind) bind=$2; shift 2 ;;
@@ -246,7 +252,8 @@ MPI="mpirun --oversubscribe --bind-to $bind"
 work=$(mktemp -d /tmp/cltrain-bench-scaling-XXXXXX)
 case "$batch" in ''|*[!0-9]*|0|1) echo "bench-scaling.sh: --batch takes an integer >= 2, got '$batch'" >&2; exit 2 ;; esac
 half=$((batch / 2)) double=$((batch * 2))
-A="--model $model --limit $limit --epochs $epochs --log-every 0 --seed 1"
+case "$model" in gpt|gpt:*) [ -n "$target_set" ] || target=2.5 ;; esac
+A="--model $model --limit $limit --epochs $epochs --log-every 0 --seed 1 $flags"
 run() {   # name, batch, then the command
   local name=$1 b=$2; shift 2
   echo "running $name: $* --batch $b" >&2
@@ -271,9 +278,9 @@ case "$tune" in
   yes)  # each device on its core, the two at once; a rank's share first, then the whole batch
     for b in "$half" "$batch"; do
       echo "tuning (where the caches lack them) the GEMMs of $model at batch $b on $d0 and $d1" >&2
-      $pin0 "$T" --device "$d0" --model "$model" --batch "$b" --tune --limit "$b" --test-limit "$b" \
+      $pin0 "$T" --device "$d0" $flags --model "$model" --batch "$b" --tune --limit "$b" --test-limit "$b" \
         --epochs 1 --log-every 0 >"$work/tune0.out" 2>&1 & t0=$!
-      $pin1 "$T" --device "$d1" --model "$model" --batch "$b" --tune --limit "$b" --test-limit "$b" \
+      $pin1 "$T" --device "$d1" $flags --model "$model" --batch "$b" --tune --limit "$b" --test-limit "$b" \
         --epochs 1 --log-every 0 >"$work/tune1.out" 2>&1 ||
         { kill "$t0" 2>/dev/null; cat "$work/tune1.out" >&2; echo "bench-scaling.sh: tuning $d1 failed" >&2; exit 1; }
       wait "$t0" || { cat "$work/tune0.out" >&2; echo "bench-scaling.sh: tuning $d0 failed" >&2; exit 1; }
@@ -305,21 +312,25 @@ import re, sys
 work, d0, d1, target = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
 model, limit, epochs, batch, repeat, bind = sys.argv[5:11]
 batch = int(batch); half, double = batch // 2, 2 * batch
+lm = model == "gpt" or model.startswith("gpt:")   # the language model: validation loss, lower is better
+metric = "validation loss" if lm else "test accuracy"
 def parse(name):   # the fastest of the rounds
     runs = [parse1(f"{name}.{k}") for k in range(1, int(repeat) + 1)]
     return max(runs, key=lambda r: r["sps"])
 def parse1(name):
     t = open(f"{work}/{name}.out").read()
-    sps = float(re.search(r"^final: .* ([0-9.]+) samples/s$", t, re.M).group(1))
-    acc = float(re.search(r"^final: test accuracy ([0-9.]+)", t, re.M).group(1))
+    sps = float(re.search(r"^final: .* ([0-9.]+) samples/s( \(.*\))?$", t, re.M).group(1))
+    acc = float(re.search(r"^final: " + metric + r" ([0-9.]+)", t, re.M).group(1))
     ranks = []
     for m in re.finditer(r"^ +(\d+) +([0-9.]+) +([0-9.]+) +([0-9.]+) +([0-9.]+) +([0-9.]+) +"
                          r"[0-9.]+% +([0-9.]+)%", t, re.M):
         comp, copies, mpi, wait, step, exposed = map(float, m.groups()[1:])
         ranks.append((wait / step if step else 0, exposed / 100))
     reach = None
-    for m in re.finditer(r"^epoch +\d+ +test accuracy ([0-9.]+) +\(([0-9.]+) s training", t, re.M):
-        if float(m.group(1)) >= target and reach is None: reach = float(m.group(2))
+    for m in re.finditer(r"^epoch +\d+ +" + metric + r" ([0-9.]+) +(?:\(perplexity [0-9.]+\) +)?"
+                         r"\(([0-9.]+) s training", t, re.M):
+        met = float(m.group(1)) <= target if lm else float(m.group(1)) >= target
+        if met and reach is None: reach = float(m.group(2))
     shares = re.search(r"^shares of a batch of \d+ at the end: (.*) \(", t, re.M)
     return dict(sps=sps, acc=acc, ranks=ranks, reach=reach, shares=shares.group(1) if shares else "-")
 rows = [("solo_" + d0, d0, "-", "-", [d0], batch), ("solo_" + d1, d1, "-", "-", [d1], batch),
@@ -336,7 +347,7 @@ solo = {d0: res["solo_" + d0]["sps"], d1: res["solo_" + d1]["sps"]}
 at_half = {d0: res["half_" + d0]["sps"], d1: res["half_" + d1]["sps"]}
 side = {d0: parse("side_" + d0)["sps"], d1: parse("side_" + d1)["sps"]}
 print(f"scaling: --model {model} --limit {limit} --epochs {epochs} --batch {batch}, one thread per device; "
-      f"target accuracy {target}; fastest of {repeat} runs each; "
+      f"target {metric} {target}; fastest of {repeat} runs each; "
       + ("ranks bound to cores 0 and 1, each device alone pinned to its rank's core" if bind == "core" else "ranks unbound"))
 def plans(name):   # the GEMM plans a run used, as cltrain's device line names them
     m = re.search(r"GEMMs: (.*)$", open(f"{work}/{name}.1.out").read(), re.M)
@@ -347,7 +358,7 @@ def plans2(d):   # at --batch and at a rank's share: once when the same
 print("GEMM plans: " + "; ".join(plans2(d) for d in (d0, d1)))
 print("%-14s %-8s %-10s %5s %10s %10s %6s %7s %8s %-13s %7s %-9s %6s %9s" % (
     "devices", "sync", "balance", "batch", "samples/s", "sum solo", "eff.", "eff.@sh", "speed-up",
-    "wait % r0/r1", "exposed", "shares", "acc", "to target"))
+    "wait % r0/r1", "exposed", "shares", "loss" if lm else "acc", "to target"))
 for name, devices, mode, bal, ds, b in rows:
     r = res[name]
     s = sum(solo[d] for d in ds)
@@ -375,12 +386,13 @@ print("eff. = samples/s / sum of the solo samples/s (at --batch) of the job's de
       "rank could do with nobody to wait for or talk to); speed-up = over the fastest of them alone;\n"
       "wait %% = time a rank waited for the slowest one, of its step; exposed = %% of the step spent "
       "communicating after compute, beyond waiting (mean over ranks);\nshares = of a full batch at the end; "
-      "'to target' = training time until the test accuracy first reached the target; the last row holds "
+      "'to target' = training time until the %s first reached the target; the last row holds "
       "each rank's share at --batch (weak scaling: twice the global batch, other math);\n"
       "%s|%s apart = each device alone at a rank's share while the other trains beside it in its own "
       "process (no communication): the sum of the two rates (each in the shares column);\n"
       "sync* = --shard-update off: every rank applies the whole optimizer update (the other sync rows "
-      "shard it where every rank's device shares host memory, as CPUs do)." % (half, d0, d1))
+      "shard it where every rank's device shares host memory, as CPUs do)." % (half, metric, d0, d1))
+if lm: print("(the language model: samples are windows of its sequence length; samples/s x that length = tokens/s)")
 tp, ss, sh = res["mix_tp"]["sps"], solo[d0] + solo[d1], at_half[d0] + at_half[d1]
 sb = side[d0] + side[d1]
 print(f"where {d0}+{d1} throughput loses against the sum of the solo rates ({tp:.0f} of {ss:.0f} samples/s, "
