@@ -449,8 +449,11 @@ mpi_balance)   # --balance: a rank slowed on purpose gets fewer samples; the mat
   grep -q " 0 divergences" "$work/out" || fail "replicas differ"
   $cmp_params "$work/tp" "$work/even" --rtol 1e-5 --atol 1e-7 || fail "throughput shares changed the result"
   # the same in stale and local:K mode, and over 3 ranks (the slowed one in the middle): the
-  # slowed rank's share falls to less than a quarter of an even one (stale measures the device
-  # between markers, local:K over each averaging window)
+  # slowed rank's share falls to a quarter of an even one or less (stale measures the device
+  # between markers, local:K over each averaging window). Shares snap to multiples of 8 while
+  # every rank still gets 8: at a measured slowdown of about 14x (300 us a sample against a
+  # device's 20-30) the slowed rank of two gets 8 of 64 or, below 1/16 of the batch, its exact
+  # proportion (4): both are right, and which one depends on the machine's noise
   for run in "2 stale 1" "2 local:4 1" "3 sync 1"; do
     set -- $run
     CLTRAIN_INJECT_SLOW_RANK=$3 CLTRAIN_INJECT_SLOW_US=300 POCL_MAX_PTHREAD_COUNT=1 $MPI -n $1 "$T" $A --balance throughput \
@@ -458,7 +461,7 @@ mpi_balance)   # --balance: a rank slowed on purpose gets fewer samples; the mat
     last=$(sed -n 's/^shares of a batch of 64 at the end: \([0-9 ]*\) (.*/\1/p' "$work/out")
     echo "$1 ranks, --sync $2, rank $3 slowed: shares at the end $last"
     slow=$(echo $last | cut -d' ' -f$(($3 + 1)))
-    [ -n "$slow" ] && [ "$slow" -lt $((64 / $1 / 4)) ] || { cat "$work/out"; fail "$1 ranks, --sync $2: the slowed rank still has $slow of 64 samples"; }
+    [ -n "$slow" ] && [ "$slow" -le $((64 / $1 / 4)) ] || { cat "$work/out"; fail "$1 ranks, --sync $2: the slowed rank still has $slow of 64 samples"; }
     grep -q " 0 divergences" "$work/out" || { cat "$work/out"; fail "$1 ranks, --sync $2: replicas differ"; }
   done
   # static weights: 3 to 1
