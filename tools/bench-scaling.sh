@@ -14,7 +14,7 @@
 # A benchmark: it prints what it measured, it never passes or fails on it.
 #   tools/bench-scaling.sh [--model mlp] [--limit 60000] [--epochs 2] [--batch 128] [--target 0.80]
 #                          [--devices "pocl intel"] [--repeat 2] [--bind core|none] [--tune yes|no]
-#                          [--flags "MORE CLTRAIN FLAGS"]
+#                          [--flags "MORE CLTRAIN FLAGS"] (also with --nodes)
 #   --model gpt[:...]: the language model on the installed corpus (or --flags "--text FILE"):
 #     samples are windows, the metric is the validation loss and --target a loss to reach
 #     (default 2.5), e.g. --model gpt --limit 4000 --epochs 1 --batch 16
@@ -62,7 +62,7 @@ set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 model=mlp limit=60000 epochs=2 batch=128 target=0.80 devs="pocl intel" repeat=2
 nodes="" rate="" models="mlp cnn" device=pocl opts="fp32 b1 fp16 b1fp16 stale local4"
-limit_set="" epochs_set="" bind="" tune=yes target_set="" flags=""
+limit_set="" epochs_set="" bind="" tune=yes target_set="" more=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --nodes) nodes=$2; shift 2 ;;
@@ -75,7 +75,7 @@ while [ $# -gt 0 ]; do
     --epochs) epochs=$2; epochs_set=1; shift 2 ;;
     --batch) batch=$2; shift 2 ;;
     --target) target=$2; target_set=1; shift 2 ;;
-    --flags) flags=$2; shift 2 ;;
+    --flags) more=$2; shift 2 ;;
     --devices) devs=$2; shift 2 ;;
     --repeat) repeat=$2; shift 2 ;;
     --bind) bind=$2; shift 2 ;;
@@ -130,7 +130,7 @@ if [ -n "$nodes" ]; then
           timeout -k 5 1800 "$nc/mpirun.sh" -np "$n" --map-by ppr:1:node \
             -x POCL_MAX_PTHREAD_COUNT -x CL_CONFIG_CPU_TBB_NUM_WORKERS "$T" --device "$device" \
             --model "$m" --limit "$limit" --epochs "$epochs" --batch "$batch" --log-every 0 \
-            --seed 1 ${flags[$o]} >"$work/$name.out" 2>&1 &
+            --seed 1 ${flags[$o]} $more >"$work/$name.out" 2>&1 &
           wait $! || { cat "$work/$name.out" >&2; echo "bench-scaling.sh: $name failed" >&2; exit 1; }
         done
       done
@@ -253,7 +253,7 @@ work=$(mktemp -d /tmp/cltrain-bench-scaling-XXXXXX)
 case "$batch" in ''|*[!0-9]*|0|1) echo "bench-scaling.sh: --batch takes an integer >= 2, got '$batch'" >&2; exit 2 ;; esac
 half=$((batch / 2)) double=$((batch * 2))
 case "$model" in gpt|gpt:*) [ -n "$target_set" ] || target=2.5 ;; esac
-A="--model $model --limit $limit --epochs $epochs --log-every 0 --seed 1 $flags"
+A="--model $model --limit $limit --epochs $epochs --log-every 0 --seed 1 $more"
 run() {   # name, batch, then the command
   local name=$1 b=$2; shift 2
   echo "running $name: $* --batch $b" >&2
@@ -278,9 +278,9 @@ case "$tune" in
   yes)  # each device on its core, the two at once; a rank's share first, then the whole batch
     for b in "$half" "$batch"; do
       echo "tuning (where the caches lack them) the GEMMs of $model at batch $b on $d0 and $d1" >&2
-      $pin0 "$T" --device "$d0" $flags --model "$model" --batch "$b" --tune --limit "$b" --test-limit "$b" \
+      $pin0 "$T" --device "$d0" $more --model "$model" --batch "$b" --tune --limit "$b" --test-limit "$b" \
         --epochs 1 --log-every 0 >"$work/tune0.out" 2>&1 & t0=$!
-      $pin1 "$T" --device "$d1" $flags --model "$model" --batch "$b" --tune --limit "$b" --test-limit "$b" \
+      $pin1 "$T" --device "$d1" $more --model "$model" --batch "$b" --tune --limit "$b" --test-limit "$b" \
         --epochs 1 --log-every 0 >"$work/tune1.out" 2>&1 ||
         { kill "$t0" 2>/dev/null; cat "$work/tune1.out" >&2; echo "bench-scaling.sh: tuning $d1 failed" >&2; exit 1; }
       wait "$t0" || { cat "$work/tune0.out" >&2; echo "bench-scaling.sh: tuning $d0 failed" >&2; exit 1; }
