@@ -48,25 +48,33 @@ static ct_status sync_step(ct_run_state *s, ct_slot *b, double t0, double *compu
 // sync's 27,400-29,800). There the pending step is reduced first, with the device idle, and
 // then the step computes: the same operations on the same values (the update still applies
 // after the step, the prediction still reads this rank's own gradients), so the same bits.
-// CLTRAIN_STALE_OVERLAP=1 overlaps on every device, 0 on none (to compare). Collective.
+// Where no rank overlaps (a job of CPU devices), the late update buys nothing and costs the
+// prediction's pass (~5 % of an mlp step) and the staleness itself: the pending update then
+// applies before the step computes (s->apply_first), which is --sync sync's math, no
+// prediction. CLTRAIN_STALE_OVERLAP=1 overlaps on every device, 0 on none and keeps the late
+// update (both: stale's math, the same bits; to compare). Collective.
 static ct_status stale_setup(ct_run_state *s) {
   cl_int err;
   CL_CHECK((s->gbuf[1] = ct_device_buffer(&s->dev, (s->P + s->tail) * sizeof(float), &err), err));
-  const char *off = getenv("CLTRAIN_STALE_NO_PREDICT");
-  if (s->cfg->optim.kind == CT_OPT_SGD && !(off && *off))
-    CL_CHECK((s->pred = ct_device_buffer(&s->dev, s->P * sizeof(float), &err), err));
   const char *ov = getenv("CLTRAIN_STALE_OVERLAP");
-  s->overlap = ov && *ov ? strcmp(ov, "0") != 0 : !(s->dev.info.type & CL_DEVICE_TYPE_CPU);
-  int world = s->comm->size;
-  if (world < 2) return CT_OK;
+  int forced = ov && *ov;
+  s->overlap = forced ? strcmp(ov, "0") != 0 : !(s->dev.info.type & CL_DEVICE_TYPE_CPU);
+  int world = s->comm->size, n = !s->overlap;
   int *first = calloc((size_t)world, sizeof *first);   // the ranks that reduce first
   if (!first) return CT_FAIL(CT_ERR_NOMEM, "out of host memory");
   first[s->comm->rank] = !s->overlap;
-  ct_status st = ct_comm_allreduce_int_max(s->comm, first, world);
-  if (st == CT_OK && s->comm->rank == 0) {
-    int n = 0;
+  ct_status st = world > 1 ? ct_comm_allreduce_int_max(s->comm, first, world) : CT_OK;
+  if (st == CT_OK && world > 1) {
+    n = 0;
     for (int r = 0; r < world; r++) n += first[r];
-    if (n > 0) {
+  }
+  s->apply_first = !forced && n == world;
+  if (st == CT_OK && s->comm->rank == 0 && n > 0) {
+    if (s->apply_first)
+      printf("cltrain: --sync stale: every rank's device is a CPU (it computes on the cores "
+             "the ring needs: nothing to overlap), so each update applies before the next step "
+             "computes: --sync sync's math, no prediction\n");
+    else {
       printf("cltrain: --sync stale: %s reduce%s the pending step before computing the next "
              "(a CPU device computes on the cores the ring needs; the same bits)",
              n == world ? "every rank" : "ranks", n == world ? "s" : "");
@@ -74,11 +82,15 @@ static ct_status stale_setup(ct_run_state *s) {
         for (int r = 0; r < world; r++)
           if (first[r]) printf(" %d", r);
       printf("\n");
-      fflush(stdout);
     }
+    fflush(stdout);
   }
   free(first);
-  return st;
+  CT_TRY(st);
+  const char *off = getenv("CLTRAIN_STALE_NO_PREDICT");
+  if (s->cfg->optim.kind == CT_OPT_SGD && !(off && *off) && !s->apply_first)
+    CL_CHECK((s->pred = ct_device_buffer(&s->dev, s->P * sizeof(float), &err), err));
+  return CT_OK;
 }
 
 // Step t+1's gradients taken where the pending update will take the parameters: that update
@@ -121,10 +133,16 @@ static ct_status stale_step(ct_run_state *s, ct_slot *b, double t0, double *comp
     cst = ct_phase_reduce(s, &s->pend, 0, &c_prev);
     if (cst == CT_OK) cst = ct_step_finish(s, &s->status[(s->pend.step + 1) & 1]);
   }
+  if (cst == CT_OK && s->pend.valid && s->apply_first) {   // and applied, before it
+    if (world == 1) cst = ct_step_device_seconds(s, &s->pend, &c_prev);
+    if (cst == CT_OK && world == 1) cst = ct_step_finish(s, &s->status[(s->pend.step + 1) & 1]);
+    if (cst == CT_OK) cst = ct_phase_apply(s, &s->pend);
+    *compute_s = c_prev;
+  }
   if (cst == CT_OK) cst = ct_phase_compute(s, b, g, c);
   s->model.params = own;
   CT_TRY(cst);
-  if (s->pend.valid) {   // then applied, after this step
+  if (s->pend.valid && !s->apply_first) {   // then applied, after this step
     if (s->overlap && world > 1) CT_TRY(ct_phase_reduce(s, &s->pend, 0, &c_prev));
     else if (world == 1) CT_TRY(ct_step_device_seconds(s, &s->pend, &c_prev));
     *compute_s = c_prev;

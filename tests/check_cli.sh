@@ -482,7 +482,10 @@ mpi_balance)   # --balance: a rank slowed on purpose gets fewer samples; the mat
   ;;
 mpi_sync_modes)   # --sync stale and local:K: train like sync, identical replicas, exact resume
   A="--model $SMALL --limit 1200 --test-limit 300 --batch 40 --log-every 0 --seed 7 --device pocl"
+  # (stale's own math, a late update at predicted parameters: CLTRAIN_STALE_OVERLAP=0 keeps it
+  # on CPU devices, where a job of CPUs otherwise runs sync's; both below)
   for mode in stale local:3; do
+    export CLTRAIN_STALE_OVERLAP=0
     POCL_MAX_PTHREAD_COUNT=1 $MPI -n 2 "$T" $A --sync $mode --epochs 2 --check-every 4 \
       --checkpoint "$work/ckf" --checkpoint-every 7 --save-params "$work/full" >"$work/out" 2>&1 || { cat "$work/out"; fail "$mode"; }
     grep -q " 0 divergences" "$work/out" || { cat "$work/out"; fail "$mode: replicas differ"; }
@@ -496,19 +499,34 @@ mpi_sync_modes)   # --sync stale and local:K: train like sync, identical replica
       --resume "$work/ck" --save-params "$work/resumed" >"$work/out" 2>&1 || { cat "$work/out"; fail "$mode: resume"; }
     grep -q "resumed from .* at step 21" "$work/out" || { cat "$work/out"; fail "$mode: not resumed at 21"; }
     $cmp_params "$work/full" "$work/resumed" --exact || fail "$mode: the resumed run differs"
+    unset CLTRAIN_STALE_OVERLAP
   done
-  # stale on a CPU device reduces the pending step before the next one computes; overlapped
-  # (as on a GPU) the same operations run in another order: the same bits, and the line says so
+  # stale's math on a CPU device reduces the pending step before the next one computes;
+  # overlapped (as on a GPU) the same operations run in another order: the same bits, and the
+  # line says so
   grep -q -- "--sync stale: every rank reduces the pending step before computing" "$work/out_stale" \
     || { cat "$work/out_stale"; fail "stale: no line saying it reduces first on a CPU device"; }
   CLTRAIN_STALE_OVERLAP=1 POCL_MAX_PTHREAD_COUNT=1 $MPI -n 2 "$T" $A --sync stale --epochs 2 --check-every 4 \
     --checkpoint "$work/cko" --checkpoint-every 7 --save-params "$work/overlapped" >"$work/out" 2>&1 || { cat "$work/out"; fail "stale overlapped"; }
-  grep -q "reduces the pending step before" "$work/out" && { cat "$work/out"; fail "stale: CLTRAIN_STALE_OVERLAP=1 not taken"; }
+  grep -q "reduces the pending step before\|every rank's device is a CPU" "$work/out" && { cat "$work/out"; fail "stale: CLTRAIN_STALE_OVERLAP=1 not taken"; }
   $cmp_params "$work/full_stale" "$work/overlapped" --exact || fail "stale: overlapped and reduced-first runs differ"
-  # the non-finite guard in stale mode: the bad step is skipped on every rank
-  CLTRAIN_INJECT_NAN_STEP=4 POCL_MAX_PTHREAD_COUNT=1 $MPI -n 2 "$T" $A --sync stale --epochs 1 --check-every 5 >"$work/out" 2>&1 || { cat "$work/out"; fail "stale nan"; }
-  grep -q "step 4: non-finite" "$work/out" && grep -q "(1 skipped)" "$work/out" && grep -q " 0 divergences" "$work/out" \
-    || { cat "$work/out"; fail "stale: the bad step was not skipped alike"; }
+  # a job of CPU devices (the default here): nothing to overlap, so each update applies before
+  # the next step computes, no prediction: the bits of --sync sync (its update not sharded),
+  # and not those of the late update
+  POCL_MAX_PTHREAD_COUNT=1 $MPI -n 2 "$T" $A --sync stale --epochs 2 --check-every 4 \
+    --checkpoint "$work/cka" --checkpoint-every 7 --save-params "$work/first" >"$work/out" 2>&1 || { cat "$work/out"; fail "stale, CPUs"; }
+  grep -q -- "--sync stale: every rank's device is a CPU .*--sync sync's math" "$work/out" \
+    || { cat "$work/out"; fail "stale: no line saying a job of CPUs applies each update first"; }
+  POCL_MAX_PTHREAD_COUNT=1 $MPI -n 2 "$T" $A --sync sync --shard-update off --epochs 2 --save-params "$work/sync" \
+    >"$work/out" 2>&1 || { cat "$work/out"; fail "sync"; }
+  $cmp_params "$work/first" "$work/sync" --exact || fail "stale on CPUs: not the bits of sync"
+  $cmp_params "$work/first" "$work/full_stale" --exact 2>/dev/null && fail "stale on CPUs: the late update's bits"
+  # the non-finite guard in stale mode (both schedules): the bad step is skipped on every rank
+  for o in 0 ""; do
+    CLTRAIN_STALE_OVERLAP=$o CLTRAIN_INJECT_NAN_STEP=4 POCL_MAX_PTHREAD_COUNT=1 $MPI -n 2 "$T" $A --sync stale --epochs 1 --check-every 5 >"$work/out" 2>&1 || { cat "$work/out"; fail "stale nan"; }
+    grep -q "step 4: non-finite" "$work/out" && grep -q "(1 skipped)" "$work/out" && grep -q " 0 divergences" "$work/out" \
+      || { cat "$work/out"; fail "stale ($o): the bad step was not skipped alike"; }
+  done
   for bad in "local:0" "local:x" "async"; do
     err=$("$T" --sync "$bad" 2>&1 >/dev/null); rc=$?
     echo "--sync $bad -> exit $rc: $err"

@@ -133,6 +133,8 @@ typedef struct ct_run_state {
   cl_mem pred;             // stale, SGD: the parameters after the pending update (predicted)
   int overlap;             // stale: the ring runs while the next step computes (0 on a CPU
                            // device: its reduction first, then the step; sync.c, the same bits)
+  int apply_first;         // stale where no rank overlaps: the pending update applies before
+                           // the step computes (sync's math, no prediction; sync.c)
   cl_event pred_done;      // the prediction has read the pending gradients
   float *pend_map;         // zero-copy: the gradients to reduce, mapped (stale: the pending
                            // ones, before the step; sync: this step's, behind its kernels)
