@@ -14,7 +14,8 @@
 // Rows past M are computed from a clamped row of A and not stored; columns past N are zero.
 // beta == 0 never reads C. Tile sizes and transposes are -D options (MR, NV, VW in {4, 8, 16},
 // LM = the work-group size, KB, TRANS_A, TRANS_B); the defaults below build on their own.
-// Offsets and leading dimensions are in floats. OpenCL C 1.2.
+// Offsets and leading dimensions are in floats. OpenCL C 1.2. gemm_transpose (at the end): a
+// transposed A made plain ahead of the product, for the tiles that measured faster that way.
 
 #ifndef MR
 #define MR 4
@@ -185,4 +186,38 @@ void gemm_tile(const uint M, const uint N, const uint K, const float alpha,
       }
     }
   }
+}
+
+// o (m, k) = the transpose of A (k, m) at a_off with leading dimension lda, for tiles with
+// `at` (src/blas.c): the product then reads A a row at a time. Range (ceil(m / 8), ceil(k / 8));
+// each work-item moves an 8 x 8 block through registers (eight row loads, eight row stores).
+__kernel void gemm_transpose(const uint m, const uint k, __global const float *A,
+                             const uint a_off, const uint lda, __global float *o) {
+  const uint i0 = get_global_id(0) * 8, k0 = get_global_id(1) * 8;
+  A += a_off;
+  if (i0 + 8 <= m && k0 + 8 <= k) {
+    float8 r0 = vload8(0, A + (size_t)(k0 + 0) * lda + i0);
+    float8 r1 = vload8(0, A + (size_t)(k0 + 1) * lda + i0);
+    float8 r2 = vload8(0, A + (size_t)(k0 + 2) * lda + i0);
+    float8 r3 = vload8(0, A + (size_t)(k0 + 3) * lda + i0);
+    float8 r4 = vload8(0, A + (size_t)(k0 + 4) * lda + i0);
+    float8 r5 = vload8(0, A + (size_t)(k0 + 5) * lda + i0);
+    float8 r6 = vload8(0, A + (size_t)(k0 + 6) * lda + i0);
+    float8 r7 = vload8(0, A + (size_t)(k0 + 7) * lda + i0);
+#define CT_COLUMN(j)                                                                          \
+  vstore8((float8)(r0.s##j, r1.s##j, r2.s##j, r3.s##j, r4.s##j, r5.s##j, r6.s##j, r7.s##j), 0, \
+          o + (size_t)(i0 + 0x##j) * k + k0)
+    CT_COLUMN(0);
+    CT_COLUMN(1);
+    CT_COLUMN(2);
+    CT_COLUMN(3);
+    CT_COLUMN(4);
+    CT_COLUMN(5);
+    CT_COLUMN(6);
+    CT_COLUMN(7);
+#undef CT_COLUMN
+    return;
+  }
+  for (uint i = i0; i < min(i0 + 8u, m); i++)
+    for (uint kk = k0; kk < min(k0 + 8u, k); kk++) o[(size_t)i * k + kk] = A[(size_t)kk * lda + i];
 }

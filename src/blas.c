@@ -85,7 +85,7 @@ ct_status ct_blas_apply_clblast(ct_device *dev, const char *kernel, const char *
 // most often for them, ran the mlp at 14,200-18,400 samples/s on both (batch 32-128, one thread:
 // the tuned rates) and the cnn at 1,246-1,324 on PoCL (CLBlast 416-463) and 1,013-1,118 on
 // Intel (100-106). cltrain-tune still measures and replaces it per shape.
-static const ct_gemm_tile cpu_default_tile = {4, 2, 8, 16, 256};
+static const ct_gemm_tile cpu_default_tile = {4, 2, 8, 16, 256, 0};
 
 const ct_gemm_plan *ct_blas_default_plan(const ct_device *dev) {
   return dev->blas && dev->blas->have_dflt ? &dev->blas->dflt : NULL;
@@ -127,6 +127,8 @@ void ct_blas_free(ct_device *dev) {
   if (!b) return;
   for (int i = 0; i < b->nkernels; i++) clReleaseKernel(b->kernels[i].kernel);
   free(b->kernels);
+  if (b->transpose) clReleaseKernel(b->transpose);
+  if (b->scratch) clReleaseMemObject(b->scratch);
   free(b->plans);
   free(b->record);
   if (dev->info.id) CLBlastClearCache();
@@ -232,7 +234,7 @@ ct_status ct_gemm_clblast(ct_device *dev, int trans_a, int trans_b, size_t m, si
 
 void ct_gemm_tile_options(const ct_gemm_tile *t, int ta, int tb, char *buf, size_t size) {
   snprintf(buf, size, "-DMR=%d -DNV=%d -DVW=%d -DLM=%d -DKB=%d -DTRANS_A=%d -DTRANS_B=%d", t->mr,
-           t->nv, t->vw, t->lm, t->kb, !!ta, !!tb);
+           t->nv, t->vw, t->lm, t->kb, !!ta && !t->at, !!tb);
 }
 
 ct_status ct_gemm_tile_check(const ct_device *dev, const ct_gemm_tile *t) {
@@ -285,6 +287,54 @@ static ct_status own_kernel(ct_device *dev, const ct_gemm_tile *t, int ta, int t
   return CT_OK;
 }
 
+// A (k, m) at a_off with leading dimension lda, transposed into the device's scratch buffer as
+// (m, k) with leading dimension k, on its queue (in order: the product enqueued after it reads
+// it, and the next transpose is enqueued after that product).
+static ct_status transpose_a(ct_device *dev, size_t m, size_t k, cl_mem a, size_t a_off,
+                             size_t lda, cl_event *event) {
+  struct ct_blas_state *b = dev->blas;
+  cl_int err;
+  if (!b->transpose) {
+    cl_program prog;
+    CT_TRY(ct_program_build(dev, "gemm", "", &prog));
+    b->transpose = clCreateKernel(prog, "gemm_transpose", &err);
+    if (err != CL_SUCCESS) {
+      b->transpose = NULL;
+      return CT_FAIL(CT_ERR_CL, "clCreateKernel(cl/gemm.cl, \"gemm_transpose\") failed: %s",
+                     ct_cl_errname(err));
+    }
+  }
+  if (b->scratch_floats < m * k) {
+    if (b->scratch) clReleaseMemObject(b->scratch);   // (freed once the commands using it ran)
+    b->scratch_floats = 0;
+    b->scratch = ct_device_buffer(dev, m * k * sizeof(float), &err);
+    if (err != CL_SUCCESS) {
+      b->scratch = NULL;
+      return CT_FAIL(err == CL_MEM_OBJECT_ALLOCATION_FAILURE || err == CL_OUT_OF_RESOURCES ||
+                             err == CL_OUT_OF_HOST_MEMORY ? CT_ERR_NOMEM : CT_ERR_CL,
+                     "clCreateBuffer(%zu bytes, the GEMM's transposed A) on %s failed: %s",
+                     m * k * sizeof(float), dev->info.name, ct_cl_errname(err));
+    }
+    b->scratch_floats = m * k;
+  }
+  cl_kernel kt = b->transpose;
+  cl_uint u[4] = {(cl_uint)m, (cl_uint)k, (cl_uint)a_off, (cl_uint)lda};
+  CL_CHECK(clSetKernelArg(kt, 0, sizeof(cl_uint), &u[0]));
+  CL_CHECK(clSetKernelArg(kt, 1, sizeof(cl_uint), &u[1]));
+  CL_CHECK(clSetKernelArg(kt, 2, sizeof(cl_mem), &a));
+  CL_CHECK(clSetKernelArg(kt, 3, sizeof(cl_uint), &u[2]));
+  CL_CHECK(clSetKernelArg(kt, 4, sizeof(cl_uint), &u[3]));
+  CL_CHECK(clSetKernelArg(kt, 5, sizeof(cl_mem), &b->scratch));
+  size_t global[2] = {(m + 7) / 8, (k + 7) / 8};
+  err = clEnqueueNDRangeKernel(dev->queue, kt, 2, NULL, global, NULL, 0, NULL, event);
+  if (err != CL_SUCCESS)
+    return CT_FAIL(err == CL_OUT_OF_RESOURCES || err == CL_OUT_OF_HOST_MEMORY ? CT_ERR_NOMEM
+                                                                              : CT_ERR_CL,
+                   "clEnqueueNDRangeKernel(gemm_transpose m=%zu k=%zu) on %s failed: %s", m, k,
+                   dev->info.name, ct_cl_errname(err));
+  return CT_OK;
+}
+
 ct_status ct_gemm_own(ct_device *dev, const ct_gemm_tile *t, int trans_a, int trans_b, size_t m,
                       size_t n, size_t k, float alpha, cl_mem a, size_t a_off, size_t lda,
                       cl_mem b, size_t b_off, size_t ldb, float beta, cl_mem c, size_t c_off,
@@ -299,6 +349,12 @@ ct_status ct_gemm_own(ct_device *dev, const ct_gemm_tile *t, int trans_a, int tr
       b_end > lim || c_end > lim)
     return CT_FAIL(CT_ERR_INTERNAL, "gemm_tile: m=%zu n=%zu k=%zu with its offsets exceeds 32-bit "
                    "indexing", m, n, k);
+  if (trans_a && t->at && k > 0) {   // then the product of an A that is not transposed
+    if (m * k > lim)
+      return CT_FAIL(CT_ERR_INTERNAL, "gemm_transpose: m=%zu k=%zu exceeds 32-bit indexing", m, k);
+    CT_TRY(transpose_a(dev, m, k, a, a_off, lda, NULL));
+    trans_a = 0, a = dev->blas->scratch, a_off = 0, lda = k;
+  }
   cl_kernel kern = NULL;
   CT_TRY(own_kernel(dev, t, trans_a, trans_b, &kern));
   cl_uint u[3] = {(cl_uint)m, (cl_uint)n, (cl_uint)k};
@@ -368,15 +424,16 @@ ct_status ct_gemm(ct_device *dev, const char *role, int trans_a, int trans_b, si
   const ct_gemm_plan *p = ct_blas_find_plan(dev, trans_a, trans_b, m, n, k);
   if (!p) p = ct_blas_default_plan(dev);
   int own = p && p->impl == CT_GEMM_OWN;
+  int one_cmd = own && !(trans_a && p->tile.at);   // (at: a transpose, then the product)
   // Profiling: our kernel is one command with its own event; CLBlast may run several (padding,
-  // transposes), so its span starts at a marker.
+  // transposes), and so does ours with a transpose ahead: the span starts at a marker.
   char name[96];
   double flops = 2.0 * (double)m * (double)n * (double)k;
   cl_event *ev = NULL;
   if (dev->prof) {
     snprintf(name, sizeof name, "gemm %s %c%c %zux%zux%zu %s", role, trans_a ? 'T' : 'N',
              trans_b ? 'T' : 'N', m, n, k, own ? "(own)" : "(clblast)");
-    if (own) ev = ct_prof_event(dev, name, flops, CT_PROF_GEMM);
+    if (one_cmd) ev = ct_prof_event(dev, name, flops, CT_PROF_GEMM);
     else CT_TRY(ct_prof_span(dev, name, flops, CT_PROF_GEMM, &ev));
   }
   if (own) {

@@ -174,7 +174,7 @@ static ct_status set_indirect(ct_device *dev, size_t min_indirect) {
 
 // Total time of the shapes with CLBlast as it is set now; per-shape times in sec[] (may be NULL).
 static double clblast_total(tuner *t, ct_tune_shape *shapes, int n, double *sec, int batches) {
-  static const candidate cl = {0, {0, 0, 0, 0, 0}};
+  static const candidate cl = {0, {0, 0, 0, 0, 0, 0}};
   double total = 0;
   for (int i = 0; i < n; i++) {
     double s = measure(t, &cl, &shapes[i], batches);
@@ -320,7 +320,7 @@ static ct_status search_own(tuner *t, const ct_tune_shape *s, ct_gemm_tile *best
     for (size_t i = 0; i < sizeof tiles / sizeof tiles[0] && nsc < 64; i++) {
       int mr = tiles[i][0], nv = tiles[i][1] * 8 / vws[v];
       if (nv < 1) continue;
-      candidate c = {1, {mr, nv, vws[v], lm_for(s->m, mr, dev->info.max_wg), 256}};
+      candidate c = {1, {mr, nv, vws[v], lm_for(s->m, mr, dev->info.max_wg), 256, 0}};
       while (c.tile.kb > 32 && ct_gemm_tile_check(dev, &c.tile) != CT_OK) c.tile.kb /= 2;
       if (ct_gemm_tile_check(dev, &c.tile) != CT_OK) {
         ct_error_clear();
@@ -339,7 +339,7 @@ static ct_status search_own(tuner *t, const ct_tune_shape *s, ct_gemm_tile *best
   qsort(sc, (size_t)nsc, sizeof *sc, by_time);
   // around the best three: work-group size x 1/2, 2 and panel depth 128, 512
   int top = nsc < 3 ? nsc : 3;
-  scored *more = calloc((size_t)top * 8 + 1, sizeof *more);
+  scored *more = calloc((size_t)top * 8 + 3, sizeof *more);
   int nmore = 0;
   for (int i = 0; i < top && more && isfinite(sc[i].sec); i++) {
     more[nmore++] = sc[i];
@@ -357,6 +357,22 @@ static ct_status search_own(tuner *t, const ct_tune_shape *s, ct_gemm_tile *best
       more[nmore].sec = measure(t, &c, s, 2);
       if (t->o->verbose)
         say(t, "  own MR=%d NV=%d VW=%d LM=%d KB=%d: %.1f GFLOP/s\n", c.tile.mr, c.tile.nv,
+            c.tile.vw, c.tile.lm, c.tile.kb, gflops(s, more[nmore].sec));
+      nmore++;
+    }
+  }
+  // a transposed A: the best two again, with A transposed ahead (tile.at; the best one even
+  // past the budget: one measurement)
+  if (s->ta && more && nmore) {
+    qsort(more, (size_t)nmore, sizeof *more, by_time);
+    for (int i = 0, n0 = nmore; i < 2 && i < n0 && isfinite(more[i].sec); i++) {
+      if (i > 0 && over_budget(t)) break;
+      candidate c = {1, more[i].tile};
+      c.tile.at = 1;
+      more[nmore].tile = c.tile;
+      more[nmore].sec = measure(t, &c, s, 2);
+      if (t->o->verbose)
+        say(t, "  own MR=%d NV=%d VW=%d LM=%d KB=%d AT=1: %.1f GFLOP/s\n", c.tile.mr, c.tile.nv,
             c.tile.vw, c.tile.lm, c.tile.kb, gflops(s, more[nmore].sec));
       nmore++;
     }
@@ -452,7 +468,7 @@ ct_status ct_tune_run(ct_device *dev, ct_tune_shape *shapes, int n, const ct_tun
   }
   for (int i = 0; i < n; i++) {
     ct_tune_shape *s = &shapes[i];
-    candidate cl = {0, {0, 0, 0, 0, 0}}, own = {1, tiles[i]};
+    candidate cl = {0, {0, 0, 0, 0, 0, 0}}, own = {1, tiles[i]};
     double best_cl = INFINITY, best_own = INFINITY;
     for (int round = 0; round < 3; round++) {
       double x = measure(&t, &cl, s, 2);
@@ -601,7 +617,7 @@ ct_status ct_tune_bench(ct_device *dev, ct_tune_shape *shapes, int n, int rounds
   ct_tune_options_defaults(&o);
   tuner t = {dev, &o, NULL, NULL, NULL, ct_now(), 0};
   CT_TRY(alloc_buffers(&t, shapes, n));
-  static const candidate chosen = {-1, {0, 0, 0, 0, 0}};
+  static const candidate chosen = {-1, {0, 0, 0, 0, 0, 0}};
   for (int i = 0; i < n; i++) shapes[i].gflops_after = 0;
   for (int r = 0; r < rounds; r++)
     for (int i = 0; i < n; i++) {

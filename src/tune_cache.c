@@ -90,7 +90,8 @@ static int parse_double(const char *s, double *out) {
   return 1;
 }
 
-// "gemm NT M N K own MR=.. NV=.. VW=.. LM=.. KB=.. gflops=G default=D" or "... clblast gflops=..".
+// "gemm NT M N K own MR=.. NV=.. VW=.. LM=.. KB=.. [AT=1] gflops=G default=D" or "... clblast
+// gflops=..". (AT=1: the transposed A transposed ahead; absent: 0.)
 static int parse_plan(char *text, ct_gemm_plan *p) {
   memset(p, 0, sizeof *p);
   char *save = NULL;
@@ -119,6 +120,7 @@ static int parse_plan(char *text, ct_gemm_plan *p) {
     else if (!strcmp(tok, "VW")) p->tile.vw = (int)v, have |= 4;
     else if (!strcmp(tok, "LM")) p->tile.lm = (int)v, have |= 8;
     else if (!strcmp(tok, "KB")) p->tile.kb = (int)v, have |= 16;
+    else if (!strcmp(tok, "AT") && v <= 1) p->tile.at = (int)v;
     else return 0;
   }
   return p->impl == CT_GEMM_CLBLAST || have == 31;
@@ -266,7 +268,8 @@ ct_status ct_tune_cache_write(const char *path, const ct_tune_cache *c) {
     if (p->impl == CT_GEMM_OWN)
       append(&buf, &len, &cap, "own MR=%d NV=%d VW=%d LM=%d KB=%d", p->tile.mr, p->tile.nv,
              p->tile.vw, p->tile.lm, p->tile.kb);
-    else
+    if (p->impl == CT_GEMM_OWN && p->tile.at) append(&buf, &len, &cap, " AT=1");
+    if (p->impl != CT_GEMM_OWN)
       append(&buf, &len, &cap, "clblast");
     append(&buf, &len, &cap, " gflops=%.2f default=%.2f\n", p->gflops, p->gflops_default);
   }

@@ -28,7 +28,7 @@ static void fill_cache(const ct_device *dev, ct_tune_cache *c) {
   c->plans = calloc(2, sizeof *c->plans);
   ct_gemm_plan *p = c->plans;
   p[0].ta = 0, p[0].tb = 1, p[0].m = 128, p[0].n = 512, p[0].k = 784;
-  p[0].impl = CT_GEMM_OWN, p[0].tile = (ct_gemm_tile){4, 3, 8, 32, 256};
+  p[0].impl = CT_GEMM_OWN, p[0].tile = (ct_gemm_tile){4, 3, 8, 32, 256, 1};
   p[0].gflops = 55.5, p[0].gflops_default = 20.25;
   p[1].ta = 1, p[1].tb = 0, p[1].m = 64, p[1].n = 384, p[1].k = 25088;
   p[1].impl = CT_GEMM_CLBLAST, p[1].gflops = 30, p[1].gflops_default = 30;
@@ -62,6 +62,7 @@ START_TEST(cache_round_trip) {
   ck_assert_int_eq(back.plans[0].tile.mr, 4);
   ck_assert_int_eq(back.plans[0].tile.nv, 3);
   ck_assert_int_eq(back.plans[0].tile.kb, 256);
+  ck_assert_int_eq(back.plans[0].tile.at, 1);
   ck_assert_int_eq(back.plans[1].impl, CT_GEMM_CLBLAST);
   ck_assert_int_eq((int)back.plans[1].k, 25088);
   ck_assert(back.best_gflops > 61.2 && back.best_gflops < 61.3);
@@ -128,6 +129,7 @@ START_TEST(load_valid_stale_damaged_missing) {
       "format 1\nbogus 3\n",                                // unknown setting
       "format 1\ngemm NX 1 2 3 own MR=4\n",                 // malformed plan
       "format 1\ngemm NT 1 2 3 own MR=4 NV=3 VW=8 LM=32\n", // tile incomplete
+      "format 1\ngemm TN 1 2 3 own MR=4 NV=3 VW=8 LM=32 KB=8 AT=2\n",   // AT is 0 or 1
       "format 1\nxgemm KWG=16\n",                           // parameters missing
       "format 1\ngemm NT 0 2 3 clblast\n",                  // empty shape
       ("\x7f" "ELF\x01\x02\x03 garbage \xff\xfe\n"),         // not text at all

@@ -175,8 +175,8 @@ static ct_status run(tune_args *a) {
     const ct_gemm_plan *p = ct_blas_find_plan(&dev, s->ta, s->tb, s->m, s->n, s->k);
     char chosen[96] = "clblast";
     if (p && p->impl == CT_GEMM_OWN)
-      snprintf(chosen, sizeof chosen, "own MR=%d NV=%d VW=%d LM=%d KB=%d", p->tile.mr, p->tile.nv,
-               p->tile.vw, p->tile.lm, p->tile.kb);
+      snprintf(chosen, sizeof chosen, "own MR=%d NV=%d VW=%d LM=%d KB=%d%s", p->tile.mr,
+               p->tile.nv, p->tile.vw, p->tile.lm, p->tile.kb, p->tile.at ? " AT=1" : "");
     printf("%-14s %c%c %8zu %8zu %8zu %10.1f %10.1f %7.2fx  %s\n", s->role, s->ta ? 'T' : 'N',
            s->tb ? 'T' : 'N', s->m, s->n, s->k, s->gflops_before, s->gflops_after,
            s->gflops_before > 0 ? s->gflops_after / s->gflops_before : 0.0, chosen);

@@ -28,9 +28,13 @@
 typedef enum { CT_GEMM_CLBLAST, CT_GEMM_OWN } ct_gemm_impl;
 
 // The -D options of cl/gemm.cl: an MR x (NV*VW) register tile per work-item, LM work-items per
-// work-group, KB rows of op(B) per local-memory panel.
+// work-group, KB rows of op(B) per local-memory panel. at: a transposed A is transposed ahead
+// (gemm_transpose, into a scratch buffer of the device's) and the product runs as if it were
+// not: the kernel's loads of a transposed A step a whole row of A per k, and where that row is
+// 2 KiB long (the mlp's 512-wide layers) they fall on few cache sets (ignored when A is not
+// transposed; the same operations in the same order, so the same bits).
 typedef struct {
-  int mr, nv, vw, lm, kb;
+  int mr, nv, vw, lm, kb, at;
 } ct_gemm_tile;
 
 // A product's shape: C(m, n) = op(A)(m, k) * op(B)(k, n), ta / tb: whether A / B are transposed.
@@ -79,6 +83,9 @@ struct ct_blas_state {
   int nrecord, caprecord, recording;
   struct ct_gemm_kernel *kernels;   // built cl/gemm.cl kernels, one per option set
   int nkernels, capkernels;
+  cl_kernel transpose;       // cl/gemm.cl's gemm_transpose (tiles with at), once built
+  cl_mem scratch;            // ... and the transposed A, grown as needed
+  size_t scratch_floats;
 };
 
 ct_status ct_blas_init(ct_device *dev);
