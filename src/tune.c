@@ -339,7 +339,7 @@ static ct_status search_own(tuner *t, const ct_tune_shape *s, ct_gemm_tile *best
   qsort(sc, (size_t)nsc, sizeof *sc, by_time);
   // around the best three: work-group size x 1/2, 2 and panel depth 128, 512
   int top = nsc < 3 ? nsc : 3;
-  scored *more = calloc((size_t)top * 8 + 3, sizeof *more);
+  scored *more = calloc((size_t)top * 8 + 1, sizeof *more);
   int nmore = 0;
   for (int i = 0; i < top && more && isfinite(sc[i].sec); i++) {
     more[nmore++] = sc[i];
@@ -361,21 +361,26 @@ static ct_status search_own(tuner *t, const ct_tune_shape *s, ct_gemm_tile *best
       nmore++;
     }
   }
-  // a transposed A: the best two again, with A transposed ahead (tile.at; the best one even
-  // past the budget: one measurement)
+  // a transposed A: the best tile again with A transposed ahead (tile.at), the two measured in
+  // turns, three times each (even past the budget: a fraction of a second). The gain is 5-20 %
+  // and the machines this runs on move by more than that between two measurements, so the
+  // choice is made on the pair, not against a time measured earlier.
   if (s->ta && more && nmore) {
     qsort(more, (size_t)nmore, sizeof *more, by_time);
-    for (int i = 0, n0 = nmore; i < 2 && i < n0 && isfinite(more[i].sec); i++) {
-      if (i > 0 && over_budget(t)) break;
-      candidate c = {1, more[i].tile};
-      c.tile.at = 1;
-      more[nmore].tile = c.tile;
-      more[nmore].sec = measure(t, &c, s, 2);
-      if (t->o->verbose)
-        say(t, "  own MR=%d NV=%d VW=%d LM=%d KB=%d AT=1: %.1f GFLOP/s\n", c.tile.mr, c.tile.nv,
-            c.tile.vw, c.tile.lm, c.tile.kb, gflops(s, more[nmore].sec));
-      nmore++;
+    candidate plain = {1, more[0].tile}, ahead = {1, more[0].tile};
+    ahead.tile.at = 1;
+    double sp = INFINITY, sa = INFINITY;
+    for (int r = 0; r < 3 && isfinite(more[0].sec); r++) {
+      double x = measure(t, &plain, s, 1), y = measure(t, &ahead, s, 1);
+      if (x < sp) sp = x;
+      if (y < sa) sa = y;
     }
+    if (t->o->verbose)
+      say(t, "  own MR=%d NV=%d VW=%d LM=%d KB=%d: %.1f GFLOP/s, with AT=1: %.1f (in turns)\n",
+          plain.tile.mr, plain.tile.nv, plain.tile.vw, plain.tile.lm, plain.tile.kb,
+          gflops(s, sp), gflops(s, sa));
+    if (sa < sp) more[0].tile = ahead.tile, more[0].sec = sa;
+    else if (sp < more[0].sec) more[0].sec = sp;
   }
   ct_status st = CT_OK;
   if (more && nmore) {
