@@ -98,7 +98,7 @@ static void check_device(ct_device *dev, int small) {
       continue;
     }
     for (int s = 0; s < nshapes; s++)
-      for (int ta = 0; ta < 2; ta++)
+      for (int ta = impl >= 0 && tiles[impl].at; ta < 2; ta++)   // (at: only for a transposed A)
         for (int tb = 0; tb < 2; tb++) {
           int variant = (s + ta + 2 * tb) % 3;   // cover beta 0, beta 2, padded ld among them
           check_one(dev, impl, 0, ta, tb, shapes[s][0], shapes[s][1], shapes[s][2],
