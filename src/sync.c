@@ -71,9 +71,10 @@ static ct_status stale_setup(ct_run_state *s) {
   s->apply_first = !forced && n == world;
   if (st == CT_OK && s->comm->rank == 0 && n > 0) {
     if (s->apply_first)
-      printf("cltrain: --sync stale: every rank's device is a CPU (it computes on the cores "
-             "the ring needs: nothing to overlap), so each update applies before the next step "
-             "computes: --sync sync's math, no prediction\n");
+      printf("cltrain: --sync stale: %s (it computes on the cores the ring needs: nothing to "
+             "overlap), so each update applies before the next step computes: --sync sync's "
+             "math, no prediction\n",
+             world > 1 ? "every rank's device is a CPU" : "one rank, on a CPU device");
     else {
       printf("cltrain: --sync stale: %s reduce%s the pending step before computing the next "
              "(a CPU device computes on the cores the ring needs; the same bits)",
