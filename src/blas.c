@@ -127,7 +127,6 @@ void ct_blas_free(ct_device *dev) {
   if (!b) return;
   for (int i = 0; i < b->nkernels; i++) clReleaseKernel(b->kernels[i].kernel);
   free(b->kernels);
-  if (b->transpose) clReleaseKernel(b->transpose);
   if (b->scratch) clReleaseMemObject(b->scratch);
   free(b->plans);
   free(b->record);
@@ -234,7 +233,7 @@ ct_status ct_gemm_clblast(ct_device *dev, int trans_a, int trans_b, size_t m, si
 
 void ct_gemm_tile_options(const ct_gemm_tile *t, int ta, int tb, char *buf, size_t size) {
   snprintf(buf, size, "-DMR=%d -DNV=%d -DVW=%d -DLM=%d -DKB=%d -DTRANS_A=%d -DTRANS_B=%d", t->mr,
-           t->nv, t->vw, t->lm, t->kb, !!ta && !t->at, !!tb);
+           t->nv, t->vw, t->lm, t->kb, !!ta, !!tb);
 }
 
 ct_status ct_gemm_tile_check(const ct_device *dev, const ct_gemm_tile *t) {
@@ -291,19 +290,11 @@ static ct_status own_kernel(ct_device *dev, const ct_gemm_tile *t, int ta, int t
 // (m, k) with leading dimension k, on its queue (in order: the product enqueued after it reads
 // it, and the next transpose is enqueued after that product).
 static ct_status transpose_a(ct_device *dev, size_t m, size_t k, cl_mem a, size_t a_off,
-                             size_t lda, cl_event *event) {
+                             size_t lda) {
   struct ct_blas_state *b = dev->blas;
   cl_int err;
-  if (!b->transpose) {
-    cl_program prog;
-    CT_TRY(ct_program_build(dev, "gemm", "", &prog));
-    b->transpose = clCreateKernel(prog, "gemm_transpose", &err);
-    if (err != CL_SUCCESS) {
-      b->transpose = NULL;
-      return CT_FAIL(CT_ERR_CL, "clCreateKernel(cl/gemm.cl, \"gemm_transpose\") failed: %s",
-                     ct_cl_errname(err));
-    }
-  }
+  cl_kernel kt;
+  CT_TRY(ct_kernel(dev, "gemm", "gemm_transpose", &kt));
   if (b->scratch_floats < m * k) {
     if (b->scratch) clReleaseMemObject(b->scratch);   // (freed once the commands using it ran)
     b->scratch_floats = 0;
@@ -317,7 +308,6 @@ static ct_status transpose_a(ct_device *dev, size_t m, size_t k, cl_mem a, size_
     }
     b->scratch_floats = m * k;
   }
-  cl_kernel kt = b->transpose;
   cl_uint u[4] = {(cl_uint)m, (cl_uint)k, (cl_uint)a_off, (cl_uint)lda};
   CL_CHECK(clSetKernelArg(kt, 0, sizeof(cl_uint), &u[0]));
   CL_CHECK(clSetKernelArg(kt, 1, sizeof(cl_uint), &u[1]));
@@ -326,7 +316,7 @@ static ct_status transpose_a(ct_device *dev, size_t m, size_t k, cl_mem a, size_
   CL_CHECK(clSetKernelArg(kt, 4, sizeof(cl_uint), &u[3]));
   CL_CHECK(clSetKernelArg(kt, 5, sizeof(cl_mem), &b->scratch));
   size_t global[2] = {(m + 7) / 8, (k + 7) / 8};
-  err = clEnqueueNDRangeKernel(dev->queue, kt, 2, NULL, global, NULL, 0, NULL, event);
+  err = clEnqueueNDRangeKernel(dev->queue, kt, 2, NULL, global, NULL, 0, NULL, NULL);
   if (err != CL_SUCCESS)
     return CT_FAIL(err == CL_OUT_OF_RESOURCES || err == CL_OUT_OF_HOST_MEMORY ? CT_ERR_NOMEM
                                                                               : CT_ERR_CL,
@@ -352,7 +342,7 @@ ct_status ct_gemm_own(ct_device *dev, const ct_gemm_tile *t, int trans_a, int tr
   if (trans_a && t->at && k > 0) {   // then the product of an A that is not transposed
     if (m * k > lim)
       return CT_FAIL(CT_ERR_INTERNAL, "gemm_transpose: m=%zu k=%zu exceeds 32-bit indexing", m, k);
-    CT_TRY(transpose_a(dev, m, k, a, a_off, lda, NULL));
+    CT_TRY(transpose_a(dev, m, k, a, a_off, lda));
     trans_a = 0, a = dev->blas->scratch, a_off = 0, lda = k;
   }
   cl_kernel kern = NULL;

@@ -69,7 +69,7 @@ static ct_status stale_setup(ct_run_state *s) {
     for (int r = 0; r < world; r++) n += first[r];
   }
   s->apply_first = !forced && n == world;
-  if (st == CT_OK && s->comm->rank == 0 && n > 0) {
+  if (st == CT_OK && s->comm->rank == 0 && n > 0 && (s->apply_first || world > 1)) {
     if (s->apply_first)
       printf("cltrain: --sync stale: %s (it computes on the cores the ring needs: nothing to "
              "overlap), so each update applies before the next step computes: --sync sync's "
@@ -312,7 +312,9 @@ ct_status ct_local_average(ct_run_state *s, int with_state) {
 const ct_sync_mode ct_sync_modes[] = {
     {.name = "sync", .help = "reduce, then update", .reduces_gradients = 1, .buckets = 1,
      .shard_update = 1, .step = sync_step, .loss_scale = scale_global},
-    {.name = "stale", .help = "reduce step t while step t+1 computes; updates one step late",
+    {.name = "stale",
+     .help = "reduce step t while step t+1 computes; updates one step late; where every "
+             "rank's device is a CPU, sync's schedule",
      .reduces_gradients = 1, .overlapped = 1,
      .no_buckets = "stale already reduces while the next step computes",
      .setup = stale_setup, .step = stale_step, .flush = stale_flush, .loss_scale = scale_global},

@@ -266,10 +266,9 @@ ct_status ct_tune_cache_write(const char *path, const ct_tune_cache *c) {
     append(&buf, &len, &cap, "gemm %c%c %zu %zu %zu ", p->ta ? 'T' : 'N', p->tb ? 'T' : 'N', p->m,
            p->n, p->k);
     if (p->impl == CT_GEMM_OWN)
-      append(&buf, &len, &cap, "own MR=%d NV=%d VW=%d LM=%d KB=%d", p->tile.mr, p->tile.nv,
-             p->tile.vw, p->tile.lm, p->tile.kb);
-    if (p->impl == CT_GEMM_OWN && p->tile.at) append(&buf, &len, &cap, " AT=1");
-    if (p->impl != CT_GEMM_OWN)
+      append(&buf, &len, &cap, "own MR=%d NV=%d VW=%d LM=%d KB=%d%s", p->tile.mr, p->tile.nv,
+             p->tile.vw, p->tile.lm, p->tile.kb, p->tile.at ? " AT=1" : "");
+    else
       append(&buf, &len, &cap, "clblast");
     append(&buf, &len, &cap, " gflops=%.2f default=%.2f\n", p->gflops, p->gflops_default);
   }

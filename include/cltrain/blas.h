@@ -83,8 +83,7 @@ struct ct_blas_state {
   int nrecord, caprecord, recording;
   struct ct_gemm_kernel *kernels;   // built cl/gemm.cl kernels, one per option set
   int nkernels, capkernels;
-  cl_kernel transpose;       // cl/gemm.cl's gemm_transpose (tiles with at), once built
-  cl_mem scratch;            // ... and the transposed A, grown as needed
+  cl_mem scratch;            // tiles with at: the transposed A (gemm_transpose), grown as needed
   size_t scratch_floats;
 };
 
